@@ -1,0 +1,31 @@
+"""safeload: load scikit-learn model files without letting them run code.
+
+``safeload.load(path)`` is a drop-in for ``joblib.load(path)``: it accepts
+pickle (protocols 0-5), joblib (raw and compressed) and skops files, judged by
+content, and refuses any global outside an exact allowlist.
+"""
+
+from __future__ import annotations
+
+from safeload._errors import (
+    LimitExceededError,
+    MalformedModelError,
+    SafeloadError,
+    UnsafeModelError,
+    UnsupportedFormatError,
+)
+from safeload._load import load, loads
+from safeload._policy import Limits, Policy
+
+__all__ = [
+    "LimitExceededError",
+    "Limits",
+    "MalformedModelError",
+    "Policy",
+    "SafeloadError",
+    "UnsafeModelError",
+    "UnsupportedFormatError",
+    "load",
+    "loads",
+]
+__version__ = "0.1.0"

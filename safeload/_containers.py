@@ -1,0 +1,170 @@
+"""Reading the input once, deciding its format by content, and opening containers.
+
+The format never comes from a file name.  Compressed joblib files are recognised
+by the same magic bytes joblib uses and inflated with a size cap, into a
+writable buffer so that large arrays can be views rather than copies.
+"""
+
+from __future__ import annotations
+
+import bz2
+import enum
+import io
+import lzma
+import os
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any
+
+from safeload._errors import LimitExceededError, MalformedModelError, UnsafeModelError, UnsupportedFormatError
+from safeload._policy import Limits
+
+__all__ = ["Format", "Source", "decompress", "read_source", "sniff"]
+
+
+class Format(enum.Enum):
+    PICKLE = "pickle"
+    SKOPS = "skops"
+    ZIP = "zip"
+    NPY = "npy"
+    ZLIB = "zlib"
+    GZIP = "gzip"
+    BZ2 = "bz2"
+    XZ = "xz"
+    LZMA = "lzma"
+    LZ4 = "lz4"
+    JOBLIB_ZF = "joblib-zf"
+    UNKNOWN = "unknown"
+
+
+COMPRESSED = frozenset({Format.ZLIB, Format.GZIP, Format.BZ2, Format.XZ, Format.LZMA, Format.LZ4})
+_PICKLE_FIRST = frozenset(b"(.012FIJKLMNPQRSTUVXabcdeghijlopqrstu}])GBC\x80\x85\x86\x87\x88\x89\x8a\x8b\x8c\x8d\x8e\x8f"
+                          b"\x90\x91\x92\x93\x94\x95\x96")
+
+
+@dataclass
+class Source:
+    """The bytes of one input, read once; ``path`` is kept only for memory mapping."""
+
+    data: bytearray | bytes
+    name: str
+    path: str | None = None
+
+
+def read_source(file: Any, limits: Limits) -> Source:
+    if isinstance(file, (str, os.PathLike)):
+        path = os.fspath(file)
+        try:
+            with open(path, "rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                if size > limits.max_zip_bytes and size > limits.max_array_bytes:
+                    raise LimitExceededError(f"{path}: file of {size} bytes exceeds the size limits")
+                buf = bytearray(size)
+                got = fh.readinto(buf)
+                extra = fh.read(1)
+        except OSError as exc:
+            raise UnsupportedFormatError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if got != size or extra:
+            raise MalformedModelError(f"{path} changed size while it was being read")
+        return Source(buf, str(path), str(path))
+    if isinstance(file, (bytes, bytearray, memoryview)):
+        return Source(bytes(file), "<bytes>")
+    read: Callable[..., Any] | None = getattr(file, "read", None)
+    if read is None:
+        raise TypeError(f"expected a path or a binary file object, got {type(file).__name__}")
+    try:
+        data = read()
+    except OSError as exc:
+        raise UnsupportedFormatError(f"cannot read from file object: {exc}") from None
+    if isinstance(data, str):
+        raise TypeError("the file object must be opened in binary mode")
+    name = str(getattr(file, "name", "<file object>"))
+    return Source(bytearray(data) if not isinstance(data, bytearray) else data, name)
+
+
+def sniff(data: bytes | bytearray) -> Format:
+    head = bytes(data[:8])
+    if not head:
+        raise MalformedModelError("empty input")
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        return Format.ZIP
+    if head.startswith(b"\x93NUMPY"):
+        return Format.NPY
+    if head.startswith(b"ZF"):
+        return Format.JOBLIB_ZF
+    if head.startswith(b"\x1f\x8b"):
+        return Format.GZIP
+    if head.startswith(b"BZh"):
+        return Format.BZ2
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return Format.XZ
+    if head.startswith(b"\x5d\x00\x00"):
+        return Format.LZMA
+    if head.startswith(b"\x04\x22\x4d\x18"):
+        return Format.LZ4
+    if head[0] == 0x78 and len(head) > 1 and (head[0] * 256 + head[1]) % 31 == 0:
+        return Format.ZLIB
+    if head[0] == 0x80 and len(head) > 1 and head[1] <= 5:
+        return Format.PICKLE
+    if head[0] in _PICKLE_FIRST:
+        return Format.PICKLE
+    return Format.UNKNOWN
+
+
+def _cap(limits: Limits, compressed: int) -> int:
+    return min(limits.max_decompressed_bytes, max(1 << 30, 200 * compressed))
+
+
+def decompress(fmt: Format, data: bytes | bytearray, limits: Limits) -> bytearray:
+    """Inflate a whole compressed joblib payload, refusing bombs and trailing data."""
+    cap = _cap(limits, len(data))
+    out = bytearray()
+    chunk = 1 << 24
+    try:
+        if fmt is Format.LZ4:
+            try:
+                import lz4.frame
+            except ImportError:
+                raise UnsupportedFormatError("lz4-compressed file: install safeload[lz4] to read it") from None
+            d: Any = lz4.frame.LZ4FrameDecompressor()
+        elif fmt in (Format.ZLIB, Format.GZIP):
+            d = zlib.decompressobj(wbits=15 if fmt is Format.ZLIB else 31)
+        elif fmt is Format.BZ2:
+            d = bz2.BZ2Decompressor()
+        else:
+            d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ if fmt is Format.XZ else lzma.FORMAT_ALONE)
+        view = memoryview(data)
+        pending: Any = view
+        while True:
+            if fmt in (Format.ZLIB, Format.GZIP):
+                piece = d.decompress(pending, chunk)
+                pending = d.unconsumed_tail
+                done = d.eof
+            else:
+                piece = d.decompress(pending, max_length=chunk)
+                pending = b""
+                done = d.eof or (not piece and d.needs_input)
+            out += piece
+            if len(out) > cap:
+                raise LimitExceededError(
+                    f"{fmt.value} stream inflates beyond {cap} bytes (limit max_decompressed_bytes); "
+                    "raise the limit if you trust this file")
+            if done:
+                break
+            if not piece and not pending and fmt in (Format.ZLIB, Format.GZIP):
+                break
+        if not d.eof:
+            raise MalformedModelError(f"truncated {fmt.value} stream")
+        unused = bytes(getattr(d, "unused_data", b"") or b"")
+        if unused:
+            raise UnsafeModelError(f"{len(unused)} bytes follow the {fmt.value} stream (a second stream or appended data)")
+    except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError, RuntimeError) as exc:
+        raise MalformedModelError(f"corrupt {fmt.value} stream: {exc}") from None
+    except MemoryError:
+        raise LimitExceededError(f"out of memory while inflating the {fmt.value} stream") from None
+    return out
+
+
+def zip_bytes_io(data: bytes | bytearray) -> IO[bytes]:
+    return io.BytesIO(data)

@@ -1,0 +1,183 @@
+"""Execution engines: build the objects of a stream the walker already accepted.
+
+* Plain pickle streams run on CPython's C unpickler, reading the in-memory
+  buffer linearly (a ``peek`` that returns everything), so nothing here costs a
+  Python call per opcode; the buffer reader learns the exact end position.
+* joblib streams carry raw array bytes after each ``NumpyArrayWrapper``; they
+  run on a subclass of the pure-Python unpickler (as joblib itself does) whose
+  BUILD turns the wrapper into an array from the bytes the walker located.
+
+Both resolve globals through ``find_class`` against the walker's list of
+approved names (defence in depth: a name the walker did not approve is
+refused even if the policy would allow it).
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from safeload._errors import MalformedModelError, UnsafeModelError
+from safeload._policy import Policy
+from safeload._walker import ArraySpan, Trace
+
+__all__ = ["run_c", "run_joblib"]
+
+
+class _Resolver:
+    """Maps a raw (module, name) pair to the approved object, once per pair."""
+
+    def __init__(self, policy: Policy, trace: Trace) -> None:
+        self._policy = policy
+        self._approved = trace.approved()
+        self._cache: dict[tuple[str, str], Any] = {}
+
+    def __call__(self, module: str, name: str) -> Any:
+        key = (module, name)
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        target = self._approved.get(key)
+        if target is None:
+            full = f"{module}.{name}"
+            raise UnsafeModelError(f"the unpickler asked for {full}, which the static check never saw",
+                                   names=[full])
+        obj = self._policy.resolve(*target)
+        self._cache[key] = obj
+        return obj
+
+
+class _WholeBuffer:
+    """A file whose ``peek`` returns all remaining bytes: the C unpickler then reads linearly
+    from memory and, when done, calls ``read(consumed)``, which tells us where it stopped."""
+
+    def __init__(self, data: bytes | bytearray, pos: int) -> None:
+        self._view = memoryview(data)
+        self.pos = pos
+
+    def peek(self, n: int = 0) -> memoryview:
+        return self._view[self.pos:]
+
+    def read(self, n: int = -1) -> bytes:
+        # Only reached to skip what was consumed from peek(), or when the data is truncated.
+        self.pos += max(n, 0)
+        return b""
+
+    def readline(self) -> bytes:
+        return b""
+
+
+def _refuse_persistent(pid: Any) -> Any:
+    raise UnsafeModelError("persistent id in stream: refused")
+
+
+class _CUnpickler(pickle.Unpickler):
+    def __init__(self, file: _WholeBuffer, resolver: _Resolver) -> None:
+        super().__init__(file, fix_imports=True, encoding="ASCII")  # type: ignore[arg-type]
+        self._resolver = resolver
+
+    def find_class(self, module: str, name: str) -> Any:
+        return self._resolver(module, name)
+
+    def persistent_load(self, pid: Any) -> Any:
+        return _refuse_persistent(pid)
+
+
+def run_c(data: bytes | bytearray, trace: Trace, policy: Policy) -> Any:
+    """Run the C unpickler over ``data[trace.start:]`` and check it stopped where the walker did."""
+    reader = _WholeBuffer(data, trace.start)
+    obj = _CUnpickler(reader, _Resolver(policy, trace)).load()
+    if reader.pos != trace.end:
+        raise MalformedModelError(
+            f"the unpickler stopped at offset {reader.pos}, the static check at {trace.end}; refusing")
+    return obj
+
+
+class _WrapperStandIn:
+    """What ``joblib.numpy_pickle.NumpyArrayWrapper`` resolves to: an inert placeholder."""
+
+    __slots__ = ("__weakref__",)
+
+    def __reduce__(self) -> Any:
+        raise TypeError("placeholder")
+
+
+class _JoblibUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
+    dispatch = pickle._Unpickler.dispatch.copy()  # type: ignore[attr-defined]
+
+    def __init__(self, data: bytes | bytearray, trace: Trace, policy: Policy, mmap: Callable[[ArraySpan], Any] | None):
+        self._buffer = data
+        self._file = io.BytesIO(data)
+        self._file.seek(trace.start)
+        super().__init__(self._file, fix_imports=True, encoding="ASCII")
+        self._resolver = _Resolver(policy, trace)
+        self._policy = policy
+        self._spans = {span.build_offset + 1: span for span in trace.arrays}
+        self._mmap = mmap
+
+    def find_class(self, module: str, name: str) -> Any:
+        if f"{module}.{name}" == "joblib.numpy_pickle.NumpyArrayWrapper":
+            self._resolver(module, name)  # still must be approved
+            return _WrapperStandIn
+        return self._resolver(module, name)
+
+    def persistent_load(self, pid: Any) -> Any:
+        return _refuse_persistent(pid)
+
+    def load_build(self) -> None:
+        stack = self.stack
+        inst = stack[-2] if len(stack) >= 2 else None
+        if not isinstance(inst, _WrapperStandIn):
+            pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]
+            return
+        stack.pop()  # the wrapper's state; the walker already read it
+        pos = self._file.tell()
+        span = self._spans.get(pos)
+        if span is None:
+            raise MalformedModelError(f"joblib array at offset {pos} was not located by the static check")
+        stack[-1] = self._array(span)
+        end = span.nested.end if span.nested is not None else span.data_offset + span.nbytes
+        self._file.seek(end)
+
+    dispatch[pickle.BUILD[0]] = load_build
+
+    def _array(self, span: ArraySpan) -> Any:
+        if span.nested is not None:
+            return run_c(self._buffer, span.nested, self._policy)
+        if self._mmap is not None and span.allow_mmap:
+            return self._mmap(span)
+        count = span.nbytes // span.dtype.itemsize
+        arr = np.frombuffer(self._buffer, dtype=span.dtype, count=count, offset=span.data_offset)
+        if span.order == "F":
+            arr = arr.reshape(span.shape[::-1]).transpose()
+        else:
+            arr = arr.reshape(span.shape)
+        if not arr.dtype.isnative:
+            return arr.astype(arr.dtype.newbyteorder("="))  # joblib's ensure_native_byte_order
+        if isinstance(self._buffer, bytearray) and span.nbytes >= _VIEW_THRESHOLD:
+            # Zero-copy view into the buffer read once from disk: large arrays only, so that a
+            # small surviving array never keeps the whole file buffer alive.
+            return arr
+        return arr.copy(order="K")
+
+
+_VIEW_THRESHOLD = 1 << 20
+
+
+def run_joblib(
+    data: bytes | bytearray,
+    trace: Trace,
+    policy: Policy,
+    mmap: Callable[[ArraySpan], Any] | None = None,
+) -> Any:
+    unpickler = _JoblibUnpickler(data, trace, policy, mmap)
+    obj = unpickler.load()
+    end = unpickler._file.tell()
+    if end != trace.end:
+        raise MalformedModelError(f"the unpickler stopped at offset {end}, the static check at {trace.end}")
+    return obj

@@ -1,0 +1,269 @@
+"""Argument checks for the few allowed callables that could misbehave with hostile arguments.
+
+A pickle's REDUCE calls whatever ``find_class`` returned with arguments the
+file chooses.  Most allowed callables only build a value; the ones here could
+allocate without bound, call another callable, or hand back their argument, so
+the loader returns them wrapped in a ``Guarded`` callable that checks first.
+"""
+
+from __future__ import annotations
+
+import operator
+import types
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from safeload._errors import LimitExceededError, UnsafeModelError
+
+if TYPE_CHECKING:
+    from safeload._policy import Policy
+
+__all__ = ["GUARDS", "Guarded"]
+
+# Arrays built by reconstructors are empty placeholders; real data arrives with BUILD.
+_MAX_PLACEHOLDER_ELEMENTS = 1 << 20
+_MAX_SCALAR_BYTES = 1 << 20
+_MAX_TREE_SIZE = 1 << 31
+_PLAIN_BASES = (object, dict, list, set, frozenset, tuple, int, float, str, bytes)
+_LATIN1 = frozenset({"latin1", "latin-1", "iso8859-1", "iso-8859-1", "utf-8", "utf8", "ascii"})
+_NOT_VALUES = (type, types.FunctionType, types.BuiltinFunctionType, types.ModuleType, np.ufunc)
+
+
+class Guarded:
+    """A callable stand-in for an allowed name; immune to BUILD and never re-pickled."""
+
+    __slots__ = ("_fn", "_check", "name")
+
+    def __init__(self, name: str, fn: Callable[..., Any], check: Callable[..., None]) -> None:
+        self._fn = fn
+        self._check = check
+        self.name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self._check(*args, **kwargs)
+        result = self._fn(*args, **kwargs)
+        if isinstance(result, _NOT_VALUES):
+            raise UnsafeModelError(f"{self.name} returned a {type(result).__name__}, not a value")
+        return result
+
+    def __setstate__(self, state: object) -> None:
+        raise UnsafeModelError(f"the pickle tried to modify the allowed callable {self.name}")
+
+    def __reduce__(self) -> Any:
+        raise TypeError(f"safeload guard for {self.name} cannot be pickled")
+
+    def __repr__(self) -> str:
+        return f"<safeload guard for {self.name}>"
+
+
+def _count(shape: object) -> int:
+    if isinstance(shape, (int, np.integer)):
+        dims = [int(shape)]
+    elif isinstance(shape, tuple) and all(isinstance(d, (int, np.integer)) for d in shape):
+        dims = [int(d) for d in shape]
+    else:
+        raise UnsafeModelError(f"array shape must be a tuple of integers, got {type(shape).__name__}")
+    total = 1
+    for d in dims:
+        if d < 0:
+            raise UnsafeModelError(f"negative array dimension {d}")
+        total *= d
+    return total
+
+
+def _placeholder_shape(shape: object) -> None:
+    if _count(shape) > _MAX_PLACEHOLDER_ELEMENTS:
+        raise LimitExceededError(
+            f"array reconstruction asks for shape {shape!r}; real pickles rebuild arrays from "
+            "an empty placeholder, so this file is asking for memory it does not contain"
+        )
+
+
+def _array_type(policy: Policy, cls: object) -> None:
+    if not (isinstance(cls, type) and issubclass(cls, np.ndarray)):
+        raise UnsafeModelError(f"array reconstruction needs an ndarray type, got {cls!r}")
+    if not policy.allows(f"{cls.__module__}.{cls.__qualname__}"):
+        name = f"{cls.__module__}.{cls.__qualname__}"
+        raise UnsafeModelError(f"array subtype {name} is not allowed", names=[name])
+
+
+def _allowed_class(policy: Policy, cls: object) -> str:
+    if not isinstance(cls, type):
+        raise UnsafeModelError(f"expected an allowed class, got {type(cls).__name__}")
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    if not policy.allows(name):
+        raise UnsafeModelError(f"class {name} is not allowed", names=[name])
+    return name
+
+
+def _reconstruct(policy: Policy) -> Callable[..., None]:
+    def check(subtype: object, shape: object, dtype: object = b"b", *rest: object) -> None:
+        _array_type(policy, subtype)
+        _placeholder_shape(shape)
+
+    return check
+
+
+def _mareconstruct(policy: Policy) -> Callable[..., None]:
+    def check(subtype: object, baseclass: object, baseshape: object, basetype: object) -> None:
+        _array_type(policy, subtype)
+        _array_type(policy, baseclass)
+        _placeholder_shape(baseshape)
+
+    return check
+
+
+def _scalar(policy: Policy) -> Callable[..., None]:
+    def check(dtype: object, *data: object) -> None:
+        if not isinstance(dtype, np.dtype):
+            raise UnsafeModelError("numpy scalar reconstruction needs a dtype")
+        if dtype.itemsize > _MAX_SCALAR_BYTES:
+            raise LimitExceededError(f"numpy scalar of {dtype.itemsize} bytes refused")
+        if dtype.hasobject and data and isinstance(data[0], _NOT_VALUES):
+            raise UnsafeModelError("object scalar wrapping a class/function refused")
+
+    return check
+
+
+def _passthrough(policy: Policy) -> Callable[..., None]:
+    def check(*args: object, **kwargs: object) -> None:
+        return None
+
+    return check
+
+
+def _real_bit_generator_ctor() -> Any:
+    from numpy.random import _pickle
+
+    return _pickle.__bit_generator_ctor  # type: ignore[attr-defined]
+
+
+def _unwrap_ctor(ctor: object) -> None:
+    if ctor is None:
+        return
+    if isinstance(ctor, Guarded) and ctor.name == "numpy.random._pickle.__bit_generator_ctor":
+        return
+    raise UnsafeModelError("random-state constructor given an unexpected bit-generator constructor")
+
+
+def _randomstate_ctor(policy: Policy) -> Callable[..., None]:
+    def check(bit_generator: object = "MT19937", bit_generator_ctor: object = None) -> None:
+        from numpy.random import BitGenerator
+
+        _unwrap_ctor(bit_generator_ctor)
+        if not isinstance(bit_generator, BitGenerator):
+            _bit_generator_name(bit_generator)
+
+    return check
+
+
+def _bit_generator_name(bit_generator: object) -> None:
+    from numpy.random import BitGenerator
+
+    if isinstance(bit_generator, str):
+        if bit_generator not in ("MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64"):
+            raise UnsafeModelError(f"unknown bit generator {bit_generator!r}")
+    elif not (isinstance(bit_generator, type) and issubclass(bit_generator, BitGenerator)):
+        raise UnsafeModelError("bit generator must be a known name or a BitGenerator class")
+
+
+def _bit_generator_ctor(policy: Policy) -> Callable[..., None]:
+    def check(bit_generator: object = "MT19937") -> None:
+        _bit_generator_name(bit_generator)
+
+    return check
+
+
+def _pyx_unpickle_seedsequence(policy: Policy) -> Callable[..., None]:
+    def check(cls: object, checksum: object, state: object = None) -> None:
+        from numpy.random.bit_generator import SeedSequence
+
+        if cls is not SeedSequence:
+            raise UnsafeModelError("SeedSequence unpickle helper called for another class")
+
+    return check
+
+
+def _sklearn_tree(policy: Policy) -> Callable[..., None]:
+    def check(n_features: object, n_classes: object, n_outputs: object) -> None:
+        try:
+            nf = operator.index(n_features)  # type: ignore[arg-type]
+            no = operator.index(n_outputs)  # type: ignore[arg-type]
+        except TypeError:
+            raise UnsafeModelError("Tree sizes must be integers") from None
+        arr = np.asarray(n_classes)
+        if not (0 <= nf < _MAX_TREE_SIZE) or not (1 <= no < _MAX_TREE_SIZE):
+            raise UnsafeModelError(f"Tree sizes out of range: n_features={nf}, n_outputs={no}")
+        if arr.ndim != 1 or arr.shape[0] != no or arr.dtype.kind not in "iu":
+            raise UnsafeModelError("Tree n_classes must be an integer array of length n_outputs")
+        if arr.size and (arr.min() < 1 or arr.max() >= _MAX_TREE_SIZE):
+            raise UnsafeModelError("Tree n_classes out of range")
+
+    return check
+
+
+def _new_obj(policy: Policy) -> Callable[..., None]:
+    def check(cls: object) -> None:
+        _allowed_class(policy, cls)
+
+    return check
+
+
+def _reconstructor(policy: Policy) -> Callable[..., None]:
+    def check(cls: object, base: object, state: object) -> None:
+        _allowed_class(policy, cls)
+        if base not in _PLAIN_BASES:
+            raise UnsafeModelError(f"copyreg._reconstructor with base {base!r} refused")
+        if base is object and state is not None:
+            raise UnsafeModelError("copyreg._reconstructor with object base and a state refused")
+
+    return check
+
+
+def _codecs_encode(policy: Policy) -> Callable[..., None]:
+    def check(obj: object, encoding: object = "utf-8", errors: object = "strict") -> None:
+        if not isinstance(obj, str) or not isinstance(encoding, str) or encoding.lower() not in _LATIN1:
+            raise UnsafeModelError("_codecs.encode is only allowed for str with a text codec")
+
+    return check
+
+
+def _sized_buffer(policy: Policy) -> Callable[..., None]:
+    def check(*args: object, **kwargs: object) -> None:
+        if kwargs or (args and not isinstance(args[0], (bytes, bytearray, str, list, tuple))):
+            raise UnsafeModelError("bytes/bytearray may only be built from in-pickle data")
+        if args and isinstance(args[0], (list, tuple)) and len(args[0]) > _MAX_SCALAR_BYTES * 64:
+            raise LimitExceededError("bytes from an oversized list refused")
+
+    return check
+
+
+GUARDS: dict[str, Callable[[Policy], Callable[..., None]]] = {
+    "reconstruct": _reconstruct,
+    "mareconstruct": _mareconstruct,
+    "scalar": _scalar,
+    "frombuffer": _passthrough,
+    "randomstate_ctor": _randomstate_ctor,
+    "generator_ctor": _randomstate_ctor,
+    "bit_generator_ctor": _bit_generator_ctor,
+    "pyx_unpickle_seedsequence": _pyx_unpickle_seedsequence,
+    "sklearn_tree": _sklearn_tree,
+    "new_obj": _new_obj,
+    "reconstructor": _reconstructor,
+    "codecs_encode": _codecs_encode,
+    "sized_buffer": _sized_buffer,
+}
+
+
+def guard(name: str, guard_id: str, fn: Callable[..., Any], policy: Policy) -> Guarded:
+    check = GUARDS[guard_id](policy)
+    if guard_id in ("randomstate_ctor", "generator_ctor"):
+        real_bg = _real_bit_generator_ctor()
+
+        def call(bit_generator: object = "MT19937", bit_generator_ctor: object = None) -> Any:
+            return fn(bit_generator, real_bg)
+
+        return Guarded(name, call, check)
+    return Guarded(name, fn, check)

@@ -1,0 +1,99 @@
+"""skops archives: audit the schema against the policy, then let skops build it.
+
+skops constructs objects only from its own node types, so it is the safe path
+out of pickle.  safeload adds three things: the archive is bounded before skops
+reads it (``get_untrusted_types`` would read every array into memory), every
+type named anywhere in ``schema.json`` must be in *safeload's* policy (not just
+in skops' defaults), and only those exact names are passed as ``trusted``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from safeload._errors import LimitExceededError, MalformedModelError, UnsafeModelError
+from safeload._policy import Policy, refusal_message
+
+__all__ = ["SkopsAudit", "audit", "load_skops"]
+
+_MAX_SCHEMA_BYTES = 256 * 1024 * 1024
+# Plain data types that skops' own JSON / container nodes carry.
+_PRIMITIVES = frozenset(
+    f"builtins.{t}" for t in ("dict", "list", "tuple", "str", "int", "float", "bool", "NoneType", "set",
+                              "frozenset", "bytes", "bytearray", "complex", "slice")
+)
+
+
+@dataclass(frozen=True)
+class SkopsAudit:
+    types: tuple[str, ...]
+    refused: tuple[str, ...]
+    loaders: tuple[str, ...]
+
+
+def _open(data: bytes | bytearray, policy: Policy) -> zipfile.ZipFile:
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise MalformedModelError(f"corrupt zip archive: {exc}") from None
+    limits = policy.limits
+    if len(infos) > limits.max_zip_members:
+        raise LimitExceededError(f"archive has {len(infos)} members (limit max_zip_members={limits.max_zip_members})")
+    total = sum(i.file_size for i in infos)
+    if total > limits.max_zip_bytes:
+        raise LimitExceededError(f"archive declares {total} uncompressed bytes (limit max_zip_bytes)")
+    return zf
+
+
+def _walk(node: Any, depth: int = 0) -> Iterator[tuple[str, str]]:
+    if depth > 2000:
+        raise LimitExceededError("skops schema nested too deeply")
+    if isinstance(node, dict):
+        mod, cls = node.get("__module__"), node.get("__class__")
+        if isinstance(mod, str) and isinstance(cls, str):
+            yield f"{mod}.{cls}", str(node.get("__loader__", ""))
+        for value in node.values():
+            yield from _walk(value, depth + 1)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value, depth + 1)
+
+
+def audit(data: bytes | bytearray, policy: Policy) -> SkopsAudit:
+    """Judge a skops archive without constructing anything."""
+    zf = _open(data, policy)
+    try:
+        info = zf.getinfo("schema.json")
+    except KeyError:
+        raise MalformedModelError("zip archive has no schema.json: not a skops file") from None
+    if info.file_size > _MAX_SCHEMA_BYTES:
+        raise LimitExceededError("schema.json is too large")
+    try:
+        schema = json.loads(zf.read(info))
+    except (ValueError, zipfile.BadZipFile, OSError, RecursionError) as exc:
+        raise MalformedModelError(f"unreadable schema.json: {exc}") from None
+    pairs = list(_walk(schema))
+    types = sorted({name for name, _ in pairs})
+    refused = [t for t in types if t not in _PRIMITIVES and not policy.allows(t)]
+    return SkopsAudit(tuple(types), tuple(refused), tuple(sorted({loader for _, loader in pairs})))
+
+
+def load_skops(data: bytes | bytearray, policy: Policy, source: str | None = None) -> Any:
+    result = audit(data, policy)
+    if result.refused:
+        raise UnsafeModelError(refusal_message(result.refused, source), names=result.refused, source=source)
+    import skops.io as sio
+
+    trusted = [t for t in result.types if t not in _PRIMITIVES]
+    try:
+        return sio.load(io.BytesIO(bytes(data)), trusted=trusted)
+    except Exception as exc:  # skops raises many types; none may escape as-is
+        if type(exc).__name__ == "UntrustedTypesFoundException":
+            raise UnsafeModelError(f"skops refused types: {exc}") from None
+        raise MalformedModelError(f"skops could not load the archive: {type(exc).__name__}: {exc}") from None

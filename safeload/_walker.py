@@ -1,0 +1,899 @@
+"""The opcode walker: judges a pickle stream without executing it.
+
+It reads the bytes exactly the way CPython's unpickler does when it is given the
+whole buffer (linearly), simulates the stack and the memo closely enough to know
+which global every GLOBAL / STACK_GLOBAL / INST names (after ``fix_imports``
+remapping), which value every BUILD, REDUCE and NEWOBJ acts on, and where the
+stream ends.  Both ``scan`` and ``load`` run it first, so their verdicts agree by
+construction; ``load`` then executes only a stream the walker accepted.
+
+Rules beyond what CPython checks (each refused, never guessed around):
+* an opcode argument that starts inside a FRAME and ends past it, and a FRAME
+  that begins before the previous one is used up (CPython's C and Python
+  unpicklers read these differently, see python/cpython#154848);
+* BUILD / SETITEM / APPEND on a global (it would mutate a class or function);
+* REDUCE of a name whose kind is not CALL, NEWOBJ of a VALUE;
+* EXT1/2/4, PERSID/BINPERSID, NEXT_BUFFER/READONLY_BUFFER;
+* any byte after STOP (stacked pickles, appended archives);
+* memo indices beyond the number of opcodes read so far, and the size limits.
+"""
+
+from __future__ import annotations
+
+import _compat_pickle
+import codecs
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from safeload._allowlist import Kind
+from safeload._policy import Limits, Policy
+
+__all__ = ["ArraySpan", "GlobalRef", "Issue", "Trace", "walk"]
+
+UNSAFE = "unsafe"
+MALFORMED = "malformed"
+LIMIT = "limit"
+
+WRAPPER = "joblib.numpy_pickle.NumpyArrayWrapper"
+_LEGACY_WRAPPERS = frozenset(
+    {
+        "joblib.numpy_pickle_compat.NDArrayWrapper",
+        "joblib.numpy_pickle_compat.ZNDArrayWrapper",
+        "joblib.numpy_pickle.NDArrayWrapper",
+        "joblib.numpy_pickle.ZNDArrayWrapper",
+        "sklearn.externals.joblib.numpy_pickle.NDArrayWrapper",
+        "sklearn.externals.joblib.numpy_pickle.ZNDArrayWrapper",
+        "sklearn.externals.joblib.numpy_pickle_compat.NDArrayWrapper",
+        "sklearn.externals.joblib.numpy_pickle_compat.ZNDArrayWrapper",
+    }
+)
+_PLAIN_BASES = frozenset({"builtins.object", "builtins.dict", "builtins.list", "builtins.set",
+                          "builtins.frozenset", "builtins.tuple", "builtins.int", "builtins.float",
+                          "builtins.str", "builtins.bytes"})
+_ARRAY_TYPES = frozenset({"numpy.ndarray", "numpy.matrix", "numpy.ma.core.MaskedArray", "numpy.ma.MaskedArray"})
+_RECONSTRUCT = frozenset({"numpy._core.multiarray._reconstruct", "numpy.core.multiarray._reconstruct"})
+_MAX_PLACEHOLDER_ELEMENTS = 1 << 20
+_DICT_CAP = 64
+
+
+@dataclass(frozen=True)
+class GlobalRef:
+    """One global the stream resolves, with the policy's verdict."""
+
+    name: str
+    module: str
+    qualname: str
+    raw_module: str
+    raw_qualname: str
+    offset: int
+    opcode: str
+    allowed: bool
+
+
+@dataclass(frozen=True)
+class Issue:
+    """A reason to refuse the stream; ``severity`` picks the exception class."""
+
+    rule: str
+    severity: str
+    offset: int
+    message: str
+    names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ArraySpan:
+    """Where a joblib array's raw bytes (or nested pickle) sit in the stream."""
+
+    build_offset: int
+    data_offset: int
+    nbytes: int
+    dtype: np.dtype[Any]
+    shape: tuple[int, ...]
+    order: str
+    allow_mmap: bool
+    nested: Trace | None = None
+
+
+@dataclass
+class Trace:
+    start: int
+    end: int = -1
+    protocol: int = 0
+    opcodes: int = 0
+    globals: list[GlobalRef] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
+    arrays: list[ArraySpan] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.issues
+
+    def approved(self) -> dict[tuple[str, str], tuple[str, str]]:
+        """Raw (module, name) pairs the engine may resolve, mapped to what to import."""
+        out: dict[tuple[str, str], tuple[str, str]] = {}
+        for g in self.globals:
+            out[(g.raw_module, g.raw_qualname)] = (g.module, g.qualname)
+        for span in self.arrays:
+            if span.nested is not None:
+                out.update(span.nested.approved())
+        return out
+
+    def all_globals(self) -> list[GlobalRef]:
+        out = list(self.globals)
+        for span in self.arrays:
+            if span.nested is not None:
+                out.extend(span.nested.all_globals())
+        return out
+
+    def all_issues(self) -> list[Issue]:
+        out = list(self.issues)
+        for span in self.arrays:
+            if span.nested is not None:
+                out.extend(span.nested.all_issues())
+        return out
+
+
+class _Stop(Exception):
+    """Internal: the walk cannot continue."""
+
+
+class _Mark:
+    __slots__ = ()
+
+
+class G:
+    """A resolved global on the simulated stack."""
+
+    __slots__ = ("name", "kind")
+
+    def __init__(self, name: str, kind: Kind | None) -> None:
+        self.name = name
+        self.kind = kind
+
+
+class Obj:
+    """The result of a call or instantiation; ``callee`` names what built it."""
+
+    __slots__ = ("callee", "args", "state", "array")
+
+    def __init__(self, callee: str | None, args: Any = None) -> None:
+        self.callee = callee
+        self.args = args
+        self.state: Any = None
+        self.array = False
+
+
+class Cont:
+    """A list, dict or set under construction (dict items kept up to a cap)."""
+
+    __slots__ = ("kind", "items", "count")
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.items: list[tuple[Any, Any]] = []
+        self.count = 0
+
+
+class _Other:
+    __slots__ = ()
+
+
+MARK = _Mark()
+OTHER = _Other()
+
+
+def _c(data: Any, i: int) -> str:
+    return f"{data[i]:#04x}"
+
+
+class _Walker:
+    def __init__(self, data: bytes, start: int, policy: Policy, joblib: bool, depth: int) -> None:
+        self.data = data
+        self.n = len(data)
+        self.policy = policy
+        self.limits: Limits = policy.limits
+        self.joblib = joblib
+        self.depth = depth
+        self.trace = Trace(start=start)
+        self.seen: dict[tuple[str, str], str] = {}
+        self.nested_count = 0
+
+    # -- reporting -------------------------------------------------------------
+    def issue(self, rule: str, severity: str, offset: int, message: str, names: tuple[str, ...] = ()) -> None:
+        self.trace.issues.append(Issue(rule, severity, offset, message, names))
+
+    def fatal(self, rule: str, severity: str, offset: int, message: str) -> _Stop:
+        self.issue(rule, severity, offset, message)
+        return _Stop()
+
+    # -- globals ---------------------------------------------------------------
+    def resolve(self, raw_module: str, raw_name: str, offset: int, opcode: str, proto: int) -> G:
+        module, name = raw_module, raw_name
+        if proto < 3:
+            pair = _compat_pickle.NAME_MAPPING.get((module, name))
+            if pair is not None:
+                module, name = pair
+            elif module in _compat_pickle.IMPORT_MAPPING:
+                module = _compat_pickle.IMPORT_MAPPING[module]
+        full = f"{module}.{name}"
+        previous = self.seen.setdefault((raw_module, raw_name), full)
+        if previous != full:
+            self.issue("ambiguous-name", UNSAFE, offset,
+                       f"{raw_module}.{raw_name} resolves to both {previous} and {full}", (full,))
+        kind = self.policy.kind(full)
+        allowed = kind is not None
+        self.trace.globals.append(GlobalRef(full, module, name, raw_module, raw_name, offset, opcode, allowed))
+        if not allowed:
+            if full in _LEGACY_WRAPPERS:
+                self.issue("joblib-legacy", UNSAFE, offset,
+                           f"legacy joblib array wrapper {full}: joblib would open a side file "
+                           "named by the pickle with allow_pickle=True; re-save the model with a current joblib", (full,))
+            else:
+                self.issue("disallowed-global", UNSAFE, offset, f"global {full} is not in the allowlist", (full,))
+        return G(full, kind)
+
+    # -- the walk ----------------------------------------------------------------
+    def run(self, pos: int) -> Trace:
+        try:
+            self._run(pos)
+        except _Stop:
+            pass
+        except (IndexError, ValueError, TypeError, KeyError, UnicodeDecodeError, OverflowError, MemoryError,
+                RecursionError) as exc:
+            self.issue("malformed", MALFORMED, pos, f"cannot parse pickle stream: {type(exc).__name__}: {exc}")
+        return self.trace
+
+    def _run(self, start: int) -> None:  # noqa: C901 - one dispatch loop, on purpose
+        data = self.data
+        n = self.n
+        limits = self.limits
+        max_stack = limits.max_stack_depth
+        stack: list[Any] = []
+        push = stack.append
+        memo: dict[int, Any] = {}
+        marks = 0
+        proto = 0
+        fend = 0  # end of the current frame, 0 when outside a frame
+        ops = 0
+        i = start
+        trace = self.trace
+
+        def pop() -> Any:
+            if not stack or stack[-1] is MARK:
+                raise self.fatal("stack-underflow", MALFORMED, i, "stack underflow")
+            return stack.pop()
+
+        def pop_mark() -> list[Any]:
+            nonlocal marks
+            k = len(stack) - 1
+            while k >= 0 and stack[k] is not MARK:
+                k -= 1
+            if k < 0:
+                raise self.fatal("no-mark", MALFORMED, i, "could not find MARK")
+            items = stack[k + 1:]
+            del stack[k:]
+            marks -= 1
+            return items
+
+        def line(s: int) -> tuple[bytes, int]:
+            e = data.find(b"\n", s)
+            if e < 0:
+                raise self.fatal("truncated", MALFORMED, s, "pickle data was truncated (unterminated line)")
+            return data[s:e], e + 1
+
+        def need(e: int) -> None:
+            if e > n:
+                raise self.fatal("truncated", MALFORMED, i, "pickle data was truncated")
+
+        while True:
+            if i >= n:
+                raise self.fatal("truncated", MALFORMED, i, "pickle data was truncated (no STOP opcode)")
+            if fend and i >= fend:
+                fend = 0
+            op = data[i]
+            ops += 1
+            if ops > limits.max_opcodes:
+                raise self.fatal("limit-opcodes", LIMIT, i, f"more than {limits.max_opcodes} opcodes")
+            # ---- hot data opcodes first --------------------------------------
+            if op == 0x8C:  # SHORT_BINUNICODE
+                ln = data[i + 1]
+                j = i + 2 + ln
+                need(j)
+                if fend and j > fend:
+                    self.frame_units(i, fend, (1, 1))
+                    fend = 0
+                push(str(data[i + 2:j], "utf-8", "surrogatepass"))
+                i = j
+                continue
+            if op == 0x94:  # MEMOIZE
+                if not stack or stack[-1] is MARK:
+                    raise self.fatal("stack-underflow", MALFORMED, i, "MEMOIZE on empty stack")
+                memo[len(memo)] = stack[-1]
+                i += 1
+                continue
+            if op == 0x4B or op == 0x4D or op == 0x4A:  # BININT1, BININT2, BININT
+                w = 1 if op == 0x4B else (2 if op == 0x4D else 4)
+                j = i + 1 + w
+                need(j)
+                if fend and j > fend:
+                    self.frame_units(i, fend, (1,))
+                    fend = 0
+                push(int.from_bytes(data[i + 1:j], "little", signed=(op == 0x4A)))
+                i = j
+                continue
+            if op == 0x68 or op == 0x6A:  # BINGET, LONG_BINGET
+                w = 1 if op == 0x68 else 4
+                j = i + 1 + w
+                need(j)
+                if fend and j > fend:
+                    self.frame_units(i, fend, (1,))
+                    fend = 0
+                idx = int.from_bytes(data[i + 1:j], "little")
+                if idx not in memo:
+                    raise self.fatal("memo", MALFORMED, i, f"memo value not found at index {idx}")
+                push(memo[idx])
+                i = j
+                continue
+            if op == 0x28:  # MARK
+                marks += 1
+                if marks > limits.max_mark_depth:
+                    raise self.fatal("limit-marks", LIMIT, i, f"more than {limits.max_mark_depth} nested MARKs")
+                push(MARK)
+                i += 1
+                continue
+            if op == 0x75:  # SETITEMS
+                items = pop_mark()
+                if len(items) % 2:
+                    raise self.fatal("odd-setitems", MALFORMED, i, "odd number of items for SETITEMS")
+                self.setitems(i, stack, items)
+                i += 1
+                continue
+            if op == 0x65:  # APPENDS
+                items = pop_mark()
+                self.appends(i, stack, len(items))
+                i += 1
+                continue
+            if op == 0x71 or op == 0x72:  # BINPUT, LONG_BINPUT
+                w = 1 if op == 0x71 else 4
+                j = i + 1 + w
+                need(j)
+                if fend and j > fend:
+                    self.frame_units(i, fend, (1,))
+                    fend = 0
+                idx = int.from_bytes(data[i + 1:j], "little")
+                self.put(i, idx, ops, stack, memo)
+                i = j
+                continue
+            if op == 0x95:  # FRAME
+                j = i + 9
+                need(j)
+                if fend and i < fend:
+                    raise self.fatal("frame-overlap", MALFORMED, i, "FRAME begins before the end of the current frame")
+                flen = int.from_bytes(data[i + 1:j], "little")
+                if j + flen > n:
+                    raise self.fatal("frame-truncated", MALFORMED, i,
+                                     f"FRAME claims {flen} bytes but only {n - j} remain")
+                fend = j + flen if flen else 0
+                i = j
+                continue
+            if op == 0x7D or op == 0x5D or op == 0x29 or op == 0x8F:  # EMPTY_DICT/LIST/TUPLE/SET
+                if op == 0x29:
+                    push(())
+                else:
+                    push(Cont("dict" if op == 0x7D else ("list" if op == 0x5D else "set")))
+                i += 1
+            elif op == 0x85 or op == 0x86 or op == 0x87:  # TUPLE1/2/3
+                k = op - 0x84
+                if len(stack) < k or any(x is MARK for x in stack[-k:]):
+                    raise self.fatal("stack-underflow", MALFORMED, i, "stack underflow in TUPLEn")
+                t = tuple(stack[-k:])
+                del stack[-k:]
+                push(t)
+                i += 1
+            elif op == 0x74:  # TUPLE
+                push(tuple(pop_mark()))
+                i += 1
+            elif op == 0x4E:  # NONE
+                push(None)
+                i += 1
+            elif op == 0x88 or op == 0x89:
+                push(op == 0x88)
+                i += 1
+            elif op == 0x58 or op == 0x42 or op == 0x54 or op == 0x8D or op == 0x8E or op == 0x96:
+                # BINUNICODE, BINBYTES, BINSTRING (4-byte len), BINUNICODE8, BINBYTES8, BYTEARRAY8
+                w = 4 if op in (0x58, 0x42, 0x54) else 8
+                need(i + 1 + w)
+                ln = int.from_bytes(data[i + 1:i + 1 + w], "little", signed=(op == 0x54))
+                if ln < 0:
+                    raise self.fatal("negative-length", MALFORMED, i, "negative byte count")
+                j = i + 1 + w + ln
+                need(j)
+                if fend and j > fend:
+                    self.frame_units(i, fend, (1, w))
+                    fend = 0
+                raw = data[i + 1 + w:j]
+                if op == 0x58 or op == 0x8D:
+                    push(str(raw, "utf-8", "surrogatepass"))
+                elif op == 0x54:
+                    push(raw.decode("ascii"))
+                elif op == 0x96:
+                    push(OTHER)
+                else:
+                    push(bytes(raw))
+                i = j
+            elif op == 0x43 or op == 0x55:  # SHORT_BINBYTES, SHORT_BINSTRING
+                need(i + 2)
+                ln = data[i + 1]
+                j = i + 2 + ln
+                need(j)
+                if fend and j > fend:
+                    self.frame_units(i, fend, (1, 1))
+                    fend = 0
+                raw = data[i + 2:j]
+                push(bytes(raw) if op == 0x43 else raw.decode("ascii"))
+                i = j
+            elif op == 0x47:  # BINFLOAT
+                j = i + 9
+                need(j)
+                if fend and j > fend:
+                    self.frame_units(i, fend, (1,))
+                    fend = 0
+                push(float(np.frombuffer(data[i + 1:j], ">f8")[0]))
+                i = j
+            elif op == 0x8A or op == 0x8B:  # LONG1, LONG4
+                w = 1 if op == 0x8A else 4
+                need(i + 1 + w)
+                ln = int.from_bytes(data[i + 1:i + 1 + w], "little", signed=(op == 0x8B))
+                if ln < 0:
+                    raise self.fatal("negative-length", MALFORMED, i, "LONG pickle has negative byte count")
+                j = i + 1 + w + ln
+                need(j)
+                if fend and j > fend:
+                    self.frame_units(i, fend, (1, w))
+                    fend = 0
+                push(int.from_bytes(data[i + 1 + w:j], "little", signed=True))
+                i = j
+            elif op == 0x80:  # PROTO
+                need(i + 2)
+                proto = data[i + 1]
+                if proto > 5:
+                    raise self.fatal("protocol", MALFORMED, i, f"unsupported pickle protocol: {proto}")
+                trace.protocol = max(trace.protocol, proto)
+                i += 2
+            elif op == 0x93:  # STACK_GLOBAL
+                name = pop()
+                module = pop()
+                if type(name) is not str or type(module) is not str:
+                    self.issue("unresolved-global", UNSAFE, i,
+                               "STACK_GLOBAL operands are not plain strings; the name cannot be judged statically")
+                    raise _Stop()
+                push(self.resolve(module, name, i, "STACK_GLOBAL", proto))
+                i += 1
+            elif op == 0x63 or op == 0x69:  # GLOBAL, INST
+                mod_b, j = line(i + 1)
+                name_b, j = line(j)
+                if fend and j > fend:
+                    self.frame_units(i, fend, (1, len(mod_b) + 1))
+                    fend = 0
+                if not mod_b or not name_b:
+                    raise self.fatal("truncated", MALFORMED, i, "pickle data was truncated (empty GLOBAL line)")
+                g = self.resolve(mod_b.decode("utf-8"), name_b.decode("utf-8"), i,
+                                 "GLOBAL" if op == 0x63 else "INST", proto)
+                if op == 0x63:
+                    push(g)
+                else:
+                    push(self.instantiate(i, g, pop_mark()))
+                i = j
+            elif op == 0x52:  # REDUCE
+                args = pop()
+                func = pop()
+                push(self.call(i, func, args))
+                i += 1
+            elif op == 0x81 or op == 0x92:  # NEWOBJ, NEWOBJ_EX
+                kwargs = pop() if op == 0x92 else None
+                args = pop()
+                cls = pop()
+                push(self.new(i, cls, args, kwargs))
+                i += 1
+            elif op == 0x6F:  # OBJ
+                items = pop_mark()
+                if not items:
+                    raise self.fatal("stack-underflow", MALFORMED, i, "OBJ without a class")
+                push(self.instantiate(i, items[0], items[1:]))
+                i += 1
+            elif op == 0x62:  # BUILD
+                state = pop()
+                if not stack or stack[-1] is MARK:
+                    raise self.fatal("stack-underflow", MALFORMED, i, "BUILD without an object")
+                target = stack[-1]
+                array = self.build(i, target, state, fend)
+                i += 1
+                if array is not None:
+                    stack[-1] = array[0]
+                    i = array[1]
+            elif op == 0x61:  # APPEND
+                pop()
+                self.appends(i, stack, 1)
+                i += 1
+            elif op == 0x73:  # SETITEM
+                v = pop()
+                k = pop()
+                self.setitems(i, stack, [k, v])
+                i += 1
+            elif op == 0x90:  # ADDITEMS
+                items = pop_mark()
+                self.appends(i, stack, len(items), what="ADDITEMS")
+                i += 1
+            elif op == 0x91:  # FROZENSET
+                pop_mark()
+                push(OTHER)
+                i += 1
+            elif op == 0x6C or op == 0x64:  # LIST, DICT
+                items = pop_mark()
+                c = Cont("list" if op == 0x6C else "dict")
+                if op == 0x64:
+                    if len(items) % 2:
+                        raise self.fatal("odd-dict", MALFORMED, i, "odd number of items for DICT")
+                    c.items = list(zip(items[::2], items[1::2]))[:_DICT_CAP]
+                c.count = len(items)
+                push(c)
+                i += 1
+            elif op == 0x30:  # POP
+                if not stack:
+                    raise self.fatal("stack-underflow", MALFORMED, i, "POP on empty stack")
+                if stack.pop() is MARK:
+                    marks -= 1
+                i += 1
+            elif op == 0x31:  # POP_MARK
+                pop_mark()
+                i += 1
+            elif op == 0x32:  # DUP
+                if not stack or stack[-1] is MARK:
+                    raise self.fatal("stack-underflow", MALFORMED, i, "DUP on empty stack")
+                push(stack[-1])
+                i += 1
+            elif op == 0x2E:  # STOP
+                if not stack or stack[-1] is MARK:
+                    raise self.fatal("stack-underflow", MALFORMED, i, "STOP with an empty stack")
+                trace.end = i + 1
+                trace.opcodes = ops
+                return
+            elif op in _TEXT_OPS:
+                raw, j = line(i + 1)
+                if fend and j > fend:
+                    self.frame_units(i, fend, (1,))
+                    fend = 0
+                self.text_op(i, op, raw, stack, memo, ops)
+                i = j
+            elif op in (0x82, 0x83, 0x84):
+                raise self.fatal("ext", UNSAFE, i,
+                                 "EXT opcode: resolves a global through the copyreg extension registry")
+            elif op == 0x51:
+                raise self.fatal("persid", UNSAFE, i, "BINPERSID opcode: persistent ids are not allowed in model files")
+            elif op in (0x97, 0x98):
+                raise self.fatal("out-of-band", UNSAFE, i, "out-of-band buffer opcode (NEXT_BUFFER/READONLY_BUFFER)")
+            else:
+                raise self.fatal("bad-opcode", MALFORMED, i, f"invalid load key {_c(data, i)}")
+            if len(stack) > max_stack:
+                raise self.fatal("limit-stack", LIMIT, i, f"stack deeper than {max_stack}")
+
+    # -- helpers for the less frequent opcodes ------------------------------------
+    def frame_units(self, i: int, fend: int, widths: tuple[int, ...]) -> None:
+        """The op at ``i`` runs past ``fend``: legal only if a read unit starts exactly there."""
+        b = i
+        for w in widths:
+            b += w
+            if b == fend:
+                return
+            if b > fend:
+                break
+        raise self.fatal("frame-crossing", MALFORMED, i,
+                         f"opcode at offset {i} reads past the end of its frame at offset {fend}: "
+                         "CPython's unpicklers disagree on what such a stream contains")
+
+    def put(self, i: int, idx: int, ops: int, stack: list[Any], memo: dict[int, Any]) -> None:
+        if not stack or stack[-1] is MARK:
+            raise self.fatal("stack-underflow", MALFORMED, i, "PUT on empty stack")
+        if idx < 0:
+            raise self.fatal("memo", MALFORMED, i, "negative PUT argument")
+        if idx > ops or idx >= self.limits.max_memo_entries:
+            raise self.fatal("limit-memo", LIMIT, i,
+                             f"memo index {idx} is beyond anything the stream could have stored "
+                             "(the C unpickler would allocate a memo table of that size)")
+        memo[idx] = stack[-1]
+
+    def text_op(self, i: int, op: int, raw: bytes, stack: list[Any], memo: dict[int, Any], ops: int) -> None:
+        push = stack.append
+        if op == 0x49:  # INT
+            if raw == b"00":
+                push(False)
+            elif raw == b"01":
+                push(True)
+            else:
+                push(int(raw, 0))
+        elif op == 0x4C:  # LONG
+            push(int(raw[:-1] if raw.endswith(b"L") else raw, 0))
+        elif op == 0x46:  # FLOAT
+            push(float(raw))
+        elif op == 0x53:  # STRING
+            if len(raw) < 2 or raw[0] != raw[-1] or raw[0] not in b"'\"":
+                raise self.fatal("bad-string", MALFORMED, i, "the STRING opcode argument must be quoted")
+            push(codecs.escape_decode(raw[1:-1])[0].decode("ascii"))
+        elif op == 0x56:  # UNICODE
+            push(raw.decode("raw-unicode-escape"))
+        elif op == 0x67:  # GET
+            idx = int(raw)
+            if idx not in memo:
+                raise self.fatal("memo", MALFORMED, i, f"memo value not found at index {idx}")
+            push(memo[idx])
+        elif op == 0x70:  # PUT
+            self.put(i, int(raw), ops, stack, memo)
+        elif op == 0x50:  # PERSID
+            raise self.fatal("persid", UNSAFE, i, "PERSID opcode: persistent ids are not allowed in model files")
+
+    def setitems(self, i: int, stack: list[Any], items: list[Any]) -> None:
+        if not stack or stack[-1] is MARK:
+            raise self.fatal("stack-underflow", MALFORMED, i, "SETITEM(S) without a target")
+        target = stack[-1]
+        if isinstance(target, G):
+            self.issue("mutate-global", UNSAFE, i, f"SETITEM(S) on the global {target.name}", (target.name,))
+        elif isinstance(target, Cont):
+            target.count += len(items) // 2
+            room = _DICT_CAP - len(target.items)
+            if room > 0:
+                target.items.extend(zip(items[: 2 * room : 2], items[1 : 2 * room : 2]))
+        elif not isinstance(target, Obj):
+            raise self.fatal("bad-target", MALFORMED, i, f"SETITEM(S) on a {type(target).__name__}")
+
+    def appends(self, i: int, stack: list[Any], count: int, what: str = "APPEND(S)") -> None:
+        if not stack or stack[-1] is MARK:
+            raise self.fatal("stack-underflow", MALFORMED, i, f"{what} without a target")
+        target = stack[-1]
+        if isinstance(target, G):
+            self.issue("mutate-global", UNSAFE, i, f"{what} on the global {target.name}", (target.name,))
+        elif isinstance(target, Cont):
+            target.count += count
+        elif not isinstance(target, Obj):
+            raise self.fatal("bad-target", MALFORMED, i, f"{what} on a {type(target).__name__}")
+
+    def call(self, i: int, func: Any, args: Any) -> Obj:
+        if not isinstance(func, G):
+            raise self.fatal("call-non-global", UNSAFE, i,
+                             "REDUCE calls a value that is not an allowed global (only named callables may be called)")
+        if not isinstance(args, tuple):
+            raise self.fatal("bad-args", MALFORMED, i, "REDUCE arguments must be a tuple")
+        if func.kind is None:
+            return Obj(func.name)
+        if func.kind is not Kind.CALL:
+            self.issue("call-not-callable", UNSAFE, i,
+                       f"{func.name} is allowed only as a {func.kind.value} and may not be called with arguments",
+                       (func.name,))
+            return Obj(func.name)
+        name = func.name
+        self.check_guard(i, name, args)
+        if name == "copyreg._reconstructor" and args and isinstance(args[0], G):
+            return Obj(args[0].name)
+        if name in ("sklearn.metrics._dist_metrics.newObj", "sklearn.neighbors._kd_tree.newObj",
+                    "sklearn.neighbors._ball_tree.newObj") and args and isinstance(args[0], G):
+            return Obj(args[0].name)
+        return Obj(name, args if name in _KEEP_ARGS else None)
+
+    def check_guard(self, i: int, name: str, args: tuple[Any, ...]) -> None:
+        """The static mirror of ``_guards``: refuse what the runtime guard would refuse."""
+        entry = self.policy.entries.get(name)
+        guard = entry.guard if entry is not None else None
+        if guard is None:
+            return
+        if guard in ("reconstruct", "mareconstruct"):
+            shape = args[1] if guard == "reconstruct" and len(args) > 1 else (args[2] if len(args) > 2 else None)
+            sub = args[0] if args else None
+            if not isinstance(sub, G) or sub.name not in _ARRAY_TYPES:
+                self.issue("guard", UNSAFE, i, f"{name} called without an allowed array type")
+            elif _elements(shape) is None:
+                self.issue("guard", UNSAFE, i, f"{name} called with a non-integer shape")
+            elif (_elements(shape) or 0) > _MAX_PLACEHOLDER_ELEMENTS:
+                self.issue("limit-array", LIMIT, i,
+                           f"{name} asks for shape {shape!r}: more memory than the file contains")
+        elif guard == "reconstructor":
+            if len(args) != 3 or not isinstance(args[0], G) or not isinstance(args[1], G) or \
+                    args[1].name not in _PLAIN_BASES or (args[1].name == "builtins.object" and args[2] is not None):
+                self.issue("guard", UNSAFE, i, "copyreg._reconstructor with an unexpected class, base or state")
+            elif args[0].kind not in (Kind.NEW, Kind.CALL):
+                self.issue("guard", UNSAFE, i, f"copyreg._reconstructor may not build {args[0].name}",
+                           (args[0].name,))
+        elif guard == "new_obj":
+            if len(args) != 1 or not isinstance(args[0], G) or args[0].kind not in (Kind.NEW, Kind.CALL):
+                self.issue("guard", UNSAFE, i, f"{name} needs an allowed class")
+        elif guard == "codecs_encode":
+            if not args or not isinstance(args[0], str) or (len(args) > 1 and not (
+                    isinstance(args[1], str) and args[1].lower() in _TEXT_CODECS)):
+                self.issue("guard", UNSAFE, i, "_codecs.encode is only allowed for str with a text codec")
+        elif guard == "sized_buffer":
+            if args and not isinstance(args[0], (bytes, str, tuple, Cont)):
+                self.issue("guard", UNSAFE, i, f"{name} may only be built from in-pickle data")
+        elif guard == "sklearn_tree":
+            if len(args) != 3 or not all(isinstance(a, int) for a in (args[0], args[2])) or \
+                    not (0 <= args[0] < 1 << 31) or not (1 <= args[2] < 1 << 31):
+                self.issue("guard", UNSAFE, i, "Tree(n_features, n_classes, n_outputs) with out-of-range sizes")
+        elif guard in ("randomstate_ctor", "generator_ctor"):
+            if len(args) > 1 and not (isinstance(args[1], G) and args[1].name == "numpy.random._pickle.__bit_generator_ctor"):
+                self.issue("guard", UNSAFE, i, f"{name} given an unexpected bit-generator constructor")
+        elif guard == "bit_generator_ctor":
+            if args and not (isinstance(args[0], str) and args[0] in _BIT_GENERATORS) and not (
+                    isinstance(args[0], G) and args[0].name in _BIT_GENERATOR_CLASSES):
+                self.issue("guard", UNSAFE, i, "unknown bit generator")
+
+    def new(self, i: int, cls: Any, args: Any, kwargs: Any) -> Obj:
+        if not isinstance(cls, G):
+            raise self.fatal("new-non-global", UNSAFE, i, "NEWOBJ on a value that is not an allowed class")
+        if not isinstance(args, tuple) or (kwargs is not None and not isinstance(kwargs, Cont)):
+            raise self.fatal("bad-args", MALFORMED, i, "NEWOBJ arguments must be a tuple")
+        if cls.kind is Kind.VALUE:
+            self.issue("new-value", UNSAFE, i, f"{cls.name} is allowed only as a value and may not be instantiated",
+                       (cls.name,))
+        return Obj(cls.name)
+
+    def instantiate(self, i: int, cls: Any, args: list[Any]) -> Obj:
+        if not isinstance(cls, G):
+            raise self.fatal("call-non-global", UNSAFE, i, "OBJ/INST on a value that is not an allowed class")
+        if cls.kind is not None and cls.kind is not Kind.CALL and (args or cls.kind is Kind.VALUE):
+            self.issue("call-not-callable", UNSAFE, i,
+                       f"{cls.name} is allowed only as a {cls.kind.value} and may not be called with arguments",
+                       (cls.name,))
+        return Obj(cls.name)
+
+    def build(self, i: int, target: Any, state: Any, fend: int) -> tuple[Obj, int] | None:
+        if isinstance(target, G):
+            self.issue("build-on-global", UNSAFE, i,
+                       f"BUILD on the global {target.name} would modify it for the whole process", (target.name,))
+            return None
+        if not isinstance(target, Obj):
+            raise self.fatal("bad-target", MALFORMED, i, f"BUILD on a {type(target).__name__}")
+        target.state = state
+        if target.callee in _RECONSTRUCT:
+            self.check_array_state(i, state)
+        if target.callee == WRAPPER and not target.array and self.joblib:
+            if fend and i + 1 < fend:
+                raise self.fatal("frame-crossing", MALFORMED, i,
+                                 "joblib array data starts inside a frame: joblib would read it from elsewhere")
+            return self.joblib_array(i, state)
+        return None
+
+    def check_array_state(self, i: int, state: Any) -> None:
+        if not (isinstance(state, tuple) and len(state) == 5):
+            return
+        count = _elements(state[1])
+        raw = state[4]
+        have = len(raw) if isinstance(raw, (bytes, str)) else (raw.count if isinstance(raw, Cont) else None)
+        if count is None:
+            self.issue("guard", UNSAFE, i, "ndarray state with a non-integer shape")
+        elif have is not None and count > max(have, 0) and count > _MAX_PLACEHOLDER_ELEMENTS:
+            self.issue("limit-array", LIMIT, i,
+                       f"ndarray state claims {count} elements but carries only {have} bytes/items")
+
+    # -- joblib arrays -----------------------------------------------------------------
+    def joblib_array(self, i: int, state: Any) -> tuple[Obj, int]:
+        spec = _wrapper_state(state)
+        if isinstance(spec, str):
+            raise self.fatal("joblib-wrapper", MALFORMED, i, f"invalid NumpyArrayWrapper state: {spec}")
+        subclass, shape, order, dtype, allow_mmap, align = spec
+        if subclass not in ("numpy.ndarray", "numpy.matrix", "numpy.memmap"):
+            raise self.fatal("joblib-wrapper", UNSAFE, i, f"joblib array of subclass {subclass} refused")
+        pos = i + 1
+        count = 1
+        for d in shape:
+            count *= d
+        array = Obj("numpy.ndarray")
+        array.array = True
+        if dtype.hasobject:
+            if allow_mmap:
+                raise self.fatal("joblib-object-mmap", UNSAFE, i,
+                                 "object-dtype joblib array marked memory-mappable: joblib would map raw pointers")
+            self.nested_count += 1
+            if self.depth >= 8 or self.nested_count > self.limits.max_nested_pickles:
+                raise self.fatal("limit-nesting", LIMIT, i, "too many nested object-array pickles")
+            nested = _Walker(self.data, pos, self.policy, False, self.depth + 1)
+            sub = nested.run(pos)
+            self.trace.arrays.append(ArraySpan(i, pos, 0, dtype, shape, order, allow_mmap, sub))
+            if sub.end < 0:
+                raise _Stop()
+            return array, sub.end
+        if dtype.itemsize == 0:
+            raise self.fatal("joblib-dtype", MALFORMED, i, f"joblib array with zero-size dtype {dtype}")
+        if align is not None:
+            if pos >= self.n:
+                raise self.fatal("truncated", MALFORMED, i, "joblib array padding is missing")
+            pos += 1 + self.data[pos]
+        nbytes = count * dtype.itemsize
+        if nbytes > self.limits.max_array_bytes:
+            raise self.fatal("limit-array", LIMIT, i, f"joblib array of {nbytes} bytes exceeds the limit")
+        if pos + nbytes > self.n:
+            raise self.fatal("limit-array", LIMIT, i,
+                             f"joblib array header claims {nbytes} bytes of data but only {max(self.n - pos, 0)} remain")
+        self.trace.arrays.append(ArraySpan(i, pos, nbytes, dtype, shape, order, allow_mmap))
+        return array, pos + nbytes
+
+
+_TEXT_OPS = frozenset({0x49, 0x4C, 0x46, 0x53, 0x56, 0x67, 0x70, 0x50})
+_TEXT_CODECS = frozenset({"latin1", "latin-1", "iso8859-1", "iso-8859-1", "utf-8", "utf8", "ascii"})
+_KEEP_ARGS = frozenset({"numpy.dtype"})
+_BIT_GENERATORS = frozenset({"MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64"})
+_BIT_GENERATOR_CLASSES = frozenset({"numpy.random._mt19937.MT19937", "numpy.random._pcg64.PCG64",
+                                    "numpy.random._pcg64.PCG64DXSM", "numpy.random._philox.Philox",
+                                    "numpy.random._sfc64.SFC64"})
+
+
+def _elements(shape: Any) -> int | None:
+    if isinstance(shape, int) and not isinstance(shape, bool):
+        dims: tuple[Any, ...] = (shape,)
+    elif isinstance(shape, tuple):
+        dims = shape
+    else:
+        return None
+    total = 1
+    for d in dims:
+        if not isinstance(d, int) or isinstance(d, bool) or d < 0:
+            return None
+        total *= d
+    return total
+
+
+def concrete(value: Any, depth: int = 0) -> Any:
+    """Turn a simulated value back into data (only dtypes are evaluated)."""
+    if depth > 32:
+        raise ValueError("value nested too deeply")
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+        return value
+    if isinstance(value, tuple):
+        return tuple(concrete(v, depth + 1) for v in value)
+    if isinstance(value, Cont) and value.kind == "dict":
+        if value.count > len(value.items):
+            raise ValueError("dict too large to evaluate")
+        return {concrete(k, depth + 1): concrete(v, depth + 1) for k, v in value.items}
+    if isinstance(value, Obj) and value.callee == "numpy.dtype" and isinstance(value.args, tuple):
+        dt = np.dtype(*concrete(value.args, depth + 1))
+        if value.state is not None:
+            dt.__setstate__(concrete(value.state, depth + 1))
+        return dt
+    raise ValueError(f"cannot evaluate {type(value).__name__} statically")
+
+
+def _wrapper_state(state: Any) -> tuple[str, tuple[int, ...], str, np.dtype[Any], bool, int | None] | str:
+    if not isinstance(state, Cont) or state.kind != "dict" or state.count > len(state.items):
+        return "state is not a small dict"
+    fields: dict[Any, Any] = dict(state.items)
+    sub = fields.get("subclass")
+    shape = fields.get("shape")
+    order = fields.get("order")
+    if not isinstance(sub, G):
+        return "subclass is not a global"
+    if not isinstance(shape, tuple) or _elements(shape) is None:
+        return "shape is not a tuple of non-negative integers"
+    if order not in ("C", "F"):
+        return f"order must be 'C' or 'F', got {order!r}"
+    try:
+        dtype = concrete(fields.get("dtype"))
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        return f"dtype cannot be evaluated ({exc})"
+    if not isinstance(dtype, np.dtype):
+        return "dtype is not a numpy dtype"
+    allow_mmap = fields.get("allow_mmap", False)
+    align = fields.get("numpy_array_alignment_bytes", None)
+    if not isinstance(allow_mmap, bool) or not (align is None or (isinstance(align, int) and 0 < align <= 4096)):
+        return "invalid allow_mmap or alignment"
+    return sub.name, shape, order, dtype, allow_mmap, align
+
+
+def walk(data: bytes, policy: Policy, *, start: int = 0, joblib: bool = False) -> Trace:
+    """Walk one pickle stream starting at ``start``; trailing bytes are an issue."""
+    w = _Walker(data, start, policy, joblib, 0)
+    trace = w.run(start)
+    if trace.end >= 0 and trace.end != len(data):
+        trace.issues.append(
+            Issue("trailing-data", UNSAFE, trace.end,
+                  f"{len(data) - trace.end} bytes follow the STOP opcode (a stacked pickle or appended archive)")
+        )
+    return trace
