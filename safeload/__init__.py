@@ -16,12 +16,17 @@ from safeload._errors import (
 )
 from safeload._load import load, loads
 from safeload._policy import Limits, Policy
+from safeload._report import Finding, ScanReport
+from safeload._scan import scan
 
 __all__ = [
     "LimitExceededError",
     "Limits",
     "MalformedModelError",
     "Policy",
+    "Finding",
+    "ScanReport",
+    "scan",
     "SafeloadError",
     "UnsafeModelError",
     "UnsupportedFormatError",

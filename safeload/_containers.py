@@ -121,49 +121,52 @@ def decompress(fmt: Format, data: bytes | bytearray, limits: Limits) -> bytearra
     cap = _cap(limits, len(data))
     out = bytearray()
     chunk = 1 << 24
+    pending: Any = memoryview(data)
     try:
-        if fmt is Format.LZ4:
-            try:
-                import lz4.frame
-            except ImportError:
-                raise UnsupportedFormatError("lz4-compressed file: install safeload[lz4] to read it") from None
-            d: Any = lz4.frame.LZ4FrameDecompressor()
-        elif fmt in (Format.ZLIB, Format.GZIP):
-            d = zlib.decompressobj(wbits=15 if fmt is Format.ZLIB else 31)
-        elif fmt is Format.BZ2:
-            d = bz2.BZ2Decompressor()
-        else:
-            d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ if fmt is Format.XZ else lzma.FORMAT_ALONE)
-        view = memoryview(data)
-        pending: Any = view
-        while True:
-            if fmt in (Format.ZLIB, Format.GZIP):
-                piece = d.decompress(pending, chunk)
-                pending = d.unconsumed_tail
-                done = d.eof
-            else:
-                piece = d.decompress(pending, max_length=chunk)
-                pending = b""
-                done = d.eof or (not piece and d.needs_input)
-            out += piece
-            if len(out) > cap:
-                raise LimitExceededError(
-                    f"{fmt.value} stream inflates beyond {cap} bytes (limit max_decompressed_bytes); "
-                    "raise the limit if you trust this file")
-            if done:
+        while True:  # one iteration per concatenated stream (the stdlib readers joblib uses accept several)
+            d = _decompressor(fmt)
+            while True:
+                if fmt in (Format.ZLIB, Format.GZIP):
+                    piece = d.decompress(pending, chunk)
+                    pending = d.unconsumed_tail
+                else:
+                    piece = d.decompress(pending, max_length=chunk)
+                    pending = b""
+                out += piece
+                if len(out) > cap:
+                    raise LimitExceededError(
+                        f"{fmt.value} stream inflates beyond {cap} bytes (limit max_decompressed_bytes); "
+                        "raise the limit if you trust this file")
+                if d.eof or (not piece and not pending and getattr(d, "needs_input", True)):
+                    break
+            if not d.eof:
+                raise MalformedModelError(f"truncated {fmt.value} stream")
+            unused = bytes(getattr(d, "unused_data", b"") or b"")
+            if not unused:
                 break
-            if not piece and not pending and fmt in (Format.ZLIB, Format.GZIP):
-                break
-        if not d.eof:
-            raise MalformedModelError(f"truncated {fmt.value} stream")
-        unused = bytes(getattr(d, "unused_data", b"") or b"")
-        if unused:
-            raise UnsafeModelError(f"{len(unused)} bytes follow the {fmt.value} stream (a second stream or appended data)")
+            if fmt is Format.ZLIB:
+                raise UnsafeModelError(
+                    f"{len(unused)} bytes follow the {fmt.value} stream (a second stream or appended data)")
+            pending = unused
     except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError, RuntimeError) as exc:
         raise MalformedModelError(f"corrupt {fmt.value} stream: {exc}") from None
     except MemoryError:
         raise LimitExceededError(f"out of memory while inflating the {fmt.value} stream") from None
     return out
+
+
+def _decompressor(fmt: Format) -> Any:
+    if fmt is Format.LZ4:
+        try:
+            import lz4.frame
+        except ImportError:
+            raise UnsupportedFormatError("lz4-compressed file: install safeload[lz4] to read it") from None
+        return lz4.frame.LZ4FrameDecompressor()
+    if fmt in (Format.ZLIB, Format.GZIP):
+        return zlib.decompressobj(wbits=15 if fmt is Format.ZLIB else 31)
+    if fmt is Format.BZ2:
+        return bz2.BZ2Decompressor()
+    return lzma.LZMADecompressor(format=lzma.FORMAT_XZ if fmt is Format.XZ else lzma.FORMAT_ALONE)
 
 
 def zip_bytes_io(data: bytes | bytearray) -> IO[bytes]:

@@ -102,6 +102,7 @@ class _WrapperStandIn:
     """What ``joblib.numpy_pickle.NumpyArrayWrapper`` resolves to: an inert placeholder."""
 
     __slots__ = ("__weakref__",)
+    _safeload_standin = True
 
     def __reduce__(self) -> Any:
         raise TypeError("placeholder")

@@ -90,6 +90,8 @@ def _array_type(policy: Policy, cls: object) -> None:
 
 
 def _allowed_class(policy: Policy, cls: object) -> str:
+    if isinstance(cls, type) and getattr(cls, "_safeload_standin", False):
+        return "joblib.numpy_pickle.NumpyArrayWrapper"
     if not isinstance(cls, type):
         raise UnsafeModelError(f"expected an allowed class, got {type(cls).__name__}")
     name = f"{cls.__module__}.{cls.__qualname__}"

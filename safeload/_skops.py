@@ -51,18 +51,64 @@ def _open(data: bytes | bytearray, policy: Policy) -> zipfile.ZipFile:
     return zf
 
 
-def _walk(node: Any, depth: int = 0) -> Iterator[tuple[str, str]]:
+def _walk(node: Any, files: list[str], depth: int = 0) -> Iterator[tuple[str, str]]:
     if depth > 2000:
         raise LimitExceededError("skops schema nested too deeply")
     if isinstance(node, dict):
         mod, cls = node.get("__module__"), node.get("__class__")
         if isinstance(mod, str) and isinstance(cls, str):
             yield f"{mod}.{cls}", str(node.get("__loader__", ""))
+        if isinstance(node.get("file"), str):
+            files.append(node["file"])
         for value in node.values():
-            yield from _walk(value, depth + 1)
+            yield from _walk(value, files, depth + 1)
     elif isinstance(node, list):
         for value in node:
-            yield from _walk(value, depth + 1)
+            yield from _walk(value, files, depth + 1)
+
+
+def _check_members(zf: zipfile.ZipFile, files: list[str]) -> None:
+    """skops reads a member once per node that names it: refuse repeats and arrays larger than their member."""
+    seen: set[str] = set()
+    for name in files:
+        if name in seen:
+            raise LimitExceededError(f"skops member {name} is referenced more than once (memory amplification)")
+        seen.add(name)
+        try:
+            info = zf.getinfo(name)
+        except KeyError:
+            raise MalformedModelError(f"skops schema names a missing member {name}") from None
+        if name.endswith(".npy"):
+            with zf.open(info) as fh:
+                head = fh.read(65536 + 12)
+            nbytes = _npy_nbytes(head)
+            if nbytes is None:
+                raise MalformedModelError(f"invalid .npy header in member {name}")
+            if nbytes > info.file_size:
+                raise LimitExceededError(
+                    f"member {name} declares an array of {nbytes} bytes but holds {info.file_size}")
+
+
+def _npy_nbytes(head: bytes) -> int | None:
+    import ast
+
+    import numpy as np
+
+    try:
+        if not head.startswith(b"\x93NUMPY"):
+            return None
+        width = 2 if head[6] == 1 else 4
+        hlen = int.from_bytes(head[8:8 + width], "little")
+        header = ast.literal_eval(head[8 + width:8 + width + hlen].decode("latin1"))
+        dtype = np.dtype(header["descr"])
+        count = 1
+        for d in header["shape"]:
+            if not isinstance(d, int) or d < 0:
+                return None
+            count *= d
+        return count * dtype.itemsize
+    except (ValueError, SyntaxError, KeyError, TypeError, IndexError, MemoryError, RecursionError):
+        return None
 
 
 def audit(data: bytes | bytearray, policy: Policy) -> SkopsAudit:
@@ -78,7 +124,9 @@ def audit(data: bytes | bytearray, policy: Policy) -> SkopsAudit:
         schema = json.loads(zf.read(info))
     except (ValueError, zipfile.BadZipFile, OSError, RecursionError) as exc:
         raise MalformedModelError(f"unreadable schema.json: {exc}") from None
-    pairs = list(_walk(schema))
+    files: list[str] = []
+    pairs = list(_walk(schema, files))
+    _check_members(zf, files)
     types = sorted({name for name, _ in pairs})
     refused = [t for t in types if t not in _PRIMITIVES and not policy.allows(t)]
     return SkopsAudit(tuple(types), tuple(refused), tuple(sorted({loader for _, loader in pairs})))

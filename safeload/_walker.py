@@ -371,7 +371,7 @@ class _Walker:
                 j = i + 9
                 need(j)
                 if fend and i < fend:
-                    raise self.fatal("frame-overlap", MALFORMED, i, "FRAME begins before the end of the current frame")
+                    raise self.fatal("frame-overlap", UNSAFE, i, "FRAME begins before the end of the current frame")
                 flen = int.from_bytes(data[i + 1:j], "little")
                 if j + flen > n:
                     raise self.fatal("frame-truncated", MALFORMED, i,
@@ -590,7 +590,7 @@ class _Walker:
                 return
             if b > fend:
                 break
-        raise self.fatal("frame-crossing", MALFORMED, i,
+        raise self.fatal("frame-crossing", UNSAFE, i,
                          f"opcode at offset {i} reads past the end of its frame at offset {fend}: "
                          "CPython's unpicklers disagree on what such a stream contains")
 
@@ -600,7 +600,8 @@ class _Walker:
         if idx < 0:
             raise self.fatal("memo", MALFORMED, i, "negative PUT argument")
         if idx > ops or idx >= self.limits.max_memo_entries:
-            raise self.fatal("limit-memo", LIMIT, i,
+            # Not fatal: the walker allocates nothing, so keep going and report every problem.
+            self.issue("limit-memo", LIMIT, i,
                              f"memo index {idx} is beyond anything the stream could have stored "
                              "(the C unpickler would allocate a memo table of that size)")
         memo[idx] = stack[-1]
@@ -757,7 +758,7 @@ class _Walker:
             self.check_array_state(i, state)
         if target.callee == WRAPPER and not target.array and self.joblib:
             if fend and i + 1 < fend:
-                raise self.fatal("frame-crossing", MALFORMED, i,
+                raise self.fatal("frame-crossing", UNSAFE, i,
                                  "joblib array data starts inside a frame: joblib would read it from elsewhere")
             return self.joblib_array(i, state)
         return None

@@ -1,0 +1,105 @@
+"""The findings model every output format renders (frozen, so reports can be shared freely)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["Finding", "GlobalVerdict", "Location", "ScanReport", "RULES", "Verdict"]
+
+
+class Verdict:
+    SAFE = "safe"
+    UNSAFE = "unsafe"
+    ERROR = "error"  # malformed or over a limit: load would refuse it
+    UNSUPPORTED = "unsupported"  # a model-like container that load does not accept
+    NOT_A_MODEL = "not-a-model"
+
+
+@dataclass(frozen=True)
+class Location:
+    offset: int | None = None
+    member: str | None = None
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    severity: str  # "high", "medium", "low", "info"
+    message: str
+    names: tuple[str, ...] = ()
+    location: Location = field(default_factory=Location)
+    decompiled: str | None = None
+
+
+@dataclass(frozen=True)
+class GlobalVerdict:
+    name: str
+    allowed: bool
+    kind: str | None
+    offsets: tuple[int, ...]
+    member: str | None = None
+
+
+@dataclass(frozen=True)
+class ScanReport:
+    path: str
+    format: str
+    verdict: str
+    findings: tuple[Finding, ...]
+    globals: tuple[GlobalVerdict, ...]
+    size: int
+    sha256: str
+
+    @property
+    def safe(self) -> bool:
+        return self.verdict == Verdict.SAFE
+
+
+# Rule id -> (short description, help text); SARIF needs one rule per finding kind.
+RULES: dict[str, tuple[str, str]] = {
+    "disallowed-global": ("Global not in the allowlist",
+                          "The file imports a name outside safeload's exact allowlist. If you trust the file and the "
+                          "name, allow it explicitly (safeload.load(path, allow=['module.Name']) or --allow)."),
+    "joblib-legacy": ("Legacy joblib format",
+                      "joblib < 0.10 formats make joblib open side files with allow_pickle=True. Re-save the model."),
+    "build-on-global": ("BUILD on a class or function",
+                        "The pickle sets attributes on a global object, changing it for the whole process."),
+    "mutate-global": ("Container operation on a global", "The pickle appends to or sets items on a global object."),
+    "call-not-callable": ("Non-callable name called",
+                          "A name allowed only as a value or for __new__ is called with pickle-chosen arguments."),
+    "call-non-global": ("Call of a computed value", "REDUCE/OBJ on a value that is not a named, allowed callable."),
+    "new-non-global": ("NEWOBJ on a computed value", "NEWOBJ on a value that is not a named, allowed class."),
+    "new-value": ("Value instantiated", "A name allowed only as a value is instantiated."),
+    "guard": ("Constructor arguments refused", "An allowed constructor is given arguments its guard refuses."),
+    "unresolved-global": ("Global name not resolvable statically",
+                          "STACK_GLOBAL operands are not plain strings, so the name cannot be judged."),
+    "ambiguous-name": ("Ambiguous global name", "The same raw name resolves to two different names."),
+    "ext": ("EXT opcode", "The copyreg extension registry is never used by model files."),
+    "persid": ("Persistent id", "Persistent ids are not used by scikit-learn model files."),
+    "out-of-band": ("Out-of-band buffer", "NEXT_BUFFER/READONLY_BUFFER need buffers supplied by the caller."),
+    "trailing-data": ("Data after STOP", "Bytes follow the pickle's STOP: a stacked pickle or an appended archive."),
+    "hidden-in-array-data": ("Payload hidden in joblib array data",
+                             "pickle.load (instead of joblib.load) would execute the joblib array bytes as opcodes."),
+    "joblib-object-mmap": ("Object array marked mmap-able", "joblib would memory-map raw object pointers and crash."),
+    "joblib-wrapper": ("Invalid joblib array header", "The NumpyArrayWrapper state is not a valid array header."),
+    "joblib-dtype": ("Invalid joblib dtype", "A zero-size dtype makes joblib divide by zero."),
+    "frame-crossing": ("Opcode crosses a frame", "CPython's unpicklers disagree on what this stream contains."),
+    "frame-overlap": ("Overlapping frames", "A FRAME starts before the previous frame ends."),
+    "frame-truncated": ("Truncated frame", "A FRAME claims more bytes than the file holds."),
+    "limit-memo": ("Memo index out of range", "The C unpickler would allocate a memo table of this size."),
+    "limit-array": ("Array larger than the file", "An array header claims more memory than the file contains."),
+    "limit-stack": ("Stack too deep", "The stream nests deeper than any real model."),
+    "limit-marks": ("Too many MARKs", "The stream nests deeper than any real model."),
+    "limit-opcodes": ("Too many opcodes", "The stream exceeds the opcode limit."),
+    "limit-nesting": ("Too many nested pickles", "Too many nested object-array pickles."),
+    "limit": ("Resource limit exceeded", "The input exceeds a configured resource limit."),
+    "malformed": ("Malformed input", "The input is truncated or corrupt; a loader would fail on it."),
+    "unsupported": ("Unsupported container", "safeload.load does not accept this container."),
+    "skops-untrusted": ("skops type not in the allowlist", "The skops schema names a type outside the allowlist."),
+    "fickling": ("fickling analysis", "fickling's overt-malice analysis flagged this stream (advisory)."),
+    "not-a-model": ("Not a model artifact", "The file is not a pickle, joblib, skops, zip or numpy file."),
+}
+
+
+def rule_info(rule: str) -> tuple[str, str]:
+    return RULES.get(rule, (rule, rule))
