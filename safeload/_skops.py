@@ -141,7 +141,7 @@ def load_skops(data: bytes | bytearray, policy: Policy, source: str | None = Non
     trusted = [t for t in result.types if t not in _PRIMITIVES]
     try:
         return sio.load(io.BytesIO(bytes(data)), trusted=trusted)
-    except Exception as exc:  # skops raises many types; none may escape as-is
+    except Exception as exc:  # noqa: BLE001 - skops raises many types; none may escape as-is
         if type(exc).__name__ == "UntrustedTypesFoundException":
             raise UnsafeModelError(f"skops refused types: {exc}") from None
         raise MalformedModelError(f"skops could not load the archive: {type(exc).__name__}: {exc}") from None

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import _compat_pickle
 import codecs
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,10 +141,6 @@ class _Stop(Exception):
     """Internal: the walk cannot continue."""
 
 
-class _Mark:
-    __slots__ = ()
-
-
 class G:
     """A resolved global on the simulated stack."""
 
@@ -181,8 +178,49 @@ class _Other:
     __slots__ = ()
 
 
-MARK = _Mark()
 OTHER = _Other()
+
+
+class Run:
+    """A run of >= 8 (SHORT_BINUNICODE, MEMOIZE, BININT*) entries matched in one regex step.
+
+    It stands for 2*count stack values (key, value, key, value...) and ``count`` memo
+    entries; it is expanded into real values only if an opcode looks inside it.
+    """
+
+    __slots__ = ("start", "end", "count")
+
+    def __init__(self, start: int, end: int, count: int) -> None:
+        self.start = start
+        self.end = end
+        self.count = count
+
+
+def _entry_pattern() -> re.Pattern[bytes]:
+    # No 0x94 byte anywhere but in the MEMOIZE itself, so counting 0x94 counts entries.
+    lengths = b"|".join(re.escape(bytes([ln])) + (b"[^\\x94]{%d}" % ln) for ln in range(256) if ln != 0x94)
+    entry = b"\\x8c(?:" + lengths + b")\\x94(?:K[^\\x94]|M[^\\x94]{2}|J[^\\x94]{4})"
+    return re.compile(b"(?:" + entry + b"){8,}", re.DOTALL)
+
+
+_RUN = _entry_pattern()
+
+
+def _expand(data: Any, run: Run) -> tuple[list[Any], list[str]]:
+    """Parse a run entry by entry: its stack values and the strings it memoized."""
+    values: list[Any] = []
+    strings: list[str] = []
+    p = run.start
+    while p < run.end:
+        j = p + 2 + data[p + 1]
+        text = str(data[p + 2:j], "utf-8", "surrogatepass")
+        op = data[j + 1]
+        w = 1 if op == 0x4B else (2 if op == 0x4D else 4)
+        values.append(text)
+        values.append(int.from_bytes(data[j + 2:j + 2 + w], "little", signed=(op == 0x4A)))
+        strings.append(text)
+        p = j + 2 + w
+    return values, strings
 
 
 def _c(data: Any, i: int) -> str:
@@ -247,220 +285,271 @@ class _Walker:
         return self.trace
 
     def _run(self, start: int) -> None:  # noqa: C901 - one dispatch loop, on purpose
+        try:
+            self._loop(start)
+        except IndexError:
+            raise self.fatal("truncated", MALFORMED, start,
+                             "pickle data was truncated or the stack underflowed") from None
+
+    def _loop(self, start: int) -> None:  # noqa: C901
         data = self.data
         n = self.n
         limits = self.limits
         max_stack = limits.max_stack_depth
+        max_marks = limits.max_mark_depth
+        max_ops = limits.max_opcodes
         stack: list[Any] = []
         push = stack.append
+        marks: list[int] = []  # stack positions of MARKs, as CPython keeps them (not on the stack)
+        fence = 0
         memo: dict[int, Any] = {}
-        marks = 0
+        lazy: list[tuple[int, Run]] = []  # (first memo index, run) not yet materialised
+        lazy_total = 0
+        use_runs = True
+        run_match = _RUN.match
         proto = 0
-        fend = 0  # end of the current frame, 0 when outside a frame
+        big = n + 1
+        fend = big  # end of the current frame; ``big`` when outside a frame
         ops = 0
         i = start
         trace = self.trace
+        fatal = self.fatal
+
+        def fix_top() -> None:
+            if len(stack) > fence and type(stack[-1]) is Run:
+                stack.extend(_expand(data, stack.pop())[0])
+
+        def plain(items: list[Any]) -> list[Any]:
+            if not any(type(x) is Run for x in items):
+                return items
+            out: list[Any] = []
+            for x in items:
+                out.extend(_expand(data, x)[0] if type(x) is Run else (x,))
+            return out
+
+        def memo_get(idx: int) -> Any:
+            try:
+                return memo[idx]
+            except KeyError:
+                pass
+            for first, run in lazy:
+                if first <= idx < first + run.count:
+                    for k, text in enumerate(_expand(data, run)[1]):
+                        memo.setdefault(first + k, text)
+                    return memo[idx]
+            raise fatal("memo", MALFORMED, i, f"memo value not found at index {idx}")
+
+        def flush_lazy() -> None:
+            nonlocal lazy_total, use_runs
+            for first, run in lazy:
+                for k, text in enumerate(_expand(data, run)[1]):
+                    memo.setdefault(first + k, text)
+            lazy.clear()
+            lazy_total = 0
+            use_runs = False
 
         def pop() -> Any:
-            if not stack or stack[-1] is MARK:
-                raise self.fatal("stack-underflow", MALFORMED, i, "stack underflow")
+            fix_top()
+            if len(stack) <= fence:
+                raise fatal("stack-underflow", MALFORMED, i, "stack underflow")
             return stack.pop()
 
         def pop_mark() -> list[Any]:
-            nonlocal marks
-            k = len(stack) - 1
-            while k >= 0 and stack[k] is not MARK:
-                k -= 1
-            if k < 0:
-                raise self.fatal("no-mark", MALFORMED, i, "could not find MARK")
-            items = stack[k + 1:]
+            nonlocal fence
+            if not marks:
+                raise fatal("no-mark", MALFORMED, i, "could not find MARK")
+            k = marks.pop()
+            fence = marks[-1] if marks else 0
+            items = stack[k:]
             del stack[k:]
-            marks -= 1
             return items
 
         def line(s: int) -> tuple[bytes, int]:
             e = data.find(b"\n", s)
             if e < 0:
-                raise self.fatal("truncated", MALFORMED, s, "pickle data was truncated (unterminated line)")
+                raise fatal("truncated", MALFORMED, s, "pickle data was truncated (unterminated line)")
             return data[s:e], e + 1
 
         def need(e: int) -> None:
             if e > n:
-                raise self.fatal("truncated", MALFORMED, i, "pickle data was truncated")
+                raise fatal("truncated", MALFORMED, i, "pickle data was truncated")
 
         while True:
-            if i >= n:
-                raise self.fatal("truncated", MALFORMED, i, "pickle data was truncated (no STOP opcode)")
-            if fend and i >= fend:
-                fend = 0
             op = data[i]
             ops += 1
-            if ops > limits.max_opcodes:
-                raise self.fatal("limit-opcodes", LIMIT, i, f"more than {limits.max_opcodes} opcodes")
-            # ---- hot data opcodes first --------------------------------------
+            # ---- hot data opcodes first: a push, a bounds check, nothing else ------------
             if op == 0x8C:  # SHORT_BINUNICODE
-                ln = data[i + 1]
-                j = i + 2 + ln
-                need(j)
-                if fend and j > fend:
-                    self.frame_units(i, fend, (1, 1))
-                    fend = 0
+                if use_runs:
+                    m = run_match(data, i, fend if fend < n else n)
+                    if m is not None:
+                        j = m.end()
+                        count = data.count(b"\x94", i, j)
+                        run = Run(i, j, count)
+                        lazy.append((len(memo) + lazy_total, run))
+                        lazy_total += count
+                        push(run)
+                        i = j
+                        continue
+                j = i + 2 + data[i + 1]
+                if j > fend:
+                    fend = self.frame_units(i, fend, (1, 1), big)
+                if j > n:
+                    raise fatal("truncated", MALFORMED, i, "pickle data was truncated")
                 push(str(data[i + 2:j], "utf-8", "surrogatepass"))
                 i = j
                 continue
             if op == 0x94:  # MEMOIZE
-                if not stack or stack[-1] is MARK:
-                    raise self.fatal("stack-underflow", MALFORMED, i, "MEMOIZE on empty stack")
-                memo[len(memo)] = stack[-1]
+                if len(stack) <= fence:
+                    raise fatal("stack-underflow", MALFORMED, i, "MEMOIZE on an empty stack")
+                if type(stack[-1]) is Run:
+                    fix_top()
+                memo[len(memo) + lazy_total] = stack[-1]
                 i += 1
                 continue
-            if op == 0x4B or op == 0x4D or op == 0x4A:  # BININT1, BININT2, BININT
-                w = 1 if op == 0x4B else (2 if op == 0x4D else 4)
-                j = i + 1 + w
+            if op == 0x4B:  # BININT1
+                j = i + 2
+                if j > fend:
+                    fend = self.frame_units(i, fend, (1,), big)
+                push(data[i + 1])
+                i = j
+                continue
+            if op == 0x4D or op == 0x4A:  # BININT2, BININT
+                j = i + (3 if op == 0x4D else 5)
+                if j > fend:
+                    fend = self.frame_units(i, fend, (1,), big)
                 need(j)
-                if fend and j > fend:
-                    self.frame_units(i, fend, (1,))
-                    fend = 0
                 push(int.from_bytes(data[i + 1:j], "little", signed=(op == 0x4A)))
                 i = j
                 continue
             if op == 0x68 or op == 0x6A:  # BINGET, LONG_BINGET
-                w = 1 if op == 0x68 else 4
-                j = i + 1 + w
+                j = i + (2 if op == 0x68 else 5)
+                if j > fend:
+                    fend = self.frame_units(i, fend, (1,), big)
                 need(j)
-                if fend and j > fend:
-                    self.frame_units(i, fend, (1,))
-                    fend = 0
-                idx = int.from_bytes(data[i + 1:j], "little")
-                if idx not in memo:
-                    raise self.fatal("memo", MALFORMED, i, f"memo value not found at index {idx}")
-                push(memo[idx])
+                idx = data[i + 1] if op == 0x68 else int.from_bytes(data[i + 1:j], "little")
+                push(memo[idx] if idx in memo else memo_get(idx))
                 i = j
                 continue
             if op == 0x28:  # MARK
-                marks += 1
-                if marks > limits.max_mark_depth:
-                    raise self.fatal("limit-marks", LIMIT, i, f"more than {limits.max_mark_depth} nested MARKs")
-                push(MARK)
+                if len(marks) >= max_marks:
+                    raise fatal("limit-marks", LIMIT, i, f"more than {max_marks} nested MARKs")
+                fence = len(stack)
+                marks.append(fence)
                 i += 1
                 continue
             if op == 0x75:  # SETITEMS
                 items = pop_mark()
-                if len(items) % 2:
-                    raise self.fatal("odd-setitems", MALFORMED, i, "odd number of items for SETITEMS")
-                self.setitems(i, stack, items)
+                if _values(items) % 2:
+                    raise fatal("odd-setitems", MALFORMED, i, "odd number of items for SETITEMS")
+                fix_top()
+                self.setitems(i, stack, fence, items)
                 i += 1
                 continue
             if op == 0x65:  # APPENDS
                 items = pop_mark()
-                self.appends(i, stack, len(items))
+                fix_top()
+                self.appends(i, stack, fence, _values(items))
                 i += 1
                 continue
+            if ops > max_ops:
+                raise fatal("limit-opcodes", LIMIT, i, f"more than {max_ops} opcodes")
             if op == 0x71 or op == 0x72:  # BINPUT, LONG_BINPUT
-                w = 1 if op == 0x71 else 4
-                j = i + 1 + w
+                j = i + (2 if op == 0x71 else 5)
+                if j > fend:
+                    fend = self.frame_units(i, fend, (1,), big)
                 need(j)
-                if fend and j > fend:
-                    self.frame_units(i, fend, (1,))
-                    fend = 0
-                idx = int.from_bytes(data[i + 1:j], "little")
-                self.put(i, idx, ops, stack, memo)
+                if use_runs:
+                    flush_lazy()
+                fix_top()
+                self.put(i, int.from_bytes(data[i + 1:j], "little"), ops, stack, fence, memo)
                 i = j
-                continue
-            if op == 0x95:  # FRAME
+            elif op == 0x95:  # FRAME
                 j = i + 9
                 need(j)
-                if fend and i < fend:
-                    raise self.fatal("frame-overlap", UNSAFE, i, "FRAME begins before the end of the current frame")
+                if fend != big and i < fend:
+                    raise fatal("frame-overlap", UNSAFE, i, "FRAME begins before the end of the current frame")
                 flen = int.from_bytes(data[i + 1:j], "little")
                 if j + flen > n:
-                    raise self.fatal("frame-truncated", MALFORMED, i,
-                                     f"FRAME claims {flen} bytes but only {n - j} remain")
-                fend = j + flen if flen else 0
+                    raise fatal("frame-truncated", MALFORMED, i, f"FRAME claims {flen} bytes but only {n - j} remain")
+                fend = j + flen if flen else big
                 i = j
-                continue
-            if op == 0x7D or op == 0x5D or op == 0x29 or op == 0x8F:  # EMPTY_DICT/LIST/TUPLE/SET
-                if op == 0x29:
-                    push(())
-                else:
-                    push(Cont("dict" if op == 0x7D else ("list" if op == 0x5D else "set")))
+            elif op == 0x7D or op == 0x5D or op == 0x8F:  # EMPTY_DICT, EMPTY_LIST, EMPTY_SET
+                push(Cont("dict" if op == 0x7D else ("list" if op == 0x5D else "set")))
+                i += 1
+            elif op == 0x29:  # EMPTY_TUPLE
+                push(())
                 i += 1
             elif op == 0x85 or op == 0x86 or op == 0x87:  # TUPLE1/2/3
                 k = op - 0x84
-                if len(stack) < k or any(x is MARK for x in stack[-k:]):
-                    raise self.fatal("stack-underflow", MALFORMED, i, "stack underflow in TUPLEn")
+                fix_top()
+                if len(stack) - k < fence:
+                    raise fatal("stack-underflow", MALFORMED, i, "stack underflow in TUPLEn")
                 t = tuple(stack[-k:])
                 del stack[-k:]
                 push(t)
                 i += 1
             elif op == 0x74:  # TUPLE
-                push(tuple(pop_mark()))
+                push(tuple(plain(pop_mark())))
                 i += 1
             elif op == 0x4E:  # NONE
                 push(None)
                 i += 1
-            elif op == 0x88 or op == 0x89:
+            elif op == 0x88 or op == 0x89:  # NEWTRUE, NEWFALSE
                 push(op == 0x88)
                 i += 1
             elif op == 0x58 or op == 0x42 or op == 0x54 or op == 0x8D or op == 0x8E or op == 0x96:
-                # BINUNICODE, BINBYTES, BINSTRING (4-byte len), BINUNICODE8, BINBYTES8, BYTEARRAY8
+                # BINUNICODE, BINBYTES, BINSTRING (4-byte length), BINUNICODE8, BINBYTES8, BYTEARRAY8
                 w = 4 if op in (0x58, 0x42, 0x54) else 8
                 need(i + 1 + w)
                 ln = int.from_bytes(data[i + 1:i + 1 + w], "little", signed=(op == 0x54))
                 if ln < 0:
-                    raise self.fatal("negative-length", MALFORMED, i, "negative byte count")
+                    raise fatal("negative-length", MALFORMED, i, "negative byte count")
                 j = i + 1 + w + ln
+                if j > fend:
+                    fend = self.frame_units(i, fend, (1, w), big)
                 need(j)
-                if fend and j > fend:
-                    self.frame_units(i, fend, (1, w))
-                    fend = 0
-                raw = data[i + 1 + w:j]
                 if op == 0x58 or op == 0x8D:
-                    push(str(raw, "utf-8", "surrogatepass"))
+                    push(str(data[i + 1 + w:j], "utf-8", "surrogatepass"))
                 elif op == 0x54:
-                    push(raw.decode("ascii"))
+                    push(bytes(data[i + 1 + w:j]).decode("ascii"))
                 elif op == 0x96:
                     push(OTHER)
                 else:
-                    push(bytes(raw))
+                    push(bytes(data[i + 1 + w:j]))
                 i = j
             elif op == 0x43 or op == 0x55:  # SHORT_BINBYTES, SHORT_BINSTRING
                 need(i + 2)
-                ln = data[i + 1]
-                j = i + 2 + ln
+                j = i + 2 + data[i + 1]
+                if j > fend:
+                    fend = self.frame_units(i, fend, (1, 1), big)
                 need(j)
-                if fend and j > fend:
-                    self.frame_units(i, fend, (1, 1))
-                    fend = 0
-                raw = data[i + 2:j]
-                push(bytes(raw) if op == 0x43 else raw.decode("ascii"))
+                raw = bytes(data[i + 2:j])
+                push(raw if op == 0x43 else raw.decode("ascii"))
                 i = j
             elif op == 0x47:  # BINFLOAT
                 j = i + 9
+                if j > fend:
+                    fend = self.frame_units(i, fend, (1,), big)
                 need(j)
-                if fend and j > fend:
-                    self.frame_units(i, fend, (1,))
-                    fend = 0
-                push(float(np.frombuffer(data[i + 1:j], ">f8")[0]))
+                push(float(np.frombuffer(bytes(data[i + 1:j]), ">f8")[0]))
                 i = j
             elif op == 0x8A or op == 0x8B:  # LONG1, LONG4
                 w = 1 if op == 0x8A else 4
                 need(i + 1 + w)
                 ln = int.from_bytes(data[i + 1:i + 1 + w], "little", signed=(op == 0x8B))
                 if ln < 0:
-                    raise self.fatal("negative-length", MALFORMED, i, "LONG pickle has negative byte count")
+                    raise fatal("negative-length", MALFORMED, i, "LONG pickle has negative byte count")
                 j = i + 1 + w + ln
+                if j > fend:
+                    fend = self.frame_units(i, fend, (1, w), big)
                 need(j)
-                if fend and j > fend:
-                    self.frame_units(i, fend, (1, w))
-                    fend = 0
                 push(int.from_bytes(data[i + 1 + w:j], "little", signed=True))
                 i = j
             elif op == 0x80:  # PROTO
                 need(i + 2)
                 proto = data[i + 1]
                 if proto > 5:
-                    raise self.fatal("protocol", MALFORMED, i, f"unsupported pickle protocol: {proto}")
+                    raise fatal("protocol", MALFORMED, i, f"unsupported pickle protocol: {proto}")
                 trace.protocol = max(trace.protocol, proto)
                 i += 2
             elif op == 0x93:  # STACK_GLOBAL
@@ -475,17 +564,16 @@ class _Walker:
             elif op == 0x63 or op == 0x69:  # GLOBAL, INST
                 mod_b, j = line(i + 1)
                 name_b, j = line(j)
-                if fend and j > fend:
-                    self.frame_units(i, fend, (1, len(mod_b) + 1))
-                    fend = 0
+                if j > fend:
+                    fend = self.frame_units(i, fend, (1, len(mod_b) + 1), big)
                 if not mod_b or not name_b:
-                    raise self.fatal("truncated", MALFORMED, i, "pickle data was truncated (empty GLOBAL line)")
-                g = self.resolve(mod_b.decode("utf-8"), name_b.decode("utf-8"), i,
+                    raise fatal("truncated", MALFORMED, i, "pickle data was truncated (empty GLOBAL line)")
+                g = self.resolve(bytes(mod_b).decode("utf-8"), bytes(name_b).decode("utf-8"), i,
                                  "GLOBAL" if op == 0x63 else "INST", proto)
                 if op == 0x63:
                     push(g)
                 else:
-                    push(self.instantiate(i, g, pop_mark()))
+                    push(self.instantiate(i, g, plain(pop_mark())))
                 i = j
             elif op == 0x52:  # REDUCE
                 args = pop()
@@ -499,103 +587,116 @@ class _Walker:
                 push(self.new(i, cls, args, kwargs))
                 i += 1
             elif op == 0x6F:  # OBJ
-                items = pop_mark()
+                items = plain(pop_mark())
                 if not items:
-                    raise self.fatal("stack-underflow", MALFORMED, i, "OBJ without a class")
+                    raise fatal("stack-underflow", MALFORMED, i, "OBJ without a class")
                 push(self.instantiate(i, items[0], items[1:]))
                 i += 1
             elif op == 0x62:  # BUILD
                 state = pop()
-                if not stack or stack[-1] is MARK:
-                    raise self.fatal("stack-underflow", MALFORMED, i, "BUILD without an object")
-                target = stack[-1]
-                array = self.build(i, target, state, fend)
+                fix_top()
+                if len(stack) <= fence:
+                    raise fatal("stack-underflow", MALFORMED, i, "BUILD without an object")
+                array = self.build(i, stack[-1], state, fend if fend != big else 0)
                 i += 1
                 if array is not None:
                     stack[-1] = array[0]
                     i = array[1]
             elif op == 0x61:  # APPEND
                 pop()
-                self.appends(i, stack, 1)
+                self.appends(i, stack, fence, 1)
                 i += 1
             elif op == 0x73:  # SETITEM
                 v = pop()
                 k = pop()
-                self.setitems(i, stack, [k, v])
+                self.setitems(i, stack, fence, [k, v])
                 i += 1
             elif op == 0x90:  # ADDITEMS
                 items = pop_mark()
-                self.appends(i, stack, len(items), what="ADDITEMS")
+                fix_top()
+                self.appends(i, stack, fence, len(items), what="ADDITEMS")
                 i += 1
             elif op == 0x91:  # FROZENSET
                 pop_mark()
                 push(OTHER)
                 i += 1
             elif op == 0x6C or op == 0x64:  # LIST, DICT
-                items = pop_mark()
+                items = plain(pop_mark())
                 c = Cont("list" if op == 0x6C else "dict")
                 if op == 0x64:
                     if len(items) % 2:
-                        raise self.fatal("odd-dict", MALFORMED, i, "odd number of items for DICT")
-                    c.items = list(zip(items[::2], items[1::2]))[:_DICT_CAP]
+                        raise fatal("odd-dict", MALFORMED, i, "odd number of items for DICT")
+                    c.items = list(zip(items[::2], items[1::2], strict=True))[:_DICT_CAP]
                 c.count = len(items)
                 push(c)
                 i += 1
-            elif op == 0x30:  # POP
-                if not stack:
-                    raise self.fatal("stack-underflow", MALFORMED, i, "POP on empty stack")
-                if stack.pop() is MARK:
-                    marks -= 1
+            elif op == 0x30:  # POP: pops a MARK if one sits on top, as CPython does
+                if marks and marks[-1] == len(stack):
+                    marks.pop()
+                    fence = marks[-1] if marks else 0
+                else:
+                    pop()
                 i += 1
             elif op == 0x31:  # POP_MARK
                 pop_mark()
                 i += 1
             elif op == 0x32:  # DUP
-                if not stack or stack[-1] is MARK:
-                    raise self.fatal("stack-underflow", MALFORMED, i, "DUP on empty stack")
+                fix_top()
+                if len(stack) <= fence:
+                    raise fatal("stack-underflow", MALFORMED, i, "DUP on an empty stack")
                 push(stack[-1])
                 i += 1
             elif op == 0x2E:  # STOP
-                if not stack or stack[-1] is MARK:
-                    raise self.fatal("stack-underflow", MALFORMED, i, "STOP with an empty stack")
+                fix_top()
+                if len(stack) <= fence:
+                    raise fatal("stack-underflow", MALFORMED, i, "STOP with an empty stack")
                 trace.end = i + 1
                 trace.opcodes = ops
                 return
             elif op in _TEXT_OPS:
                 raw, j = line(i + 1)
-                if fend and j > fend:
-                    self.frame_units(i, fend, (1,))
-                    fend = 0
-                self.text_op(i, op, raw, stack, memo, ops)
+                if j > fend:
+                    fend = self.frame_units(i, fend, (1,), big)
+                if op == 0x70 and use_runs:  # PUT: memo indices must be exact from here on
+                    flush_lazy()
+                fix_top()
+                if op == 0x67:  # GET
+                    push(memo_get(int(raw)))
+                    i = j
+                    continue
+                self.text_op(i, op, bytes(raw), stack, fence, memo, ops)
                 i = j
             elif op in (0x82, 0x83, 0x84):
-                raise self.fatal("ext", UNSAFE, i,
-                                 "EXT opcode: resolves a global through the copyreg extension registry")
+                raise fatal("ext", UNSAFE, i, "EXT opcode: resolves a global through the copyreg extension registry")
             elif op == 0x51:
-                raise self.fatal("persid", UNSAFE, i, "BINPERSID opcode: persistent ids are not allowed in model files")
+                raise fatal("persid", UNSAFE, i, "BINPERSID opcode: persistent ids are not allowed in model files")
             elif op in (0x97, 0x98):
-                raise self.fatal("out-of-band", UNSAFE, i, "out-of-band buffer opcode (NEXT_BUFFER/READONLY_BUFFER)")
+                raise fatal("out-of-band", UNSAFE, i, "out-of-band buffer opcode (NEXT_BUFFER/READONLY_BUFFER)")
             else:
-                raise self.fatal("bad-opcode", MALFORMED, i, f"invalid load key {_c(data, i)}")
+                raise fatal("bad-opcode", MALFORMED, i, f"invalid load key {_c(data, i)}")
             if len(stack) > max_stack:
-                raise self.fatal("limit-stack", LIMIT, i, f"stack deeper than {max_stack}")
+                raise fatal("limit-stack", LIMIT, i, f"stack deeper than {max_stack}")
 
     # -- helpers for the less frequent opcodes ------------------------------------
-    def frame_units(self, i: int, fend: int, widths: tuple[int, ...]) -> None:
-        """The op at ``i`` runs past ``fend``: legal only if a read unit starts exactly there."""
+    def frame_units(self, i: int, fend: int, widths: tuple[int, ...], big: int) -> int:
+        """The op at ``i`` ends past ``fend``: legal if the frame was used up or a read unit starts there.
+
+        Returns the new frame end (``big``: outside any frame)."""
+        if fend >= big or i >= fend:
+            return big
         b = i
         for w in widths:
             b += w
             if b == fend:
-                return
+                return big
             if b > fend:
                 break
         raise self.fatal("frame-crossing", UNSAFE, i,
                          f"opcode at offset {i} reads past the end of its frame at offset {fend}: "
                          "CPython's unpicklers disagree on what such a stream contains")
 
-    def put(self, i: int, idx: int, ops: int, stack: list[Any], memo: dict[int, Any]) -> None:
-        if not stack or stack[-1] is MARK:
+    def put(self, i: int, idx: int, ops: int, stack: list[Any], fence: int, memo: dict[int, Any]) -> None:
+        if len(stack) <= fence:
             raise self.fatal("stack-underflow", MALFORMED, i, "PUT on empty stack")
         if idx < 0:
             raise self.fatal("memo", MALFORMED, i, "negative PUT argument")
@@ -606,7 +707,8 @@ class _Walker:
                              "(the C unpickler would allocate a memo table of that size)")
         memo[idx] = stack[-1]
 
-    def text_op(self, i: int, op: int, raw: bytes, stack: list[Any], memo: dict[int, Any], ops: int) -> None:
+    def text_op(self, i: int, op: int, raw: bytes, stack: list[Any], fence: int, memo: dict[int, Any],
+                ops: int) -> None:
         push = stack.append
         if op == 0x49:  # INT
             if raw == b"00":
@@ -631,26 +733,26 @@ class _Walker:
                 raise self.fatal("memo", MALFORMED, i, f"memo value not found at index {idx}")
             push(memo[idx])
         elif op == 0x70:  # PUT
-            self.put(i, int(raw), ops, stack, memo)
+            self.put(i, int(raw), ops, stack, fence, memo)
         elif op == 0x50:  # PERSID
             raise self.fatal("persid", UNSAFE, i, "PERSID opcode: persistent ids are not allowed in model files")
 
-    def setitems(self, i: int, stack: list[Any], items: list[Any]) -> None:
-        if not stack or stack[-1] is MARK:
+    def setitems(self, i: int, stack: list[Any], fence: int, items: list[Any]) -> None:
+        if len(stack) <= fence:
             raise self.fatal("stack-underflow", MALFORMED, i, "SETITEM(S) without a target")
         target = stack[-1]
         if isinstance(target, G):
             self.issue("mutate-global", UNSAFE, i, f"SETITEM(S) on the global {target.name}", (target.name,))
         elif isinstance(target, Cont):
-            target.count += len(items) // 2
+            target.count += _values(items) // 2
             room = _DICT_CAP - len(target.items)
-            if room > 0:
-                target.items.extend(zip(items[: 2 * room : 2], items[1 : 2 * room : 2]))
+            if room > 0 and not any(type(x) is Run for x in items):
+                target.items.extend(zip(items[: 2 * room : 2], items[1 : 2 * room : 2], strict=True))
         elif not isinstance(target, Obj):
             raise self.fatal("bad-target", MALFORMED, i, f"SETITEM(S) on a {type(target).__name__}")
 
-    def appends(self, i: int, stack: list[Any], count: int, what: str = "APPEND(S)") -> None:
-        if not stack or stack[-1] is MARK:
+    def appends(self, i: int, stack: list[Any], fence: int, count: int, what: str = "APPEND(S)") -> None:
+        if len(stack) <= fence:
             raise self.fatal("stack-underflow", MALFORMED, i, f"{what} without a target")
         target = stack[-1]
         if isinstance(target, G):
@@ -825,6 +927,15 @@ _BIT_GENERATORS = frozenset({"MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64"}
 _BIT_GENERATOR_CLASSES = frozenset({"numpy.random._mt19937.MT19937", "numpy.random._pcg64.PCG64",
                                     "numpy.random._pcg64.PCG64DXSM", "numpy.random._philox.Philox",
                                     "numpy.random._sfc64.SFC64"})
+
+
+def _values(items: list[Any]) -> int:
+    """How many stack values ``items`` stands for (a Run is two per entry)."""
+    total = len(items)
+    for x in items:
+        if type(x) is Run:
+            total += 2 * x.count - 1
+    return total
 
 
 def _elements(shape: Any) -> int | None:
