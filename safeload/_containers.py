@@ -78,7 +78,7 @@ def read_source(file: Any, limits: Limits) -> Source:
     except OSError as exc:
         raise UnsupportedFormatError(f"cannot read from file object: {exc}") from None
     if isinstance(data, str):
-        raise TypeError("the file object must be opened in binary mode")
+        raise UnsupportedFormatError("the file object must be opened in binary mode")
     name = str(getattr(file, "name", "<file object>"))
     return Source(bytearray(data) if not isinstance(data, bytearray) else data, name)
 

@@ -40,6 +40,8 @@ def load(
     """Load a pickle, joblib or skops model, refusing anything outside the policy."""
     if mmap_mode not in _MMAP_MODES:
         raise ValueError(f"mmap_mode must be one of {_MMAP_MODES}, got {mmap_mode!r}")
+    if not isinstance(file, (str, os.PathLike, bytes, bytearray, memoryview)) and not hasattr(file, "read"):
+        raise TypeError(f"expected a path or a binary file object, got {type(file).__name__}")
     pol = effective_policy(policy, allow)
     source = _guarded(lambda: read_source(file, pol.limits), None)
     return _guarded(lambda: _build(source.data, pol, source.name, source.path, mmap_mode), source.name)
@@ -63,10 +65,6 @@ def _guarded(fn: Any, source: str | None) -> Any:
         if isinstance(exc, UnsafeModelError) and exc.source is None:
             exc.source = source
         raise
-    except (TypeError, ValueError) as exc:
-        if fn.__code__.co_name == "<lambda>" and source is None and isinstance(exc, TypeError):
-            raise
-        raise MalformedModelError(f"{where}cannot build the model: {type(exc).__name__}: {exc}") from exc
     except (MemoryError, RecursionError) as exc:
         raise LimitExceededError(f"{where}{type(exc).__name__} while loading: the file asks for too much") from None
     except Exception as exc:  # noqa: BLE001 - the contract: nothing else escapes

@@ -1,0 +1,111 @@
+"""The default allowlist's claims, tested against the installed libraries."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import types
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.base import BaseEstimator
+from sklearn.utils import all_estimators
+
+import safeload
+from safeload._allowlist import DEFAULT_ENTRIES, Kind
+from safeload._guards import GUARDS, Guarded
+from safeload._policy import DANGEROUS_NAMES, Policy
+
+# Modules whose whole purpose is I/O, code execution or networking: no entry may live there.
+IO_MODULES = (
+    "os", "posix", "subprocess", "shutil", "socket", "io", "_io", "pickle", "_pickle", "marshal", "runpy",
+    "urllib", "http", "ftplib", "smtplib", "tempfile", "pathlib", "glob", "zipfile", "tarfile", "gzip",
+    "bz2", "lzma", "logging", "sqlite3", "ctypes", "importlib", "pkgutil", "code", "codeop", "pdb",
+    "numpy.lib.npyio", "numpy.lib.format", "numpy.testing", "numpy.f2py", "numpy.distutils",
+    "sklearn.datasets", "sklearn.utils._testing", "sklearn.externals", "joblib.numpy_pickle_compat",
+    "joblib.memory", "joblib.parallel", "scipy.io", "skops.io",
+)
+
+
+def _resolve(name: str) -> object:
+    module, _, qual = name.rpartition(".")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        obj: object = importlib.import_module(module)
+    for part in qual.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+ENTRIES = [e for e in DEFAULT_ENTRIES if not e.name.startswith("copy_reg.")]  # remapped py2 alias
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.name)
+def test_entry_is_what_it_claims(entry) -> None:
+    assert entry.why.strip(), "every entry needs a justification"
+    obj = _resolve(entry.name)
+    assert not isinstance(obj, types.ModuleType)
+    real_module = getattr(obj, "__module__", None) or ""
+    for bad in IO_MODULES:
+        assert not entry.name.startswith(bad + "."), f"{entry.name} lives in I/O module {bad}"
+        assert not (real_module == bad or real_module.startswith(bad + ".")), (
+            f"{entry.name} is really {real_module}.{getattr(obj, '__qualname__', '')}")
+    if entry.kind is Kind.NEW:
+        assert isinstance(obj, type), f"NEW entries must be classes: {entry.name}"
+    if entry.kind is Kind.CALL:
+        assert callable(obj)
+    if entry.guard is not None:
+        assert entry.guard in GUARDS
+
+
+def test_every_estimator_class_is_a_sklearn_estimator() -> None:
+    estimators = {f"{c.__module__}.{c.__qualname__}" for _, c in all_estimators()}
+    names = {e.name for e in DEFAULT_ENTRIES}
+    assert estimators <= names, f"allowlist lags the installed scikit-learn: {sorted(estimators - names)[:5]}"
+    for e in DEFAULT_ENTRIES:
+        if "scikit-learn estimator" in e.why:
+            cls = _resolve(e.name)
+            assert inspect.isclass(cls) and issubclass(cls, BaseEstimator), e.name
+
+
+def test_no_dangerous_name_and_no_prefix_entries() -> None:
+    names = {e.name for e in DEFAULT_ENTRIES}
+    assert not names & DANGEROUS_NAMES
+    assert all("*" not in n and not n.endswith(".") for n in names)
+
+
+def test_allow_is_exact_not_prefix() -> None:
+    policy = Policy.default().extended(["numpy.testing"])
+    assert policy.allows("numpy.testing")
+    assert not policy.allows("numpy.testing._private.utils.runstring")
+    with pytest.raises(ValueError):
+        Policy.default().extended(["numpy.*"])
+    with pytest.raises(TypeError):
+        Policy.default().extended("os.system")  # a bare string is a mistake, not a list
+
+
+def test_guards_refuse_hostile_arguments() -> None:
+    policy = Policy.default()
+    recon = policy.resolve("numpy._core.multiarray", "_reconstruct")
+    assert isinstance(recon, Guarded)
+    with pytest.raises(safeload.LimitExceededError):
+        recon(np.ndarray, (10**13,), b"b")
+    assert recon(np.ndarray, (0,), b"b").shape == (0,)
+    rebuild = policy.resolve("copyreg", "_reconstructor")
+    with pytest.raises(safeload.UnsafeModelError):
+        rebuild(types.SimpleNamespace, object, None)  # class not allowed
+    encode = policy.resolve("_codecs", "encode")
+    with pytest.raises(safeload.UnsafeModelError):
+        encode("x", "zlib_codec")
+    sized = policy.resolve("builtins", "bytearray")
+    with pytest.raises(safeload.UnsafeModelError):
+        sized(10**12)
+    with pytest.raises(safeload.UnsafeModelError):
+        recon.__setstate__({"x": 1})  # BUILD on a guard is refused
+
+
+def test_policy_listing_has_reason_for_every_entry() -> None:
+    for e in Policy.default().entries.values():
+        assert e.kind in (Kind.NEW, Kind.CALL, Kind.VALUE)
+        assert len(e.why) > 10
