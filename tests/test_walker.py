@@ -1,0 +1,124 @@
+"""Unit tests of the walker's reading rules on hand-assembled streams.
+
+Each case checks the verdict of ``scan`` and the exception of ``load`` together,
+because the two must agree.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+
+import numpy as np
+import pytest
+
+import safeload
+from safeload._policy import Policy
+from safeload._walker import walk
+
+
+def su(s: str) -> bytes:  # SHORT_BINUNICODE
+    b = s.encode()
+    return b"\x8c" + bytes([len(b)]) + b
+
+
+def frame(body: bytes) -> bytes:
+    return b"\x95" + struct.pack("<Q", len(body)) + body
+
+
+def verdict(data: bytes) -> tuple[bool, type[BaseException] | None]:
+    report = safeload.scan(data)
+    try:
+        safeload.loads(data)
+        err = None
+    except safeload.SafeloadError as exc:
+        err = type(exc)
+    assert report.safe == (err is None), (report.verdict, err, report.findings)
+    return report.safe, err
+
+
+def test_vocabulary_run_memo_feeds_stack_global() -> None:
+    """Strings memoized inside a regex-matched run must still resolve for STACK_GLOBAL."""
+    entries = b"".join(su(w) + b"\x94" + b"K" + bytes([k]) for k, w in enumerate(["a", "b", "posix", "c", "system",
+                                                                                  "d", "e", "f", "g", "h"]))
+    # memo: 0 = the dict; run strings get indices 1..10 ("posix" = 3, "system" = 5)
+    body = b"}\x94(" + entries + b"u" + b"h\x03h\x05\x93\x94" + b"0" + b".",
+    data = b"\x80\x04" + frame(body[0])
+    trace = walk(data, Policy.default())
+    assert [g.name for g in trace.globals] == ["posix.system"]
+    assert verdict(data) == (False, safeload.UnsafeModelError)
+
+
+def test_vocabulary_run_loads_identically() -> None:
+    vocab = {f"w{i}\u00e9": i * 997 for i in range(5000)}
+    for proto in range(6):
+        data = pickle.dumps(vocab, proto)
+        assert verdict(data) == (True, None)
+        assert safeload.loads(data) == vocab
+
+
+def test_frame_crossing_refused_but_boundary_argument_accepted() -> None:
+    inner = su("hello")
+    crossing = b"\x80\x04" + frame(b"\x8c\x05he") + b"llo" + b"."  # argument starts inside, ends outside
+    assert verdict(crossing) == (False, safeload.UnsafeModelError)
+    at_boundary = b"\x80\x04" + frame(b"\x8c\x05") + b"hello" + b"."  # argument starts exactly at the end
+    assert pickle.loads(at_boundary) == "hello"
+    assert verdict(at_boundary) == (True, None)
+    assert safeload.loads(b"\x80\x04" + frame(inner + b".")) == "hello"
+
+
+def test_overlapping_frames_refused() -> None:
+    data = b"\x80\x04" + b"\x95" + struct.pack("<Q", 20) + frame(b"N.") + b"\x00" * 9
+    assert verdict(data)[0] is False
+
+
+def test_fix_imports_remaps_before_judging() -> None:
+    assert walk(b"\x80\x02c__builtin__\nset\n.", Policy.default()).globals[0].name == "builtins.set"
+    assert walk(b"\x80\x03c__builtin__\nset\n.", Policy.default()).globals[0].name == "__builtin__.set"
+    assert verdict(b"\x80\x02c__builtin__\neval\n.") == (False, safeload.UnsafeModelError)
+    assert verdict(b"c__builtin__\nset\n(]tR.")[0] is True  # protocol 0: remapped, allowed, called
+
+
+def test_huge_memo_index_is_refused_before_the_unpickler_allocates() -> None:
+    data = b"\x80\x02N" + b"r" + struct.pack("<I", 0x3FFFFFFF) + b"."
+    assert verdict(data) == (False, safeload.LimitExceededError)
+
+
+def test_build_on_a_class_is_refused() -> None:
+    data = (b"\x80\x04" + su("sklearn._loss.loss") + su("HalfSquaredError") + b"\x93"
+            + b"N}" + su("predict") + b"N" + b"s\x86b.")
+    assert verdict(data) == (False, safeload.UnsafeModelError)
+
+
+def test_calling_a_new_only_class_is_refused() -> None:
+    data = (b"\x80\x04" + su("scipy.sparse._csr") + su("csr_matrix") + b"\x93"
+            + b"J\x00\xca\x9a;J\x00\xca\x9a;\x86\x85R.")
+    assert verdict(data) == (False, safeload.UnsafeModelError)
+
+
+def test_dotted_name_judged_in_full() -> None:
+    data = b"\x80\x04" + su("numpy") + su("testing._private.utils.runstring") + b"\x93."
+    safe, err = verdict(data)
+    assert err is safeload.UnsafeModelError
+    with pytest.raises(safeload.UnsafeModelError) as info:
+        safeload.loads(data)
+    assert "numpy.testing._private.utils.runstring" in str(info.value)
+    assert "allow=" in str(info.value)
+
+
+def test_trailing_and_stacked_data_refused() -> None:
+    good = pickle.dumps([1, 2], 4)
+    assert verdict(good + good) == (False, safeload.UnsafeModelError)
+    assert verdict(good + b"PK\x05\x06" + b"\x00" * 18) == (False, safeload.UnsafeModelError)
+
+
+def test_numpy_arrays_all_protocols() -> None:
+    arrays = [np.arange(10.0), np.ones((3, 4), order="F"), np.array(["a", "bc"]), np.array([1, "x"], dtype=object),
+              np.ma.masked_array([1, 2, 3], mask=[0, 1, 0]), np.float32(3.5), np.dtype([("a", "<i4"), ("b", "O")])]
+    for proto in range(6):
+        data = pickle.dumps(arrays, proto)
+        assert verdict(data) == (True, None)
+        out = safeload.loads(data)
+        for a, b in zip(arrays[:3], out[:3], strict=True):
+            np.testing.assert_array_equal(a, b)
+        assert out[4].mask.tolist() == [False, True, False]
