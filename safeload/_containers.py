@@ -113,7 +113,7 @@ def sniff(data: bytes | bytearray) -> Format:
 
 
 def _cap(limits: Limits, compressed: int) -> int:
-    return min(limits.max_decompressed_bytes, max(1 << 30, 200 * compressed))
+    return min(limits.max_decompressed_bytes, max(256 << 20, 100 * compressed))
 
 
 def decompress(fmt: Format, data: bytes | bytearray, limits: Limits) -> bytearray:
