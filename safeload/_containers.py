@@ -113,7 +113,9 @@ def sniff(data: bytes | bytearray) -> Format:
 
 
 def _cap(limits: Limits, compressed: int) -> int:
-    return min(limits.max_decompressed_bytes, max(256 << 20, 100 * compressed))
+    if limits.max_inflate_ratio is None:
+        return limits.max_decompressed_bytes
+    return min(limits.max_decompressed_bytes, max(256 << 20, limits.max_inflate_ratio * compressed))
 
 
 def decompress(fmt: Format, data: bytes | bytearray, limits: Limits) -> bytearray:

@@ -69,6 +69,8 @@ class Limits:
     """Resource bounds; the defaults never refuse a real scikit-learn model."""
 
     max_decompressed_bytes: int = 16 * 1024**3
+    # Also cap inflation at max(256 MiB, ratio x compressed size); None disables the ratio cap.
+    max_inflate_ratio: int | None = 100
     max_memo_entries: int = 50_000_000
     max_stack_depth: int = 100_000
     max_mark_depth: int = 10_000
@@ -79,7 +81,7 @@ class Limits:
     max_zip_bytes: int = 16 * 1024**3
     max_array_bytes: int = 64 * 1024**3
 
-    def replace(self, **changes: int) -> Limits:
+    def replace(self, **changes: int | None) -> Limits:
         return dataclasses.replace(self, **changes)
 
 
