@@ -353,7 +353,6 @@ _CALL: dict[str, tuple[str, str | None]] = {
        for n in ("EpsilonInsensitive", "Hinge", "ModifiedHuber", "SquaredEpsilonInsensitive", "SquaredHinge")},
     # the standard library names that ordinary pickles use
     "copyreg._reconstructor": ("protocol 0/1 object rebuild; guard requires an allow-listed class and a plain base", "reconstructor"),
-    "copy_reg._reconstructor": ("Python 2 name of copyreg._reconstructor (remapped); same guard", "reconstructor"),
     "_codecs.encode": ("bytes from str in protocol 2; guard requires the latin1 codec", "codecs_encode"),
     "builtins.set": ("set from an in-pickle iterable", None),
     "builtins.frozenset": ("frozenset from an in-pickle iterable", None),

@@ -234,7 +234,7 @@ def _codecs_encode(policy: Policy) -> Callable[..., None]:
 
 def _sized_buffer(policy: Policy) -> Callable[..., None]:
     def check(*args: object, **kwargs: object) -> None:
-        if kwargs or (args and not isinstance(args[0], (bytes, bytearray, str, list, tuple))):
+        if kwargs or (args and not isinstance(args[0], (bytes, bytearray, memoryview, str, list, tuple))):
             raise UnsafeModelError("bytes/bytearray may only be built from in-pickle data")
         if args and isinstance(args[0], (list, tuple)) and len(args[0]) > _MAX_SCALAR_BYTES * 64:
             raise LimitExceededError("bytes from an oversized list refused")

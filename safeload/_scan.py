@@ -45,6 +45,15 @@ def scan(file: Any, *, allow: Iterable[str] | Mapping[str, str] = (), policy: Po
 
 
 def scan_bytes(data: bytes | bytearray, policy: Policy, name: str = "<bytes>", *, explain: bool = False) -> ScanReport:
+    try:
+        return _scan_bytes(data, policy, name, explain)
+    except Exception as exc:  # noqa: BLE001 - a scan reports; it never raises on content
+        return ScanReport(name, "unknown", Verdict.ERROR,
+                          (Finding("malformed", "medium", f"cannot analyse: {type(exc).__name__}: {exc}"),),
+                          (), len(data), hashlib.sha256(data).hexdigest())
+
+
+def _scan_bytes(data: bytes | bytearray, policy: Policy, name: str, explain: bool) -> ScanReport:
     digest = hashlib.sha256(data).hexdigest()
     size = len(data)
     try:
@@ -243,4 +252,4 @@ def is_candidate(path: str) -> bool:
 
 def _looks_like_text(path: str, head: bytes) -> bool:
     # Protocol-0 pickles are text too; only skip obvious source/docs files whose first bytes are not opcodes.
-    return head[:1] in (b"#",) or os.path.basename(path).startswith(".")
+    return head[:1] == b"#"

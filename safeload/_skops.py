@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -79,8 +80,11 @@ def _check_members(zf: zipfile.ZipFile, files: list[str]) -> None:
         except KeyError:
             raise MalformedModelError(f"skops schema names a missing member {name}") from None
         if name.endswith(".npy"):
-            with zf.open(info) as fh:
-                head = fh.read(65536 + 12)
+            try:
+                with zf.open(info) as fh:
+                    head = fh.read(65536 + 12)
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, zlib.error) as exc:
+                raise MalformedModelError(f"unreadable member {name}: {exc}") from None
             nbytes = _npy_nbytes(head)
             if nbytes is None:
                 raise MalformedModelError(f"invalid .npy header in member {name}")
@@ -122,7 +126,8 @@ def audit(data: bytes | bytearray, policy: Policy) -> SkopsAudit:
         raise LimitExceededError("schema.json is too large")
     try:
         schema = json.loads(zf.read(info))
-    except (ValueError, zipfile.BadZipFile, OSError, RecursionError) as exc:
+    except (ValueError, zipfile.BadZipFile, OSError, RecursionError, EOFError, NotImplementedError,
+            zlib.error) as exc:
         raise MalformedModelError(f"unreadable schema.json: {exc}") from None
     files: list[str] = []
     pairs = list(_walk(schema, files))
@@ -138,7 +143,8 @@ def load_skops(data: bytes | bytearray, policy: Policy, source: str | None = Non
         raise UnsafeModelError(refusal_message(result.refused, source), names=result.refused, source=source)
     import skops.io as sio
 
-    trusted = [t for t in result.types if t not in _PRIMITIVES]
+    # Every type in the schema was vetted above (allow-listed or plain data), so all are passed.
+    trusted = list(result.types)
     try:
         return sio.load(io.BytesIO(bytes(data)), trusted=trusted)
     except Exception as exc:  # noqa: BLE001 - skops raises many types; none may escape as-is

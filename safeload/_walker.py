@@ -512,10 +512,8 @@ class _Walker:
                     push(str(data[i + 1 + w:j], "utf-8", "surrogatepass"))
                 elif op == 0x54:
                     push(bytes(data[i + 1 + w:j]).decode("ascii"))
-                elif op == 0x96:
-                    push(OTHER)
-                else:
-                    push(bytes(data[i + 1 + w:j]))
+                else:  # bytes and in-band buffers: a zero-copy view, never a copy of big payloads
+                    push(memoryview(data)[i + 1 + w:j])
                 i = j
             elif op == 0x43 or op == 0x55:  # SHORT_BINBYTES, SHORT_BINSTRING
                 need(i + 2)
@@ -523,8 +521,7 @@ class _Walker:
                 if j > fend:
                     fend = self.frame_units(i, fend, (1, 1), big)
                 need(j)
-                raw = bytes(data[i + 2:j])
-                push(raw if op == 0x43 else raw.decode("ascii"))
+                push(memoryview(data)[i + 2:j] if op == 0x43 else bytes(data[i + 2:j]).decode("ascii"))
                 i = j
             elif op == 0x47:  # BINFLOAT
                 j = i + 9
@@ -815,15 +812,26 @@ class _Walker:
                     isinstance(args[1], str) and args[1].lower() in _TEXT_CODECS)):
                 self.issue("guard", UNSAFE, i, "_codecs.encode is only allowed for str with a text codec")
         elif guard == "sized_buffer":
-            if args and not isinstance(args[0], (bytes, str, tuple, Cont)):
+            if args and not isinstance(args[0], (bytes, memoryview, str, tuple, Cont)):
                 self.issue("guard", UNSAFE, i, f"{name} may only be built from in-pickle data")
         elif guard == "sklearn_tree":
-            if len(args) != 3 or not all(isinstance(a, int) for a in (args[0], args[2])) or \
-                    not (0 <= args[0] < 1 << 31) or not (1 <= args[2] < 1 << 31):
+            ok = len(args) == 3 and all(isinstance(a, int) and not isinstance(a, bool) for a in (args[0], args[2]))
+            if ok and (0 <= args[0] < 1 << 31) and (1 <= args[2] < 1 << 31):
+                arr = self.static_array(args[1])
+                ok = (arr is not None and arr.ndim == 1 and arr.shape[0] == args[2] and arr.dtype.kind in "iu"
+                      and (arr.size == 0 or (int(arr.min()) >= 1 and int(arr.max()) < 1 << 31)))
+            else:
+                ok = False
+            if not ok:
                 self.issue("guard", UNSAFE, i, "Tree(n_features, n_classes, n_outputs) with out-of-range sizes")
         elif guard in ("randomstate_ctor", "generator_ctor"):
             if len(args) > 1 and not (isinstance(args[1], G) and args[1].name == "numpy.random._pickle.__bit_generator_ctor"):
                 self.issue("guard", UNSAFE, i, f"{name} given an unexpected bit-generator constructor")
+            first = args[0] if args else "MT19937"
+            if not ((isinstance(first, str) and first in _BIT_GENERATORS)
+                    or (isinstance(first, G) and first.name in _BIT_GENERATOR_CLASSES)
+                    or (isinstance(first, Obj) and first.callee in _BIT_GENERATOR_MAKERS)):
+                self.issue("guard", UNSAFE, i, f"{name} given an unknown bit generator")
         elif guard == "bit_generator_ctor":
             if args and not (isinstance(args[0], str) and args[0] in _BIT_GENERATORS) and not (
                     isinstance(args[0], G) and args[0].name in _BIT_GENERATOR_CLASSES):
@@ -855,6 +863,16 @@ class _Walker:
             return None
         if not isinstance(target, Obj):
             raise self.fatal("bad-target", MALFORMED, i, f"BUILD on a {type(target).__name__}")
+        if target.callee == "numpy.dtype":
+            if target.state is not None:
+                raise self.fatal("dtype-state", UNSAFE, i, "BUILD applied twice to one numpy dtype")
+            target.state = state
+            try:
+                concrete(target)
+            except Exception as exc:  # noqa: BLE001 - numpy raises SystemError & co on hostile states
+                self.issue("dtype-state", UNSAFE, i,
+                           f"invalid numpy dtype state ({exc}); numpy would build a corrupt dtype")
+            return None
         target.state = state
         if target.callee in _RECONSTRUCT:
             self.check_array_state(i, state)
@@ -865,12 +883,41 @@ class _Walker:
             return self.joblib_array(i, state)
         return None
 
+    def static_array(self, value: Any) -> np.ndarray[Any, Any] | None:
+        """Rebuild a small array from the stream's own bytes, to check constructor arguments statically."""
+        try:
+            if isinstance(value, Obj) and value.array and isinstance(value.state, ArraySpan):
+                span = value.state
+                if span.nested is not None or span.nbytes > 1 << 20:
+                    return None
+                raw = bytes(self.data[span.data_offset:span.data_offset + span.nbytes])
+                return np.frombuffer(raw, span.dtype).reshape(span.shape, order=span.order)
+            if isinstance(value, Obj) and value.callee in _RECONSTRUCT and isinstance(value.state, tuple) \
+                    and len(value.state) == 5:
+                _, shape, dtype, fortran, raw = value.state
+                data = _raw_bytes(raw)
+                dt = concrete(dtype)
+                if data is None or not isinstance(dt, np.dtype) or dt.hasobject or len(data) > 1 << 20:
+                    return None
+                return np.frombuffer(data, dt).reshape(shape, order="F" if fortran else "C")
+            if isinstance(value, Obj) and value.callee in _FROMBUFFER and isinstance(value.args, tuple) \
+                    and len(value.args) == 4:
+                buf, dtype, shape, order = value.args
+                data = _raw_bytes(buf)
+                dt = concrete(dtype)
+                if data is None or not isinstance(dt, np.dtype) or dt.hasobject or len(data) > 1 << 20:
+                    return None
+                return np.frombuffer(data, dt).reshape(shape, order=order)
+        except Exception:  # noqa: BLE001 - unverifiable means refused by the caller
+            return None
+        return None
+
     def check_array_state(self, i: int, state: Any) -> None:
         if not (isinstance(state, tuple) and len(state) == 5):
             return
         count = _elements(state[1])
         raw = state[4]
-        have = len(raw) if isinstance(raw, (bytes, str)) else (raw.count if isinstance(raw, Cont) else None)
+        have = len(raw) if isinstance(raw, (bytes, memoryview, str)) else (raw.count if isinstance(raw, Cont) else None)
         if count is None:
             self.issue("guard", UNSAFE, i, "ndarray state with a non-integer shape")
         elif have is not None and count > max(have, 0) and count > _MAX_PLACEHOLDER_ELEMENTS:
@@ -916,14 +963,21 @@ class _Walker:
         if pos + nbytes > self.n:
             raise self.fatal("limit-array", LIMIT, i,
                              f"joblib array header claims {nbytes} bytes of data but only {max(self.n - pos, 0)} remain")
-        self.trace.arrays.append(ArraySpan(i, pos, nbytes, dtype, shape, order, allow_mmap))
+        span = ArraySpan(i, pos, nbytes, dtype, shape, order, allow_mmap)
+        self.trace.arrays.append(span)
+        array.state = span
         return array, pos + nbytes
 
 
 _TEXT_OPS = frozenset({0x49, 0x4C, 0x46, 0x53, 0x56, 0x67, 0x70, 0x50})
 _TEXT_CODECS = frozenset({"latin1", "latin-1", "iso8859-1", "iso-8859-1", "utf-8", "utf8", "ascii"})
-_KEEP_ARGS = frozenset({"numpy.dtype"})
+_KEEP_ARGS = frozenset({"numpy.dtype", "_codecs.encode", "numpy._core.numeric._frombuffer",
+                        "numpy.core.numeric._frombuffer"})
+_FROMBUFFER = frozenset({"numpy._core.numeric._frombuffer", "numpy.core.numeric._frombuffer"})
 _BIT_GENERATORS = frozenset({"MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64"})
+_BIT_GENERATOR_MAKERS = frozenset({"numpy.random._pickle.__bit_generator_ctor", "numpy.random._mt19937.MT19937",
+                                   "numpy.random._pcg64.PCG64", "numpy.random._pcg64.PCG64DXSM",
+                                   "numpy.random._philox.Philox", "numpy.random._sfc64.SFC64"})
 _BIT_GENERATOR_CLASSES = frozenset({"numpy.random._mt19937.MT19937", "numpy.random._pcg64.PCG64",
                                     "numpy.random._pcg64.PCG64DXSM", "numpy.random._philox.Philox",
                                     "numpy.random._sfc64.SFC64"})
@@ -959,6 +1013,10 @@ def concrete(value: Any, depth: int = 0) -> Any:
         raise ValueError("value nested too deeply")
     if value is None or isinstance(value, (bool, int, float, str, bytes)):
         return value
+    if isinstance(value, memoryview):
+        if value.nbytes > 1 << 20:
+            raise ValueError("bytes too large to evaluate")
+        return value.tobytes()
     if isinstance(value, tuple):
         return tuple(concrete(v, depth + 1) for v in value)
     if isinstance(value, Cont) and value.kind == "dict":
@@ -966,11 +1024,75 @@ def concrete(value: Any, depth: int = 0) -> Any:
             raise ValueError("dict too large to evaluate")
         return {concrete(k, depth + 1): concrete(v, depth + 1) for k, v in value.items}
     if isinstance(value, Obj) and value.callee == "numpy.dtype" and isinstance(value.args, tuple):
-        dt = np.dtype(*concrete(value.args, depth + 1))
+        args = concrete(value.args, depth + 1)
+        if not args or not isinstance(args[0], (str, bytes)) or len(args) > 3 or \
+                not all(isinstance(a, (bool, int)) for a in args[1:]):
+            raise ValueError("dtype built from something other than a type string")
+        dt = np.dtype(*args)
         if value.state is not None:
-            dt.__setstate__(concrete(value.state, depth + 1))
+            state = concrete(value.state, depth + 1)
+            _check_dtype_state(state)
+            dt.__setstate__(state)
+            _check_dtype_layout(dt)
         return dt
     raise ValueError(f"cannot evaluate {type(value).__name__} statically")
+
+
+def _raw_bytes(value: Any) -> bytes | None:
+    if isinstance(value, (bytes, memoryview)):
+        return bytes(value)
+    if isinstance(value, Obj) and value.callee == "_codecs.encode" and isinstance(value.args, tuple) \
+            and value.args and isinstance(value.args[0], str):
+        return value.args[0].encode("latin1")
+    return None
+
+
+def _check_dtype_state(st: Any) -> None:
+    """numpy's dtype.__setstate__ trusts its argument: check its shape before calling it."""
+    if not isinstance(st, tuple) or len(st) not in (8, 9):
+        raise ValueError("dtype state must be an 8- or 9-tuple")
+    ver, order, sub, names, fields, elsize, align, flags = st[:8]
+    if not all(isinstance(x, int) and not isinstance(x, bool) for x in (ver, elsize, align, flags)) or ver not in (3, 4):
+        raise ValueError("dtype state header is not integers")
+    if order not in ("<", ">", "|", "="):
+        raise ValueError("dtype byte order")
+    if sub is not None and not (isinstance(sub, tuple) and len(sub) == 2 and isinstance(sub[0], np.dtype)
+                                and isinstance(sub[1], tuple) and all(isinstance(d, int) and d >= 0 for d in sub[1])):
+        raise ValueError("dtype subarray must be (dtype, shape)")
+    if (names is None) != (fields is None):
+        raise ValueError("dtype names and fields must come together")
+    if names is not None:
+        if not isinstance(names, tuple) or not all(isinstance(n, str) for n in names) or not isinstance(fields, dict):
+            raise ValueError("dtype names must be strings and fields a dict")
+        if set(fields) != set(names) or len(set(names)) != len(names):
+            raise ValueError("dtype fields do not match names")
+        for f in fields.values():
+            if not (isinstance(f, tuple) and len(f) in (2, 3) and isinstance(f[0], np.dtype)
+                    and isinstance(f[1], int) and not isinstance(f[1], bool)):
+                raise ValueError("dtype field must be (dtype, offset[, title])")
+    if len(st) == 9 and not (st[8] is None or isinstance(st[8], (dict, tuple))):
+        raise ValueError("dtype metadata")
+
+
+def _check_dtype_layout(dt: np.dtype[Any]) -> None:
+    """Every field and subarray must lie inside the item, and object fields must not overlap."""
+    if dt.itemsize < 0:
+        raise ValueError("negative itemsize")
+    if dt.subdtype is not None:
+        base, shape = dt.subdtype
+        count = 1
+        for d in shape:
+            count *= d
+        if base.itemsize * count != dt.itemsize:
+            raise ValueError("subarray size does not match the item size")
+    if dt.fields:
+        for sub, off, *_ in dt.fields.values():
+            if off < 0 or off + sub.itemsize > dt.itemsize:
+                raise ValueError("dtype field lies outside the item")
+        if dt.hasobject:
+            names = list(dt.names or ())
+            np.dtype({"names": names, "formats": [dt.fields[n][0] for n in names],
+                      "offsets": [dt.fields[n][1] for n in names], "itemsize": dt.itemsize})
 
 
 def _wrapper_state(state: Any) -> tuple[str, tuple[int, ...], str, np.dtype[Any], bool, int | None] | str:
@@ -988,7 +1110,7 @@ def _wrapper_state(state: Any) -> tuple[str, tuple[int, ...], str, np.dtype[Any]
         return f"order must be 'C' or 'F', got {order!r}"
     try:
         dtype = concrete(fields.get("dtype"))
-    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+    except Exception as exc:  # noqa: BLE001 - numpy raises SystemError & co on hostile states
         return f"dtype cannot be evaluated ({exc})"
     if not isinstance(dtype, np.dtype):
         return "dtype is not a numpy dtype"

@@ -38,7 +38,7 @@ def _resolve(name: str) -> object:
     return obj
 
 
-ENTRIES = [e for e in DEFAULT_ENTRIES if not e.name.startswith("copy_reg.")]  # remapped py2 alias
+ENTRIES = list(DEFAULT_ENTRIES)
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.name)
