@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import io
-import os
 import zipfile
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
