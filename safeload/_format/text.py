@@ -31,7 +31,8 @@ def render(reports: Sequence[ScanReport], root: str, *, explain: bool = False) -
         if details:
             lines.append("")
             lines.extend(details)
-    lines.append("")
+    if lines:
+        lines.append("")
     lines.append(_summary_line(reports))
     return "\n".join(lines) + "\n"
 
@@ -62,7 +63,7 @@ def _where(finding: Finding) -> str:
 def _details(report: ScanReport, root: str, explain: bool) -> list[str]:
     path = display_path(report.path, root)
     findings = shown_findings(report, explain)
-    if report.verdict == Verdict.SAFE and not findings:
+    if report.verdict == Verdict.SAFE and not findings and not (explain and report.globals):
         return []
     digest = f", sha256 {report.sha256[:16]}..." if report.sha256 else ""
     out = [f"{path}: {report.verdict} ({report.format}, {report.size} bytes{digest})"]
@@ -102,7 +103,7 @@ def _decompiled(report: ScanReport) -> list[str]:
 
 
 def _allow_hint(report: ScanReport, path: str) -> list[str]:
-    names = sorted({n for f in report.findings if f.rule in _ALLOWABLE_RULES for n in f.names})
+    names = sorted({n for f in report.findings if f.rule in _ALLOWABLE_RULES for n in f.names if _is_name(n)})
     if not names:
         return []
     flags = " ".join(f"--allow {shlex.quote(n)}" for n in names)
@@ -116,6 +117,11 @@ def _allow_hint(report: ScanReport, path: str) -> list[str]:
     if others:
         out.append(f"{_INDENT}(the other findings above are not about names and cannot be allowed)")
     return out
+
+
+def _is_name(name: str) -> bool:
+    """Only real dotted names get an allow hint (text misread as a pickle yields nonsense ones)."""
+    return all(part.isidentifier() for part in name.split("."))
 
 
 def _summary_line(reports: Sequence[ScanReport]) -> str:

@@ -1,0 +1,630 @@
+"""``safeload`` command line: ``scan`` files and directories, show the ``policy``.
+
+Exit codes (stable, scripts rely on them):
+
+* 0 -- every scanned artifact is safe (explicitly named files that are not models are fine);
+* 1 -- at least one file is unsafe, malformed/over a limit, or an unsupported container,
+  i.e. anything ``safeload.load`` would refuse;
+* 2 -- usage or I/O error, reported as one line on stderr (never a traceback).
+
+Only this module prints; the formats in ``safeload._format`` return strings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import os
+import stat
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from typing import IO, TYPE_CHECKING, Any, NoReturn
+
+from safeload._errors import SafeloadError
+from safeload._format import FORMATS, get_renderer, is_failure
+from safeload._policy import Policy
+from safeload._report import Finding, ScanReport, Verdict
+
+if TYPE_CHECKING:
+    from safeload._walker import Issue
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+
+_PROG = "safeload"
+# Directories that hold version-control metadata, never model files a program loads.
+# Git objects are zlib streams, so a content check alone would pick every one of them.
+_VCS_DIRS = frozenset({".git", ".hg", ".svn", ".bzr"})
+_HEAD_BYTES = 64 * 1024
+_PROGRESS_MIN_FILES = 20
+
+
+class CliError(Exception):
+    """A usage or I/O problem: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors as one line and lets ``main`` return instead of exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CliError(f"{message} (see '{self.prog} --help')")
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from safeload import __version__
+
+    parser = _Parser(prog=_PROG, description="Load and scan scikit-learn model files without running their code.")
+    parser.add_argument("--version", action="version", version=f"{_PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    scan = sub.add_parser(
+        "scan", help="scan model files and directories", description=(
+            "Judge pickle, joblib and skops files the way safeload.load would, without executing anything. "
+            "Directories are searched recursively; files are picked by content, never by extension. "
+            "Exit status: 0 all safe, 1 something load would refuse, 2 usage or I/O error."))
+    scan.add_argument("paths", nargs="+", metavar="PATH", help="files or directories to scan")
+    scan.add_argument("--format", "-f", choices=FORMATS, default="text", help="output format (default: text)")
+    scan.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout")
+    scan.add_argument("--allow", action="append", default=[], metavar="NAME",
+                      help="also allow this exact global name (module.Name); repeatable")
+    scan.add_argument("--jobs", "-j", type=_jobs, default=1, metavar="N",
+                      help="scan N files in parallel (0 = one per CPU; default 1)")
+    scan.add_argument("--explain", action="store_true",
+                      help="show fickling's decompiled code, the globals and informational notes")
+    scan.add_argument("--config", metavar="FILE", help="read the policy from this configuration file")
+    scan.add_argument("--root", metavar="DIR", default=None,
+                      help="show paths relative to DIR (SARIF %%SRCROOT%%; default: current directory)")
+    scan.set_defaults(func=_cmd_scan)
+
+    policy = sub.add_parser("policy", help="print the allowlist",
+                            description="Print the allowlist: every allowed name, how it may be used and why.")
+    policy.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    policy.add_argument("--config", metavar="FILE", help="show the policy of this configuration file")
+    policy.set_defaults(func=_cmd_policy)
+
+    try:  # `convert` lives in its own module; the CLI works without it
+        convert = importlib.import_module("safeload._cmd_convert")
+    except ImportError:
+        pass
+    else:
+        convert.register(sub)
+    return parser
+
+
+def _jobs(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of processes, got {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError("must be 0 (one per CPU) or more")
+    return n or (os.cpu_count() or 1)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``safeload`` console script and of ``python -m safeload``."""
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if getattr(args, "func", None) is None:
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+        func: Callable[[argparse.Namespace], int] = args.func
+        return int(func(args))
+    except CliError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    except SystemExit as exc:  # --help / --version, or a subcommand that exits
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+    except BrokenPipeError:  # e.g. `safeload policy | head`
+        _silence_stdout()
+        return EXIT_OK
+
+
+def _error(message: str) -> None:
+    print(f"{_PROG}: error: {message}", file=sys.stderr)
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+# --------------------------------------------------------------------------- policy
+
+
+def _policy(config: str | None, allow: Sequence[str] = ()) -> Policy:
+    """The policy ``scan``/``load`` would use, plus ``--config`` and ``--allow`` (validated here)."""
+    from safeload._load import effective_policy
+
+    base: Policy | None = None
+    if config is not None:
+        if not os.path.isfile(config):
+            raise CliError(f"configuration file not found: {config}")
+        loader = getattr(importlib.import_module("safeload._config"), "load_config", None)
+        if loader is None:
+            print(f"{_PROG}: warning: --config is not supported by this version; ignoring {config}",
+                  file=sys.stderr)
+        else:
+            try:
+                base = loader(config)
+            except (SafeloadError, OSError, ValueError, TypeError, KeyError) as exc:
+                raise CliError(f"invalid configuration {config}: {exc}") from None
+    try:
+        return effective_policy(base, list(allow))
+    except SafeloadError as exc:  # e.g. a broken [tool.safeload] table found from the working directory
+        raise CliError(f"configuration: {exc}") from None
+    except (ValueError, TypeError) as exc:
+        raise CliError(f"--allow: {exc}") from None
+
+
+def _cmd_policy(args: argparse.Namespace) -> int:
+    import json
+
+    pol = _policy(args.config)
+    entries = sorted(pol.entries.values(), key=lambda e: e.name)
+    if args.json:
+        doc = {
+            "version": 1,
+            "entries": [{"name": e.name, "kind": e.kind.value, "guard": e.guard, "why": e.why, "user": e.user}
+                        for e in entries],
+            "limits": dataclasses.asdict(pol.limits),
+        }
+        _write(sys.stdout, json.dumps(doc, indent=2) + "\n")
+        return EXIT_OK
+    width = max((len(e.name) for e in entries), default=4)
+    lines = [f"{'NAME'.ljust(width)}  KIND   GUARD            WHY"]
+    for e in entries:
+        lines.append(f"{e.name.ljust(width)}  {e.kind.value:<5}  {(e.guard or '-'):<15}  {e.why}")
+    lines.append("")
+    lines.append(f"{len(entries)} names. Kinds: new = may only be rebuilt without __init__; call = may be called "
+                 "with pickle-chosen arguments (after its guard, if any); value = referenced, never called.")
+    _write(sys.stdout, "\n".join(lines) + "\n")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def discover(paths: Sequence[str], policy: Policy | None = None) -> list[str]:
+    """Files to scan, in a stable order: named files always, directories searched by content.
+
+    Raises ``CliError`` for a missing path or an unreadable file or directory.
+    """
+    pol = policy or Policy.default()
+    out: list[str] = []
+    seen: set[str] = set()
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise CliError(f"no such file or directory: {path}") from None
+        except OSError as exc:
+            raise CliError(f"cannot access {path}: {exc.strerror or exc}") from None
+        if stat.S_ISDIR(st.st_mode):
+            for found in _walk(path, pol):
+                real = os.path.realpath(found)
+                if real not in seen:
+                    seen.add(real)
+                    out.append(found)
+        elif stat.S_ISREG(st.st_mode):
+            _read_head(path)  # an unreadable named file is an I/O error, not a verdict
+            real = os.path.realpath(path)
+            if real not in seen:
+                seen.add(real)
+                out.append(path)
+        else:
+            raise CliError(f"not a regular file or directory: {path}")
+    return out
+
+
+def _walk(top: str, policy: Policy) -> Iterator[str]:
+    real_top = os.path.realpath(top)
+    errors: list[OSError] = []
+    for dirpath, dirnames, filenames in os.walk(top, onerror=errors.append, followlinks=False):
+        if errors:
+            break
+        dirnames[:] = sorted(d for d in dirnames
+                             if d not in _VCS_DIRS and not os.path.islink(os.path.join(dirpath, d)))
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            if os.path.islink(path) and not _within(os.path.realpath(path), real_top):
+                continue  # never follow a link out of the tree
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue  # dangling link
+            if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+                continue
+            if _is_artifact(path, policy):
+                yield path
+    if errors:
+        exc = errors[0]
+        raise CliError(f"cannot read directory {exc.filename or top}: {exc.strerror or exc}")
+
+
+def _within(path: str, root: str) -> bool:
+    try:
+        return os.path.commonpath([path, root]) == root
+    except ValueError:
+        return False
+
+
+def _read_head(path: str) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(_HEAD_BYTES)
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _is_artifact(path: str, policy: Policy) -> bool:
+    """Could ``path`` be a model file some loader would unpickle?  Decided by content only, cheaply.
+
+    ``is_candidate`` rejects files without any supported magic; the checks below also reject
+    files that merely *start* like one (text that begins with a pickle opcode, gzipped CSV, a
+    zip of documents, a numeric ``.npy``): loading those runs nothing, so a directory scan
+    skips them instead of failing on them.  Named files are always scanned regardless.
+    """
+    from safeload._containers import Format, sniff
+    from safeload._scan import is_candidate
+
+    head = _read_head(path)
+    if not head or not is_candidate(path):
+        return False
+    try:
+        fmt = sniff(head)
+    except SafeloadError:
+        return False
+    if fmt is Format.ZIP:
+        return _plausible_zip(path, policy)
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return _plausible(fmt, head, size, policy)
+
+
+def _plausible(fmt: Any, head: bytes, size: int | None, policy: Policy, bound: int | None = None) -> bool:
+    """``head``: the first bytes of a stream sniffed as ``fmt``, of ``size`` bytes (``None``: unknown,
+    but at most ``bound`` when that is known)."""
+    from safeload._containers import COMPRESSED, Format, sniff
+
+    if fmt is Format.PICKLE:
+        return head[0] == 0x80 or _plausible_text_pickle(head, size, bound, policy)
+    if fmt is Format.NPY:
+        return _npy_has_objects(head)
+    if fmt in COMPRESSED:
+        inflated = _inflate_head(fmt, head)
+        if inflated is None:
+            return False  # not a valid stream of that kind: every loader fails at once
+        inner, complete = inflated
+        if not inner:
+            return True  # cannot tell from the head
+        try:
+            inner_fmt = sniff(inner)
+        except SafeloadError:
+            return False
+        # Deflate cannot expand more than 1032:1, which bounds the size of gzip/zlib content.
+        inner_bound = size * _DEFLATE_MAX_RATIO if size is not None and fmt in (Format.ZLIB, Format.GZIP) else None
+        return inner_fmt is Format.PICKLE and _plausible(
+            inner_fmt, inner, len(inner) if complete else None, policy, inner_bound)
+    return True
+
+
+def _importable(dotted: str) -> bool:
+    return bool(dotted) and all(part.isidentifier() for part in dotted.split("."))
+
+
+_DEFLATE_MAX_RATIO = 1100
+_MAX_REWALKS = 200
+# Length-prefixed opcodes: opcode -> size of the little-endian length that follows it.
+_LENGTH_PREFIX = {ord("T"): 4, ord("B"): 4, ord("X"): 4, ord("U"): 1, ord("C"): 1, 0x8A: 1, 0x8B: 4, 0x8C: 1,
+                  0x8D: 8, 0x8E: 8, 0x96: 8, 0x95: 8}
+
+
+def _plausible_text_pickle(head: bytes, size: int | None, bound: int | None, policy: Policy) -> bool:
+    """A protocol 0/1 pickle starts with printable opcodes, and so does text (README, CSV, .py).
+
+    Keep the stream unless the unpickler would provably stop before it imports or calls
+    anything: then loading it is harmless and it is not a model.  The decision is the opcode
+    walker's that ``load`` uses (exact pickle semantics), with two refinements for text:
+
+    * a persistent id ("Please read...": PERSID) is replaced by a plain value and the walk goes
+      on, so text that only *starts* like a PERSID is judged by what follows it;
+    * a first "pickle" that ends early ("GIT v1.5 Release Notes" is a float, then STOP) is
+      followed by the walk of the remaining bytes, like a stacked pickle.
+
+    When the head ends before the stream is decided, the file is kept.
+    """
+    from safeload._walker import MALFORMED, UNSAFE, walk
+
+    data = bytearray(head)
+    start = 0
+    for _ in range(_MAX_REWALKS):
+        trace = walk(bytes(data), policy, start=start)
+        stops = [i for i in trace.issues if i.severity == MALFORMED or i.rule == "persid"]
+        if stops and stops[0].rule == "persid":
+            if _neutralize_persid(data, stops[0].offset):
+                continue
+            return stops[0].offset != 0  # BINPERSID first pops an empty stack; later, assume an id
+        if not stops and not any(i.rule == "trailing-data" for i in trace.issues):
+            return True  # a valid stream so far: keep
+        if stops and _cut_by_head(head, stops[0], size, bound):
+            return True  # the rest of the file decides
+        # The walker stops at the first fatal issue: everything it recorded comes before the stop.
+        if any(_importable(g.raw_module) and _importable(g.raw_qualname) for g in trace.all_globals()):
+            return True
+        if any(i.severity == UNSAFE and i.rule not in ("trailing-data", "persid") and all(map(_importable, i.names))
+               for i in trace.issues):
+            return True
+        if stops or trace.end < 0 or trace.end >= len(data):
+            return False
+        start = trace.end  # a first stream that does nothing, then more bytes: judge those
+        if data[start] == 0x80:
+            return True
+    return True
+
+
+def _neutralize_persid(data: bytearray, offset: int) -> bool:
+    """Overwrite a PERSID ('P' id newline) with opcodes of the same length that push one value.
+
+    That is what a loader's ``persistent_load`` does, so the walk can go on with exact offsets.
+    """
+    if data[offset] != ord("P"):
+        return False
+    end = data.find(b"\n", offset)
+    if end < 0:
+        return False
+    length = end + 1 - offset
+    # 'K\x00' (push 0) or 'N' (push None), padded with 'N0' pairs (push None, pop it).
+    patch = b"K\x00" + b"N0" * ((length - 2) // 2) if length % 2 == 0 else b"N" + b"N0" * ((length - 1) // 2)
+    data[offset:end + 1] = patch
+    return True
+
+
+def _cut_by_head(head: bytes, stop: Issue, size: int | None, bound: int | None) -> bool:
+    """Could ``stop`` be an artefact of reading only ``head`` rather than the whole stream?"""
+    if stop.rule not in ("truncated", "frame-truncated"):
+        return False
+    if size is not None and size <= len(head):
+        return False  # the head is the whole stream
+    offset = stop.offset
+    if offset >= len(head):
+        return True
+    width = _LENGTH_PREFIX.get(head[offset])
+    if width is not None:
+        if offset + 1 + width > len(head):
+            return True
+        claimed_end = offset + 1 + width + int.from_bytes(head[offset + 1:offset + 1 + width], "little")
+        limit = size if size is not None else bound
+        return limit is None or claimed_end <= limit  # past the end of the whole stream: really truncated
+    return b"\n" not in head[offset:]  # a line opcode whose line the head cuts off
+
+
+def _npy_has_objects(head: bytes) -> bool:
+    """Only object arrays hold pickles; numeric ``.npy`` files load without unpickling anything."""
+    import ast
+
+    try:
+        width = 2 if head[6] == 1 else 4
+        length = int.from_bytes(head[8:8 + width], "little")
+        if 8 + width + length > len(head):
+            return True
+        header = ast.literal_eval(head[8 + width:8 + width + length].decode("latin1"))
+        return "O" in str(header["descr"])
+    except (IndexError, ValueError, SyntaxError, KeyError, TypeError, MemoryError, RecursionError):
+        return True  # malformed header: let the scan report it
+
+
+def _inflate_head(fmt: Any, head: bytes) -> tuple[bytes, bool] | None:
+    """Up to ``_HEAD_BYTES`` of the decompressed stream and whether it ended, or None if it is not valid."""
+    import bz2
+    import lzma
+    import zlib
+
+    from safeload._containers import Format
+
+    d: Any
+    try:
+        if fmt in (Format.ZLIB, Format.GZIP):
+            d = zlib.decompressobj(wbits=15 if fmt is Format.ZLIB else 31)
+            return d.decompress(head, _HEAD_BYTES), d.eof
+        if fmt is Format.BZ2:
+            d = bz2.BZ2Decompressor()
+        elif fmt in (Format.XZ, Format.LZMA):
+            d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ if fmt is Format.XZ else lzma.FORMAT_ALONE)
+        elif fmt is Format.LZ4:
+            try:
+                import lz4.frame
+            except ImportError:
+                return b"", False
+            d = lz4.frame.LZ4FrameDecompressor()
+        else:
+            return b"", False
+        return d.decompress(head, max_length=_HEAD_BYTES), bool(d.eof)
+    except (zlib.error, OSError, EOFError, ValueError, RuntimeError, lzma.LZMAError):
+        return None
+
+
+def _plausible_zip(path: str, policy: Policy) -> bool:
+    """A zip is a model when it is a skops file or holds a pickle or an object ``.npy`` member."""
+    import lzma
+    import zipfile
+    import zlib
+
+    from safeload._containers import Format, sniff
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            if len(infos) > policy.limits.max_zip_members or any(i.filename == "schema.json" for i in infos):
+                return True
+            for info in infos:
+                if info.is_dir() or info.file_size == 0:
+                    continue
+                with zf.open(info) as fh:
+                    head = fh.read(_HEAD_BYTES)
+                try:
+                    fmt = sniff(head)
+                except SafeloadError:
+                    continue
+                if fmt in (Format.PICKLE, Format.NPY) and _plausible(fmt, head, info.file_size, policy):
+                    return True
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, ValueError, EOFError,
+            zlib.error, lzma.LZMAError):
+        return True  # damaged or unusual: let the scan report it
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return False
+
+
+# --------------------------------------------------------------------------- scanning
+
+_WORKER_POLICY: Policy | None = None
+_WORKER_EXPLAIN = False
+
+
+def _init_worker(policy: Policy, explain: bool) -> None:
+    global _WORKER_POLICY, _WORKER_EXPLAIN
+    _WORKER_POLICY, _WORKER_EXPLAIN = policy, explain
+
+
+def _scan_in_worker(path: str) -> ScanReport:
+    assert _WORKER_POLICY is not None
+    return scan_file(path, _WORKER_POLICY, _WORKER_EXPLAIN)
+
+
+def scan_file(path: str, policy: Policy, explain: bool) -> ScanReport:
+    """``scan`` one file; a crash of the scanner becomes an ``error`` report, never a traceback."""
+    from safeload._scan import scan
+
+    try:
+        return scan(path, policy=policy, explain=explain)
+    except Exception as exc:  # noqa: BLE001 - one bad file must not abort a directory scan
+        return _crash_report(path, f"{type(exc).__name__}: {exc}")
+
+
+def _crash_report(path: str, what: str) -> ScanReport:
+    size = 0
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        pass
+    return ScanReport(path, "unknown", Verdict.ERROR,
+                      (Finding("internal-error", "medium", f"safeload failed on this file: {what}"),), (), size, "")
+
+
+class _Progress:
+    """A one-line progress bar on stderr, shown only for interactive runs over many files."""
+
+    def __init__(self, total: int, stream: IO[str]) -> None:
+        self.total = total
+        self.stream = stream
+        self.done = 0
+        self.enabled = total >= _PROGRESS_MIN_FILES and _isatty(stream)
+
+    def step(self) -> None:
+        self.done += 1
+        if self.enabled:
+            width = 30
+            filled = width * self.done // self.total
+            self.stream.write(f"\rscanning [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\r" + " " * 60 + "\r")
+            self.stream.flush()
+
+
+def _isatty(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def scan_all(files: Sequence[str], policy: Policy, *, jobs: int = 1, explain: bool = False) -> list[ScanReport]:
+    """Scan ``files`` (in a process pool when ``jobs > 1``); reports come back in the order of ``files``."""
+    progress = _Progress(len(files), sys.stderr)
+    reports: list[ScanReport | None] = [None] * len(files)
+    try:
+        if jobs > 1 and len(files) > 1:
+            _scan_parallel(files, policy, explain, jobs, reports, progress)
+        for i, path in enumerate(files):  # serial scans, and whatever a pool could not start on
+            if reports[i] is None:
+                reports[i] = scan_file(path, policy, explain)
+                progress.step()
+    finally:
+        progress.close()
+    return [r if r is not None else _crash_report(files[i], "not scanned") for i, r in enumerate(reports)]
+
+
+def _scan_parallel(files: Sequence[str], policy: Policy, explain: bool, jobs: int,
+                   reports: list[ScanReport | None], progress: _Progress) -> None:
+    try:
+        pool = ProcessPoolExecutor(max_workers=min(jobs, len(files)), initializer=_init_worker,
+                                   initargs=(policy, explain))
+        futures: dict[Future[ScanReport], int] = {pool.submit(_scan_in_worker, p): i for i, p in enumerate(files)}
+    except (OSError, NotImplementedError, ImportError):  # no process support here (sandbox, no /dev/shm)
+        return
+    try:
+        for fut in as_completed(futures):
+            i = futures[fut]
+            try:
+                reports[i] = fut.result()
+            except BrokenProcessPool:
+                reports[i] = _crash_report(files[i], "the worker process died (out of memory or crashed)")
+            progress.step()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    policy = _policy(args.config, args.allow)
+    root = args.root if args.root is not None else os.getcwd()
+    if not os.path.isdir(root):
+        raise CliError(f"--root is not a directory: {root}")
+    files = discover(args.paths, policy)
+    reports = scan_all(files, policy, jobs=args.jobs, explain=args.explain)
+    output = get_renderer(args.format)(reports, root, explain=args.explain)
+    code = EXIT_REFUSED if any(is_failure(r) for r in reports) else EXIT_OK
+    if args.output is not None:
+        try:
+            with open(args.output, "w", encoding="utf-8", errors="backslashreplace", newline="\n") as fh:
+                fh.write(output)
+        except OSError as exc:
+            raise CliError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+    else:
+        try:
+            _write(sys.stdout, output)
+        except BrokenPipeError:  # `safeload scan . | head`: the verdict still decides the exit status
+            _silence_stdout()
+    return code
+
+
+def _write(stream: IO[str], text: str) -> None:
+    """Write ``text`` even if the terminal encoding cannot show every character of a file name."""
+    try:
+        stream.write(text)
+    except UnicodeEncodeError:
+        encoding = getattr(stream, "encoding", None) or "utf-8"
+        stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
+    stream.flush()
+

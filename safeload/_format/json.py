@@ -1,0 +1,69 @@
+"""Machine-readable report with a stable, versioned schema (documented in docs/json-format.md).
+
+Every key is always present (``null`` when unknown) so consumers never need ``.get``;
+new keys may be added within schema version 1, existing ones never change meaning.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from safeload._format import display_path, summarize
+from safeload._report import Finding, GlobalVerdict, ScanReport
+
+__all__ = ["SCHEMA_VERSION", "render", "to_document"]
+
+SCHEMA_VERSION = 1
+
+
+def render(reports: Sequence[ScanReport], root: str, *, explain: bool = False) -> str:
+    """Render ``reports`` as a JSON document (``explain`` changes nothing: all data is always included)."""
+    return json.dumps(to_document(reports, root), indent=2) + "\n"
+
+
+def to_document(reports: Sequence[ScanReport], root: str) -> dict[str, Any]:
+    from safeload import __version__
+
+    return {
+        "version": SCHEMA_VERSION,
+        "tool": {"name": "safeload", "version": __version__},
+        "summary": summarize(reports),
+        "results": [_result(r, root) for r in reports],
+    }
+
+
+def _result(report: ScanReport, root: str) -> dict[str, Any]:
+    return {
+        "path": display_path(report.path, root),
+        "format": report.format,
+        "verdict": report.verdict,
+        "safe": report.safe,
+        "size": report.size,
+        "sha256": report.sha256 or None,
+        "findings": [_finding(f) for f in report.findings],
+        "globals": [_global(g) for g in report.globals],
+    }
+
+
+def _finding(f: Finding) -> dict[str, Any]:
+    return {
+        "rule": f.rule,
+        "severity": f.severity,
+        "message": f.message,
+        "names": list(f.names),
+        "offset": f.location.offset,
+        "member": f.location.member,
+        "decompiled": f.decompiled,
+    }
+
+
+def _global(g: GlobalVerdict) -> dict[str, Any]:
+    return {
+        "name": g.name,
+        "allowed": g.allowed,
+        "kind": g.kind,
+        "offsets": list(g.offsets),
+        "member": g.member,
+    }
