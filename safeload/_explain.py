@@ -33,7 +33,6 @@ def overt_malice(data: bytes) -> list[str]:
         from fickling.fickle import Pickled
 
         results = check_safety(Pickled.load(data))
-        return [f"fickling {type(r).__name__ if not hasattr(r, 'analysis_name') else r.analysis_name}: {r}"
-                for r in results.results][:20]
+        return [f"{getattr(r, 'analysis_name', type(r).__name__)}: {r}" for r in results.results][:20]
     except Exception as exc:  # noqa: BLE001
         return [f"fickling analysis unavailable: {type(exc).__name__}"]
