@@ -99,6 +99,8 @@ RULES: dict[str, tuple[str, str]] = {
     "fickling": ("fickling analysis", "fickling's overt-malice analysis flagged this stream (advisory)."),
     "dtype-state": ("Invalid numpy dtype state",
                     "numpy's dtype.__setstate__ would build a corrupt dtype (fields outside the item, wrong types)."),
+    "tree-structure": ("Unsafe decision-tree structure",
+                       "A Tree's node arrays point outside themselves; predict() would read out of bounds or crash."),
     "stack-underflow": ("Stack underflow", "An opcode pops more than the stream pushed."),
     "truncated": ("Truncated stream", "The stream ends before its STOP opcode or inside an argument."),
     "bad-opcode": ("Invalid opcode", "A byte that is not a pickle opcode."),

@@ -779,7 +779,7 @@ class _Walker:
         if name in ("sklearn.metrics._dist_metrics.newObj", "sklearn.neighbors._kd_tree.newObj",
                     "sklearn.neighbors._ball_tree.newObj") and args and isinstance(args[0], G):
             return Obj(args[0].name)
-        return Obj(name, args if name in _KEEP_ARGS else None)
+        return Obj(name, args if name in _KEEP_ARGS or name == _TREE else None)
 
     def check_guard(self, i: int, name: str, args: tuple[Any, ...]) -> None:
         """The static mirror of ``_guards``: refuse what the runtime guard would refuse."""
@@ -876,6 +876,8 @@ class _Walker:
         target.state = state
         if target.callee in _RECONSTRUCT:
             self.check_array_state(i, state)
+        elif target.callee == _TREE:
+            self.check_tree(i, target, state)
         if target.callee == WRAPPER and not target.array and self.joblib:
             if fend and i + 1 < fend:
                 raise self.fatal("frame-crossing", UNSAFE, i,
@@ -883,21 +885,45 @@ class _Walker:
             return self.joblib_array(i, state)
         return None
 
-    def static_array(self, value: Any) -> np.ndarray[Any, Any] | None:
-        """Rebuild a small array from the stream's own bytes, to check constructor arguments statically."""
+    def check_tree(self, i: int, target: Obj, state: Any) -> None:
+        """Validate a decision tree's node arrays *before* Tree.__setstate__ sees them.
+
+        The same checks run again on the built object at load time; running them here
+        too means ``scan`` refuses what ``load`` refuses, without building anything."""
+        from safeload._errors import UnsafeModelError
+        from safeload._validate import _check_tree
+
+        args = target.args
+        try:
+            fields = dict(state.items) if isinstance(state, Cont) and state.count == len(state.items) else None
+            n_classes = self.static_array(args[1], limit=1 << 20) if isinstance(args, tuple) and len(args) == 3 else None
+            nodes = self.static_array(fields.get("nodes"), limit=None) if fields else None
+            values = self.static_array(fields.get("values"), limit=None) if fields else None
+            if fields is None or n_classes is None or nodes is None or values is None:
+                raise ValueError("tree state cannot be read statically")
+            _check_tree(_StaticTree(args[0], n_classes, args[2], fields, nodes, values), "tree")
+        except UnsafeModelError as exc:
+            self.issue("tree-structure", UNSAFE, i, f"decision tree state is unsafe to use: {exc}")
+        except Exception as exc:  # noqa: BLE001 - unverifiable state is refused, never guessed
+            self.issue("tree-structure", UNSAFE, i, f"decision tree state cannot be verified: {exc}")
+
+    def static_array(self, value: Any, limit: int | None = 1 << 20) -> np.ndarray[Any, Any] | None:
+        """Rebuild an array from the stream's own bytes (zero-copy), to check it before anything is built."""
+        cap = limit if limit is not None else 1 << 62
         try:
             if isinstance(value, Obj) and value.array and isinstance(value.state, ArraySpan):
                 span = value.state
-                if span.nested is not None or span.nbytes > 1 << 20:
+                if span.nested is not None or span.nbytes > cap:
                     return None
-                raw = bytes(self.data[span.data_offset:span.data_offset + span.nbytes])
-                return np.frombuffer(raw, span.dtype).reshape(span.shape, order=span.order)
+                raw = memoryview(self.data)[span.data_offset:span.data_offset + span.nbytes]
+                arr = np.frombuffer(raw, span.dtype)
+                return arr.reshape(span.shape[::-1]).T if span.order == "F" else arr.reshape(span.shape)
             if isinstance(value, Obj) and value.callee in _RECONSTRUCT and isinstance(value.state, tuple) \
                     and len(value.state) == 5:
                 _, shape, dtype, fortran, raw = value.state
                 data = _raw_bytes(raw)
                 dt = concrete(dtype)
-                if data is None or not isinstance(dt, np.dtype) or dt.hasobject or len(data) > 1 << 20:
+                if data is None or not isinstance(dt, np.dtype) or dt.hasobject or len(data) > cap:
                     return None
                 return np.frombuffer(data, dt).reshape(shape, order="F" if fortran else "C")
             if isinstance(value, Obj) and value.callee in _FROMBUFFER and isinstance(value.args, tuple) \
@@ -905,7 +931,7 @@ class _Walker:
                 buf, dtype, shape, order = value.args
                 data = _raw_bytes(buf)
                 dt = concrete(dtype)
-                if data is None or not isinstance(dt, np.dtype) or dt.hasobject or len(data) > 1 << 20:
+                if data is None or not isinstance(dt, np.dtype) or dt.hasobject or len(data) > cap:
                     return None
                 return np.frombuffer(data, dt).reshape(shape, order=order)
         except Exception:  # noqa: BLE001 - unverifiable means refused by the caller
@@ -973,6 +999,7 @@ _TEXT_OPS = frozenset({0x49, 0x4C, 0x46, 0x53, 0x56, 0x67, 0x70, 0x50})
 _TEXT_CODECS = frozenset({"latin1", "latin-1", "iso8859-1", "iso-8859-1", "utf-8", "utf8", "ascii"})
 _KEEP_ARGS = frozenset({"numpy.dtype", "_codecs.encode", "numpy._core.numeric._frombuffer",
                         "numpy.core.numeric._frombuffer"})
+_TREE = "sklearn.tree._tree.Tree"
 _FROMBUFFER = frozenset({"numpy._core.numeric._frombuffer", "numpy.core.numeric._frombuffer"})
 _BIT_GENERATORS = frozenset({"MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64"})
 _BIT_GENERATOR_MAKERS = frozenset({"numpy.random._pickle.__bit_generator_ctor", "numpy.random._mt19937.MT19937",
@@ -1038,9 +1065,30 @@ def concrete(value: Any, depth: int = 0) -> Any:
     raise ValueError(f"cannot evaluate {type(value).__name__} statically")
 
 
-def _raw_bytes(value: Any) -> bytes | None:
+class _StaticTree:
+    """The attributes ``_validate._check_tree`` reads, taken from a Tree's pickled arguments and state."""
+
+    def __init__(self, n_features: Any, n_classes: np.ndarray[Any, Any], n_outputs: Any, fields: dict[Any, Any],
+                 nodes: np.ndarray[Any, Any], values: np.ndarray[Any, Any]) -> None:
+        if nodes.ndim != 1 or not nodes.dtype.names:
+            raise ValueError("tree nodes must be a 1-d structured array")
+        self.n_features = n_features
+        self.n_outputs = n_outputs
+        self.n_classes = n_classes
+        self.max_n_classes = int(n_classes.max()) if n_classes.size else 0
+        self.node_count = fields.get("node_count")
+        self.max_depth = fields.get("max_depth")
+        self.capacity = nodes.shape[0]
+        count = self.node_count if isinstance(self.node_count, int) else 0
+        self._state = {"nodes": nodes[:count], "values": values[:count]}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self._state
+
+
+def _raw_bytes(value: Any) -> bytes | memoryview | None:
     if isinstance(value, (bytes, memoryview)):
-        return bytes(value)
+        return value
     if isinstance(value, Obj) and value.callee == "_codecs.encode" and isinstance(value.args, tuple) \
             and value.args and isinstance(value.args[0], str):
         return value.args[0].encode("latin1")
