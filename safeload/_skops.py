@@ -115,6 +115,15 @@ def _npy_nbytes(head: bytes) -> int | None:
         return None
 
 
+def _skops_untrusted(data: bytes | bytearray) -> list[str]:
+    import skops.io as sio
+
+    try:
+        return list(sio.get_untrusted_types(data=bytes(data)))
+    except Exception as exc:  # noqa: BLE001 - skops raises anything on hostile schemas
+        raise MalformedModelError(f"skops cannot read the schema: {type(exc).__name__}: {exc}") from None
+
+
 def audit(data: bytes | bytearray, policy: Policy) -> SkopsAudit:
     """Judge a skops archive without constructing anything."""
     zf = _open(data, policy)
@@ -132,7 +141,10 @@ def audit(data: bytes | bytearray, policy: Policy) -> SkopsAudit:
     files: list[str] = []
     pairs = list(_walk(schema, files))
     _check_members(zf, files)
-    types = sorted({name for name, _ in pairs})
+    # A node's loader may construct a type other than the one it declares (a TreeNode declared as a
+    # dict still builds a Tree), so also ask skops which types it would construct. Only names in
+    # safeload's policy are ever passed back as trusted.
+    types = sorted({name for name, _ in pairs} | set(_skops_untrusted(data)))
     refused = [t for t in types if t not in _PRIMITIVES and not policy.allows(t)]
     return SkopsAudit(tuple(types), tuple(refused), tuple(sorted({loader for _, loader in pairs})))
 

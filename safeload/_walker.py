@@ -804,6 +804,16 @@ class _Walker:
             elif args[0].kind not in (Kind.NEW, Kind.CALL):
                 self.issue("guard", UNSAFE, i, f"copyreg._reconstructor may not build {args[0].name}",
                            (args[0].name,))
+        elif guard == "scalar":
+            dtype = args[0] if args else None
+            try:
+                dt = concrete(dtype) if isinstance(dtype, Obj) and dtype.callee == "numpy.dtype" else None
+            except Exception:  # noqa: BLE001
+                dt = None
+            if not isinstance(dt, np.dtype) or dt.itemsize > 1 << 20:
+                self.issue("guard", UNSAFE, i, "numpy scalar reconstruction needs a (small) dtype")
+            elif dt.hasobject and len(args) > 1 and isinstance(args[1], G):
+                self.issue("guard", UNSAFE, i, "object scalar wrapping a class/function refused")
         elif guard == "new_obj":
             if len(args) != 1 or not isinstance(args[0], G) or args[0].kind not in (Kind.NEW, Kind.CALL):
                 self.issue("guard", UNSAFE, i, f"{name} needs an allowed class")
