@@ -1007,7 +1007,7 @@ class _Walker:
 
 _TEXT_OPS = frozenset({0x49, 0x4C, 0x46, 0x53, 0x56, 0x67, 0x70, 0x50})
 _TEXT_CODECS = frozenset({"latin1", "latin-1", "iso8859-1", "iso-8859-1", "utf-8", "utf8", "ascii"})
-_KEEP_ARGS = frozenset({"numpy.dtype", "_codecs.encode", "numpy._core.numeric._frombuffer",
+_KEEP_ARGS = frozenset({"numpy.dtype", "_codecs.encode", "builtins.bytes", "numpy._core.numeric._frombuffer",
                         "numpy.core.numeric._frombuffer"})
 _TREE = "sklearn.tree._tree.Tree"
 _FROMBUFFER = frozenset({"numpy._core.numeric._frombuffer", "numpy.core.numeric._frombuffer"})
@@ -1072,6 +1072,9 @@ def concrete(value: Any, depth: int = 0) -> Any:
             dt.__setstate__(state)
             _check_dtype_layout(dt)
         return dt
+    raw = _raw_bytes(value)
+    if isinstance(raw, (bytes, memoryview)):
+        return bytes(raw)
     raise ValueError(f"cannot evaluate {type(value).__name__} statically")
 
 
@@ -1102,6 +1105,8 @@ def _raw_bytes(value: Any) -> bytes | memoryview | None:
     if isinstance(value, Obj) and value.callee == "_codecs.encode" and isinstance(value.args, tuple) \
             and value.args and isinstance(value.args[0], str):
         return value.args[0].encode("latin1")
+    if isinstance(value, Obj) and value.callee == "builtins.bytes" and value.args == ():
+        return b""
     return None
 
 

@@ -231,8 +231,8 @@ def test_failure_and_summary() -> None:
 
 def test_rule_text_covers_unknown_ids() -> None:
     assert rule_text("disallowed-global") == RULES["disallowed-global"]
-    short, help_text = rule_text("stack-underflow")
-    assert "stack underflow" in short and help_text
+    short, help_text = rule_text("some-future-rule")
+    assert short and help_text
 
 
 def test_get_renderer() -> None:
