@@ -85,7 +85,7 @@ def raise_for(analysis: Analysis, source: str | None) -> None:
     unsafe = [i for i in issues if i.severity == UNSAFE]
     where = f" in {source}" if source else ""
     if unsafe:
-        names = sorted({n for i in unsafe for n in i.names})
+        names = tuple(sorted({n for i in unsafe for n in i.names}))
         globals_only = all(i.rule == "disallowed-global" for i in unsafe)
         if globals_only:
             raise UnsafeModelError(refusal_message(names, source), names=names, source=source)

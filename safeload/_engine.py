@@ -78,7 +78,7 @@ def _refuse_persistent(pid: Any) -> Any:
 
 class _CUnpickler(pickle.Unpickler):
     def __init__(self, file: _WholeBuffer, resolver: _Resolver) -> None:
-        super().__init__(file, fix_imports=True, encoding="ASCII")  # type: ignore[arg-type]
+        super().__init__(file, fix_imports=True, encoding="ASCII")
         self._resolver = resolver
 
     def find_class(self, module: str, name: str) -> Any:
@@ -108,8 +108,9 @@ class _WrapperStandIn:
         raise TypeError("placeholder")
 
 
-class _JoblibUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
-    dispatch = pickle._Unpickler.dispatch.copy()  # type: ignore[attr-defined]
+class _JoblibUnpickler(pickle._Unpickler):
+    dispatch = pickle._Unpickler.dispatch.copy()
+    stack: list[Any]
 
     def __init__(self, data: bytes | bytearray, trace: Trace, policy: Policy, mmap: Callable[[ArraySpan], Any] | None):
         self._buffer = data
@@ -145,7 +146,7 @@ class _JoblibUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
         end = span.nested.end if span.nested is not None else span.data_offset + span.nbytes
         self._file.seek(end)
 
-    dispatch[pickle.BUILD[0]] = load_build
+    dispatch[pickle.BUILD[0]] = load_build  # type: ignore[assignment]
 
     def _array(self, span: ArraySpan) -> Any:
         if span.nested is not None:

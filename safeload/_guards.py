@@ -139,7 +139,7 @@ def _passthrough(policy: Policy) -> Callable[..., None]:
 def _real_bit_generator_ctor() -> Any:
     from numpy.random import _pickle
 
-    return _pickle.__bit_generator_ctor  # type: ignore[attr-defined]
+    return getattr(_pickle, "__bit_generator_ctor")  # noqa: B009 - a dunder-named module global
 
 
 def _unwrap_ctor(ctor: object) -> None:

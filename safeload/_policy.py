@@ -81,7 +81,7 @@ class Limits:
     max_zip_bytes: int = 16 * 1024**3
     max_array_bytes: int = 64 * 1024**3
 
-    def replace(self, **changes: int | None) -> Limits:
+    def replace(self, **changes: Any) -> Limits:
         return dataclasses.replace(self, **changes)
 
 

@@ -110,7 +110,7 @@ def _npy_nbytes(head: bytes) -> int | None:
             if not isinstance(d, int) or d < 0:
                 return None
             count *= d
-        return count * dtype.itemsize
+        return int(count * dtype.itemsize)
     except (ValueError, SyntaxError, KeyError, TypeError, IndexError, MemoryError, RecursionError):
         return None
 

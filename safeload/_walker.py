@@ -228,7 +228,7 @@ def _c(data: Any, i: int) -> str:
 
 
 class _Walker:
-    def __init__(self, data: bytes, start: int, policy: Policy, joblib: bool, depth: int) -> None:
+    def __init__(self, data: bytes | bytearray, start: int, policy: Policy, joblib: bool, depth: int) -> None:
         self.data = data
         self.n = len(data)
         self.policy = policy
@@ -364,7 +364,7 @@ class _Walker:
             del stack[k:]
             return items
 
-        def line(s: int) -> tuple[bytes, int]:
+        def line(s: int) -> tuple[bytes | bytearray, int]:
             e = data.find(b"\n", s)
             if e < 0:
                 raise fatal("truncated", MALFORMED, s, "pickle data was truncated (unterminated line)")
@@ -1184,7 +1184,7 @@ def _wrapper_state(state: Any) -> tuple[str, tuple[int, ...], str, np.dtype[Any]
     return sub.name, shape, order, dtype, allow_mmap, align
 
 
-def walk(data: bytes, policy: Policy, *, start: int = 0, joblib: bool = False) -> Trace:
+def walk(data: bytes | bytearray, policy: Policy, *, start: int = 0, joblib: bool = False) -> Trace:
     """Walk one pickle stream starting at ``start``; trailing bytes are an issue."""
     w = _Walker(data, start, policy, joblib, 0)
     trace = w.run(start)
