@@ -1037,7 +1037,7 @@ def section2() -> list[Sample]:
             sklearn_tree_oob(),
             "pickle",
             CRASH,
-            error="MalformedModelError",
+            error="UnsafeModelError",
             after_load="obj.predict([[0.0]])",
             related=["sklearn.tree._tree.Tree"],
         )

@@ -285,6 +285,13 @@ _SKLEARN_NEW: dict[str, str] = {
     "sklearn.utils._bunch.Bunch": "dict subclass with attribute access",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor": (
         "HGB tree: node array + bitsets; structure validated after load"),
+    "sklearn.gaussian_process._gpc._BinaryGaussianProcessClassifierLaplace": (
+        "private GP classifier (a BaseEstimator): arrays and a kernel"),
+    "sklearn.model_selection._search_successive_halving.HalvingGridSearchCV": (
+        "experimental estimator (not in all_estimators): stores parameters and results"),
+    "sklearn.model_selection._search_successive_halving.HalvingRandomSearchCV": (
+        "experimental estimator (not in all_estimators): stores parameters and results"),
+    "sklearn.impute._iterative.IterativeImputer": "experimental estimator (not in all_estimators): stores parameters",
     "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper": (
         "HGB binner (a private estimator): bin thresholds arrays"),
     "sklearn.cluster._birch._CFNode": "Birch tree node: arrays and lists",
@@ -351,6 +358,10 @@ _CALL: dict[str, tuple[str, str | None]] = {
                  "CyHalfTweedieLossIdentity", "CyHuberLoss", "CyPinballLoss")},
     **{f"sklearn.linear_model._sgd_fast.{n}": ("SGD loss (Cython): numeric parameters only", None)
        for n in ("EpsilonInsensitive", "Hinge", "ModifiedHuber", "SquaredEpsilonInsensitive", "SquaredHinge")},
+    "sklearn.impute._iterative._ImputerTriplet": ("namedtuple of (feat_idx, neighbor_feat_idx, estimator)", None),
+    "sklearn._loss._loss.__pyx_unpickle_CyHalfMultinomialLoss": (
+        "Cython unpickle helper; guard requires its own class", "pyx_unpickle"),
+    "functools.partial": ("partial of an allowed function; guard refuses classes that may not be called", "partial"),
     # the standard library names that ordinary pickles use
     "copyreg._reconstructor": ("protocol 0/1 object rebuild; guard requires an allow-listed class and a plain base", "reconstructor"),
     "_codecs.encode": ("bytes from str in protocol 2; guard requires the latin1 codec", "codecs_encode"),
@@ -408,6 +419,7 @@ _VALUE: dict[str, str] = {
     **{f"numpy.{f}": "numpy reduction used as a value (e.g. pooling_func=np.mean); pure arithmetic" for f in _NUMPY_FUNCS},
     **{f"{m}.{f}": "scikit-learn metric/score function used as a value; pure computation"
        for m, fs in _SKLEARN_FUNCS.items() for f in fs},
+    "sklearn.utils.validation.check_array": "input validation function kept as a value (HGB categorical preprocessing)",
     "scipy._lib.array_api_compat.numpy._aliases.asarray": "array-API namespace function kept as a value; pure conversion",
     "builtins.object": "base class argument of copyreg._reconstructor",
     "builtins.float": "Python type used as a dtype value",

@@ -6,6 +6,7 @@ format decision and the same issues.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 
 from safeload._containers import COMPRESSED, Format, decompress, sniff
@@ -41,12 +42,27 @@ class Analysis:
         if self.trace is not None:
             out.extend(self.trace.all_issues())
         if self.plain_view is not None:
+            # Read as a plain pickle, joblib's raw array bytes are mostly garbage (and nested object-array
+            # pickles see the outer memo), so only a refused name that pickle.load could actually import
+            # counts here: a module that does not exist fails the import before anything runs.
             for issue in self.plain_view.all_issues():
-                if issue.severity == UNSAFE and issue.rule != "trailing-data":
+                if issue.rule == "joblib-legacy" or (
+                        issue.rule == "disallowed-global" and all(_importable(n) for n in issue.names)):
                     out.append(Issue("hidden-in-array-data", UNSAFE, issue.offset,
                                      f"pickle.load (not joblib) would read the joblib array bytes as opcodes: "
                                      f"{issue.message}", issue.names))
         return out
+
+
+def _importable(name: str) -> bool:
+    """Does the top-level package exist?  ``find_spec`` on a top-level name runs no module code."""
+    top = name.partition(".")[0]
+    if not top.isidentifier():
+        return False
+    try:
+        return importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def analyse(data: bytes | bytearray, policy: Policy) -> Analysis:

@@ -242,7 +242,19 @@ def _sized_buffer(policy: Policy) -> Callable[..., None]:
     return check
 
 
+def _partial(policy: Policy) -> Callable[..., None]:
+    def check(func: object, *args: object, **kwargs: object) -> None:
+        from safeload._allowlist import Kind
+
+        name = f"{getattr(func, '__module__', '')}.{getattr(func, '__qualname__', '')}"
+        if isinstance(func, Guarded) or policy.kind(name) not in (Kind.CALL, Kind.VALUE):
+            raise UnsafeModelError(f"functools.partial may only wrap an allowed function, not {name}")
+
+    return check
+
+
 GUARDS: dict[str, Callable[[Policy], Callable[..., None]]] = {
+    "partial": _partial,
     "reconstruct": _reconstruct,
     "mareconstruct": _mareconstruct,
     "scalar": _scalar,
@@ -251,6 +263,7 @@ GUARDS: dict[str, Callable[[Policy], Callable[..., None]]] = {
     "generator_ctor": _randomstate_ctor,
     "bit_generator_ctor": _bit_generator_ctor,
     "pyx_unpickle_seedsequence": _pyx_unpickle_seedsequence,
+    "pyx_unpickle": _passthrough,  # the class check needs the entry's name: see guard()
     "sklearn_tree": _sklearn_tree,
     "new_obj": _new_obj,
     "reconstructor": _reconstructor,
@@ -268,4 +281,13 @@ def guard(name: str, guard_id: str, fn: Callable[..., Any], policy: Policy) -> G
             return fn(bit_generator, real_bg)
 
         return Guarded(name, call, check)
+    if guard_id == "pyx_unpickle":
+        expected = name.rpartition("__pyx_unpickle_")[2]
+
+        def pyx_check(cls: object, *rest: object) -> None:
+            if not (isinstance(cls, type) and cls.__name__ == expected):
+                raise UnsafeModelError(f"{name} called for another class")
+            _allowed_class(policy, cls)
+
+        return Guarded(name, fn, pyx_check)
     return Guarded(name, fn, check)

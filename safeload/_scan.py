@@ -29,6 +29,7 @@ __all__ = ["scan", "scan_bytes"]
 
 _SEVERITY = {UNSAFE: "high", LIMIT: "medium", "malformed": "medium"}
 _MAX_MEMBER = 4 * 1024**3
+_AUTO_EXPLAIN_BYTES = 64 * 1024
 
 
 def scan(file: Any, *, allow: Iterable[str] | Mapping[str, str] = (), policy: Policy | None = None,
@@ -79,7 +80,8 @@ def _scan_bytes(data: bytes | bytearray, policy: Policy, name: str, explain: boo
     if analysis.skops is not None:
         globs = tuple(GlobalVerdict(t, policy.allows(t) or t not in analysis.skops.refused,
                                     _kind(policy, t), ()) for t in analysis.skops.types)
-    if explain or any(f.severity == "high" for f in findings):
+    # fickling is slow on big streams: decompile automatically only small unsafe ones.
+    if explain or (any(f.severity == "high" for f in findings) and len(analysis.stream) <= _AUTO_EXPLAIN_BYTES):
         findings = _with_fickling(analysis, findings)
     return _report(name, fmt_name, findings, globs, size, digest)
 

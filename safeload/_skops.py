@@ -52,7 +52,7 @@ def _open(data: bytes | bytearray, policy: Policy) -> zipfile.ZipFile:
     return zf
 
 
-def _walk(node: Any, files: list[str], depth: int = 0) -> Iterator[tuple[str, str]]:
+def _walk(node: Any, files: list[str], shared: set[tuple[Any, str]], depth: int = 0) -> Iterator[tuple[str, str]]:
     if depth > 2000:
         raise LimitExceededError("skops schema nested too deeply")
     if isinstance(node, dict):
@@ -60,12 +60,18 @@ def _walk(node: Any, files: list[str], depth: int = 0) -> Iterator[tuple[str, st
         if isinstance(mod, str) and isinstance(cls, str):
             yield f"{mod}.{cls}", str(node.get("__loader__", ""))
         if isinstance(node.get("file"), str):
-            files.append(node["file"])
+            # skops memoises nodes by a truthy __id__: one array shared by two attributes is read once.
+            node_id = node.get("__id__")
+            memo = bool(node_id) and isinstance(node_id, (int, str))
+            if not (memo and (node_id, node["file"]) in shared):
+                files.append(node["file"])
+                if memo:
+                    shared.add((node_id, node["file"]))
         for value in node.values():
-            yield from _walk(value, files, depth + 1)
+            yield from _walk(value, files, shared, depth + 1)
     elif isinstance(node, list):
         for value in node:
-            yield from _walk(value, files, depth + 1)
+            yield from _walk(value, files, shared, depth + 1)
 
 
 def _check_members(zf: zipfile.ZipFile, files: list[str]) -> None:
@@ -139,7 +145,7 @@ def audit(data: bytes | bytearray, policy: Policy) -> SkopsAudit:
             zlib.error) as exc:
         raise MalformedModelError(f"unreadable schema.json: {exc}") from None
     files: list[str] = []
-    pairs = list(_walk(schema, files))
+    pairs = list(_walk(schema, files, set()))
     _check_members(zf, files)
     # A node's loader may construct a type other than the one it declares (a TreeNode declared as a
     # dict still builds a Tree), so also ask skops which types it would construct. Only names in

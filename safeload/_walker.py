@@ -814,6 +814,13 @@ class _Walker:
                 self.issue("guard", UNSAFE, i, "numpy scalar reconstruction needs a (small) dtype")
             elif dt.hasobject and len(args) > 1 and isinstance(args[1], G):
                 self.issue("guard", UNSAFE, i, "object scalar wrapping a class/function refused")
+        elif guard == "pyx_unpickle":
+            expected = name.rpartition("__pyx_unpickle_")[2]
+            if not args or not isinstance(args[0], G) or not args[0].name.endswith("." + expected):
+                self.issue("guard", UNSAFE, i, f"{name} called for another class")
+        elif guard == "partial":
+            if not args or not isinstance(args[0], G) or args[0].kind not in (Kind.CALL, Kind.VALUE):
+                self.issue("guard", UNSAFE, i, "functools.partial may only wrap an allowed function")
         elif guard == "new_obj":
             if len(args) != 1 or not isinstance(args[0], G) or args[0].kind not in (Kind.NEW, Kind.CALL):
                 self.issue("guard", UNSAFE, i, f"{name} needs an allowed class")
@@ -888,6 +895,10 @@ class _Walker:
             self.check_array_state(i, state)
         elif target.callee == _TREE:
             self.check_tree(i, target, state)
+        elif target.callee == "functools.partial":
+            func = state[0] if isinstance(state, tuple) and state else None
+            if not isinstance(func, G) or func.kind not in (Kind.CALL, Kind.VALUE):
+                self.issue("guard", UNSAFE, i, "functools.partial state may only name an allowed function")
         if target.callee == WRAPPER and not target.array and self.joblib:
             if fend and i + 1 < fend:
                 raise self.fatal("frame-crossing", UNSAFE, i,
