@@ -30,6 +30,7 @@ import functools
 import types
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 
@@ -51,6 +52,9 @@ __all__ = [
 MAX_DEPTH: Final = 1000
 
 _Check = Callable[[Any, str], None]
+
+#: ids of objects already checked in bulk by their owner during this validate().
+_VALIDATED: ContextVar[set[int] | None] = ContextVar("safeload_validated", default=None)
 _IntArray = npt.NDArray[np.intp]
 
 # sklearn's libsvm wrappers map ``_impl`` to svm_type by position.
@@ -131,69 +135,80 @@ def _n_features_in(est: object, path: str, *, needed_for: str) -> int:
     return n
 
 
+_MRO_NAMES: Final[dict[type, frozenset[str]]] = {}
+
+
+def _mro_names(cls: type) -> frozenset[str]:
+    """Fully-qualified names of ``cls`` and its bases (cached per type)."""
+    names = _MRO_NAMES.get(cls)
+    if names is None:
+        names = frozenset(_fullname(c) for c in cls.__mro__)
+        if len(_MRO_NAMES) < 4096:
+            _MRO_NAMES[cls] = names
+    return names
+
+
 def _is_instance_of(obj: object, fullname: str) -> bool:
-    return any(_fullname(c) == fullname for c in type(obj).__mro__)
+    return fullname in _mro_names(type(obj))
 
 
 def _is_sparse(obj: object) -> bool:
     return _is_instance_of(obj, "scipy.sparse._base._spbase")
 
 
-def _depths_from_parents(parent: _IntArray) -> _IntArray:
-    """Depth of every node given ``parent[i] < i`` (roots point to themselves).
-
-    Pointer jumping: O(n log depth) vectorised instead of a per-node loop.
-    """
-    anc = parent.copy()
-    dist = (anc != np.arange(anc.size)).astype(np.intp)
-    for _ in range(64):
-        nxt = anc[anc]
-        if np.array_equal(nxt, anc):
-            break
-        dist = dist + dist[anc]
-        anc = nxt
-    result: _IntArray = dist
-    return result
-
-
-def _check_forward_tree(
+def _check_links(
     left: _IntArray,
     right: _IntArray,
     internal: _IntArray,
     path: str,
     field_suffix: Callable[[str, int], str],
-) -> None:
-    """Children of internal nodes point forward, in range, each node once.
+) -> int:
+    """Children point forward, in range, and every non-root node has one parent.
 
     ``child > parent`` holds for every tree scikit-learn builds and rules out
-    cycles; with "at most one parent" every node is reached at most once.
+    cycles; with exactly one parent per node every node is reached once from
+    the root. Returns the depth of the tree (pointer jumping: O(n log depth),
+    vectorised, no per-node loop).
     """
     n = left.size
-    for name, child in (("left", left), ("right", right)):
-        c = child[internal]
-        bad = (c <= internal) | (c >= n)
-        if bad.any():
-            i = int(internal[_first(bad)])
-            _fail(
-                path,
-                field_suffix(name, i),
-                f"= {int(child[i])} must point forward inside ({i}, {n}); "
-                "native predict() follows it without a bounds check "
-                "(out-of-range reads or an endless loop)",
-            )
+    m = internal.size
     children = np.concatenate([left[internal], right[internal]])
-    counts = np.bincount(children, minlength=n)
-    if counts.size and counts.max() > 1:
-        node = _first(counts > 1)
-        refs = np.flatnonzero(children == node)
-        second = int(refs[1])
-        side = "left" if second < internal.size else "right"
-        parent = int(internal[second % internal.size])
+    parents = np.concatenate([internal, internal])
+    bad = (children <= parents) | (children >= n)
+    if bad.any():
+        j = _first(bad)
+        i = int(parents[j])
         _fail(
             path,
-            field_suffix(side, parent),
-            f"= {node}: node {node} already has a parent; a node may be reached only once",
+            field_suffix("left" if j < m else "right", i),
+            f"= {int(children[j])} must point forward inside ({i}, {n}); "
+            "native code follows it without a bounds check "
+            "(out-of-range reads or an endless loop)",
         )
+    parent = np.full(n, -1, dtype=np.intp)
+    parent[children] = parents
+    parent[0] = 0
+    if children.size != n - 1 or (parent < 0).any():
+        counts = np.bincount(children, minlength=n)
+        if counts.max() > 1:
+            node = _first(counts > 1)
+            j = int(np.flatnonzero(children == node)[1])
+            _fail(
+                path,
+                field_suffix("left" if j < m else "right", int(parents[j])),
+                f"= {node}: node {node} already has a parent; a node may be reached only once",
+            )
+        node = _first(counts[1:] == 0) + 1
+        _fail(path, field_suffix("left", node), f"node {node} has no parent (unreachable)")
+    anc = parent
+    depth = np.ones(n, dtype=np.intp)
+    depth[0] = 0
+    for _ in range(64):
+        if not anc.any():
+            break
+        depth += depth[anc]
+        anc = anc[anc]
+    return int(depth.max())
 
 
 # --------------------------------------------------------------------------
@@ -236,8 +251,8 @@ def _check_tree(tree: Any, path: str) -> None:
             ".value",
             f"shape {values.shape} != {(node_count, n_outputs, max_n_classes)}",
         )
-    left = np.asarray(nodes["left_child"], dtype=np.intp)
-    right = np.asarray(nodes["right_child"], dtype=np.intp)
+    left = np.array(nodes["left_child"], dtype=np.intp)
+    right = np.array(nodes["right_child"], dtype=np.intp)
     leaf = left == -1
     mismatch = leaf != (right == -1)
     if mismatch.any():
@@ -252,9 +267,9 @@ def _check_tree(tree: Any, path: str) -> None:
     def suffix(side: str, i: int) -> str:
         return f".children_{side}[{i}]"
 
-    _check_forward_tree(left, right, internal, path, suffix)
+    depth = _check_links(left, right, internal, path, suffix)
 
-    feature = np.asarray(nodes["feature"], dtype=np.intp)[internal]
+    feature = nodes["feature"][internal].astype(np.intp)
     bad = (feature < 0) | (feature >= n_features)
     if bad.any():
         i = int(internal[_first(bad)])
@@ -269,10 +284,6 @@ def _check_tree(tree: Any, path: str) -> None:
         i = int(internal[_first(mgl > 1)])
         _fail(path, f".missing_go_to_left[{i}]", "must be 0 or 1")
 
-    parent = np.arange(node_count, dtype=np.intp)
-    parent[left[internal]] = internal
-    parent[right[internal]] = internal
-    depth = int(_depths_from_parents(parent).max())
     max_depth = _int(tree.max_depth, path, ".max_depth")
     if not depth <= max_depth < node_count:
         _fail(
@@ -321,13 +332,13 @@ def _check_tree_predictor(pred: Any, path: str) -> None:
         _fail(path, ".nodes", "is empty; prediction starts by reading nodes[0]")
     leaf = np.asarray(nodes["is_leaf"]) != 0
     internal = np.flatnonzero(~leaf)
-    left = np.asarray(nodes["left"], dtype=np.intp)
-    right = np.asarray(nodes["right"], dtype=np.intp)
+    left = np.array(nodes["left"], dtype=np.intp)
+    right = np.array(nodes["right"], dtype=np.intp)
 
     def suffix(side: str, i: int) -> str:
         return f".nodes[{i}]['{side}']"
 
-    _check_forward_tree(left, right, internal, path, suffix)
+    _check_links(left, right, internal, path, suffix)
 
     feature = np.asarray(nodes["feature_idx"], dtype=np.intp)[internal]
     if feature.size and int(feature.min()) < 0:
@@ -364,6 +375,8 @@ def _column_count(cols: object, n_in: int) -> int | None:
         return len(range(n_in)[cols])
     if isinstance(cols, (list, tuple, np.ndarray)):
         arr = np.asarray(cols)
+        if arr.size == 0:
+            return 0
         if arr.dtype == np.bool_:
             return int(arr.sum()) if arr.shape == (n_in,) else None
         if arr.dtype.kind in "iu" and arr.ndim == 1:
@@ -435,34 +448,111 @@ def _check_hist_gradient_boosting(est: Any, path: str) -> None:
                 f"outputs {width} columns, predictors expect {n_features}",
             )
     is_cat_b = is_cat != 0
+    preds: list[tuple[Any, str]] = []
     for i, row in enumerate(predictors):
         if not isinstance(row, list):
             _fail(path, f"._predictors[{i}]", "must be a list of TreePredictor")
-        for k, pred in enumerate(row):
-            ppath = _join(path, f"._predictors[{i}][{k}]")
-            nodes = _predictor_nodes(pred, ppath)
-            internal = np.flatnonzero(np.asarray(nodes["is_leaf"]) == 0)
-            feat = np.asarray(nodes["feature_idx"], dtype=np.intp)[internal]
-            bad = (feat < 0) | (feat >= n_features)
-            if bad.any():
-                j = int(internal[_first(bad)])
-                _fail(
-                    ppath,
-                    f".nodes[{j}]['feature_idx']",
-                    f"= {int(feat[_first(bad)])} outside [0, n_features_in_="
-                    f"{n_features}); predict() reads X[:, feature_idx] unchecked",
-                )
-            cat = np.asarray(nodes["is_categorical"])[internal] != 0
-            wrong = cat & ~is_cat_b[feat]
-            if wrong.any():
-                j = int(internal[_first(wrong)])
-                _fail(
-                    ppath,
-                    f".nodes[{j}]['is_categorical']",
-                    f"split on feature {int(feat[_first(wrong)])} which the bin "
-                    "mapper does not mark categorical: its known-category "
-                    "bitset row does not exist",
-                )
+        preds.extend((pred, _join(path, f"._predictors[{i}][{k}]")) for k, pred in enumerate(row))
+    if not _predictors_ok(preds, n_features, is_cat_b):
+        # Slow path, only for a model that is being refused: exact location.
+        for pred, ppath in preds:
+            _check_tree_predictor(pred, ppath)
+            _check_predictor_features(pred, ppath, n_features, is_cat_b)
+    done = _VALIDATED.get()
+    if done is not None:
+        done.update(id(pred) for pred, _ in preds)
+
+
+def _predictors_ok(preds: list[tuple[Any, str]], n_features: int, is_cat: npt.NDArray[np.bool_]) -> bool:
+    """All predictor checks at once over the concatenated nodes (fast path).
+
+    One vectorised pass instead of a few dozen NumPy calls per predictor:
+    HistGradientBoosting models hold hundreds of small trees.
+    """
+    arrays: list[npt.NDArray[Any]] = []
+    rows: list[int] = []
+    for pred, _ in preds:
+        nodes = _attr(pred, "nodes")
+        if not isinstance(nodes, np.ndarray) or nodes.ndim != 1 or not nodes.size:
+            return False
+        n_rows = []
+        for name in ("binned_left_cat_bitsets", "raw_left_cat_bitsets"):
+            b = _attr(pred, name)
+            if not isinstance(b, np.ndarray) or b.ndim != 2 or b.shape[1] != 8 or b.dtype != np.uint32:
+                return False
+            n_rows.append(b.shape[0])
+        arrays.append(nodes)
+        rows.append(min(n_rows))
+    if not arrays:
+        return True
+    dtype = arrays[0].dtype
+    if not set(_PREDICTOR_FIELDS) <= set(dtype.names or ()):
+        return False
+    if any(a.dtype is not dtype and a.dtype != dtype for a in arrays):
+        return False
+    # Concatenating record arrays promotes field by field (slow); raw bytes do not.
+    raw = f"V{dtype.itemsize}"
+    nodes = np.concatenate([a.view(raw) for a in arrays]).view(dtype)
+    sizes = np.fromiter((a.size for a in arrays), dtype=np.intp, count=len(arrays))
+    starts = np.cumsum(sizes) - sizes
+    offset = np.repeat(starts, sizes)
+    size = np.repeat(sizes, sizes)
+    internal = np.flatnonzero(nodes["is_leaf"] == 0)
+    local = internal - offset[internal]
+    n_int = size[internal]
+    children = []
+    for side in ("left", "right"):
+        c = nodes[side][internal].astype(np.intp)
+        if ((c <= local) | (c >= n_int)).any():
+            return False
+        children.append(c + offset[internal])
+    linked = np.concatenate(children)
+    has_parent = np.zeros(nodes.size, dtype=np.bool_)
+    has_parent[linked] = True
+    has_parent[starts] = True
+    if linked.size != nodes.size - len(arrays) or not has_parent.all():
+        return False
+    feat = nodes["feature_idx"][internal].astype(np.intp)
+    if ((feat < 0) | (feat >= n_features)).any():
+        return False
+    cat = nodes["is_categorical"][internal] != 0
+    if (cat & ~is_cat[feat]).any():
+        return False
+    row_limit = np.repeat(np.asarray(rows, dtype=np.intp), sizes)[internal]
+    return not (cat & (nodes["bitset_idx"][internal].astype(np.intp) >= row_limit)).any()
+
+
+def _check_predictor_features(pred: Any, ppath: str, n_features: int, is_cat_b: npt.NDArray[np.bool_]) -> None:
+    nodes = _predictor_nodes(pred, ppath)
+    internal = np.flatnonzero(np.asarray(nodes["is_leaf"]) == 0)
+    feat = np.asarray(nodes["feature_idx"], dtype=np.intp)[internal]
+    bad = (feat < 0) | (feat >= n_features)
+    if bad.any():
+        j = int(internal[_first(bad)])
+        _fail(
+            ppath,
+            f".nodes[{j}]['feature_idx']",
+            f"= {int(feat[_first(bad)])} outside [0, n_features_in_="
+            f"{n_features}); predict() reads X[:, feature_idx] unchecked",
+        )
+    cat = np.asarray(nodes["is_categorical"])[internal] != 0
+    wrong = cat & ~is_cat_b[feat]
+    if wrong.any():
+        j = int(internal[_first(wrong)])
+        _fail(
+            ppath,
+            f".nodes[{j}]['is_categorical']",
+            f"split on feature {int(feat[_first(wrong)])} which the bin "
+            "mapper does not mark categorical: its known-category "
+            "bitset row does not exist",
+        )
+
+
+def _check_tree_predictor_once(pred: Any, path: str) -> None:
+    """Rule entry: skip predictors their estimator already checked in bulk."""
+    done = _VALIDATED.get()
+    if done is None or id(pred) not in done:
+        _check_tree_predictor(pred, path)
 
 
 # --------------------------------------------------------------------------
@@ -589,14 +679,17 @@ def _make_binary_tree_check(bounds_rows: int) -> _Check:
                     f"node {i} has no children in a {n_nodes}-node tree but is not marked as a leaf",
                 )
             lo, hi = 2 * inner + 1, 2 * inner + 2
-            split = (start[lo] != start[inner]) | (end[lo] != start[hi]) | (end[hi] != end[inner])
-            if split.any():
-                i = int(inner[_first(split)])
-                _fail(
-                    path,
-                    f".node_data[{i}]",
-                    "children do not partition the parent's index range",
-                )
+            for child, ok in (
+                (lo, (start[lo] == start[inner]) & (end[lo] == start[hi])),
+                (hi, end[hi] == end[inner]),
+            ):
+                if not ok.all():
+                    c = int(child[_first(~ok)])
+                    _fail(
+                        path,
+                        f".node_data[{c}]",
+                        f"idx range [{int(start[c])}, {int(end[c])}) does not tile its parent's range",
+                    )
             frontier = np.concatenate([lo, hi])
         bounds = np.asarray(state[3])
         if bounds.shape != (bounds_rows, n_nodes, n_features):
@@ -946,6 +1039,9 @@ def _check_libsvm(est: Any, path: str) -> None:
                 "._n_support",
                 f"{n_support.tolist()} must be >= 0 per class and sum to {n_sv} support vectors",
             )
+        classes = _attr(est, "classes_")
+        if classes is not None and len(classes) != n_class:
+            _fail(path, "._n_support", f"has {n_class} entries for {len(classes)} classes")
     elif n_class != 2:
         _fail(path, "._n_support", f"must have 2 entries for {impl}, has {n_class}")
     n_pairs = n_class * (n_class - 1) // 2
@@ -1028,6 +1124,24 @@ def _check_bisecting_kmeans(est: Any, path: str) -> None:
         stack.append((_attr(node, "right"), f"{suffix}.right"))
 
 
+def _check_birch(est: Any, path: str) -> None:
+    """Birch.predict passes cached center norms to the Cython ArgKmin kernel."""
+    centers = _attr(est, "subcluster_centers_")
+    if centers is None:
+        return
+    width = _n_features_in(est, path, needed_for="center distances")
+    arr = _array(centers, path, ".subcluster_centers_", ndim=2)
+    if arr.shape[1] != width:
+        _fail(path, ".subcluster_centers_", f"shape {arr.shape} for {width} features")
+    norms = _attr(est, "_subcluster_norms")
+    if norms is not None and np.shape(norms) != (arr.shape[0],):
+        _fail(
+            path,
+            "._subcluster_norms",
+            f"shape {np.shape(norms)} for {arr.shape[0]} centers; read per center unchecked",
+        )
+
+
 def _check_sgd(est: Any, path: str) -> None:
     """SGD*: partial_fit hands coef_ to Cython with X's feature indices."""
     coef = _attr(est, "coef_")
@@ -1102,7 +1216,7 @@ _RULES: Final[tuple[_Rule, ...]] = (
     ),
     _Rule(
         "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-        _check_tree_predictor,
+        _check_tree_predictor_once,
         "nodes record dtype; non-empty; left/right forward, in range, at most "
         "one parent; feature_idx >= 0; bitset arrays uint32 (n, 8); "
         "categorical bitset_idx < rows of both bitset arrays",
@@ -1201,6 +1315,11 @@ _RULES: Final[tuple[_Rule, ...]] = (
         "sklearn.cluster._bisect_k_means.BisectingKMeans",
         _check_bisecting_kmeans,
         "every _bisecting_tree node center has n_features_in_ entries",
+    ),
+    _Rule(
+        "sklearn.cluster._birch.Birch",
+        _check_birch,
+        "subcluster_centers_ width == n_features_in_; _subcluster_norms one per center",
     ),
     _Rule(
         "sklearn.linear_model._stochastic_gradient.BaseSGD",
@@ -1370,6 +1489,8 @@ def _children(obj: object) -> Iterator[tuple[str, object]]:
         for name in (slots,) if isinstance(slots, str) else slots:
             if name in ("__dict__", "__weakref__"):
                 continue
+            if name.startswith("__") and not name.endswith("__"):
+                name = f"_{cls.__name__.lstrip('_')}{name}"  # private-name mangling
             try:
                 value = object.__getattribute__(obj, name)
             except AttributeError:
@@ -1391,6 +1512,14 @@ def validate(obj: object, *, max_depth: int = MAX_DEPTH) -> None:
     Raises :class:`UnsafeModelError` (with ``.path``) on the first violation,
     including when the graph is nested deeper than ``max_depth``.
     """
+    token = _VALIDATED.set(set())
+    try:
+        _walk(obj, max_depth)
+    finally:
+        _VALIDATED.reset(token)
+
+
+def _walk(obj: object, max_depth: int) -> None:
     seen: set[int] = set()
     parents: list[int] = []
     keys: list[str] = []
@@ -1418,7 +1547,15 @@ def validate(obj: object, *, max_depth: int = MAX_DEPTH) -> None:
                     ) from exc
         if isinstance(item, np.ndarray) and not item.dtype.hasobject:
             continue
-        for suffix, child in _children(item):
+        try:
+            children = list(_children(item))
+        except Exception as exc:  # a container that cannot be listed cannot be checked
+            path = _render(index, parents, keys)
+            raise UnsafeModelError(
+                f"{path or '<model>'}: cannot walk {_fullname(type(item))} ({type(exc).__name__}: {exc})",
+                path=path,
+            ) from exc
+        for suffix, child in children:
             if isinstance(child, _LEAF_TYPES) or id(child) in seen:
                 continue
             if depth >= max_depth:
