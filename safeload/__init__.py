@@ -7,6 +7,16 @@ content, and refuses any global outside an exact allowlist.
 
 from __future__ import annotations
 
+from safeload._config import ConfigError, DangerousConfigError, UnsafeConfigWarning, load_config
+from safeload._convert import (
+    ConversionError,
+    ConvertResult,
+    DestinationError,
+    RoundTripError,
+    SourceError,
+    UnrepresentableError,
+    convert,
+)
 from safeload._errors import (
     LimitExceededError,
     MalformedModelError,
@@ -15,11 +25,26 @@ from safeload._errors import (
     UnsupportedFormatError,
 )
 from safeload._load import load, loads
+from safeload._patch import install, patched, uninstall
 from safeload._policy import Limits, Policy
 from safeload._report import Finding, ScanReport
 from safeload._scan import scan
 
 __all__ = [
+    "ConfigError",
+    "ConversionError",
+    "ConvertResult",
+    "DangerousConfigError",
+    "DestinationError",
+    "RoundTripError",
+    "SourceError",
+    "UnrepresentableError",
+    "UnsafeConfigWarning",
+    "convert",
+    "install",
+    "load_config",
+    "patched",
+    "uninstall",
     "LimitExceededError",
     "Limits",
     "MalformedModelError",

@@ -18,7 +18,9 @@ arguments always extend whichever policy wins.
 
 Every allow entry needs a reason, because the file is what reviewers read.
 Allowing a name from ``DANGEROUS_NAMES`` (``os.system``, ``builtins.eval``...)
-turns the loader into a code runner, so it is refused unless the table also says
+or from a module that exists to run code or touch the system (``os``,
+``subprocess``, ``runpy``, ``pickle``... see ``DANGEROUS_MODULES``) turns the
+loader into a code runner, so it is refused unless the table also says
 ``unsafe = true`` (or ``acknowledge_unsafe = true``), and even then it warns.
 """
 
@@ -44,6 +46,7 @@ else:  # pragma: no cover - Python 3.10 ships without tomllib
 
 __all__ = [
     "CONFIG_ENV",
+    "DANGEROUS_MODULES",
     "Config",
     "ConfigError",
     "DangerousConfigError",
@@ -52,6 +55,7 @@ __all__ = [
     "clear_cache",
     "config_path",
     "find_config",
+    "is_dangerous",
     "load_config",
     "read_config",
     "set_config_path",
@@ -61,6 +65,16 @@ CONFIG_ENV = "SAFELOAD_CONFIG"
 CONFIG_NAMES = ("safeload.toml", "pyproject.toml")  # in this order within one directory
 _TABLE_KEYS = frozenset({"allow", "limits", "unsafe", "acknowledge_unsafe"})
 _LIMIT_FIELDS = frozenset(f.name for f in dataclasses.fields(Limits))
+# Limits that accept None ("no cap"); TOML has no null, so `false` stands for it.
+#: Besides ``DANGEROUS_NAMES``: modules whose every name exists to run code, spawn processes,
+#: touch files or the network, or unpickle again.  Allowing one of them needs ``unsafe = true`` too.
+DANGEROUS_MODULES: frozenset[str] = frozenset({
+    "os", "posix", "nt", "subprocess", "_posixsubprocess", "pty", "runpy", "ctypes", "marshal", "code",
+    "codeop", "importlib", "shutil", "socket", "pickle", "_pickle", "dill", "cloudpickle", "joblib.numpy_pickle",
+    "multiprocessing", "sys", "pdb", "bdb", "timeit", "cProfile", "profile", "trace", "webbrowser", "pydoc",
+    "pkgutil", "imaplib", "smtplib", "urllib", "http", "ftplib", "tempfile", "glob", "io", "_io", "zipimport",
+})
+_NULLABLE_LIMITS = frozenset(f.name for f in dataclasses.fields(Limits) if "None" in str(f.type))
 
 
 class ConfigError(SafeloadError):
@@ -236,7 +250,7 @@ def _allow_entries(path: Path, raw: Any) -> dict[str, str]:
 
 
 def _limits(path: Path, table: Mapping[str, Any]) -> Limits:
-    values: dict[str, int] = {}
+    values: dict[str, int | None] = {}
     nested = table.get("limits", {})
     if not isinstance(nested, dict):
         raise ConfigError(f"{path}: 'limits' must be a table")
@@ -247,8 +261,12 @@ def _limits(path: Path, table: Mapping[str, Any]) -> Limits:
     for key, value in {**top, **nested}.items():
         if key not in _LIMIT_FIELDS:
             raise ConfigError(f"{path}: unknown limit {key!r}; known limits: {', '.join(sorted(_LIMIT_FIELDS))}")
+        if value is False and key in _NULLABLE_LIMITS:
+            values[key] = None
+            continue
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"{path}: limit {key} must be a positive integer, got {value!r}")
+            extra = " (or false to disable it)" if key in _NULLABLE_LIMITS else ""
+            raise ConfigError(f"{path}: limit {key} must be a positive integer{extra}, got {value!r}")
         values[key] = value
     return Limits().replace(**values)
 
@@ -267,7 +285,7 @@ def read_config(path: str | os.PathLike[str]) -> Config:
             raise ConfigError(f"{p}: {key} must be true or false, got {value!r}")
     unsafe = any(flags.values())
     allow = _allow_entries(p, table.get("allow", []))
-    dangerous = tuple(sorted(n for n in allow if n in DANGEROUS_NAMES))
+    dangerous = tuple(sorted(n for n in allow if is_dangerous(n)))
     if dangerous and not unsafe:
         raise DangerousConfigError(
             f"{p} allows {', '.join(dangerous)}, which let a model file run arbitrary code; "
@@ -282,6 +300,14 @@ def read_config(path: str | os.PathLike[str]) -> Config:
             stacklevel=2,
         )
     return Config(p, allow, _limits(p, table), unsafe)
+
+
+def is_dangerous(name: str) -> bool:
+    """Whether allowing ``name`` lets a file run code or touch the system (needs ``unsafe = true``)."""
+    if name in DANGEROUS_NAMES:
+        return True
+    parts = name.split(".")
+    return any(".".join(parts[:i]) in DANGEROUS_MODULES for i in range(1, len(parts)))
 
 
 def load_config(path: str | os.PathLike[str]) -> Policy:
