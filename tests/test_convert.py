@@ -41,21 +41,8 @@ from safeload._convert import (
     same,
 )
 
-_SHARED_MEMBER = (
-    "safeload/_skops.py refuses skops archives in which one array is shared by two nodes with the same "
-    "__id__ (skops memoises them, it is not amplification); converted models with shared arrays hit it"
-)
-#: Artifacts that currently fail for reasons outside convert (reported to the lead); xfail, not strict.
-KNOWN_ISSUES: dict[str, tuple[type[BaseException], str]] = {
-    "x_pipeline_scaler_pca_svc": (safeload.LimitExceededError, _SHARED_MEMBER),
-    "SVC": (safeload.LimitExceededError, _SHARED_MEMBER),
-    "HistGradientBoostingRegressor": (safeload.LimitExceededError, _SHARED_MEMBER),
-    "KNeighborsClassifier": (safeload.LimitExceededError, _SHARED_MEMBER),
-    "HistGradientBoostingClassifier": (
-        safeload.UnsafeModelError,
-        "allowlist lacks sklearn._loss._loss.__pyx_unpickle_CyHalfMultinomialLoss (multiclass losses)",
-    ),
-}
+#: Artifacts that fail for reasons outside convert; none left (keep the mechanism for new ones).
+KNOWN_ISSUES: dict[str, tuple[type[BaseException], str]] = {}
 #: Structurally different models: linear, forest, pipelines, text, boosting, clustering, sparse,
 #: string labels, pandas output, encoders, a dict bundle.
 REPRESENTATIVE = (
