@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 import types
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn
@@ -1162,6 +1162,10 @@ def _check_index_map(mapping: object, path: str, suffix: str) -> None:
     if not isinstance(mapping, dict):
         _fail(path, suffix, "must be a dict")
     n = len(mapping)
+    if n and _all_leaves(mapping.values()) and set(map(type, mapping.values())) <= {int, np.int64, np.intp}:
+        fast = np.fromiter(mapping.values(), dtype=np.int64, count=n)
+        if fast.min() >= 0 and fast.max() < n and np.bincount(fast, minlength=n).max() <= 1:
+            return  # a permutation of range(n): the common case, checked without a Python loop
     names = list(mapping)
     cols = np.empty(n, dtype=np.int64)
     for i, value in enumerate(mapping.values()):
@@ -1438,6 +1442,11 @@ _LEAF_TYPES: Final = (
 )
 
 
+def _all_leaves(items: Iterable[object]) -> bool:
+    """True when every item is a leaf; the type scan runs in C (map/set), not per item in Python."""
+    return all(issubclass(t, _LEAF_TYPES) for t in set(map(type, items)))
+
+
 def _short(key: object) -> str:
     text = repr(key)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -1460,11 +1469,15 @@ def _children(obj: object) -> Iterator[tuple[str, object]]:
                         yield f"[{i}][{name!r}]", item
         return
     if isinstance(obj, dict):
+        if _all_leaves(obj.values()) and _all_leaves(obj):  # e.g. a 500,000-word vocabulary
+            return
         for i, (key, value) in enumerate(list(obj.items())):
             if not isinstance(key, _LEAF_TYPES):
                 yield f"<key {i}>", key
             yield f"[{_short(key)}]", value
     elif isinstance(obj, (list, tuple, deque)):
+        if _all_leaves(obj):
+            return
         for i, item in enumerate(list(obj)):
             yield f"[{i}]", item
     elif isinstance(obj, (set, frozenset)):
