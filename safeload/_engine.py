@@ -14,7 +14,6 @@ refused even if the policy would allow it).
 
 from __future__ import annotations
 
-import io
 import pickle
 from collections.abc import Callable
 from typing import Any
@@ -98,6 +97,37 @@ def run_c(data: bytes | bytearray, trace: Trace, policy: Policy) -> Any:
     return obj
 
 
+class _MemFile:
+    """A read-only file over the buffer: ``io.BytesIO`` would copy the whole (bytearray) buffer first."""
+
+    def __init__(self, data: bytes | bytearray, pos: int) -> None:
+        self._data = data
+        self._view = memoryview(data)
+        self._pos = pos
+
+    def read(self, n: int = -1) -> bytes:
+        start = self._pos
+        end = len(self._data) if n is None or n < 0 else min(start + n, len(self._data))
+        self._pos = end
+        return bytes(self._view[start:end])
+
+    def readinto(self, buf: Any) -> int:
+        chunk = self.read(len(buf))
+        buf[: len(chunk)] = chunk
+        return len(chunk)
+
+    def readline(self) -> bytes:
+        end = self._data.find(b"\n", self._pos)
+        return self.read(-1 if end < 0 else end + 1 - self._pos)
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int) -> int:
+        self._pos = pos
+        return pos
+
+
 class _WrapperStandIn:
     """What ``joblib.numpy_pickle.NumpyArrayWrapper`` resolves to: an inert placeholder."""
 
@@ -114,8 +144,7 @@ class _JoblibUnpickler(pickle._Unpickler):
 
     def __init__(self, data: bytes | bytearray, trace: Trace, policy: Policy, mmap: Callable[[ArraySpan], Any] | None):
         self._buffer = data
-        self._file = io.BytesIO(data)
-        self._file.seek(trace.start)
+        self._file = _MemFile(data, trace.start)
         super().__init__(self._file, fix_imports=True, encoding="ASCII")
         self._resolver = _Resolver(policy, trace)
         self._policy = policy
@@ -162,13 +191,15 @@ class _JoblibUnpickler(pickle._Unpickler):
         if not arr.dtype.isnative:
             return arr.astype(arr.dtype.newbyteorder("="))  # joblib's ensure_native_byte_order
         if isinstance(self._buffer, bytearray) and span.nbytes >= _VIEW_THRESHOLD:
-            # Zero-copy view into the buffer read once from disk: large arrays only, so that a
-            # small surviving array never keeps the whole file buffer alive.
+            # Zero-copy view into the buffer read once from disk. Small arrays are copied so that a
+            # tiny surviving array (classes_, ...) does not keep the whole file buffer alive; large
+            # ones are usually either kept (then they are most of the buffer) or copied by their owner
+            # (Tree.__setstate__) and dropped.
             return arr
         return arr.copy(order="K")
 
 
-_VIEW_THRESHOLD = 1 << 20
+_VIEW_THRESHOLD = 1 << 16
 
 
 def run_joblib(

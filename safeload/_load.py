@@ -81,7 +81,10 @@ def _build(data: bytes | bytearray, policy: Policy, source: str, path: str | Non
         obj = load_skops(analysis.stream, policy, source)
     else:
         obj = _run(analysis, policy, path if analysis.compression is None else None, mmap_mode)
-    _validate(obj)
+        # The walker validated every Tree's node arrays before Tree.__setstate__ copied them.
+        _validate(obj, frozenset({"sklearn.tree._tree.Tree"}))
+        return obj
+    _validate(obj, frozenset())
     return obj
 
 
@@ -106,9 +109,7 @@ def _run(analysis: Analysis, policy: Policy, path: str | None, mmap_mode: str | 
     return run_joblib(analysis.stream, trace, policy, mapper)
 
 
-def _validate(obj: Any) -> None:
-    try:
-        from safeload._validate import validate
-    except ImportError:
-        return
-    validate(obj)
+def _validate(obj: Any, prechecked: frozenset[str]) -> None:
+    from safeload._validate import validate
+
+    validate(obj, prechecked=prechecked)

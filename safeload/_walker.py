@@ -154,13 +154,14 @@ class G:
 class Obj:
     """The result of a call or instantiation; ``callee`` names what built it."""
 
-    __slots__ = ("callee", "args", "state", "array")
+    __slots__ = ("callee", "args", "state", "array", "value")
 
     def __init__(self, callee: str | None, args: Any = None) -> None:
         self.callee = callee
         self.args = args
         self.state: Any = None
         self.array = False
+        self.value: Any = None  # the evaluated dtype, once checked
 
 
 class Cont:
@@ -1071,6 +1072,8 @@ def concrete(value: Any, depth: int = 0) -> Any:
         if value.count > len(value.items):
             raise ValueError("dict too large to evaluate")
         return {concrete(k, depth + 1): concrete(v, depth + 1) for k, v in value.items}
+    if isinstance(value, Obj) and value.callee == "numpy.dtype" and value.value is not None:
+        return value.value
     if isinstance(value, Obj) and value.callee == "numpy.dtype" and isinstance(value.args, tuple):
         args = concrete(value.args, depth + 1)
         if not args or not isinstance(args[0], (str, bytes)) or len(args) > 3 or \
@@ -1082,6 +1085,7 @@ def concrete(value: Any, depth: int = 0) -> Any:
             _check_dtype_state(state)
             dt.__setstate__(state)
             _check_dtype_layout(dt)
+            value.value = dt  # only a complete (stated) dtype is cached: BUILD may still follow otherwise
         return dt
     raw = _raw_bytes(value)
     if isinstance(raw, (bytes, memoryview)):
