@@ -123,6 +123,8 @@ def _scalar(policy: Policy) -> Callable[..., None]:
             raise UnsafeModelError("numpy scalar reconstruction needs a dtype")
         if dtype.itemsize > _MAX_SCALAR_BYTES:
             raise LimitExceededError(f"numpy scalar of {dtype.itemsize} bytes refused")
+        if dtype.hasobject and data and isinstance(data[0], (bytes, bytearray, memoryview, str)):
+            raise UnsafeModelError("object-dtype scalar from raw bytes refused: numpy would read them as pointers")
         if dtype.hasobject and data and isinstance(data[0], _NOT_VALUES):
             raise UnsafeModelError("object scalar wrapping a class/function refused")
 

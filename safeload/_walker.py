@@ -813,8 +813,10 @@ class _Walker:
                 dt = None
             if not isinstance(dt, np.dtype) or dt.itemsize > 1 << 20:
                 self.issue("guard", UNSAFE, i, "numpy scalar reconstruction needs a (small) dtype")
-            elif dt.hasobject and len(args) > 1 and isinstance(args[1], G):
-                self.issue("guard", UNSAFE, i, "object scalar wrapping a class/function refused")
+            elif dt.hasobject and len(args) > 1 and isinstance(args[1], (bytes, memoryview, str, G)) or (
+                    dt.hasobject and len(args) > 1 and _raw_bytes(args[1]) is not None):
+                self.issue("guard", UNSAFE, i,
+                           "object-dtype scalar from raw bytes (read as pointers) or wrapping a class refused")
         elif guard == "pyx_unpickle":
             expected = name.rpartition("__pyx_unpickle_")[2]
             if not args or not isinstance(args[0], G) or not args[0].name.endswith("." + expected):
@@ -1142,20 +1144,43 @@ def _check_dtype_state(st: Any) -> None:
     if names is not None:
         if not isinstance(names, tuple) or not all(isinstance(n, str) for n in names) or not isinstance(fields, dict):
             raise ValueError("dtype names must be strings and fields a dict")
-        if set(fields) != set(names) or len(set(names)) != len(names):
+        if not set(names) <= set(fields) or len(set(names)) != len(names):
             raise ValueError("dtype fields do not match names")
         for f in fields.values():
             if not (isinstance(f, tuple) and len(f) in (2, 3) and isinstance(f[0], np.dtype)
                     and isinstance(f[1], int) and not isinstance(f[1], bool)):
                 raise ValueError("dtype field must be (dtype, offset[, title])")
+        titles = {fields[n][2] for n in names if len(fields[n]) == 3}
+        if set(fields) - set(names) - titles:  # extra keys may only be the titles of named fields
+            raise ValueError("dtype fields do not match names")
     if len(st) == 9 and not (st[8] is None or isinstance(st[8], (dict, tuple))):
         raise ValueError("dtype metadata")
 
 
+def _canonical(dt: np.dtype[Any]) -> np.dtype[Any]:
+    """The same dtype built by numpy's public constructors, which compute its flags themselves."""
+    if dt.fields:
+        names = list(dt.names or ())
+        spec: dict[str, Any] = {"names": names, "formats": [dt.fields[n][0] for n in names],
+                                "offsets": [dt.fields[n][1] for n in names], "itemsize": dt.itemsize}
+        titles = [dt.fields[n][2] if len(dt.fields[n]) > 2 else None for n in names]
+        if any(t is not None for t in titles):
+            spec["titles"] = titles
+        return np.dtype(spec, align=dt.isalignedstruct)
+    if dt.subdtype is not None:
+        return np.dtype((dt.subdtype[0], dt.subdtype[1]))
+    return np.dtype(dt.str)
+
+
 def _check_dtype_layout(dt: np.dtype[Any]) -> None:
-    """Every field and subarray must lie inside the item, and object fields must not overlap."""
+    """Every field and subarray must lie inside the item, object fields must not overlap, and the
+    flags a state may set (has-object, needs-init, ...) must be the ones numpy itself would compute:
+    an object dtype whose state clears them makes numpy read raw bytes as pointers."""
     if dt.itemsize < 0:
         raise ValueError("negative itemsize")
+    canon = _canonical(dt)
+    if (canon.flags & 0x7F) != (dt.flags & 0x7F) or canon.itemsize != dt.itemsize or canon.kind != dt.kind:
+        raise ValueError(f"dtype flags/size differ from what numpy computes for {dt!r}")
     if dt.subdtype is not None:
         base, shape = dt.subdtype
         count = 1
