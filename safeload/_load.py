@@ -78,7 +78,7 @@ def _build(data: bytes | bytearray, policy: Policy, source: str, path: str | Non
             "cache without asking safeload, so loading is refused")
     analysis = analyse_or_raise(data, policy, source)
     if analysis.skops is not None:
-        obj = load_skops(analysis.stream, policy, source)
+        obj = load_skops(analysis.stream, policy, source, analysis.skops)
     else:
         obj = _run(analysis, policy, path if analysis.compression is None else None, mmap_mode)
         # The walker validated every Tree's node arrays before Tree.__setstate__ copied them.

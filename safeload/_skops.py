@@ -52,26 +52,28 @@ def _open(data: bytes | bytearray, policy: Policy) -> zipfile.ZipFile:
     return zf
 
 
-def _walk(node: Any, files: list[str], shared: set[tuple[Any, str]], depth: int = 0) -> Iterator[tuple[str, str]]:
-    if depth > 2000:
-        raise LimitExceededError("skops schema nested too deeply")
-    if isinstance(node, dict):
-        mod, cls = node.get("__module__"), node.get("__class__")
-        if isinstance(mod, str) and isinstance(cls, str):
-            yield f"{mod}.{cls}", str(node.get("__loader__", ""))
-        if isinstance(node.get("file"), str):
-            # skops memoises nodes by a truthy __id__: one array shared by two attributes is read once.
-            node_id = node.get("__id__")
-            memo = bool(node_id) and isinstance(node_id, (int, str))
-            if not (memo and (node_id, node["file"]) in shared):
-                files.append(node["file"])
-                if memo:
-                    shared.add((node_id, node["file"]))
-        for value in node.values():
-            yield from _walk(value, files, shared, depth + 1)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk(value, files, shared, depth + 1)
+def _walk(root: Any, files: list[str], shared: set[tuple[Any, str]]) -> Iterator[tuple[str, str]]:
+    """Every (type name, loader) in the schema, iteratively (a recursive generator costs O(depth) per node)."""
+    stack: list[tuple[Any, int]] = [(root, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > 2000:
+            raise LimitExceededError("skops schema nested too deeply")
+        if isinstance(node, dict):
+            mod, cls = node.get("__module__"), node.get("__class__")
+            if isinstance(mod, str) and isinstance(cls, str):
+                yield f"{mod}.{cls}", str(node.get("__loader__", ""))
+            if isinstance(node.get("file"), str):
+                # skops memoises nodes by a truthy __id__: one array shared by two attributes is read once.
+                node_id = node.get("__id__")
+                memo = bool(node_id) and isinstance(node_id, (int, str))
+                if not (memo and (node_id, node["file"]) in shared):
+                    files.append(node["file"])
+                    if memo:
+                        shared.add((node_id, node["file"]))
+            stack.extend((value, depth + 1) for value in node.values() if isinstance(value, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend((value, depth + 1) for value in node if isinstance(value, (dict, list)))
 
 
 def _check_members(zf: zipfile.ZipFile, files: list[str]) -> None:
@@ -155,8 +157,11 @@ def audit(data: bytes | bytearray, policy: Policy) -> SkopsAudit:
     return SkopsAudit(tuple(types), tuple(refused), tuple(sorted({loader for _, loader in pairs})))
 
 
-def load_skops(data: bytes | bytearray, policy: Policy, source: str | None = None) -> Any:
-    result = audit(data, policy)
+def load_skops(data: bytes | bytearray, policy: Policy, source: str | None = None,
+               result: SkopsAudit | None = None) -> Any:
+    """Build a skops archive; ``result`` is the audit already done on these same bytes, if any."""
+    if result is None:
+        result = audit(data, policy)
     if result.refused:
         raise UnsafeModelError(refusal_message(result.refused, source), names=result.refused, source=source)
     import skops.io as sio
