@@ -1085,6 +1085,9 @@ def concrete(value: Any, depth: int = 0) -> Any:
         if value.state is not None:
             state = concrete(value.state, depth + 1)
             _check_dtype_state(state)
+            if dt.kind in "mM" and not _datetime_metadata_ok(state):
+                # numpy dereferences NULL when a datetime dtype is restored without its unit metadata
+                raise ValueError("datetime dtype state without valid unit metadata")
             dt.__setstate__(state)
             _check_dtype_layout(dt)
             value.value = dt  # only a complete (stated) dtype is cached: BUILD may still follow otherwise
@@ -1125,6 +1128,14 @@ def _raw_bytes(value: Any) -> bytes | memoryview | None:
     if isinstance(value, Obj) and value.callee == "builtins.bytes" and value.args == ():
         return b""
     return None
+
+
+def _datetime_metadata_ok(st: tuple[Any, ...]) -> bool:
+    if len(st) != 9 or not isinstance(st[8], tuple) or len(st[8]) != 2:
+        return False
+    extra, unit = st[8]
+    return (extra is None or isinstance(extra, dict)) and isinstance(unit, tuple) and len(unit) == 4 \
+        and isinstance(unit[0], bytes) and all(isinstance(x, int) and not isinstance(x, bool) for x in unit[1:])
 
 
 def _check_dtype_state(st: Any) -> None:
