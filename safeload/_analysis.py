@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 
-from safeload._containers import COMPRESSED, Format, decompress, sniff
+from safeload._containers import COMPRESSED, Buffer, Format, decompress, sniff
 from safeload._errors import (
     LimitExceededError,
     MalformedModelError,
@@ -28,7 +28,7 @@ __all__ = ["Analysis", "analyse", "raise_for"]
 class Analysis:
     format: str
     compression: str | None
-    stream: bytes | bytearray
+    stream: Buffer
     trace: Trace | None = None
     plain_view: Trace | None = None
     skops: SkopsAudit | None = None
@@ -65,7 +65,7 @@ def _importable(name: str) -> bool:
         return False
 
 
-def analyse(data: bytes | bytearray, policy: Policy) -> Analysis:
+def analyse(data: Buffer, policy: Policy) -> Analysis:
     fmt = sniff(data)
     compression: str | None = None
     if fmt in COMPRESSED:
@@ -118,7 +118,7 @@ def raise_for(analysis: Analysis, source: str | None) -> None:
     raise MalformedModelError(f"cannot load{where}: {first.message} (offset {first.offset})")
 
 
-def analyse_or_raise(data: bytes | bytearray, policy: Policy, source: str | None) -> Analysis:
+def analyse_or_raise(data: Buffer, policy: Policy, source: str | None) -> Analysis:
     try:
         analysis = analyse(data, policy)
     except SafeloadError as exc:

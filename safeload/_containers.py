@@ -11,6 +11,7 @@ import bz2
 import enum
 import io
 import lzma
+import mmap
 import os
 import zlib
 from collections.abc import Callable
@@ -47,9 +48,24 @@ _PICKLE_FIRST = frozenset(b"(.012FIJKLMNPQRSTUVXabcdeghijlopqrstu}])GBC\x80\x85\
 class Source:
     """The bytes of one input, read once; ``path`` is kept only for memory mapping."""
 
-    data: bytearray | bytes
+    data: bytearray | bytes | mmap.mmap
     name: str
     path: str | None = None
+
+
+Buffer = bytes | bytearray | mmap.mmap
+
+
+def _writable_buffer(size: int) -> bytearray | mmap.mmap:
+    """Private, writable memory for the file's bytes.
+
+    ``bytearray(size)`` zero-fills every page before the read fills it again; an anonymous
+    mapping gets its pages as the read touches them (and is never shared with the file, so
+    what was checked cannot change underneath).
+    """
+    if size < 1 << 20:
+        return bytearray(size)
+    return mmap.mmap(-1, size)
 
 
 def read_source(file: Any, limits: Limits) -> Source:
@@ -60,7 +76,7 @@ def read_source(file: Any, limits: Limits) -> Source:
                 size = os.fstat(fh.fileno()).st_size
                 if size > limits.max_zip_bytes and size > limits.max_array_bytes:
                     raise LimitExceededError(f"{path}: file of {size} bytes exceeds the size limits")
-                buf = bytearray(size)
+                buf: Buffer = _writable_buffer(size)
                 got = fh.readinto(buf)
                 extra = fh.read(1)
         except OSError as exc:
@@ -83,7 +99,7 @@ def read_source(file: Any, limits: Limits) -> Source:
     return Source(bytearray(data) if not isinstance(data, bytearray) else data, name)
 
 
-def sniff(data: bytes | bytearray) -> Format:
+def sniff(data: Buffer) -> Format:
     head = bytes(data[:8])
     if not head:
         raise MalformedModelError("empty input")
@@ -118,7 +134,7 @@ def _cap(limits: Limits, compressed: int) -> int:
     return min(limits.max_decompressed_bytes, max(256 << 20, limits.max_inflate_ratio * compressed))
 
 
-def decompress(fmt: Format, data: bytes | bytearray, limits: Limits) -> bytearray:
+def decompress(fmt: Format, data: Buffer, limits: Limits) -> bytearray:
     """Inflate a whole compressed joblib payload, refusing bombs and trailing data."""
     cap = _cap(limits, len(data))
     out = bytearray()
@@ -171,5 +187,5 @@ def _decompressor(fmt: Format) -> Any:
     return lzma.LZMADecompressor(format=lzma.FORMAT_XZ if fmt is Format.XZ else lzma.FORMAT_ALONE)
 
 
-def zip_bytes_io(data: bytes | bytearray) -> IO[bytes]:
+def zip_bytes_io(data: Buffer) -> IO[bytes]:
     return io.BytesIO(data)

@@ -14,12 +14,14 @@ refused even if the policy would allow it).
 
 from __future__ import annotations
 
+import mmap
 import pickle
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from safeload._containers import Buffer
 from safeload._errors import MalformedModelError, UnsafeModelError
 from safeload._policy import Policy
 from safeload._walker import ArraySpan, Trace
@@ -55,7 +57,7 @@ class _WholeBuffer:
     """A file whose ``peek`` returns all remaining bytes: the C unpickler then reads linearly
     from memory and, when done, calls ``read(consumed)``, which tells us where it stopped."""
 
-    def __init__(self, data: bytes | bytearray, pos: int) -> None:
+    def __init__(self, data: Buffer, pos: int) -> None:
         self._view = memoryview(data)
         self.pos = pos
 
@@ -87,7 +89,7 @@ class _CUnpickler(pickle.Unpickler):
         return _refuse_persistent(pid)
 
 
-def run_c(data: bytes | bytearray, trace: Trace, policy: Policy) -> Any:
+def run_c(data: Buffer, trace: Trace, policy: Policy) -> Any:
     """Run the C unpickler over ``data[trace.start:]`` and check it stopped where the walker did."""
     reader = _WholeBuffer(data, trace.start)
     obj = _CUnpickler(reader, _Resolver(policy, trace)).load()
@@ -100,7 +102,7 @@ def run_c(data: bytes | bytearray, trace: Trace, policy: Policy) -> Any:
 class _MemFile:
     """A read-only file over the buffer: ``io.BytesIO`` would copy the whole (bytearray) buffer first."""
 
-    def __init__(self, data: bytes | bytearray, pos: int) -> None:
+    def __init__(self, data: Buffer, pos: int) -> None:
         self._data = data
         self._view = memoryview(data)
         self._pos = pos
@@ -142,7 +144,7 @@ class _JoblibUnpickler(pickle._Unpickler):
     dispatch = pickle._Unpickler.dispatch.copy()
     stack: list[Any]
 
-    def __init__(self, data: bytes | bytearray, trace: Trace, policy: Policy, mmap: Callable[[ArraySpan], Any] | None):
+    def __init__(self, data: Buffer, trace: Trace, policy: Policy, mmap: Callable[[ArraySpan], Any] | None):
         self._buffer = data
         self._file = _MemFile(data, trace.start)
         super().__init__(self._file, fix_imports=True, encoding="ASCII")
@@ -190,7 +192,7 @@ class _JoblibUnpickler(pickle._Unpickler):
             arr = arr.reshape(span.shape)
         if not arr.dtype.isnative:
             return arr.astype(arr.dtype.newbyteorder("="))  # joblib's ensure_native_byte_order
-        if isinstance(self._buffer, bytearray) and span.nbytes >= _VIEW_THRESHOLD:
+        if isinstance(self._buffer, (bytearray, mmap.mmap)) and span.nbytes >= _VIEW_THRESHOLD:
             # Zero-copy view into the buffer read once from disk. Small arrays are copied so that a
             # tiny surviving array (classes_, ...) does not keep the whole file buffer alive; large
             # ones are usually either kept (then they are most of the buffer) or copied by their owner
@@ -203,7 +205,7 @@ _VIEW_THRESHOLD = 1 << 16
 
 
 def run_joblib(
-    data: bytes | bytearray,
+    data: Buffer,
     trace: Trace,
     policy: Policy,
     mmap: Callable[[ArraySpan], Any] | None = None,

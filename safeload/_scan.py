@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from safeload._analysis import Analysis, analyse
-from safeload._containers import COMPRESSED, Format, read_source, sniff
+from safeload._containers import COMPRESSED, Buffer, Format, read_source, sniff
 from safeload._errors import LimitExceededError, MalformedModelError, SafeloadError, UnsafeModelError
 from safeload._load import effective_policy
 from safeload._policy import Policy
@@ -44,7 +44,7 @@ def scan(file: Any, *, allow: Iterable[str] | Mapping[str, str] = (), policy: Po
     return scan_bytes(source.data, pol, source.name, explain=explain)
 
 
-def scan_bytes(data: bytes | bytearray, policy: Policy, name: str = "<bytes>", *, explain: bool = False) -> ScanReport:
+def scan_bytes(data: Buffer, policy: Policy, name: str = "<bytes>", *, explain: bool = False) -> ScanReport:
     try:
         return _scan_bytes(data, policy, name, explain)
     except Exception as exc:  # noqa: BLE001 - a scan reports; it never raises on content
@@ -53,7 +53,7 @@ def scan_bytes(data: bytes | bytearray, policy: Policy, name: str = "<bytes>", *
                           (), len(data), hashlib.sha256(data).hexdigest())
 
 
-def _scan_bytes(data: bytes | bytearray, policy: Policy, name: str, explain: bool) -> ScanReport:
+def _scan_bytes(data: Buffer, policy: Policy, name: str, explain: bool) -> ScanReport:
     digest = hashlib.sha256(data).hexdigest()
     size = len(data)
     try:
@@ -148,7 +148,7 @@ def _report(name: str, fmt: str, findings: list[Finding], globs: tuple[GlobalVer
     return ScanReport(name, fmt, verdict, tuple(findings), globs, size, digest)
 
 
-def _is_skops(data: bytes | bytearray) -> bool:
+def _is_skops(data: Buffer) -> bool:
     try:
         return "schema.json" in zipfile.ZipFile(io.BytesIO(data)).namelist()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError):
@@ -162,7 +162,7 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
         return fh.read(_MAX_MEMBER)
 
 
-def _scan_zip(data: bytes | bytearray, policy: Policy, name: str, size: int, digest: str) -> ScanReport:
+def _scan_zip(data: Buffer, policy: Policy, name: str, size: int, digest: str) -> ScanReport:
     findings: list[Finding] = []
     globs: list[GlobalVerdict] = []
     try:
@@ -203,7 +203,7 @@ def _scan_zip(data: bytes | bytearray, policy: Policy, name: str, size: int, dig
     return _report(name, kind, findings, tuple(globs), size, digest, container=True)
 
 
-def _scan_npy(data: bytes | bytearray, policy: Policy, member: str | None
+def _scan_npy(data: Buffer, policy: Policy, member: str | None
               ) -> tuple[str, list[Finding], tuple[GlobalVerdict, ...]]:
     try:
         major = data[6]

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from safeload._containers import Buffer
 from safeload._errors import LimitExceededError, MalformedModelError, UnsafeModelError
 from safeload._policy import Policy, refusal_message
 
@@ -37,7 +38,7 @@ class SkopsAudit:
     loaders: tuple[str, ...]
 
 
-def _open(data: bytes | bytearray, policy: Policy) -> zipfile.ZipFile:
+def _open(data: Buffer, policy: Policy) -> zipfile.ZipFile:
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = zf.infolist()
@@ -123,7 +124,7 @@ def _npy_nbytes(head: bytes) -> int | None:
         return None
 
 
-def _skops_untrusted(data: bytes | bytearray) -> list[str]:
+def _skops_untrusted(data: Buffer) -> list[str]:
     import skops.io as sio
 
     try:
@@ -132,7 +133,7 @@ def _skops_untrusted(data: bytes | bytearray) -> list[str]:
         raise MalformedModelError(f"skops cannot read the schema: {type(exc).__name__}: {exc}") from None
 
 
-def audit(data: bytes | bytearray, policy: Policy) -> SkopsAudit:
+def audit(data: Buffer, policy: Policy) -> SkopsAudit:
     """Judge a skops archive without constructing anything."""
     zf = _open(data, policy)
     try:
@@ -157,7 +158,7 @@ def audit(data: bytes | bytearray, policy: Policy) -> SkopsAudit:
     return SkopsAudit(tuple(types), tuple(refused), tuple(sorted({loader for _, loader in pairs})))
 
 
-def load_skops(data: bytes | bytearray, policy: Policy, source: str | None = None,
+def load_skops(data: Buffer, policy: Policy, source: str | None = None,
                result: SkopsAudit | None = None) -> Any:
     """Build a skops archive; ``result`` is the audit already done on these same bytes, if any."""
     if result is None:

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from safeload._allowlist import Kind
+from safeload._containers import Buffer
 from safeload._policy import Limits, Policy
 
 __all__ = ["ArraySpan", "GlobalRef", "Issue", "Trace", "walk"]
@@ -229,7 +230,7 @@ def _c(data: Any, i: int) -> str:
 
 
 class _Walker:
-    def __init__(self, data: bytes | bytearray, start: int, policy: Policy, joblib: bool, depth: int) -> None:
+    def __init__(self, data: Buffer, start: int, policy: Policy, joblib: bool, depth: int) -> None:
         self.data = data
         self.n = len(data)
         self.policy = policy
@@ -384,7 +385,7 @@ class _Walker:
                     m = run_match(data, i, fend if fend < n else n)
                     if m is not None:
                         j = m.end()
-                        count = data.count(b"\x94", i, j)
+                        count = data[i:j].count(b"\x94")
                         run = Run(i, j, count)
                         lazy.append((len(memo) + lazy_total, run))
                         lazy_total += count
@@ -1172,12 +1173,14 @@ def _canonical(dt: np.dtype[Any]) -> np.dtype[Any]:
     """The same dtype built by numpy's public constructors, which compute its flags themselves."""
     if dt.fields:
         names = list(dt.names or ())
-        spec: dict[str, Any] = {"names": names, "formats": [dt.fields[n][0] for n in names],
-                                "offsets": [dt.fields[n][1] for n in names], "itemsize": dt.itemsize}
-        titles = [dt.fields[n][2] if len(dt.fields[n]) > 2 else None for n in names]
+        fields: dict[str, tuple[Any, ...]] = dict(dt.fields)
+        spec: dict[str, Any] = {"names": names, "formats": [fields[n][0] for n in names],
+                                "offsets": [fields[n][1] for n in names], "itemsize": dt.itemsize}
+        titles = [fields[n][2] if len(fields[n]) > 2 else None for n in names]
         if any(t is not None for t in titles):
             spec["titles"] = titles
-        return np.dtype(spec, align=dt.isalignedstruct)
+        built: np.dtype[Any] = np.dtype(spec, align=dt.isalignedstruct)  # type: ignore[call-overload]
+        return built
     if dt.subdtype is not None:
         return np.dtype((dt.subdtype[0], dt.subdtype[1]))
     return np.dtype(dt.str)
@@ -1235,7 +1238,7 @@ def _wrapper_state(state: Any) -> tuple[str, tuple[int, ...], str, np.dtype[Any]
     return sub.name, shape, order, dtype, allow_mmap, align
 
 
-def walk(data: bytes | bytearray, policy: Policy, *, start: int = 0, joblib: bool = False) -> Trace:
+def walk(data: Buffer, policy: Policy, *, start: int = 0, joblib: bool = False) -> Trace:
     """Walk one pickle stream starting at ``start``; trailing bytes are an issue."""
     w = _Walker(data, start, policy, joblib, 0)
     trace = w.run(start)

@@ -1,0 +1,48 @@
+"""Files above 1 MiB are read into an anonymous mapping and large arrays become views of it."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.datasets import make_classification
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+
+import safeload
+
+
+@pytest.fixture(scope="module")
+def big_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[object], np.ndarray, Path]:
+    X, y = make_classification(6000, 20, flip_y=0.3, random_state=0)
+    forest = RandomForestClassifier(20, random_state=0, n_jobs=2).fit(X, y)
+    wide = LogisticRegression(max_iter=50).fit(X, y)
+    wide.coef_ = np.random.RandomState(0).rand(1, 200_000)  # a 1.6 MB coef_: kept as a view of the buffer
+    wide.n_features_in_ = 200_000
+    return [forest, wide], X, tmp_path_factory.mktemp("big")
+
+
+@pytest.mark.parametrize("fmt", ["joblib", "joblib-zlib", "pickle5", "pickle2"])
+def test_large_files_load_identically(big_models: tuple[list[object], np.ndarray, Path], fmt: str) -> None:
+    models, X, tmp = big_models
+    for i, model in enumerate(models):
+        path = tmp / f"m{i}.{fmt}"
+        if fmt.startswith("joblib"):
+            joblib.dump(model, path, compress=("zlib", 3) if fmt == "joblib-zlib" else 0)
+        else:
+            path.write_bytes(pickle.dumps(model, int(fmt[-1])))
+        assert path.stat().st_size > 1 << 20 or fmt == "joblib-zlib"
+        probe = X if i == 0 else np.random.RandomState(1).rand(5, 200_000)
+        loaded = safeload.load(path)
+        np.testing.assert_array_equal(loaded.predict(probe), model.predict(probe))  # type: ignore[attr-defined]
+        assert safeload.scan(path).safe
+        if i == 1:
+            coef = loaded.coef_
+            coef[0, 0] = 123.0  # joblib.load returns writable arrays; so must safeload
+            assert coef[0, 0] == 123.0
+        if fmt == "joblib":
+            mapped = safeload.load(path, mmap_mode="r")
+            np.testing.assert_array_equal(mapped.predict(probe), model.predict(probe))  # type: ignore[attr-defined]
