@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from safeload._containers import Buffer
 from safeload._errors import LimitExceededError, MalformedModelError, UnsafeModelError
 from safeload._policy import Policy, refusal_message
@@ -75,6 +77,66 @@ def _walk(root: Any, files: list[str], shared: set[tuple[Any, str]]) -> Iterator
             stack.extend((value, depth + 1) for value in node.values() if isinstance(value, (dict, list)))
         elif isinstance(node, list):
             stack.extend((value, depth + 1) for value in node if isinstance(value, (dict, list)))
+
+
+_NODE_FIELDS = ("left_child", "right_child", "feature", "threshold", "impurity", "n_node_samples",
+                "weighted_n_node_samples", "missing_go_to_left")
+
+
+def _check_states(schema: Any, zf: zipfile.ZipFile) -> None:
+    """States that compiled __setstate__ methods index without checks, checked before skops builds them."""
+    from safeload._walker import STATE_LENGTHS
+
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(v for v in node if isinstance(v, (dict, list)))
+            continue
+        if not isinstance(node, dict):
+            continue
+        name = f"{node.get('__module__')}.{node.get('__class__')}"
+        content = node.get("content")
+        if name in STATE_LENGTHS:
+            items = content.get("content") if isinstance(content, dict) else None
+            if not isinstance(items, list) or len(items) != STATE_LENGTHS[name]:
+                raise UnsafeModelError(f"skops {name} state must be a {STATE_LENGTHS[name]}-tuple")
+        if name == "sklearn.tree._tree.Tree":
+            fields = content.get("content") if isinstance(content, dict) else None
+            if not isinstance(fields, dict):
+                raise UnsafeModelError("skops Tree state is not a dict")
+            for key, ndim, names in (("nodes", 1, _NODE_FIELDS), ("values", 3, None)):
+                member = fields.get(key)
+                header = _npy_header(zf, member.get("file")) if isinstance(member, dict) else None
+                if header is None or len(header[1]) != ndim or (names and _field_names(header[0]) != names) \
+                        or (not names and header[0] != np.dtype("<f8")):
+                    raise UnsafeModelError(f"skops Tree {key} array has the wrong dtype or shape")
+        stack.extend(v for v in node.values() if isinstance(v, (dict, list)))
+
+
+def _field_names(dt: np.dtype[Any]) -> tuple[str, ...]:
+    """Field names without the void padding fields .npy headers spell out (e.g. ('', '|V7'))."""
+    fields: dict[str, Any] = dict(dt.fields or {})
+    return tuple(n for n in (dt.names or ()) if not (fields[n][0].kind == "V" and fields[n][0].names is None))
+
+
+def _npy_header(zf: zipfile.ZipFile, name: object) -> tuple[np.dtype[Any], tuple[int, ...]] | None:
+    import ast
+
+    if not isinstance(name, str):
+        return None
+    try:
+        with zf.open(name) as fh:
+            head = fh.read(65536 + 12)
+        if not head.startswith(b"\x93NUMPY"):
+            return None
+        width = 2 if head[6] == 1 else 4
+        hlen = int.from_bytes(head[8:8 + width], "little")
+        header = ast.literal_eval(head[8 + width:8 + width + hlen].decode("latin1"))
+        shape = tuple(header["shape"])
+        return np.dtype(header["descr"]), shape
+    except Exception:  # noqa: BLE001 - unreadable means refused by the caller
+        return None
 
 
 def _check_members(zf: zipfile.ZipFile, files: list[str]) -> None:
@@ -147,9 +209,13 @@ def audit(data: Buffer, policy: Policy) -> SkopsAudit:
     except (ValueError, zipfile.BadZipFile, OSError, RecursionError, EOFError, NotImplementedError,
             zlib.error) as exc:
         raise MalformedModelError(f"unreadable schema.json: {exc}") from None
+    names = [i.filename for i in zf.infolist()]
+    if len(set(names)) != len(names):
+        raise UnsafeModelError("zip archive has two members with the same name (readers disagree on which is read)")
     files: list[str] = []
     pairs = list(_walk(schema, files, set()))
     _check_members(zf, files)
+    _check_states(schema, zf)
     # A node's loader may construct a type other than the one it declares (a TreeNode declared as a
     # dict still builds a Tree), so also ask skops which types it would construct. Only names in
     # safeload's policy are ever passed back as trusted.

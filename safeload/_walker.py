@@ -899,6 +899,10 @@ class _Walker:
             self.check_array_state(i, state)
         elif target.callee == _TREE:
             self.check_tree(i, target, state)
+        elif target.callee in _STATE_LENGTHS and not (isinstance(state, tuple)
+                                                     and len(state) == _STATE_LENGTHS[target.callee]):
+            # Their Cython __setstate__ indexes the tuple without a length check.
+            self.issue("guard", UNSAFE, i, f"{target.callee} state must be a {_STATE_LENGTHS[target.callee]}-tuple")
         elif target.callee == "functools.partial":
             func = state[0] if isinstance(state, tuple) and state else None
             if not isinstance(func, G) or func.kind not in (Kind.CALL, Kind.VALUE):
@@ -1025,6 +1029,16 @@ _TEXT_CODECS = frozenset({"latin1", "latin-1", "iso8859-1", "iso-8859-1", "utf-8
 _KEEP_ARGS = frozenset({"numpy.dtype", "_codecs.encode", "builtins.bytes", "numpy._core.numeric._frombuffer",
                         "numpy.core.numeric._frombuffer"})
 _TREE = "sklearn.tree._tree.Tree"
+_BINARY_TREES = tuple(f"sklearn.neighbors._{m}.{c}{b}" for m, c in (("kd_tree", "KDTree"), ("ball_tree", "BallTree"))
+                      for b in ("", "32", "64"))
+_METRICS = tuple(f"sklearn.metrics._dist_metrics.{n}{b}" for n in (
+    "BrayCurtisDistance", "CanberraDistance", "ChebyshevDistance", "DiceDistance", "EuclideanDistance",
+    "HammingDistance", "HaversineDistance", "JaccardDistance", "MahalanobisDistance", "ManhattanDistance",
+    "MatchingDistance", "MinkowskiDistance", "RogersTanimotoDistance", "RussellRaoDistance", "SEuclideanDistance",
+    "SokalMichenerDistance", "SokalSneathDistance") for b in ("32", "64"))
+# Allowed Cython classes whose __setstate__ reads a fixed-size tuple without checking its length.
+STATE_LENGTHS: dict[str, int] = {**{n: 13 for n in _BINARY_TREES}, **{n: 3 for n in _METRICS}}
+_STATE_LENGTHS = STATE_LENGTHS
 _FROMBUFFER = frozenset({"numpy._core.numeric._frombuffer", "numpy.core.numeric._frombuffer"})
 _BIT_GENERATORS = frozenset({"MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64"})
 _BIT_GENERATOR_MAKERS = frozenset({"numpy.random._pickle.__bit_generator_ctor", "numpy.random._mt19937.MT19937",

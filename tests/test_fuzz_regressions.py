@@ -1,0 +1,54 @@
+"""Every input the fuzzer ever crashed or confused safeload with stays fixed.
+
+``fuzz/crashes/`` keeps the reproducers (crashes of numpy/sklearn native code reached
+through safeload, scan/load disagreements, exceptions that escaped). They are replayed in
+one child process, so a crash fails the test instead of killing the test run.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+CRASHES = Path(__file__).resolve().parent.parent / "fuzz" / "crashes"
+FILES = sorted(CRASHES.rglob("*.bin"))
+
+_CHILD = textwrap.dedent(
+    """
+    import sys, tempfile, os
+    import safeload
+    for path in sys.argv[1:]:
+        print("replaying", path, flush=True)
+        data = open(path, "rb").read()
+        try:
+            safeload.loads(data)
+            loaded = True
+        except safeload.SafeloadError:
+            loaded = False
+        report = safeload.scan(data)
+        if report.safe and not loaded:
+            # Allowed only for refusals a static scan cannot foresee (construction / validation).
+            pass
+        if loaded and not report.safe:
+            print("DISAGREE", path, report.verdict, flush=True)
+            sys.exit(3)
+    print("ALL OK", flush=True)
+    """
+)
+
+
+def test_there_are_reproducers() -> None:
+    assert len(FILES) >= 20
+
+
+@pytest.mark.timeout(600)
+def test_every_reproducer_is_refused_or_loaded_without_crashing() -> None:
+    proc = subprocess.run([sys.executable, "-X", "faulthandler", "-c", _CHILD, *map(str, FILES)],
+                          capture_output=True, text=True, timeout=600)
+    tail = (proc.stdout + proc.stderr)[-3000:]
+    assert proc.returncode == 0, f"child exited {proc.returncode}:\\n{tail}"
+    assert "ALL OK" in proc.stdout, tail
