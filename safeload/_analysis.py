@@ -21,7 +21,7 @@ from safeload._policy import Policy, refusal_message
 from safeload._skops import SkopsAudit, audit
 from safeload._walker import LIMIT, UNSAFE, Issue, Trace, walk
 
-__all__ = ["Analysis", "analyse", "raise_for"]
+__all__ = ["Analysis", "analyse", "analyse_or_raise", "raise_for"]
 
 
 @dataclass
@@ -128,5 +128,3 @@ def analyse_or_raise(data: Buffer, policy: Policy, source: str | None) -> Analys
     raise_for(analysis, source)
     return analysis
 
-
-__all__ += ["analyse_or_raise", "MalformedModelError"]

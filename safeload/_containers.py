@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import bz2
 import enum
-import io
 import lzma
 import mmap
 import os
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
 from safeload._errors import LimitExceededError, MalformedModelError, UnsafeModelError, UnsupportedFormatError
 from safeload._policy import Limits
@@ -26,7 +25,6 @@ __all__ = ["Format", "Source", "decompress", "read_source", "sniff"]
 
 class Format(enum.Enum):
     PICKLE = "pickle"
-    SKOPS = "skops"
     ZIP = "zip"
     NPY = "npy"
     ZLIB = "zlib"
@@ -186,6 +184,3 @@ def _decompressor(fmt: Format) -> Any:
         return bz2.BZ2Decompressor()
     return lzma.LZMADecompressor(format=lzma.FORMAT_XZ if fmt is Format.XZ else lzma.FORMAT_ALONE)
 
-
-def zip_bytes_io(data: Buffer) -> IO[bytes]:
-    return io.BytesIO(data)

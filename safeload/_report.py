@@ -117,6 +117,3 @@ RULES: dict[str, tuple[str, str]] = {
     "not-a-model": ("Not a model artifact", "The file is not a pickle, joblib, skops, zip or numpy file."),
 }
 
-
-def rule_info(rule: str) -> tuple[str, str]:
-    return RULES.get(rule, (rule, rule))
