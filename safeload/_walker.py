@@ -972,10 +972,13 @@ class _Walker:
             return
         count = _elements(state[1])
         raw = state[4]
-        have = len(raw) if isinstance(raw, (bytes, memoryview, str)) else (raw.count if isinstance(raw, Cont) else None)
+        data = _raw_bytes(raw)  # bytes, or protocol 0-2 bytes spelled as _codecs.encode(str, 'latin1')
+        have = len(data) if data is not None else (
+            len(raw) if isinstance(raw, str) else (raw.count if isinstance(raw, Cont) else None))
         if count is None:
             self.issue("guard", UNSAFE, i, "ndarray state with a non-integer shape")
-        elif have is not None and count > max(have, 0) and count > _MAX_PLACEHOLDER_ELEMENTS:
+        elif count > _MAX_PLACEHOLDER_ELEMENTS and (have is None or count > have):
+            # numpy sizes the array from the shape before it looks at the data
             self.issue("limit-array", LIMIT, i,
                        f"ndarray state claims {count} elements but carries only {have} bytes/items")
 
