@@ -20,6 +20,8 @@ from safeload._walker import ArraySpan
 __all__ = ["effective_policy", "load", "loads"]
 
 _MMAP_MODES = (None, "r+", "r", "w+", "c")
+# Types whose state the walker validated from the stream's bytes before it was built (see _walker.check_tree).
+_WALKER_VALIDATED = frozenset({"sklearn.tree._tree.Tree"})
 
 
 def effective_policy(policy: Policy | None, allow: Iterable[str] | Mapping[str, str]) -> Policy:
@@ -79,12 +81,11 @@ def _build(data: bytes | bytearray, policy: Policy, source: str, path: str | Non
     analysis = analyse_or_raise(data, policy, source)
     if analysis.skops is not None:
         obj = load_skops(analysis.stream, policy, source, analysis.skops)
+        prechecked: frozenset[str] = frozenset()
     else:
         obj = _run(analysis, policy, path if analysis.compression is None else None, mmap_mode)
-        # The walker validated every Tree's node arrays before Tree.__setstate__ copied them.
-        _validate(obj, frozenset({"sklearn.tree._tree.Tree"}))
-        return obj
-    _validate(obj, frozenset())
+        prechecked = _WALKER_VALIDATED
+    _validate(obj, prechecked)
     return obj
 
 
