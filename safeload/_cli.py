@@ -419,14 +419,10 @@ def _cut_by_head(head: bytes, stop: Issue, size: int | None, bound: int | None) 
 
 def _npy_has_objects(head: bytes) -> bool:
     """Only object arrays hold pickles; numeric ``.npy`` files load without unpickling anything."""
-    import ast
+    from safeload._containers import npy_header
 
     try:
-        width = 2 if head[6] == 1 else 4
-        length = int.from_bytes(head[8:8 + width], "little")
-        if 8 + width + length > len(head):
-            return True
-        header = ast.literal_eval(head[8 + width:8 + width + length].decode("latin1"))
+        header, _ = npy_header(head)
         return "O" in str(header["descr"])
     except (IndexError, ValueError, SyntaxError, KeyError, TypeError, MemoryError, RecursionError):
         return True  # malformed header: let the scan report it

@@ -7,6 +7,7 @@ writable buffer so that large arrays can be views rather than copies.
 
 from __future__ import annotations
 
+import ast
 import bz2
 import enum
 import lzma
@@ -124,6 +125,24 @@ def sniff(data: Buffer) -> Format:
     if head[0] in _PICKLE_FIRST:
         return Format.PICKLE
     return Format.UNKNOWN
+
+
+def npy_header(head: Buffer) -> tuple[dict[str, Any], int]:
+    """A .npy file's header dict and the offset where its data starts.
+
+    Raises ValueError (or SyntaxError from the literal) when the header is malformed or truncated.
+    """
+    if bytes(head[:6]) != b"\x93NUMPY" or len(head) < 10:
+        raise ValueError("not a .npy header")
+    width = 2 if head[6] == 1 else 4
+    length = int.from_bytes(head[8:8 + width], "little")
+    end = 8 + width + length
+    if end > len(head):
+        raise ValueError("truncated .npy header")
+    header = ast.literal_eval(bytes(head[8 + width:end]).decode("latin1"))
+    if not isinstance(header, dict):
+        raise ValueError(".npy header is not a dict")
+    return header, end
 
 
 def _cap(limits: Limits, compressed: int) -> int:

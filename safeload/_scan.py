@@ -9,7 +9,6 @@ inside is judged; ``load`` refuses those containers, so they are never ``safe``.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import io
 import zipfile
@@ -18,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from safeload._analysis import Analysis, analyse
-from safeload._containers import COMPRESSED, Buffer, Format, read_source, sniff
+from safeload._containers import COMPRESSED, Buffer, Format, npy_header, read_source, sniff
 from safeload._errors import LimitExceededError, MalformedModelError, SafeloadError, UnsafeModelError
 from safeload._load import effective_policy
 from safeload._policy import Policy
@@ -206,18 +205,14 @@ def _scan_zip(data: Buffer, policy: Policy, name: str, size: int, digest: str) -
 def _scan_npy(data: Buffer, policy: Policy, member: str | None
               ) -> tuple[str, list[Finding], tuple[GlobalVerdict, ...]]:
     try:
-        major = data[6]
-        hlen_size = 2 if major == 1 else 4
-        hlen = int.from_bytes(data[8:8 + hlen_size], "little")
-        start = 8 + hlen_size
-        header = ast.literal_eval(bytes(data[start:start + hlen]).decode("latin1"))
+        header, start = npy_header(data)
         descr = header["descr"]
     except (IndexError, ValueError, SyntaxError, KeyError, TypeError, UnicodeDecodeError, MemoryError,
             RecursionError) as exc:
         return "npy", [Finding("malformed", "medium", f"invalid .npy header: {exc}", (), Location(0, member))], ()
     if "O" not in str(descr):
         return "npy", [], ()
-    trace: Trace = walk(bytes(data), policy, start=start + hlen)
+    trace: Trace = walk(bytes(data), policy, start=start)
     return "npy", _issue_findings(trace.all_issues(), member), _globals(trace.all_globals(), policy, member)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from safeload._containers import Buffer
+from safeload._containers import Buffer, npy_header
 from safeload._errors import LimitExceededError, MalformedModelError, UnsafeModelError
 from safeload._policy import Policy, refusal_message
 
@@ -121,20 +121,12 @@ def _field_names(dt: np.dtype[Any]) -> tuple[str, ...]:
 
 
 def _npy_header(zf: zipfile.ZipFile, name: object) -> tuple[np.dtype[Any], tuple[int, ...]] | None:
-    import ast
-
     if not isinstance(name, str):
         return None
     try:
         with zf.open(name) as fh:
-            head = fh.read(65536 + 12)
-        if not head.startswith(b"\x93NUMPY"):
-            return None
-        width = 2 if head[6] == 1 else 4
-        hlen = int.from_bytes(head[8:8 + width], "little")
-        header = ast.literal_eval(head[8 + width:8 + width + hlen].decode("latin1"))
-        shape = tuple(header["shape"])
-        return np.dtype(header["descr"]), shape
+            header, _ = npy_header(fh.read(65536 + 12))
+        return np.dtype(header["descr"]), tuple(header["shape"])
     except Exception:  # noqa: BLE001 - unreadable means refused by the caller
         return None
 
@@ -165,16 +157,8 @@ def _check_members(zf: zipfile.ZipFile, files: list[str]) -> None:
 
 
 def _npy_nbytes(head: bytes) -> int | None:
-    import ast
-
-    import numpy as np
-
     try:
-        if not head.startswith(b"\x93NUMPY"):
-            return None
-        width = 2 if head[6] == 1 else 4
-        hlen = int.from_bytes(head[8:8 + width], "little")
-        header = ast.literal_eval(head[8 + width:8 + width + hlen].decode("latin1"))
+        header, _ = npy_header(head)
         dtype = np.dtype(header["descr"])
         count = 1
         for d in header["shape"]:
