@@ -23,11 +23,13 @@ if TYPE_CHECKING:
 __all__ = ["GUARDS", "Guarded"]
 
 # Arrays built by reconstructors are empty placeholders; real data arrives with BUILD.
-_MAX_PLACEHOLDER_ELEMENTS = 1 << 20
-_MAX_SCALAR_BYTES = 1 << 20
-_MAX_TREE_SIZE = 1 << 31
-_PLAIN_BASES = (object, dict, list, set, frozenset, tuple, int, float, str, bytes)
-_LATIN1 = frozenset({"latin1", "latin-1", "iso8859-1", "iso-8859-1", "utf-8", "utf8", "ascii"})
+# The walker mirrors these checks statically (_walker.check_guard) and imports these bounds from here.
+MAX_PLACEHOLDER_ELEMENTS = 1 << 20
+MAX_SCALAR_BYTES = 1 << 20
+MAX_TREE_SIZE = 1 << 31
+PLAIN_BASES = (object, dict, list, set, frozenset, tuple, int, float, str, bytes)
+TEXT_CODECS = frozenset({"latin1", "latin-1", "iso8859-1", "iso-8859-1", "utf-8", "utf8", "ascii"})
+BIT_GENERATORS = frozenset({"MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64"})
 _NOT_VALUES = (type, types.FunctionType, types.BuiltinFunctionType, types.ModuleType, np.ufunc)
 
 
@@ -74,7 +76,7 @@ def _count(shape: object) -> int:
 
 
 def _placeholder_shape(shape: object) -> None:
-    if _count(shape) > _MAX_PLACEHOLDER_ELEMENTS:
+    if _count(shape) > MAX_PLACEHOLDER_ELEMENTS:
         raise LimitExceededError(
             f"array reconstruction asks for shape {shape!r}; real pickles rebuild arrays from "
             "an empty placeholder, so this file is asking for memory it does not contain"
@@ -121,7 +123,7 @@ def _scalar(policy: Policy) -> Callable[..., None]:
     def check(dtype: object, *data: object) -> None:
         if not isinstance(dtype, np.dtype):
             raise UnsafeModelError("numpy scalar reconstruction needs a dtype")
-        if dtype.itemsize > _MAX_SCALAR_BYTES:
+        if dtype.itemsize > MAX_SCALAR_BYTES:
             raise LimitExceededError(f"numpy scalar of {dtype.itemsize} bytes refused")
         if dtype.hasobject and data and isinstance(data[0], (bytes, bytearray, memoryview, str)):
             raise UnsafeModelError("object-dtype scalar from raw bytes refused: numpy would read them as pointers")
@@ -167,7 +169,7 @@ def _bit_generator_name(bit_generator: object) -> None:
     from numpy.random import BitGenerator
 
     if isinstance(bit_generator, str):
-        if bit_generator not in ("MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64"):
+        if bit_generator not in BIT_GENERATORS:
             raise UnsafeModelError(f"unknown bit generator {bit_generator!r}")
     elif not (isinstance(bit_generator, type) and issubclass(bit_generator, BitGenerator)):
         raise UnsafeModelError("bit generator must be a known name or a BitGenerator class")
@@ -198,11 +200,11 @@ def _sklearn_tree(policy: Policy) -> Callable[..., None]:
         except TypeError:
             raise UnsafeModelError("Tree sizes must be integers") from None
         arr = np.asarray(n_classes)
-        if not (0 <= nf < _MAX_TREE_SIZE) or not (1 <= no < _MAX_TREE_SIZE):
+        if not (0 <= nf < MAX_TREE_SIZE) or not (1 <= no < MAX_TREE_SIZE):
             raise UnsafeModelError(f"Tree sizes out of range: n_features={nf}, n_outputs={no}")
         if arr.ndim != 1 or arr.shape[0] != no or arr.dtype.kind not in "iu":
             raise UnsafeModelError("Tree n_classes must be an integer array of length n_outputs")
-        if arr.size and (arr.min() < 1 or arr.max() >= _MAX_TREE_SIZE):
+        if arr.size and (arr.min() < 1 or arr.max() >= MAX_TREE_SIZE):
             raise UnsafeModelError("Tree n_classes out of range")
 
     return check
@@ -218,7 +220,7 @@ def _new_obj(policy: Policy) -> Callable[..., None]:
 def _reconstructor(policy: Policy) -> Callable[..., None]:
     def check(cls: object, base: object, state: object) -> None:
         _allowed_class(policy, cls)
-        if base not in _PLAIN_BASES:
+        if base not in PLAIN_BASES:
             raise UnsafeModelError(f"copyreg._reconstructor with base {base!r} refused")
         if base is object and state is not None:
             raise UnsafeModelError("copyreg._reconstructor with object base and a state refused")
@@ -228,7 +230,7 @@ def _reconstructor(policy: Policy) -> Callable[..., None]:
 
 def _codecs_encode(policy: Policy) -> Callable[..., None]:
     def check(obj: object, encoding: object = "utf-8", errors: object = "strict") -> None:
-        if not isinstance(obj, str) or not isinstance(encoding, str) or encoding.lower() not in _LATIN1:
+        if not isinstance(obj, str) or not isinstance(encoding, str) or encoding.lower() not in TEXT_CODECS:
             raise UnsafeModelError("_codecs.encode is only allowed for str with a text codec")
 
     return check
@@ -238,7 +240,7 @@ def _sized_buffer(policy: Policy) -> Callable[..., None]:
     def check(*args: object, **kwargs: object) -> None:
         if kwargs or (args and not isinstance(args[0], (bytes, bytearray, memoryview, str, list, tuple))):
             raise UnsafeModelError("bytes/bytearray may only be built from in-pickle data")
-        if args and isinstance(args[0], (list, tuple)) and len(args[0]) > _MAX_SCALAR_BYTES * 64:
+        if args and isinstance(args[0], (list, tuple)) and len(args[0]) > MAX_SCALAR_BYTES * 64:
             raise LimitExceededError("bytes from an oversized list refused")
 
     return check

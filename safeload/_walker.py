@@ -30,6 +30,14 @@ import numpy as np
 
 from safeload._allowlist import Kind
 from safeload._containers import Buffer
+from safeload._guards import (
+    BIT_GENERATORS,
+    MAX_PLACEHOLDER_ELEMENTS,
+    MAX_SCALAR_BYTES,
+    MAX_TREE_SIZE,
+    PLAIN_BASES,
+    TEXT_CODECS,
+)
 from safeload._policy import Limits, Policy
 
 __all__ = ["ArraySpan", "GlobalRef", "Issue", "Trace", "walk"]
@@ -51,12 +59,9 @@ _LEGACY_WRAPPERS = frozenset(
         "sklearn.externals.joblib.numpy_pickle_compat.ZNDArrayWrapper",
     }
 )
-_PLAIN_BASES = frozenset({"builtins.object", "builtins.dict", "builtins.list", "builtins.set",
-                          "builtins.frozenset", "builtins.tuple", "builtins.int", "builtins.float",
-                          "builtins.str", "builtins.bytes"})
+_PLAIN_BASES = frozenset(f"builtins.{t.__name__}" for t in PLAIN_BASES)
 _ARRAY_TYPES = frozenset({"numpy.ndarray", "numpy.matrix", "numpy.ma.core.MaskedArray", "numpy.ma.MaskedArray"})
 _RECONSTRUCT = frozenset({"numpy._core.multiarray._reconstruct", "numpy.core.multiarray._reconstruct"})
-_MAX_PLACEHOLDER_ELEMENTS = 1 << 20
 _DICT_CAP = 64
 
 
@@ -796,7 +801,7 @@ class _Walker:
                 self.issue("guard", UNSAFE, i, f"{name} called without an allowed array type")
             elif _elements(shape) is None:
                 self.issue("guard", UNSAFE, i, f"{name} called with a non-integer shape")
-            elif (_elements(shape) or 0) > _MAX_PLACEHOLDER_ELEMENTS:
+            elif (_elements(shape) or 0) > MAX_PLACEHOLDER_ELEMENTS:
                 self.issue("limit-array", LIMIT, i,
                            f"{name} asks for shape {shape!r}: more memory than the file contains")
         elif guard == "reconstructor":
@@ -812,7 +817,7 @@ class _Walker:
                 dt = concrete(dtype) if isinstance(dtype, Obj) and dtype.callee == "numpy.dtype" else None
             except Exception:  # noqa: BLE001
                 dt = None
-            if not isinstance(dt, np.dtype) or dt.itemsize > 1 << 20:
+            if not isinstance(dt, np.dtype) or dt.itemsize > MAX_SCALAR_BYTES:
                 self.issue("guard", UNSAFE, i, "numpy scalar reconstruction needs a (small) dtype")
             elif dt.hasobject and len(args) > 1 and isinstance(args[1], (bytes, memoryview, str, G)) or (
                     dt.hasobject and len(args) > 1 and _raw_bytes(args[1]) is not None):
@@ -830,17 +835,17 @@ class _Walker:
                 self.issue("guard", UNSAFE, i, f"{name} needs an allowed class")
         elif guard == "codecs_encode":
             if not args or not isinstance(args[0], str) or (len(args) > 1 and not (
-                    isinstance(args[1], str) and args[1].lower() in _TEXT_CODECS)):
+                    isinstance(args[1], str) and args[1].lower() in TEXT_CODECS)):
                 self.issue("guard", UNSAFE, i, "_codecs.encode is only allowed for str with a text codec")
         elif guard == "sized_buffer":
             if args and not isinstance(args[0], (bytes, memoryview, str, tuple, Cont)):
                 self.issue("guard", UNSAFE, i, f"{name} may only be built from in-pickle data")
         elif guard == "sklearn_tree":
             ok = len(args) == 3 and all(isinstance(a, int) and not isinstance(a, bool) for a in (args[0], args[2]))
-            if ok and (0 <= args[0] < 1 << 31) and (1 <= args[2] < 1 << 31):
+            if ok and (0 <= args[0] < MAX_TREE_SIZE) and (1 <= args[2] < MAX_TREE_SIZE):
                 arr = self.static_array(args[1])
                 ok = (arr is not None and arr.ndim == 1 and arr.shape[0] == args[2] and arr.dtype.kind in "iu"
-                      and (arr.size == 0 or (int(arr.min()) >= 1 and int(arr.max()) < 1 << 31)))
+                      and (arr.size == 0 or (int(arr.min()) >= 1 and int(arr.max()) < MAX_TREE_SIZE)))
             else:
                 ok = False
             if not ok:
@@ -849,12 +854,12 @@ class _Walker:
             if len(args) > 1 and not (isinstance(args[1], G) and args[1].name == "numpy.random._pickle.__bit_generator_ctor"):
                 self.issue("guard", UNSAFE, i, f"{name} given an unexpected bit-generator constructor")
             first = args[0] if args else "MT19937"
-            if not ((isinstance(first, str) and first in _BIT_GENERATORS)
+            if not ((isinstance(first, str) and first in BIT_GENERATORS)
                     or (isinstance(first, G) and first.name in _BIT_GENERATOR_CLASSES)
                     or (isinstance(first, Obj) and first.callee in _BIT_GENERATOR_MAKERS)):
                 self.issue("guard", UNSAFE, i, f"{name} given an unknown bit generator")
         elif guard == "bit_generator_ctor":
-            if args and not (isinstance(args[0], str) and args[0] in _BIT_GENERATORS) and not (
+            if args and not (isinstance(args[0], str) and args[0] in BIT_GENERATORS) and not (
                     isinstance(args[0], G) and args[0].name in _BIT_GENERATOR_CLASSES):
                 self.issue("guard", UNSAFE, i, "unknown bit generator")
 
@@ -977,7 +982,7 @@ class _Walker:
             len(raw) if isinstance(raw, str) else (raw.count if isinstance(raw, Cont) else None))
         if count is None:
             self.issue("guard", UNSAFE, i, "ndarray state with a non-integer shape")
-        elif count > _MAX_PLACEHOLDER_ELEMENTS and (have is None or count > have):
+        elif count > MAX_PLACEHOLDER_ELEMENTS and (have is None or count > have):
             # numpy sizes the array from the shape before it looks at the data
             self.issue("limit-array", LIMIT, i,
                        f"ndarray state claims {count} elements but carries only {have} bytes/items")
@@ -1028,7 +1033,6 @@ class _Walker:
 
 
 _TEXT_OPS = frozenset({0x49, 0x4C, 0x46, 0x53, 0x56, 0x67, 0x70, 0x50})
-_TEXT_CODECS = frozenset({"latin1", "latin-1", "iso8859-1", "iso-8859-1", "utf-8", "utf8", "ascii"})
 _KEEP_ARGS = frozenset({"numpy.dtype", "_codecs.encode", "builtins.bytes", "numpy._core.numeric._frombuffer",
                         "numpy.core.numeric._frombuffer"})
 _TREE = "sklearn.tree._tree.Tree"
@@ -1043,7 +1047,6 @@ _METRICS = tuple(f"sklearn.metrics._dist_metrics.{n}{b}" for n in (
 STATE_LENGTHS: dict[str, int] = {**{n: 13 for n in _BINARY_TREES}, **{n: 3 for n in _METRICS}}
 _STATE_LENGTHS = STATE_LENGTHS
 _FROMBUFFER = frozenset({"numpy._core.numeric._frombuffer", "numpy.core.numeric._frombuffer"})
-_BIT_GENERATORS = frozenset({"MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64"})
 _BIT_GENERATOR_MAKERS = frozenset({"numpy.random._pickle.__bit_generator_ctor", "numpy.random._mt19937.MT19937",
                                    "numpy.random._pcg64.PCG64", "numpy.random._pcg64.PCG64DXSM",
                                    "numpy.random._philox.Philox", "numpy.random._sfc64.SFC64"})
