@@ -781,12 +781,10 @@ class _Walker:
             return Obj(func.name)
         name = func.name
         self.check_guard(i, name, args)
-        if name == "copyreg._reconstructor" and args and isinstance(args[0], G):
-            return Obj(args[0].name)
-        if name in ("sklearn.metrics._dist_metrics.newObj", "sklearn.neighbors._kd_tree.newObj",
-                    "sklearn.neighbors._ball_tree.newObj") and args and isinstance(args[0], G):
-            return Obj(args[0].name)
-        return Obj(name, args if name in _KEEP_ARGS or name == _TREE else None)
+        entry = self.policy.entries.get(name)
+        if entry is not None and entry.guard in _BUILDS_FIRST_ARG and args and isinstance(args[0], G):
+            return Obj(args[0].name)  # copyreg._reconstructor / newObj: an instance of their first argument
+        return Obj(name, args if name in _KEEP_ARGS else None)
 
     def check_guard(self, i: int, name: str, args: tuple[Any, ...]) -> None:
         """The static mirror of ``_guards``: refuse what the runtime guard would refuse."""
@@ -1033,9 +1031,11 @@ class _Walker:
 
 
 _TEXT_OPS = frozenset({0x49, 0x4C, 0x46, 0x53, 0x56, 0x67, 0x70, 0x50})
-_KEEP_ARGS = frozenset({"numpy.dtype", "_codecs.encode", "builtins.bytes", "numpy._core.numeric._frombuffer",
-                        "numpy.core.numeric._frombuffer"})
 _TREE = "sklearn.tree._tree.Tree"
+# Calls whose arguments later checks read (dtype evaluation, raw bytes, Tree sizes).
+_KEEP_ARGS = frozenset({"numpy.dtype", "_codecs.encode", "builtins.bytes", "numpy._core.numeric._frombuffer",
+                        "numpy.core.numeric._frombuffer", _TREE})
+_BUILDS_FIRST_ARG = frozenset({"reconstructor", "new_obj"})
 _BINARY_TREES = tuple(f"sklearn.neighbors._{m}.{c}{b}" for m, c in (("kd_tree", "KDTree"), ("ball_tree", "BallTree"))
                       for b in ("", "32", "64"))
 _METRICS = tuple(f"sklearn.metrics._dist_metrics.{n}{b}" for n in (
