@@ -55,6 +55,11 @@ _Check = Callable[[Any, str], None]
 
 #: ids of objects already checked in bulk by their owner during this validate().
 _VALIDATED: ContextVar[set[int] | None] = ContextVar("safeload_validated", default=None)
+#: (id of a dict, keys?) -> the set of types in it, so that a 500,000-word vocabulary is
+#: type-scanned once per validate() and not once by its owner's check and again by the walk.
+#: The entry holds the dict itself, so its id cannot be reused by another dict meanwhile.
+_CENSUS: ContextVar[dict[tuple[int, bool], tuple[object, frozenset[type]]] | None] = ContextVar(
+    "safeload_census", default=None)
 _IntArray = npt.NDArray[np.intp]
 
 # sklearn's libsvm wrappers map ``_impl`` to svm_type by position.
@@ -1162,7 +1167,7 @@ def _check_index_map(mapping: object, path: str, suffix: str) -> None:
     if not isinstance(mapping, dict):
         _fail(path, suffix, "must be a dict")
     n = len(mapping)
-    if n and _all_leaves(mapping.values()) and set(map(type, mapping.values())) <= {int, np.int64, np.intp}:
+    if n and _dict_types(mapping, keys=False) <= _INDEX_TYPES:
         fast = np.fromiter(mapping.values(), dtype=np.int64, count=n)
         if fast.min() >= 0 and fast.max() < n and np.bincount(fast, minlength=n).max() <= 1:
             return  # a permutation of range(n): the common case, checked without a Python loop
@@ -1442,9 +1447,28 @@ _LEAF_TYPES: Final = (
 )
 
 
+_INDEX_TYPES: Final = frozenset({int, np.int64, np.intp})
+
+
 def _all_leaves(items: Iterable[object]) -> bool:
     """True when every item is a leaf; the type scan runs in C (map/set), not per item in Python."""
-    return all(issubclass(t, _LEAF_TYPES) for t in set(map(type, items)))
+    return _leaf_types(frozenset(map(type, items)))
+
+
+def _leaf_types(types: frozenset[type]) -> bool:
+    return all(issubclass(t, _LEAF_TYPES) for t in types)
+
+
+def _dict_types(d: dict[Any, Any], *, keys: bool) -> frozenset[type]:
+    """Types of a dict's keys or values, computed once per validate() (see _CENSUS)."""
+    cache = _CENSUS.get()
+    entry = cache.get((id(d), keys)) if cache is not None else None
+    if entry is not None and entry[0] is d:
+        return entry[1]
+    types = frozenset(map(type, d if keys else d.values()))
+    if cache is not None:
+        cache[(id(d), keys)] = (d, types)
+    return types
 
 
 def _short(key: object) -> str:
@@ -1469,7 +1493,8 @@ def _children(obj: object) -> Iterator[tuple[str, object]]:
                         yield f"[{i}][{name!r}]", item
         return
     if isinstance(obj, dict):
-        if _all_leaves(obj.values()) and _all_leaves(obj):  # e.g. a 500,000-word vocabulary
+        if _leaf_types(_dict_types(obj, keys=False)) and _leaf_types(_dict_types(obj, keys=True)):
+            # e.g. a 500,000-word vocabulary
             return
         for i, (key, value) in enumerate(list(obj.items())):
             if not isinstance(key, _LEAF_TYPES):
@@ -1526,9 +1551,11 @@ def validate(obj: object, *, max_depth: int = MAX_DEPTH, prechecked: frozenset[s
     including when the graph is nested deeper than ``max_depth``.
     """
     token = _VALIDATED.set(set())
+    census = _CENSUS.set({})
     try:
         _walk(obj, max_depth, prechecked)
     finally:
+        _CENSUS.reset(census)
         _VALIDATED.reset(token)
 
 
