@@ -9,8 +9,10 @@ inside is judged; ``load`` refuses those containers, so they are never ``safe``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
+import threading
 import zipfile
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -29,6 +31,7 @@ __all__ = ["scan", "scan_bytes"]
 _SEVERITY = {UNSAFE: "high", LIMIT: "medium", "malformed": "medium"}
 _MAX_MEMBER = 4 * 1024**3
 _AUTO_EXPLAIN_BYTES = 64 * 1024
+_THREADED_DIGEST_BYTES = 4 * 1024 * 1024
 
 
 def scan(file: Any, *, allow: Iterable[str] | Mapping[str, str] = (), policy: Policy | None = None,
@@ -44,16 +47,43 @@ def scan(file: Any, *, allow: Iterable[str] | Mapping[str, str] = (), policy: Po
 
 
 def scan_bytes(data: Buffer, policy: Policy, name: str = "<bytes>", *, explain: bool = False) -> ScanReport:
+    digest = _Digest(data)
     try:
-        return _scan_bytes(data, policy, name, explain)
+        report = _scan_bytes(data, policy, name, explain)
     except Exception as exc:  # noqa: BLE001 - a scan reports; it never raises on content
-        return ScanReport(name, "unknown", Verdict.ERROR,
-                          (Finding("malformed", "medium", f"cannot analyse: {type(exc).__name__}: {exc}"),),
-                          (), len(data), hashlib.sha256(data).hexdigest())
+        report = ScanReport(name, "unknown", Verdict.ERROR,
+                            (Finding("malformed", "medium", f"cannot analyse: {type(exc).__name__}: {exc}"),),
+                            (), len(data), "")
+    return dataclasses.replace(report, sha256=digest.hexdigest())
+
+
+class _Digest:
+    """The report's sha256, hashed on another core while the walker runs.
+
+    hashlib releases the GIL on large buffers, so on a 99 MB forest the ~70 ms of
+    hashing overlaps the walk instead of adding to it. Nobody writes to ``data``
+    meanwhile: the walker only reads it, and it was read once into our own memory.
+    """
+
+    def __init__(self, data: Buffer) -> None:
+        self._hash = hashlib.sha256()
+        self._thread: threading.Thread | None = None
+        if len(data) < _THREADED_DIGEST_BYTES:
+            self._hash.update(data)
+        else:
+            self._thread = threading.Thread(target=self._hash.update, args=(data,), name="safeload-sha256",
+                                            daemon=True)
+            self._thread.start()
+
+    def hexdigest(self) -> str:
+        if self._thread is not None:
+            self._thread.join()
+        return self._hash.hexdigest()
 
 
 def _scan_bytes(data: Buffer, policy: Policy, name: str, explain: bool) -> ScanReport:
-    digest = hashlib.sha256(data).hexdigest()
+    """The report without its sha256 (``scan_bytes`` adds it)."""
+    digest = ""
     size = len(data)
     try:
         fmt = sniff(data)
