@@ -17,6 +17,7 @@ from safeload._errors import (
     UnsafeModelError,
     UnsupportedFormatError,
 )
+from safeload._filling import Filling
 from safeload._policy import Policy, refusal_message
 from safeload._skops import SkopsAudit, audit
 from safeload._walker import LIMIT, UNSAFE, Issue, Trace, walk
@@ -65,8 +66,13 @@ def _importable(name: str) -> bool:
         return False
 
 
-def analyse(data: Buffer, policy: Policy) -> Analysis:
+def analyse(data: Buffer, policy: Policy, filling: Filling | None = None) -> Analysis:
+    """``filling``: ``data`` is still being read; only the opcode walk can start before it ends."""
+    if filling is not None:
+        filling.wait(8)
     fmt = sniff(data)
+    if filling is not None and fmt is not Format.PICKLE:
+        filling.finish()
     compression: str | None = None
     if fmt in COMPRESSED:
         compression = fmt.value
@@ -83,10 +89,10 @@ def analyse(data: Buffer, policy: Policy) -> Analysis:
         return Analysis("skops", None, data, skops=result)
     if fmt is not Format.PICKLE:
         raise UnsupportedFormatError(f"not a model file safeload can load (detected: {fmt.value})")
-    trace = walk(data, policy, joblib=True)
+    trace = walk(data, policy, joblib=True, filling=filling)
     analysis = Analysis("joblib" if trace.arrays or compression else "pickle", compression, data, trace)
     if trace.arrays:
-        analysis.plain_view = walk(data, policy, joblib=False)
+        analysis.plain_view = walk(data, policy, joblib=False, filling=filling)
     return analysis
 
 
@@ -118,9 +124,9 @@ def raise_for(analysis: Analysis, source: str | None) -> None:
     raise MalformedModelError(f"cannot load{where}: {first.message} (offset {first.offset})")
 
 
-def analyse_or_raise(data: Buffer, policy: Policy, source: str | None) -> Analysis:
+def analyse_or_raise(data: Buffer, policy: Policy, source: str | None, filling: Filling | None = None) -> Analysis:
     try:
-        analysis = analyse(data, policy)
+        analysis = analyse(data, policy, filling)
     except SafeloadError as exc:
         if source and source not in str(exc):
             exc.args = (f"{source}: {exc}",) + exc.args[1:]

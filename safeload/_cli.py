@@ -511,7 +511,7 @@ def scan_file(path: str, policy: Policy, explain: bool) -> ScanReport:
     from safeload._scan import scan
 
     try:
-        return scan(path, policy=policy, explain=explain)
+        return scan(path, policy=policy, explain=explain, digest=True)
     except Exception as exc:  # noqa: BLE001 - one bad file must not abort a directory scan
         return _crash_report(path, f"{type(exc).__name__}: {exc}")
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from safeload._errors import LimitExceededError, MalformedModelError, UnsafeModelError, UnsupportedFormatError
+from safeload._filling import Filling
 from safeload._policy import Limits
 
 __all__ = ["Format", "Source", "decompress", "read_source", "sniff"]
@@ -45,11 +46,20 @@ _PICKLE_FIRST = frozenset(b"(.012FIJKLMNPQRSTUVXabcdeghijlopqrstu}])GBC\x80\x85\
 
 @dataclass
 class Source:
-    """The bytes of one input, read once; ``path`` is kept only for memory mapping."""
+    """The bytes of one input, read once; ``path`` is kept only for memory mapping.
+
+    With ``filling`` set, ``data`` is still arriving: see :mod:`safeload._filling`.
+    """
 
     data: bytearray | bytes | mmap.mmap
     name: str
     path: str | None = None
+    filling: Filling | None = None
+
+    def close(self) -> None:
+        """Stop a background read that nobody will use (after an early refusal)."""
+        if self.filling is not None:
+            self.filling.cancel()
 
 
 Buffer = bytes | bytearray | mmap.mmap
@@ -67,15 +77,8 @@ def _writable_buffer(size: int) -> bytearray | mmap.mmap:
     return mmap.mmap(-1, size)
 
 
-_PARALLEL_READ_BYTES = 16 << 20
-
-
-def _read_all(fh: Any, buf: Buffer, size: int) -> tuple[int, bytes]:
-    """Fill ``buf`` from the file; returns (bytes read, a byte found past ``size`` if the file grew)."""
-    fd = fh.fileno()
-    if size < _PARALLEL_READ_BYTES or not hasattr(os, "preadv") or _usable_cores() < 2:
-        return fh.readinto(buf), fh.read(1)
-    return _read_halves(fd, buf, size), os.pread(fd, 1, size)
+#: Files this big are read on a helper thread while the walker works (see _filling).
+_BACKGROUND_READ_BYTES = 4 << 20
 
 
 def _usable_cores() -> int:
@@ -85,60 +88,36 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _read_halves(fd: int, buf: Buffer, size: int) -> int:
-    """Read the two halves of a big file on two threads.
-
-    What a 100 MB file costs is the kernel copying page-cache pages into fresh
-    memory; preadv does that without the GIL, so two halves take ~25% less wall
-    time than one readinto. Each byte is still read exactly once, before any of
-    it is judged.
-    """
-    import threading
-
-    view = memoryview(buf)
-    half = size // 2
-    got = [0, 0]
-    errors: list[OSError] = []
-
-    def part(k: int, start: int, end: int) -> None:
-        pos = start
-        try:
-            while pos < end:
-                n = os.preadv(fd, [view[pos:end]], pos)
-                if n <= 0:
-                    break
-                pos += n
-        except OSError as exc:
-            errors.append(exc)
-        got[k] = pos - start
-
-    helper = threading.Thread(target=part, args=(1, half, size), name="safeload-read", daemon=True)
-    helper.start()
+def _read_path(path: str, limits: Limits) -> Source:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    handed_over = False
     try:
-        part(0, 0, half)
+        size = os.fstat(fd).st_size
+        if size > limits.max_zip_bytes and size > limits.max_array_bytes:
+            raise LimitExceededError(f"{path}: file of {size} bytes exceeds the size limits")
+        buf: Buffer = _writable_buffer(size)
+        if size >= _BACKGROUND_READ_BYTES and hasattr(os, "preadv") and _usable_cores() >= 2:
+            filling = Filling(fd, buf, size, path)
+            handed_over = True  # the helper thread closes fd
+            return Source(buf, path, path, filling)
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            got = fh.readinto(buf)
+            extra = fh.read(1)
     finally:
-        helper.join()
-        view.release()
-    if errors:
-        raise errors[0]
-    return got[0] + got[1] if got[0] == half else got[0]
+        if not handed_over:
+            os.close(fd)
+    if got != size or extra:
+        raise MalformedModelError(f"{path} changed size while it was being read")
+    return Source(buf, path, path)
 
 
 def read_source(file: Any, limits: Limits) -> Source:
     if isinstance(file, (str, os.PathLike)):
-        path = os.fspath(file)
+        path = str(os.fspath(file))
         try:
-            with open(path, "rb") as fh:
-                size = os.fstat(fh.fileno()).st_size
-                if size > limits.max_zip_bytes and size > limits.max_array_bytes:
-                    raise LimitExceededError(f"{path}: file of {size} bytes exceeds the size limits")
-                buf: Buffer = _writable_buffer(size)
-                got, extra = _read_all(fh, buf, size)
+            return _read_path(path, limits)
         except OSError as exc:
             raise UnsupportedFormatError(f"cannot read {path}: {exc.strerror or exc}") from None
-        if got != size or extra:
-            raise MalformedModelError(f"{path} changed size while it was being read")
-        return Source(buf, str(path), str(path))
     if isinstance(file, (bytes, bytearray, memoryview)):
         return Source(bytes(file), "<bytes>")
     read: Callable[..., Any] | None = getattr(file, "read", None)

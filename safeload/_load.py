@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 
 from safeload._analysis import Analysis, analyse_or_raise
-from safeload._containers import read_source
+from safeload._containers import Buffer, read_source
 from safeload._engine import run_c, run_joblib
 from safeload._errors import LimitExceededError, MalformedModelError, SafeloadError, UnsafeModelError
+from safeload._filling import Filling
 from safeload._policy import Policy
 from safeload._skops import load_skops
 from safeload._walker import ArraySpan
@@ -46,7 +47,11 @@ def load(
         raise TypeError(f"expected a path or a binary file object, got {type(file).__name__}")
     pol = effective_policy(policy, allow)
     source = _guarded(lambda: read_source(file, pol.limits), None)
-    return _guarded(lambda: _build(source.data, pol, source.name, source.path, mmap_mode), source.name)
+    try:
+        return _guarded(lambda: _build(source.data, pol, source.name, source.path, mmap_mode, source.filling),
+                        source.name)
+    finally:
+        source.close()
 
 
 def loads(data: bytes | bytearray | memoryview, *, allow: Iterable[str] | Mapping[str, str] = (),
@@ -73,12 +78,15 @@ def _guarded(fn: Any, source: str | None) -> Any:
         raise MalformedModelError(f"{where}cannot build the model: {type(exc).__name__}: {exc}") from exc
 
 
-def _build(data: bytes | bytearray, policy: Policy, source: str, path: str | None, mmap_mode: str | None) -> Any:
+def _build(data: Buffer, policy: Policy, source: str, path: str | None, mmap_mode: str | None,
+           filling: Filling | None = None) -> Any:
     if copyreg._inverted_registry:  # type: ignore[attr-defined]
         raise UnsafeModelError(
             "this process registered copyreg extension codes; the C unpickler would resolve them from a "
             "cache without asking safeload, so loading is refused")
-    analysis = analyse_or_raise(data, policy, source)
+    analysis = analyse_or_raise(data, policy, source, filling)
+    if filling is not None:
+        filling.finish()  # the whole file is in, and it did not change size while it was read
     if analysis.skops is not None:
         obj = load_skops(analysis.stream, policy, source, analysis.skops)
         prechecked: frozenset[str] = frozenset()

@@ -21,6 +21,7 @@ from typing import Any
 from safeload._analysis import Analysis, analyse
 from safeload._containers import COMPRESSED, Buffer, Format, npy_header, read_source, sniff
 from safeload._errors import LimitExceededError, MalformedModelError, SafeloadError, UnsafeModelError
+from safeload._filling import Filling
 from safeload._load import effective_policy
 from safeload._policy import Policy
 from safeload._report import Finding, GlobalVerdict, Location, ScanReport, Verdict
@@ -32,64 +33,102 @@ _SEVERITY = {UNSAFE: "high", LIMIT: "medium", "malformed": "medium"}
 _MAX_MEMBER = 4 * 1024**3
 _AUTO_EXPLAIN_BYTES = 64 * 1024
 _THREADED_DIGEST_BYTES = 4 * 1024 * 1024
+_DIGEST_STEP = 8 * 1024 * 1024
 
 
 def scan(file: Any, *, allow: Iterable[str] | Mapping[str, str] = (), policy: Policy | None = None,
-         explain: bool = False) -> ScanReport:
-    """Judge ``file`` (path or binary file object) without executing or importing anything it names."""
+         explain: bool = False, digest: bool = False) -> ScanReport:
+    """Judge ``file`` (path or binary file object) without executing or importing anything it names.
+
+    ``digest=True`` fills ``ScanReport.sha256`` (the CLI always asks for it): hashing a big file
+    costs about as much as judging it, so callers who only want the verdict do not pay for it.
+    """
     pol = effective_policy(policy, allow)
     try:
         source = read_source(file, pol.limits)
     except SafeloadError as exc:
         return ScanReport(str(file), "unknown", Verdict.ERROR,
                           (Finding("malformed", "medium", str(exc)),), (), 0, "")
-    return scan_bytes(source.data, pol, source.name, explain=explain)
-
-
-def scan_bytes(data: Buffer, policy: Policy, name: str = "<bytes>", *, explain: bool = False) -> ScanReport:
-    digest = _Digest(data)
     try:
-        report = _scan_bytes(data, policy, name, explain)
+        return _scan_data(source.data, pol, source.name, explain, digest, source.filling)
+    finally:
+        source.close()
+
+
+def scan_bytes(data: Buffer, policy: Policy, name: str = "<bytes>", *, explain: bool = False,
+               digest: bool = False) -> ScanReport:
+    return _scan_data(data, policy, name, explain, digest, None)
+
+
+def _scan_data(data: Buffer, policy: Policy, name: str, explain: bool, digest: bool,
+               filling: Filling | None) -> ScanReport:
+    hasher = _Digest(data, filling) if digest else None
+    try:
+        report = _scan_bytes(data, policy, name, explain, filling)
+        if filling is not None:
+            filling.finish()  # a file that changed size while it was read has no verdict
     except Exception as exc:  # noqa: BLE001 - a scan reports; it never raises on content
-        report = ScanReport(name, "unknown", Verdict.ERROR,
-                            (Finding("malformed", "medium", f"cannot analyse: {type(exc).__name__}: {exc}"),),
+        message = str(exc) if isinstance(exc, SafeloadError) else f"cannot analyse: {type(exc).__name__}: {exc}"
+        report = ScanReport(name, "unknown", Verdict.ERROR, (Finding("malformed", "medium", message),),
                             (), len(data), "")
-    return dataclasses.replace(report, sha256=digest.hexdigest())
+    return dataclasses.replace(report, sha256=hasher.hexdigest()) if hasher is not None else report
 
 
 class _Digest:
     """The report's sha256, hashed on another core while the walker runs.
 
     hashlib releases the GIL on large buffers, so on a 99 MB forest the ~70 ms of
-    hashing overlaps the walk instead of adding to it. Nobody writes to ``data``
-    meanwhile: the walker only reads it, and it was read once into our own memory.
+    hashing overlaps the walk instead of adding to it. It follows a background read
+    (``filling``) chunk by chunk. Nobody writes to ``data`` meanwhile: the walker
+    only reads it, and it is our own memory.
     """
 
-    def __init__(self, data: Buffer) -> None:
+    def __init__(self, data: Buffer, filling: Filling | None) -> None:
         self._hash = hashlib.sha256()
         self._thread: threading.Thread | None = None
-        if len(data) < _THREADED_DIGEST_BYTES:
+        self._failed = False
+        if len(data) < _THREADED_DIGEST_BYTES and filling is None:
             self._hash.update(data)
         else:
-            self._thread = threading.Thread(target=self._hash.update, args=(data,), name="safeload-sha256",
+            self._thread = threading.Thread(target=self._run, args=(data, filling), name="safeload-sha256",
                                             daemon=True)
             self._thread.start()
+
+    def _run(self, data: Buffer, filling: Filling | None) -> None:
+        if filling is None:
+            self._hash.update(data)
+            return
+        view = memoryview(data)
+        try:
+            pos = 0
+            while pos < len(data):
+                end = filling.wait(pos + _DIGEST_STEP)
+                self._hash.update(view[pos:end])
+                pos = end
+        except SafeloadError:
+            self._failed = True  # the read failed; the report says so, and carries no digest
+        finally:
+            view.release()
 
     def hexdigest(self) -> str:
         if self._thread is not None:
             self._thread.join()
-        return self._hash.hexdigest()
+        return "" if self._failed else self._hash.hexdigest()
 
 
-def _scan_bytes(data: Buffer, policy: Policy, name: str, explain: bool) -> ScanReport:
-    """The report without its sha256 (``scan_bytes`` adds it)."""
+def _scan_bytes(data: Buffer, policy: Policy, name: str, explain: bool, filling: Filling | None) -> ScanReport:
+    """The report without its sha256 (``_scan_data`` adds it)."""
     digest = ""
     size = len(data)
+    if filling is not None:
+        filling.wait(8)
     try:
         fmt = sniff(data)
     except SafeloadError as exc:
         return ScanReport(name, "empty", Verdict.NOT_A_MODEL, (Finding("not-a-model", "info", str(exc)),),
                           (), size, digest)
+    if filling is not None and fmt is not Format.PICKLE:
+        filling.finish()  # only the opcode walk reads a file while it arrives
     if fmt is Format.UNKNOWN:
         return ScanReport(name, "unknown", Verdict.NOT_A_MODEL,
                           (Finding("not-a-model", "info", "not a pickle, joblib, skops, zip or numpy file"),),
@@ -100,7 +139,9 @@ def _scan_bytes(data: Buffer, policy: Policy, name: str, explain: bool) -> ScanR
         fmt_name, findings, globs = _scan_npy(data, policy, None)
         return _report(name, fmt_name, findings, globs, size, digest, container=True)
     try:
-        analysis = analyse(data, policy)
+        analysis = analyse(data, policy, filling)
+        if filling is not None:
+            filling.finish()
     except SafeloadError as exc:
         return ScanReport(name, _fmt_name(fmt), _verdict_for(exc), (_finding_for(exc),), (), size, digest)
     findings = _analysis_findings(analysis)

@@ -31,6 +31,7 @@ import numpy as np
 
 from safeload._allowlist import Kind
 from safeload._containers import Buffer
+from safeload._filling import Filling
 from safeload._guards import (
     BIT_GENERATORS,
     MAX_PLACEHOLDER_ELEMENTS,
@@ -239,9 +240,11 @@ def _c(data: Any, i: int) -> str:
 
 
 class _Walker:
-    def __init__(self, data: Buffer, start: int, policy: Policy, joblib: bool, depth: int) -> None:
+    def __init__(self, data: Buffer, start: int, policy: Policy, joblib: bool, depth: int,
+                 filling: Filling | None = None) -> None:
         self.data = data
         self.n = len(data)
+        self.filling = filling  # data still arriving: wait before touching bytes past filling.avail
         self.policy = policy
         self.limits: Limits = policy.limits
         self.joblib = joblib
@@ -325,6 +328,17 @@ class _Walker:
         i = start
         trace = self.trace
         fatal = self.fatal
+        # Bytes [0, avail) are in. The loop refills when i reaches ``soft``, so every opcode whose
+        # arguments fit in _MARGIN reads filled bytes; longer reads go through need()/line().
+        filling = self.filling
+        avail = n if filling is None else filling.wait(start + _AHEAD)
+        soft = n + 1 if avail >= n else avail - _MARGIN
+
+        def more(e: int) -> None:
+            nonlocal avail, soft
+            assert filling is not None
+            avail = filling.wait(e)
+            soft = n + 1 if avail >= n else avail - _MARGIN
 
         def fix_top() -> None:
             if len(stack) > fence and type(stack[-1]) is Run:
@@ -376,25 +390,34 @@ class _Walker:
             return items
 
         def line(s: int) -> tuple[bytes | bytearray, int]:
-            e = data.find(b"\n", s)
+            e = data.find(b"\n", s, avail)
+            while e < 0 and avail < n:
+                searched = avail
+                more(avail + _AHEAD)
+                e = data.find(b"\n", searched, avail)
             if e < 0:
                 raise fatal("truncated", MALFORMED, s, "pickle data was truncated (unterminated line)")
             return data[s:e], e + 1
 
         def need(e: int) -> None:
-            if e > n:
-                raise fatal("truncated", MALFORMED, i, "pickle data was truncated")
+            if e > avail:
+                if e > n:
+                    raise fatal("truncated", MALFORMED, i, "pickle data was truncated")
+                more(e)
 
         while True:
+            if i >= soft:
+                more(i + _AHEAD)
             op = data[i]
             ops += 1
             # ---- hot data opcodes first: a push, a bounds check, nothing else ------------
             if op == 0x8C:  # SHORT_BINUNICODE
                 if use_runs:
-                    m = run_match(data, i, fend if fend < n else n)
+                    m = run_match(data, i, fend if fend < avail else avail)
                     if m is not None:
                         j = m.end()
                         count = data[i:j].count(b"\x94")
+                        ops += 3 * count - 1  # the real opcode count, however the run was split
                         run = Run(i, j, count)
                         lazy.append((len(memo) + lazy_total, run))
                         lazy_total += count
@@ -951,6 +974,8 @@ class _Walker:
                 span = value.state
                 if span.nested is not None or span.nbytes > cap:
                     return None
+                if self.filling is not None:
+                    self.filling.wait(span.data_offset + span.nbytes)
                 raw = memoryview(self.data)[span.data_offset:span.data_offset + span.nbytes]
                 arr = np.frombuffer(raw, span.dtype)
                 return arr.reshape(span.shape[::-1]).T if span.order == "F" else arr.reshape(span.shape)
@@ -1010,7 +1035,7 @@ class _Walker:
             self.nested_count += 1
             if self.depth >= 8 or self.nested_count > self.limits.max_nested_pickles:
                 raise self.fatal("limit-nesting", LIMIT, i, "too many nested object-array pickles")
-            nested = _Walker(self.data, pos, self.policy, False, self.depth + 1)
+            nested = _Walker(self.data, pos, self.policy, False, self.depth + 1, self.filling)
             sub = nested.run(pos)
             self.trace.arrays.append(ArraySpan(i, pos, 0, dtype, shape, order, allow_mmap, sub))
             if sub.end < 0:
@@ -1034,6 +1059,10 @@ class _Walker:
         return array, pos + nbytes
 
 
+# Background reads (see _filling): every opcode with arguments shorter than _MARGIN finds them
+# read; the loop asks for _AHEAD more bytes at a time.
+_MARGIN = 64 * 1024
+_AHEAD = 256 * 1024
 _TEXT_OPS = frozenset({0x49, 0x4C, 0x46, 0x53, 0x56, 0x67, 0x70, 0x50})
 _TREE = "sklearn.tree._tree.Tree"
 # Calls whose arguments later checks read (dtype evaluation, raw bytes, Tree sizes).
@@ -1262,9 +1291,12 @@ def _wrapper_state(state: Any) -> tuple[str, tuple[int, ...], str, np.dtype[Any]
     return sub.name, shape, order, dtype, allow_mmap, align
 
 
-def walk(data: Buffer, policy: Policy, *, start: int = 0, joblib: bool = False) -> Trace:
-    """Walk one pickle stream starting at ``start``; trailing bytes are an issue."""
-    w = _Walker(data, start, policy, joblib, 0)
+def walk(data: Buffer, policy: Policy, *, start: int = 0, joblib: bool = False,
+         filling: Filling | None = None) -> Trace:
+    """Walk one pickle stream starting at ``start``; trailing bytes are an issue.
+
+    With ``filling``, ``data`` is still being read (see _filling): the walk waits for bytes it needs."""
+    w = _Walker(data, start, policy, joblib, 0, filling)
     trace = w.run(start)
     if trace.end >= 0 and trace.end != len(data):
         trace.issues.append(

@@ -48,60 +48,8 @@ def test_large_files_load_identically(big_models: tuple[list[object], np.ndarray
             np.testing.assert_array_equal(mapped.predict(probe), model.predict(probe))  # type: ignore[attr-defined]
 
 
-def test_big_files_are_read_in_two_halves_byte_exact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Files of 16 MiB and more are read by two threads; the result must be the file, byte for byte."""
-    from safeload import _containers
-    from safeload._policy import Limits
-
-    calls: list[int] = []
-    real = _containers._read_halves
-
-    def spy(fd: int, buf: object, size: int) -> int:
-        calls.append(size)
-        return real(fd, buf, size)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(_containers, "_usable_cores", lambda: 2)
-    monkeypatch.setattr(_containers, "_read_halves", spy)
-    data = np.random.RandomState(0).bytes((17 << 20) + 12345)  # odd size: the halves differ by a byte
-    path = tmp_path / "blob.bin"
-    path.write_bytes(data)
-    source = _containers.read_source(path, Limits())
-    assert calls == [len(data)]
-    assert len(source.data) == len(data) and source.data[:] == data
-
-
-def test_two_half_read_notices_a_file_that_grew(tmp_path: Path) -> None:
-    from safeload import _containers
-
-    data = np.random.RandomState(1).bytes(17 << 20)
-    path = tmp_path / "grown.bin"
-    path.write_bytes(data)
-    size = len(data) - 3  # what fstat said before the writer appended 3 bytes
-    buf = bytearray(size)
-    with open(path, "rb") as fh:
-        got = _containers._read_halves(fh.fileno(), buf, size)
-        extra = _containers.os.pread(fh.fileno(), 1, size)
-    assert got == size and bytes(buf) == data[:size]
-    assert extra == data[size:size + 1]  # read_source turns this into "changed size while it was being read"
-
-
-def test_big_joblib_model_loads_through_the_two_half_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from safeload import _containers
-
-    monkeypatch.setattr(_containers, "_usable_cores", lambda: 2)
-    X, y = make_classification(200, 10, random_state=0)
-    model = LogisticRegression(max_iter=50).fit(X, y)
-    model.coef_ = np.random.RandomState(2).rand(1, 2_500_000)  # 20 MB
-    model.n_features_in_ = 2_500_000
-    path = tmp_path / "wide.joblib"
-    joblib.dump(model, path)
-    assert path.stat().st_size >= _containers._PARALLEL_READ_BYTES
-    loaded = safeload.load(path)
-    np.testing.assert_array_equal(loaded.coef_, model.coef_)
-
-
 def test_scan_digest_of_a_big_file_is_the_file_sha256(tmp_path: Path) -> None:
-    """Above 4 MiB the digest is computed on a second thread while the walker runs."""
+    """Above 4 MiB the digest is computed on another thread while the walker runs; only on request."""
     import hashlib
 
     from safeload import _scan
@@ -111,9 +59,10 @@ def test_scan_digest_of_a_big_file_is_the_file_sha256(tmp_path: Path) -> None:
     path = tmp_path / "wide.pkl"
     path.write_bytes(pickle.dumps(model, 5))
     assert path.stat().st_size >= _scan._THREADED_DIGEST_BYTES
-    report = safeload.scan(path)
+    assert safeload.scan(path).sha256 == ""
+    report = safeload.scan(path, digest=True)
     assert report.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     broken = tmp_path / "broken.pkl"
     broken.write_bytes(path.read_bytes()[:-1])  # no STOP: an error report still carries the digest
-    report = safeload.scan(broken)
+    report = safeload.scan(broken, digest=True)
     assert report.verdict == "error" and report.sha256 == hashlib.sha256(broken.read_bytes()).hexdigest()

@@ -1,0 +1,263 @@
+"""Background reads: the walker may only look at bytes it waited for.
+
+Files of 4 MiB and more are judged while they are still being read (safeload/_filling.py).
+If the walker ever touched a byte past what it had asked for, it would judge bytes that
+are not the file's. The lockstep double below hands out exactly what is asked (plus a
+random little more) and fills everything past that with random garbage, so any such read
+changes the walk; every walk must equal the walk of the complete file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import random
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pytest
+import zoo
+from sklearn.datasets import make_classification
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.feature_extraction.text import CountVectorizer
+
+import safeload
+from safeload._analysis import analyse
+from safeload._containers import Format, sniff
+from safeload._errors import MalformedModelError
+from safeload._filling import Filling
+from safeload._load import effective_policy
+from safeload._walker import Trace, walk
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "malicious_samples"
+MANIFEST = json.loads((SAMPLES / "manifest.json").read_text())
+POLICY = effective_policy(None, ())
+
+
+class Lockstep:
+    """A Filling double: bytes arrive only when asked for; the rest of the buffer is garbage."""
+
+    #: Garbage that reads as plausible opcodes: vocabulary entries (SHORT_BINUNICODE, MEMOIZE,
+    #: BININT1), so a run matched past the boundary grows instead of stopping.
+    ENTRIES = b"\x8c\x01a\x94K\x01"
+
+    def __init__(self, real: bytes, seed: int) -> None:
+        self.real = real
+        self.size = len(real)
+        self.avail = 0
+        self.rng = random.Random(seed)
+        if seed % 3 == 0:
+            garbage = self.rng.randbytes(self.size)
+        elif seed % 3 == 1:
+            garbage = (self.ENTRIES * (self.size // len(self.ENTRIES) + 1))[:self.size]
+        else:
+            garbage = bytes(self.size)
+        self.buf = bytearray(garbage)
+
+    def wait(self, end: int) -> int:
+        end = min(end, self.size)
+        if end > self.avail:
+            new = min(self.size, end + self.rng.choice((0, 0, 0, 1, 3, 64)))
+            self.buf[self.avail:new] = self.real[self.avail:new]
+            self.avail = new
+        return self.avail
+
+    def finish(self) -> None:
+        self.wait(self.size)
+
+
+def _summary(trace: Trace) -> Any:
+    def one(t: Trace) -> Any:
+        return (
+            [(i.rule, i.severity, i.offset, i.message, i.names) for i in t.issues],
+            [(g.name, g.offset, g.allowed) for g in t.globals],
+            [(a.build_offset, a.data_offset, a.nbytes, str(a.dtype), a.shape,
+              one(a.nested) if a.nested is not None else None) for a in t.arrays],
+            t.end, t.opcodes, t.protocol,
+        )
+    return one(trace)
+
+
+def _assert_same_walks(real: bytes, label: str) -> None:
+    for joblib_mode in (True, False):
+        expected = _summary(walk(real, POLICY, joblib=joblib_mode))
+        for seed in range(3):
+            double = Lockstep(real, seed)
+            got = _summary(walk(double.buf, POLICY, joblib=joblib_mode, filling=double))  # type: ignore[arg-type]
+            assert got == expected, f"{label} (joblib={joblib_mode}, seed {seed}): the walk read unasked-for bytes"
+
+
+def _walked(data: bytes) -> bool:
+    try:
+        return sniff(data) is Format.PICKLE
+    except safeload.SafeloadError:
+        return False
+
+
+# Compressed, zip and npy inputs are read completely before anything looks at them.
+WALKED = [e for e in MANIFEST if _walked((SAMPLES / e["file"]).read_bytes())]
+
+
+@pytest.mark.parametrize("entry", WALKED, ids=[e["technique"] for e in WALKED])
+def test_malicious_walks_are_the_same_while_the_file_arrives(entry: dict[str, Any]) -> None:
+    _assert_same_walks((SAMPLES / entry["file"]).read_bytes(), entry["file"])
+
+
+def test_fuzz_reproducers_walk_the_same_while_the_file_arrives() -> None:
+    files = sorted((ROOT / "fuzz" / "crashes").rglob("*.bin"))
+    assert files
+    for path in files:
+        real = path.read_bytes()
+        if _walked(real):
+            _assert_same_walks(real, str(path.relative_to(ROOT)))
+
+
+@pytest.mark.parametrize("fmt", sorted({fmt for _, fmt in zoo.cases()
+                                        if fmt in zoo.PICKLE_FORMATS or fmt == "joblib"}))
+def test_zoo_walks_are_the_same_while_the_file_arrives(zoo_store: zoo.Zoo, fmt: str) -> None:
+    names = [name for name, f in zoo.cases() if f == fmt]
+    assert names
+    for name in names:
+        _assert_same_walks(zoo_store.path(name, fmt).read_bytes(), f"{name}.{fmt}")
+
+
+def test_text_protocol_lines_and_big_arguments_wait_for_their_bytes() -> None:
+    """Protocol 0 lines (GLOBAL, INT, STRING...) and long BINBYTES/BINUNICODE cross many refills."""
+    X, y = make_classification(300, 5, random_state=0)
+    forest = RandomForestClassifier(3, random_state=0).fit(X, y)
+    vec = CountVectorizer().fit(["alpha beta", "gamma delta epsilon"])
+    vec.vocabulary_ = {f"w{i}": i for i in range(30_000)}
+    blob = {"text": "é" * 200_000, "bytes": os.urandom(300_000), "line": "x" * 100_000}
+    for proto in (0, 1, 2, 4, 5):
+        for obj in (forest, vec, blob):
+            _assert_same_walks(pickle.dumps(obj, proto), f"{type(obj).__name__} protocol {proto}")
+    # One unbatched, unframed run of 60,000 vocabulary entries (~500 KB): longer than the walker's
+    # read-ahead margin, so the run regex itself must stop at the bytes that have arrived.
+    entries = b"".join(b"\x8c" + bytes([len(w)]) + w + b"\x94K" + bytes([i % 100])
+                       for i, w in enumerate(f"w{i:06d}".encode() for i in range(60_000)))
+    _assert_same_walks(b"\x80\x04}\x94(" + entries + b"u.", "one long run")
+
+
+def test_analysis_matches_on_a_joblib_file_with_object_arrays(tmp_path: Path) -> None:
+    X, y = make_classification(200, 4, random_state=0)
+    model = RandomForestClassifier(2, random_state=0).fit(X, y)
+    model.classes_ = np.array(["no", "yes"], dtype=object)  # an object array: a nested pickle
+    path = tmp_path / "m.joblib"
+    joblib.dump(model, path)
+    real = path.read_bytes()
+    expected = analyse(real, POLICY)
+    double = Lockstep(real, 7)
+    got = analyse(double.buf, POLICY, double)  # type: ignore[arg-type]
+    assert got.trace is not None and expected.trace is not None
+    assert _summary(got.trace) == _summary(expected.trace)
+    assert got.plain_view is not None and expected.plain_view is not None
+    assert _summary(got.plain_view) == _summary(expected.plain_view)
+
+
+# -- the real background reader -------------------------------------------------------------
+
+def _big_model() -> tuple[Any, np.ndarray]:
+    """A fitted model of ~5 MB (a wide coef_), above the background-read threshold."""
+    from sklearn.linear_model import LogisticRegression
+
+    width = 650_000
+    model = LogisticRegression().fit(*make_classification(50, 5, random_state=0))
+    model.coef_ = np.random.RandomState(0).rand(1, width)
+    model.n_features_in_ = width
+    return model, np.random.RandomState(1).rand(3, width)
+
+
+def _filling(path: Path, claimed: int, buf: bytearray | None = None) -> Filling:
+    return Filling(os.open(path, os.O_RDONLY), buf if buf is not None else bytearray(claimed), claimed, str(path))
+
+
+def test_filling_reads_the_file_exactly(tmp_path: Path) -> None:
+    data = os.urandom((3 << 20) + 17)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    buf = bytearray(len(data))
+    filling = _filling(path, len(data), buf)
+    assert filling.wait(10) >= 10
+    filling.finish()
+    assert filling.avail == len(data)
+    assert buf == data
+
+
+def test_cancel_stops_the_read_and_later_waits_fail(tmp_path: Path) -> None:
+    path = tmp_path / "c.bin"
+    path.write_bytes(os.urandom(8 << 20))
+    filling = _filling(path, 8 << 20)
+    filling.cancel()
+    with pytest.raises(MalformedModelError):
+        filling.finish()
+
+
+def test_filling_notices_a_file_that_shrank(tmp_path: Path) -> None:
+    path = tmp_path / "short.bin"
+    path.write_bytes(os.urandom(2 << 20))
+    filling = _filling(path, (2 << 20) + 5)  # fstat said 5 more bytes than the read finds
+    with pytest.raises(MalformedModelError, match="changed size"):
+        filling.wait((2 << 20) + 5)
+    with pytest.raises(MalformedModelError, match="changed size"):
+        filling.finish()
+
+
+def test_filling_notices_a_file_that_grew(tmp_path: Path) -> None:
+    path = tmp_path / "long.bin"
+    path.write_bytes(os.urandom(2 << 20))
+    filling = _filling(path, (2 << 20) - 1)
+    assert filling.wait((2 << 20) - 1) == (2 << 20) - 1  # every claimed byte is there...
+    with pytest.raises(MalformedModelError, match="changed size"):
+        filling.finish()  # ...but the file is longer than when it was measured
+
+
+def test_load_and_scan_of_a_big_file_that_changes_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file that grows after fstat: load refuses it, scan reports an error, neither says safe."""
+    from safeload import _containers
+
+    model, _ = _big_model()
+    path = tmp_path / "grows.joblib"
+    joblib.dump(model, path)
+    assert path.stat().st_size >= _containers._BACKGROUND_READ_BYTES
+    real_fstat = os.fstat
+
+    def short_fstat(fd: int) -> os.stat_result:
+        st = real_fstat(fd)
+        return os.stat_result((st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid, st.st_gid,
+                               st.st_size - 1, st.st_atime, st.st_mtime, st.st_ctime))
+
+    monkeypatch.setattr(_containers, "_usable_cores", lambda: 2)
+    monkeypatch.setattr(_containers.os, "fstat", short_fstat)
+    with pytest.raises(safeload.SafeloadError):
+        safeload.load(path)
+    report = safeload.scan(path)
+    assert report.verdict == "error", report
+
+
+def test_big_file_load_and_scan_use_the_background_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from safeload import _containers
+
+    started: list[int] = []
+    real_init = Filling.__init__
+
+    def spy(self: Filling, fd: int, buf: Any, size: int, path: str) -> None:
+        started.append(size)
+        real_init(self, fd, buf, size, path)
+
+    monkeypatch.setattr(_containers, "_usable_cores", lambda: 2)
+    monkeypatch.setattr(Filling, "__init__", spy)
+    model, X = _big_model()
+    path = tmp_path / "big.joblib"
+    joblib.dump(model, path)
+    loaded = safeload.load(path)
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    report = safeload.scan(path, digest=True)
+    assert report.safe
+    import hashlib
+
+    assert report.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert started == [path.stat().st_size] * 2
