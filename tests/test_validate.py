@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from safeload import _validate
 from safeload._errors import SafeloadError, UnsafeModelError
 from safeload._validate import REFUSED_TYPES, VALIDATED_TYPES, validate
 
@@ -900,3 +901,79 @@ def test_benign_zoo_passes(zoo_store: Any) -> None:
         except UnsafeModelError as exc:
             failures.append(f"{name}: {exc}")
     assert not failures, "\n".join(failures)
+
+
+class _TreeStub:
+    """The attributes _check_tree reads, around node arrays a test can corrupt freely."""
+
+    def __init__(self, tree: Any, nodes: np.ndarray, max_depth: int) -> None:
+        self.node_count = self.capacity = len(nodes)
+        self.n_features, self.n_outputs, self.max_n_classes = tree.n_features, tree.n_outputs, tree.max_n_classes
+        self.n_classes = tree.n_classes
+        self.max_depth = max_depth
+        self._state = {"nodes": nodes, "values": tree.__getstate__()["values"]}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self._state
+
+
+def _reference_tree_ok(nodes: np.ndarray, n_features: int, max_depth: int) -> bool:
+    """The rules of _check_tree, one node at a time in plain Python."""
+    n = len(nodes)
+    left, right = nodes["left_child"].tolist(), nodes["right_child"].tolist()
+    parents = [0] * n
+    for i in range(n):
+        if (left[i] == -1) != (right[i] == -1):
+            return False
+        if left[i] == -1:
+            continue
+        for c in (left[i], right[i]):
+            if not i < c < n:
+                return False
+            parents[c] += 1
+        if not 0 <= nodes["feature"][i] < n_features or nodes["missing_go_to_left"][i] > 1:
+            return False
+    if parents[0] != 0 or any(p != 1 for p in parents[1:]):
+        return False
+    depth = [0] * n
+    for i in range(n):  # parents come before children
+        if left[i] != -1:
+            depth[left[i]] = depth[right[i]] = depth[i] + 1
+    return max(depth) <= max_depth < n
+
+
+def test_tree_check_agrees_with_a_plain_python_reference(tree_clf: Any) -> None:
+    """Random corruptions of a real tree: _check_tree refuses exactly what the reference refuses."""
+    rng = np.random.RandomState(0)
+    tree = tree_clf.tree_
+    base = tree.__getstate__()["nodes"]
+    true_depth = int(tree.max_depth)
+    outcomes = {True: 0, False: 0}
+    for trial in range(400):
+        nodes = base.copy()
+        max_depth = true_depth
+        for _ in range(rng.randint(0, 3)):
+            kind = rng.randint(6)
+            i = int(rng.randint(len(nodes)))
+            if kind == 0:
+                nodes["left_child"][i] = rng.randint(-2, len(nodes) + 2)
+            elif kind == 1:
+                nodes["right_child"][i] = rng.randint(-2, len(nodes) + 2)
+            elif kind == 2:
+                nodes["feature"][i] = rng.randint(-2, tree.n_features + 2)
+            elif kind == 3:
+                nodes["missing_go_to_left"][i] = rng.randint(0, 3)
+            elif kind == 4:
+                max_depth = true_depth + rng.randint(-3, 4)
+            else:
+                j = int(rng.randint(len(nodes)))
+                nodes["right_child"][i], nodes["right_child"][j] = nodes["right_child"][j], nodes["right_child"][i]
+        expected = _reference_tree_ok(nodes, tree.n_features, max_depth)
+        try:
+            _validate._check_tree(_TreeStub(tree, nodes, max_depth), "tree")
+            got = True
+        except UnsafeModelError:
+            got = False
+        assert got == expected, f"trial {trial}: _check_tree says {got}, the reference {expected}"
+        outcomes[got] += 1
+    assert min(outcomes.values()) > 50, outcomes  # both verdicts were exercised
