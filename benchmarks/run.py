@@ -529,6 +529,9 @@ def contenders_for(inp: Input) -> list[Contender]:
                              core=False))
     out.append(Contender("safeload.load", lambda: safeload.load(p), loader=True, core=core))
     out.append(Contender("safeload.scan", lambda: safeload.scan(p), tool="safeload.scan", core=core))
+    # What the CLI runs: the same scan plus the report's sha256 (hashed on another thread).
+    out.append(Contender("safeload.scan(digest)", lambda: safeload.scan(p, digest=True), tool="safeload.scan",
+                         core=core))
     if inp.kind != "skops":
         out.append(Contender("picklescan", lambda: tool_call("picklescan", p), tool="picklescan", core=False))
     if inp.kind == "pickle":

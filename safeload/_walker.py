@@ -777,7 +777,7 @@ class _Walker:
         elif isinstance(target, Cont):
             target.count += _values(items) // 2
             room = _DICT_CAP - len(target.items)
-            if room > 0 and not any(type(x) is Run for x in items):
+            if room > 0 and Run not in map(type, items):
                 target.items.extend(zip(items[: 2 * room : 2], items[1 : 2 * room : 2], strict=True))
         elif not isinstance(target, Obj):
             raise self.fatal("bad-target", MALFORMED, i, f"SETITEM(S) on a {type(target).__name__}")
