@@ -261,3 +261,30 @@ def test_big_file_load_and_scan_use_the_background_read(tmp_path: Path, monkeypa
 
     assert report.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert started == [path.stat().st_size] * 2
+
+
+def test_mutated_files_walk_the_same_while_they_arrive(zoo_store: zoo.Zoo) -> None:
+    """Broken input exercises the truncation and length paths: the walks must still be identical."""
+    rng = random.Random(11)
+    sources = [zoo_store.path(name, fmt).read_bytes() for name, fmt in zoo.cases()
+               if fmt in ("joblib", "pickle-p0", "pickle-p2", "pickle-p5") and name in (
+                   "LogisticRegression", "x_random_state_object_forest", "x_column_transformer_df_pipeline",
+                   "CountVectorizer", "HistGradientBoostingClassifier", "KNeighborsClassifier")]
+    assert len(sources) >= 12
+    for k in range(250):
+        data = bytearray(rng.choice(sources))
+        for _ in range(rng.randint(1, 4)):
+            how = rng.randrange(4)
+            at = rng.randrange(len(data))
+            if how == 0:
+                data[at] ^= 1 << rng.randrange(8)
+            elif how == 1:
+                del data[at:]
+                data += b"." if rng.random() < 0.5 else b""
+            elif how == 2:
+                data[at:at] = bytes([rng.choice((0x58, 0x42, 0x8D, 0x8E, 0x96, 0x95, 0x49, 0x63, 0x8C))]) + \
+                    rng.randbytes(rng.randrange(1, 9))
+            else:
+                data[at:at + 4] = rng.randbytes(4)
+        if data and _walked(bytes(data)):
+            _assert_same_walks(bytes(data), f"mutant {k}")
