@@ -83,7 +83,7 @@ def analyse(data: Buffer, policy: Policy, filling: Filling | None = None) -> Ana
     if fmt is Format.JOBLIB_ZF:
         raise UnsafeModelError(
             "legacy joblib 'ZF' container (joblib < 0.10): joblib reads it with an unrestricted unpickler "
-            "and side files; re-save the model with a current joblib")
+            "and side files; re-save the model with a current joblib", rule="joblib-legacy")
     if fmt is Format.ZIP:
         result = audit(data, policy)
         return Analysis("skops", None, data, skops=result)

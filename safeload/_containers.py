@@ -216,7 +216,8 @@ def decompress(fmt: Format, data: Buffer, limits: Limits) -> bytearray:
                 break
             if fmt is Format.ZLIB:
                 raise UnsafeModelError(
-                    f"{len(unused)} bytes follow the {fmt.value} stream (a second stream or appended data)")
+                    f"{len(unused)} bytes follow the {fmt.value} stream (a second stream or appended data)",
+                    rule="trailing-data")
             pending = unused
     except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError, RuntimeError) as exc:
         raise MalformedModelError(f"corrupt {fmt.value} stream: {exc}") from None

@@ -26,8 +26,9 @@ class UnsafeModelError(SafeloadError, pickle.UnpicklingError):
     """The file asks for something the policy does not allow.
 
     ``names`` holds the offending fully-qualified globals (may be empty when the
-    violation is a construct, e.g. a persistent id or a BUILD on a class), and
-    ``path`` the object path inside the model for structural violations.
+    violation is a construct, e.g. a persistent id or a BUILD on a class),
+    ``path`` the object path inside the model for structural violations, and
+    ``rule`` the report rule id (see ``safeload._report.RULES``) a scan files it under.
     """
 
     def __init__(
@@ -37,10 +38,12 @@ class UnsafeModelError(SafeloadError, pickle.UnpicklingError):
         names: Iterable[str] = (),
         source: str | None = None,
         path: str | None = None,
+        rule: str = "disallowed-global",
     ) -> None:
         self.names: tuple[str, ...] = tuple(names)
         self.source = source
         self.path = path
+        self.rule = rule
         super().__init__(message)
 
 

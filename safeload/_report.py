@@ -95,6 +95,9 @@ RULES: dict[str, tuple[str, str]] = {
     "limit": ("Resource limit exceeded", "The input exceeds a configured resource limit."),
     "malformed": ("Malformed input", "The input is truncated or corrupt; a loader would fail on it."),
     "unsupported": ("Unsupported container", "safeload.load does not accept this container."),
+    "skops-state": ("Unsafe skops archive state",
+                    "A skops member does not have the shape its type's native code reads without checks, or the "
+                    "archive names a member twice."),
     "skops-untrusted": ("skops type not in the allowlist", "The skops schema names a type outside the allowlist."),
     "fickling": ("fickling analysis", "fickling's overt-malice analysis flagged this stream (advisory)."),
     "dtype-state": ("Invalid numpy dtype state",

@@ -166,9 +166,7 @@ def _verdict_for(exc: SafeloadError) -> str:
 
 def _finding_for(exc: SafeloadError, member: str | None = None) -> Finding:
     if isinstance(exc, UnsafeModelError):
-        rule = "joblib-legacy" if "legacy joblib" in str(exc) else "trailing-data" if "follow the" in str(exc) \
-            else "disallowed-global"
-        return Finding(rule, "high", str(exc), exc.names, Location(None, member))
+        return Finding(exc.rule, "high", str(exc), exc.names, Location(None, member))
     if isinstance(exc, LimitExceededError):
         return Finding("limit", "medium", str(exc), (), Location(None, member))
     if isinstance(exc, MalformedModelError):

@@ -100,17 +100,17 @@ def _check_states(schema: Any, zf: zipfile.ZipFile) -> None:
         if name in STATE_LENGTHS:
             items = content.get("content") if isinstance(content, dict) else None
             if not isinstance(items, list) or len(items) != STATE_LENGTHS[name]:
-                raise UnsafeModelError(f"skops {name} state must be a {STATE_LENGTHS[name]}-tuple")
+                raise UnsafeModelError(f"skops {name} state must be a {STATE_LENGTHS[name]}-tuple", rule="skops-state")
         if name == "sklearn.tree._tree.Tree":
             fields = content.get("content") if isinstance(content, dict) else None
             if not isinstance(fields, dict):
-                raise UnsafeModelError("skops Tree state is not a dict")
+                raise UnsafeModelError("skops Tree state is not a dict", rule="skops-state")
             for key, ndim, names in (("nodes", 1, _NODE_FIELDS), ("values", 3, None)):
                 member = fields.get(key)
                 header = _npy_header(zf, member.get("file")) if isinstance(member, dict) else None
                 if header is None or len(header[1]) != ndim or (names and _field_names(header[0]) != names) \
                         or (not names and header[0] != np.dtype("<f8")):
-                    raise UnsafeModelError(f"skops Tree {key} array has the wrong dtype or shape")
+                    raise UnsafeModelError(f"skops Tree {key} array has the wrong dtype or shape", rule="skops-state")
         stack.extend(v for v in node.values() if isinstance(v, (dict, list)))
 
 
@@ -195,7 +195,8 @@ def audit(data: Buffer, policy: Policy) -> SkopsAudit:
         raise MalformedModelError(f"unreadable schema.json: {exc}") from None
     names = [i.filename for i in zf.infolist()]
     if len(set(names)) != len(names):
-        raise UnsafeModelError("zip archive has two members with the same name (readers disagree on which is read)")
+        raise UnsafeModelError("zip archive has two members with the same name (readers disagree on which is read)",
+                               rule="skops-state")
     files: list[str] = []
     pairs = list(_walk(schema, files, set()))
     _check_members(zf, files)
@@ -223,5 +224,5 @@ def load_skops(data: Buffer, policy: Policy, source: str | None = None,
         return sio.load(io.BytesIO(bytes(data)), trusted=trusted)
     except Exception as exc:  # noqa: BLE001 - skops raises many types; none may escape as-is
         if type(exc).__name__ == "UntrustedTypesFoundException":
-            raise UnsafeModelError(f"skops refused types: {exc}") from None
+            raise UnsafeModelError(f"skops refused types: {exc}", rule="skops-untrusted") from None
         raise MalformedModelError(f"skops could not load the archive: {type(exc).__name__}: {exc}") from None

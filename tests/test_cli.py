@@ -491,3 +491,24 @@ def test_python_dash_m(tree: Path) -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr == "safeload: error: no such file or directory: missing.pkl\n"
+
+
+def test_container_level_refusals_carry_their_rule(tmp_path: Path) -> None:
+    """Refusals raised before the walker (containers, skops archives) are filed under their own rule."""
+    import zipfile
+    import zlib
+
+    import safeload
+
+    appended = tmp_path / "appended.joblib"
+    appended.write_bytes(zlib.compress(pickle.dumps([1, 2, 3])) + b"extra bytes")
+    legacy = tmp_path / "legacy.joblib"
+    legacy.write_bytes(b"ZF0x00000010" + zlib.compress(pickle.dumps([1])))
+    dup = tmp_path / "dup.skops"
+    with zipfile.ZipFile(dup, "w") as zf, pytest.warns(UserWarning, match="Duplicate name"):
+        zf.writestr("schema.json", "{}")
+        zf.writestr("a.npy", b"1")
+        zf.writestr("a.npy", b"2")
+    rules = {p.name: [f.rule for f in safeload.scan(p).findings] for p in (appended, legacy, dup)}
+    assert rules == {"appended.joblib": ["trailing-data"], "legacy.joblib": ["joblib-legacy"],
+                     "dup.skops": ["skops-state"]}, rules
