@@ -848,6 +848,9 @@ class _Walker:
                     dt.hasobject and len(args) > 1 and _raw_bytes(args[1]) is not None):
                 self.issue("guard", UNSAFE, i,
                            "object-dtype scalar from raw bytes (read as pointers) or wrapping a class refused")
+        elif guard == "pyx_unpickle_seedsequence":
+            if not args or not isinstance(args[0], G) or args[0].name != "numpy.random.bit_generator.SeedSequence":
+                self.issue("guard", UNSAFE, i, "SeedSequence unpickle helper called for another class")
         elif guard == "pyx_unpickle":
             expected = name.rpartition("__pyx_unpickle_")[2]
             if not args or not isinstance(args[0], G) or not args[0].name.endswith("." + expected):

@@ -24,15 +24,19 @@ _CHILD = textwrap.dedent(
     for path in sys.argv[1:]:
         print("replaying", path, flush=True)
         data = open(path, "rb").read()
+        error = None
         try:
             safeload.loads(data)
             loaded = True
-        except safeload.SafeloadError:
+        except safeload.SafeloadError as exc:
             loaded = False
+            error = exc
         report = safeload.scan(data)
-        if report.safe and not loaded:
-            # Allowed only for refusals a static scan cannot foresee (construction / validation).
-            pass
+        if report.safe and isinstance(error, safeload.UnsafeModelError) and error.path is None:
+            # scan may miss only what it cannot foresee: a constructor failing, or structural
+            # validation of a built object (UnsafeModelError with .path). A policy refusal is a bug.
+            print("DISAGREE", path, "scan safe, load refused:", error, flush=True)
+            sys.exit(4)
         if loaded and not report.safe:
             print("DISAGREE", path, report.verdict, flush=True)
             sys.exit(3)

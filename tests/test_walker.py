@@ -122,3 +122,17 @@ def test_numpy_arrays_all_protocols() -> None:
         for a, b in zip(arrays[:3], out[:3], strict=True):
             np.testing.assert_array_equal(a, b)
         assert out[4].mask.tolist() == [False, True, False]
+
+
+def test_every_runtime_guard_has_a_static_mirror() -> None:
+    """A guard the walker does not mirror lets scan say safe where load refuses (found by fuzzing:
+    the SeedSequence unpickle helper called for another class)."""
+    import inspect
+
+    from safeload._guards import GUARDS, _passthrough
+    from safeload._walker import _Walker
+
+    source = inspect.getsource(_Walker.check_guard)
+    checked = [gid for gid, make in GUARDS.items() if make is not _passthrough]
+    missing = [gid for gid in checked if f'"{gid}"' not in source]
+    assert not missing, f"runtime guards without a static mirror in _Walker.check_guard: {missing}"
