@@ -167,18 +167,15 @@ def _check_links(
     internal: _IntArray,
     path: str,
     field_suffix: Callable[[str, int], str],
-    max_depth: int | None = None,
-) -> int:
+) -> _IntArray:
     """Children point forward, in range, and every non-root node has one parent.
 
     ``child > parent`` holds for every tree scikit-learn builds and rules out
     cycles; with exactly one parent per node every node is reached once from
-    the root. Returns the depth of the tree (pointer jumping: O(n log depth),
-    vectorised, no per-node loop). A forest has a hundred of these, so the
-    good case is a few whole-array reductions; a bad tree goes to
-    ``_links_failure``, which finds the first bad node for the message.
-    ``max_depth`` (the depth the tree claims) only saves the per-round test:
-    the result is the true depth either way.
+    the root. Returns each node's parent (the root is its own), for the depth
+    checks below. A forest has a hundred of these, so the good case is a few
+    whole-array reductions; a bad tree goes to ``_links_failure``, which finds
+    the first bad node for the message.
     """
     n = left.size
     m = internal.size
@@ -192,22 +189,44 @@ def _check_links(
     seen[rc] = True
     if 2 * m != n - 1 or int(np.count_nonzero(seen)) != n - 1:
         _links_failure(left, right, internal, path, field_suffix)
-    anc = np.zeros(n, dtype=np.intp)  # a tree rooted at 0 (the root is its own ancestor)
-    anc[lc] = internal
-    anc[rc] = internal
-    depth = np.ones(n, dtype=np.intp)
+    parent = np.zeros(n, dtype=np.intp)  # a tree rooted at 0 (the root is its own parent)
+    parent[lc] = internal
+    parent[rc] = internal
+    return parent
+
+
+def _tree_depth(parent: _IntArray) -> int:
+    """Exact depth by pointer jumping: after k rounds anc[i] is the 2**k-th ancestor (or the root)."""
+    anc = parent
+    depth = np.ones(parent.size, dtype=np.intp)
     depth[0] = 0
-    # After k rounds anc[i] is the 2**k-th ancestor (or the root) and depth[i] the distance to it.
-    rounds = max(int(max_depth), 1).bit_length() if max_depth is not None and 0 <= max_depth < n else 0
-    for _ in range(rounds):
-        depth += depth.take(anc)
-        anc = anc.take(anc)
     for _ in range(64):
         if not anc.any():
             break
         depth += depth.take(anc)
         anc = anc.take(anc)
     return int(depth.max())
+
+
+def _depth_at_most(parent: _IntArray, leaves: _IntArray, bound: int) -> bool:
+    """Is every leaf at most ``bound`` levels deep?  The bound-th ancestor of each leaf must be the root.
+
+    Binary powers of the parent map: log2(bound) squarings of the whole map, and one step
+    per set bit of ``bound`` applied to the leaves only; about half the work of computing
+    every node's exact depth, which only a failing tree needs (for its message).
+    """
+    if bound <= 0:
+        return parent.size == 1
+    at = parent.take(leaves)  # one level up
+    rest = bound - 1
+    power = parent
+    while rest:
+        if rest & 1:
+            at = power.take(at)
+        rest >>= 1
+        if rest:
+            power = power.take(power)
+    return not at.any()
 
 
 def _links_failure(
@@ -304,7 +323,7 @@ def _check_tree(tree: Any, path: str) -> None:
         return f".children_{side}[{i}]"
 
     max_depth = _int(tree.max_depth, path, ".max_depth")
-    depth = _check_links(left, right, internal, path, suffix, max_depth)
+    parent = _check_links(left, right, internal, path, suffix)
 
     feature = np.array(nodes["feature"], dtype=np.intp).take(internal)  # copy, then take: 5x a strided gather
     if feature.size and (int(feature.min()) < 0 or int(feature.max()) >= n_features):
@@ -321,7 +340,8 @@ def _check_tree(tree: Any, path: str) -> None:
         i = int(internal[_first(mgl > 1)])
         _fail(path, f".missing_go_to_left[{i}]", "must be 0 or 1")
 
-    if not depth <= max_depth < node_count:
+    if not (0 <= max_depth < node_count and _depth_at_most(parent, np.flatnonzero(leaf), max_depth)):
+        depth = _tree_depth(parent)
         _fail(
             path,
             ".max_depth",
