@@ -184,14 +184,13 @@ def _check_links(
     if m and (int((lc - internal).min()) < 1 or int((rc - internal).min()) < 1
               or max(int(lc.max()), int(rc.max())) >= n):
         _links_failure(left, right, internal, path, field_suffix)
-    seen = np.zeros(n, dtype=np.bool_)
-    seen[lc] = True
-    seen[rc] = True
-    if 2 * m != n - 1 or int(np.count_nonzero(seen)) != n - 1:
-        _links_failure(left, right, internal, path, field_suffix)
-    parent = np.zeros(n, dtype=np.intp)  # a tree rooted at 0 (the root is its own parent)
+    parent = np.full(n, -1, dtype=np.intp)
     parent[lc] = internal
     parent[rc] = internal
+    # n - 1 children, all in [1, n), every one of 1..n-1 reached: each has exactly one parent.
+    if 2 * m != n - 1 or (n > 1 and int(parent[1:].min()) < 0):
+        _links_failure(left, right, internal, path, field_suffix)
+    parent[0] = 0  # a tree rooted at 0 (the root is its own parent)
     return parent
 
 
