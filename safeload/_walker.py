@@ -206,13 +206,18 @@ class Run:
 
 
 def _entry_pattern() -> re.Pattern[bytes]:
-    # No 0x94 byte anywhere but in the MEMOIZE itself, so counting 0x94 counts entries.
+    # No 0x94 byte anywhere but in the MEMOIZE itself, so counting 0x94 counts entries...
     lengths = b"|".join(re.escape(bytes([ln])) + (b"[^\\x94]{%d}" % ln) for ln in range(256) if ln != 0x94)
-    entry = b"\\x8c(?:" + lengths + b")\\x94(?:K[^\\x94]|M[^\\x94]{2}|J[^\\x94]{4})"
+    head = b"\\x8c(?:" + lengths + b")\\x94"
+    entry = head + b"(?:K[^\\x94]|M[^\\x94]{2}|J[^\\x94]{4})"
     # Possessive (3.11+): an entry never needs to be given back, so the engine keeps no
     # backtracking state per entry (~30% faster on a 500,000-word vocabulary).
     possessive = b"+" if sys.version_info >= (3, 11) else b""
-    return re.compile(b"(?:" + entry + b"){8,}" + possessive, re.DOTALL)
+    # ...except in one last entry, ``tail``, whose integer may contain 0x94 (values such as 148
+    # or 0x94xx, one in ~100 of a big vocabulary's): it ends the run instead of breaking it,
+    # and is counted on its own.
+    tail = b"(?P<tail>" + head + b"(?:K.|M.{2}|J.{4}))?"
+    return re.compile(b"(?:" + entry + b"){8,}" + possessive + tail, re.DOTALL)
 
 
 _RUN = _entry_pattern()
@@ -416,7 +421,8 @@ class _Walker:
                     m = run_match(data, i, fend if fend < avail else avail)
                     if m is not None:
                         j = m.end()
-                        count = data[i:j].count(b"\x94")
+                        tail = m.start("tail")
+                        count = data[i:j].count(b"\x94") if tail < 0 else data[i:tail].count(b"\x94") + 1
                         ops += 3 * count - 1  # the real opcode count, however the run was split
                         run = Run(i, j, count)
                         lazy.append((len(memo) + lazy_total, run))

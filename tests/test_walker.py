@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pickle
 import struct
+from typing import Any
 
 import numpy as np
 import pytest
@@ -136,3 +137,39 @@ def test_every_runtime_guard_has_a_static_mirror() -> None:
     checked = [gid for gid, make in GUARDS.items() if make is not _passthrough]
     missing = [gid for gid in checked if f'"{gid}"' not in source]
     assert not missing, f"runtime guards without a static mirror in _Walker.check_guard: {missing}"
+
+
+def _trace_key(trace: Any) -> Any:
+    return ([(i.rule, i.offset, i.message) for i in trace.issues], [(g.name, g.offset) for g in trace.globals],
+            trace.end, trace.opcodes)
+
+
+def test_runs_walk_exactly_like_single_opcodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run fast path (with its tail entry) must not change a walk: same memo indices, issues, globals,
+    end and opcode count as the opcode-by-opcode walk, including integers that contain the MEMOIZE byte."""
+    import random
+    import re
+
+    from safeload import _walker
+
+    rng = random.Random(5)
+    cases = []
+    for _ in range(60):
+        size = rng.choice((9, 20, 300, 3000))
+        values = [rng.choice((0x94, 0x94 * 256 + 1, 0x1294, 0x94949494 - 2**32, rng.randrange(0, 2**31)))
+                  if rng.random() < 0.2 else rng.randrange(0, 70000) for _ in range(size)]
+        vocab = {f"w{i}_{rng.randrange(10**6)}" + ("é" if i % 7 == 0 else ""): v for i, v in enumerate(values)}
+        data = pickle.dumps(vocab, rng.choice((2, 3, 4, 5)))
+        cases.append(data)
+        # Memo references into runs: STACK_GLOBAL from memoized run strings (refused either way).
+        names = list(vocab)
+        proto4 = pickle.dumps(vocab, 4)[:-1]  # drop STOP, then push two memoized strings and resolve them
+        cases.append(proto4 + b"h\x03h\x05\x93\x94" + b"0" + b".")
+        cases.append(proto4 + b"j" + (len(names) // 2).to_bytes(4, "little") + b"0.")
+    never = re.compile(b"(?!)")
+    for data in cases:
+        with_runs = _trace_key(walk(data, Policy.default()))
+        monkeypatch.setattr(_walker, "_RUN", never)
+        without = _trace_key(walk(data, Policy.default()))
+        monkeypatch.undo()
+        assert with_runs == without
