@@ -205,22 +205,26 @@ class Run:
         self.count = count
 
 
-def _entry_pattern() -> re.Pattern[bytes]:
-    # No 0x94 byte anywhere but in the MEMOIZE itself, so counting 0x94 counts entries...
+def _entry_head() -> bytes:
+    """SHORT_BINUNICODE (no 0x94 in the text: counting 0x94 counts entries) then MEMOIZE."""
     lengths = b"|".join(re.escape(bytes([ln])) + (b"[^\\x94]{%d}" % ln) for ln in range(256) if ln != 0x94)
-    head = b"\\x8c(?:" + lengths + b")\\x94"
-    entry = head + b"(?:K[^\\x94]|M[^\\x94]{2}|J[^\\x94]{4})"
-    # Possessive (3.11+): an entry never needs to be given back, so the engine keeps no
-    # backtracking state per entry (~30% faster on a 500,000-word vocabulary).
-    possessive = b"+" if sys.version_info >= (3, 11) else b""
-    # ...except in one last entry, ``tail``, whose integer may contain 0x94 (values such as 148
-    # or 0x94xx, one in ~100 of a big vocabulary's): it ends the run instead of breaking it,
-    # and is counted on its own.
-    tail = b"(?P<tail>" + head + b"(?:K.|M.{2}|J.{4}))?"
-    return re.compile(b"(?:" + entry + b"){8,}" + possessive + tail, re.DOTALL)
+    return b"\\x8c(?:" + lengths + b")\\x94"
 
 
-_RUN = _entry_pattern()
+_HEAD = _entry_head()
+_CLEAN_INT = b"(?:K[^\\x94]|M[^\\x94]{2}|J[^\\x94]{4})"  # BININT1/2/BININT without a 0x94 byte
+_ANY_INT = b"(?:K.|M.{2}|J.{4})"
+# Possessive (3.11+): an entry never needs to be given back, so the engine keeps no
+# backtracking state per entry (~30% faster on a 500,000-word vocabulary).
+_POSSESSIVE = b"+" if sys.version_info >= (3, 11) else b""
+# A run of clean entries is counted by its 0x94 bytes (one MEMOIZE each). ``tail`` takes one
+# more entry whose integer may contain 0x94 (values such as 148 or 0x94xx): it ends the run
+# instead of breaking it, and is counted on its own.
+_RUN = re.compile(b"(?:" + _HEAD + _CLEAN_INT + b"){8,}" + _POSSESSIVE
+                  + b"(?P<tail>" + _HEAD + _ANY_INT + b")?", re.DOTALL)
+# Where such integers come in a row (0x9400..0x94ff), a run of any entries, counted by findall.
+_ANY_ENTRY = re.compile(_HEAD + _ANY_INT, re.DOTALL)
+_ANY_RUN = re.compile(b"(?:" + _HEAD + _ANY_INT + b"){8,}" + _POSSESSIVE, re.DOTALL)
 
 
 def _expand(data: Any, run: Run) -> tuple[list[Any], list[str]]:
@@ -326,6 +330,8 @@ class _Walker:
         lazy_total = 0
         use_runs = True
         run_match = _RUN.match
+        any_run_match = _ANY_RUN.match
+        any_entries = _ANY_ENTRY.findall
         proto = 0
         big = n + 1
         fend = big  # end of the current frame; ``big`` when outside a frame
@@ -418,11 +424,18 @@ class _Walker:
             # ---- hot data opcodes first: a push, a bounds check, nothing else ------------
             if op == 0x8C:  # SHORT_BINUNICODE
                 if use_runs:
-                    m = run_match(data, i, fend if fend < avail else avail)
+                    end = fend if fend < avail else avail
+                    m = run_match(data, i, end)
                     if m is not None:
                         j = m.end()
                         tail = m.start("tail")
                         count = data[i:j].count(b"\x94") if tail < 0 else data[i:tail].count(b"\x94") + 1
+                    else:  # integers containing 0x94 in a row (e.g. 0x9400..0x94ff): count entry by entry
+                        m = any_run_match(data, i, end)
+                        if m is not None:
+                            j = m.end()
+                            count = len(any_entries(data, i, j))
+                    if m is not None:
                         ops += 3 * count - 1  # the real opcode count, however the run was split
                         run = Run(i, j, count)
                         lazy.append((len(memo) + lazy_total, run))

@@ -158,6 +158,9 @@ def test_runs_walk_exactly_like_single_opcodes(monkeypatch: pytest.MonkeyPatch) 
         size = rng.choice((9, 20, 300, 3000))
         values = [rng.choice((0x94, 0x94 * 256 + 1, 0x1294, 0x94949494 - 2**32, rng.randrange(0, 2**31)))
                   if rng.random() < 0.2 else rng.randrange(0, 70000) for _ in range(size)]
+        if size >= 300 and rng.random() < 0.5:  # a block of integers whose high byte is 0x94
+            start = rng.randrange(size - 260)
+            values[start:start + 256] = range(0x9400, 0x9500)
         vocab = {f"w{i}_{rng.randrange(10**6)}" + ("é" if i % 7 == 0 else ""): v for i, v in enumerate(values)}
         data = pickle.dumps(vocab, rng.choice((2, 3, 4, 5)))
         cases.append(data)
@@ -170,6 +173,7 @@ def test_runs_walk_exactly_like_single_opcodes(monkeypatch: pytest.MonkeyPatch) 
     for data in cases:
         with_runs = _trace_key(walk(data, Policy.default()))
         monkeypatch.setattr(_walker, "_RUN", never)
+        monkeypatch.setattr(_walker, "_ANY_RUN", never)
         without = _trace_key(walk(data, Policy.default()))
         monkeypatch.undo()
         assert with_runs == without
