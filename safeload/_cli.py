@@ -523,7 +523,7 @@ def _crash_report(path: str, what: str) -> ScanReport:
     except OSError:
         pass
     return ScanReport(path, "unknown", Verdict.ERROR,
-                      (Finding("internal-error", "medium", f"safeload failed on this file: {what}"),), (), size, "")
+                      (Finding("internal-error", "medium", f"safeload failed on this file: {what}"),), (), size)
 
 
 class _Progress:

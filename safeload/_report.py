@@ -48,7 +48,7 @@ class ScanReport:
     findings: tuple[Finding, ...]
     globals: tuple[GlobalVerdict, ...]
     size: int
-    sha256: str
+    sha256: str = ""  # only when asked for: scan(..., digest=True); the CLI always asks
 
     @property
     def safe(self) -> bool:

@@ -48,7 +48,7 @@ def scan(file: Any, *, allow: Iterable[str] | Mapping[str, str] = (), policy: Po
         source = read_source(file, pol.limits)
     except SafeloadError as exc:
         return ScanReport(str(file), "unknown", Verdict.ERROR,
-                          (Finding("malformed", "medium", str(exc)),), (), 0, "")
+                          (Finding("malformed", "medium", str(exc)),), (), 0)
     try:
         return _scan_data(source.data, pol, source.name, explain, digest, source.filling)
     finally:
@@ -70,7 +70,7 @@ def _scan_data(data: Buffer, policy: Policy, name: str, explain: bool, digest: b
     except Exception as exc:  # noqa: BLE001 - a scan reports; it never raises on content
         message = str(exc) if isinstance(exc, SafeloadError) else f"cannot analyse: {type(exc).__name__}: {exc}"
         report = ScanReport(name, "unknown", Verdict.ERROR, (Finding("malformed", "medium", message),),
-                            (), len(data), "")
+                            (), len(data))
     return dataclasses.replace(report, sha256=hasher.hexdigest()) if hasher is not None else report
 
 
@@ -118,7 +118,6 @@ class _Digest:
 
 def _scan_bytes(data: Buffer, policy: Policy, name: str, explain: bool, filling: Filling | None) -> ScanReport:
     """The report without its sha256 (``_scan_data`` adds it)."""
-    digest = ""
     size = len(data)
     if filling is not None:
         filling.wait(8)
@@ -126,24 +125,24 @@ def _scan_bytes(data: Buffer, policy: Policy, name: str, explain: bool, filling:
         fmt = sniff(data)
     except SafeloadError as exc:
         return ScanReport(name, "empty", Verdict.NOT_A_MODEL, (Finding("not-a-model", "info", str(exc)),),
-                          (), size, digest)
+                          (), size)
     if filling is not None and fmt is not Format.PICKLE:
         filling.finish()  # only the opcode walk reads a file while it arrives
     if fmt is Format.UNKNOWN:
         return ScanReport(name, "unknown", Verdict.NOT_A_MODEL,
                           (Finding("not-a-model", "info", "not a pickle, joblib, skops, zip or numpy file"),),
-                          (), size, digest)
+                          (), size)
     if fmt is Format.ZIP and not _is_skops(data):
-        return _scan_zip(data, policy, name, size, digest)
+        return _scan_zip(data, policy, name, size)
     if fmt is Format.NPY:
         fmt_name, findings, globs = _scan_npy(data, policy, None)
-        return _report(name, fmt_name, findings, globs, size, digest, container=True)
+        return _report(name, fmt_name, findings, globs, size, container=True)
     try:
         analysis = analyse(data, policy, filling)
         if filling is not None:
             filling.finish()
     except SafeloadError as exc:
-        return ScanReport(name, _fmt_name(fmt), _verdict_for(exc), (_finding_for(exc),), (), size, digest)
+        return ScanReport(name, _fmt_name(fmt), _verdict_for(exc), (_finding_for(exc),), (), size)
     findings = _analysis_findings(analysis)
     globs = _globals(analysis.trace.all_globals() if analysis.trace else [], policy)
     fmt_name = analysis.format + (f"+{analysis.compression}" if analysis.compression else "")
@@ -153,7 +152,7 @@ def _scan_bytes(data: Buffer, policy: Policy, name: str, explain: bool, filling:
     # fickling is slow on big streams: decompile automatically only small unsafe ones.
     if explain or (any(f.severity == "high" for f in findings) and len(analysis.stream) <= _AUTO_EXPLAIN_BYTES):
         findings = _with_fickling(analysis, findings)
-    return _report(name, fmt_name, findings, globs, size, digest)
+    return _report(name, fmt_name, findings, globs, size)
 
 
 def _fmt_name(fmt: Format) -> str:
@@ -201,7 +200,7 @@ def _globals(refs: Iterable[Any], policy: Policy, member: str | None = None) -> 
 
 
 def _report(name: str, fmt: str, findings: list[Finding], globs: tuple[GlobalVerdict, ...], size: int,
-            digest: str, container: bool = False) -> ScanReport:
+            container: bool = False) -> ScanReport:
     real = [f for f in findings if f.severity != "info"]
     if any(f.severity == "high" for f in real):
         verdict = Verdict.UNSAFE
@@ -213,7 +212,7 @@ def _report(name: str, fmt: str, findings: list[Finding], globs: tuple[GlobalVer
                                        f"{fmt} container: its pickles look clean, but safeload.load does not load it")]
     else:
         verdict = Verdict.SAFE
-    return ScanReport(name, fmt, verdict, tuple(findings), globs, size, digest)
+    return ScanReport(name, fmt, verdict, tuple(findings), globs, size)
 
 
 def _is_skops(data: Buffer) -> bool:
@@ -230,7 +229,7 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
         return fh.read(_MAX_MEMBER)
 
 
-def _scan_zip(data: Buffer, policy: Policy, name: str, size: int, digest: str) -> ScanReport:
+def _scan_zip(data: Buffer, policy: Policy, name: str, size: int) -> ScanReport:
     findings: list[Finding] = []
     globs: list[GlobalVerdict] = []
     try:
@@ -238,10 +237,10 @@ def _scan_zip(data: Buffer, policy: Policy, name: str, size: int, digest: str) -
         infos = zf.infolist()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         return ScanReport(name, "zip", Verdict.ERROR, (Finding("malformed", "medium", f"corrupt zip: {exc}"),),
-                          (), size, digest)
+                          (), size)
     if len(infos) > policy.limits.max_zip_members:
         return ScanReport(name, "zip", Verdict.ERROR,
-                          (Finding("limit", "medium", f"zip has {len(infos)} members"),), (), size, digest)
+                          (Finding("limit", "medium", f"zip has {len(infos)} members"),), (), size)
     kind = "zip"
     for info in infos:
         if info.is_dir():
@@ -268,7 +267,7 @@ def _scan_zip(data: Buffer, policy: Policy, name: str, size: int, digest: str) -
         globs.extend(_globals(trace.all_globals(), policy, info.filename))
         if info.filename.endswith("data.pkl"):
             kind = "torch-zip"
-    return _report(name, kind, findings, tuple(globs), size, digest, container=True)
+    return _report(name, kind, findings, tuple(globs), size, container=True)
 
 
 def _scan_npy(data: Buffer, policy: Policy, member: str | None
