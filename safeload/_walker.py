@@ -42,6 +42,11 @@ from safeload._guards import (
 )
 from safeload._policy import Limits, Policy
 
+try:
+    from safeload import _speedups
+except ImportError:  # installed without a C compiler: the regular expressions below do the same job, slower
+    _speedups = None  # type: ignore[assignment]
+
 __all__ = ["ArraySpan", "GlobalRef", "Issue", "Trace", "walk"]
 
 UNSAFE = "unsafe"
@@ -191,7 +196,7 @@ OTHER = _Other()
 
 
 class Run:
-    """A run of >= 8 (SHORT_BINUNICODE, MEMOIZE, BININT*) entries matched in one regex step.
+    """A run of >= 8 (SHORT_BINUNICODE, MEMOIZE, BININT*) entries delimited in one step (_match_run).
 
     It stands for 2*count stack values (key, value, key, value...) and ``count`` memo
     entries; it is expanded into real values only if an opcode looks inside it.
@@ -206,11 +211,16 @@ class Run:
 
 
 def _entry_head() -> bytes:
-    """SHORT_BINUNICODE (no 0x94 in the text: counting 0x94 counts entries) then MEMOIZE."""
+    """SHORT_BINUNICODE (no 0x94 in the text: counting 0x94 counts entries) then MEMOIZE.
+
+    The regular expressions are the pure-Python path; safeload/_speedups.c, when built, counts
+    entries one by one instead and has no need to exclude 0x94.
+    """
     lengths = b"|".join(re.escape(bytes([ln])) + (b"[^\\x94]{%d}" % ln) for ln in range(256) if ln != 0x94)
     return b"\\x8c(?:" + lengths + b")\\x94"
 
 
+_MIN_RUN = 8  # shorter runs go opcode by opcode
 _HEAD = _entry_head()
 _CLEAN_INT = b"(?:K[^\\x94]|M[^\\x94]{2}|J[^\\x94]{4})"  # BININT1/2/BININT without a 0x94 byte
 _ANY_INT = b"(?:K.|M.{2}|J.{4})"
@@ -220,11 +230,35 @@ _POSSESSIVE = b"+" if sys.version_info >= (3, 11) else b""
 # A run of clean entries is counted by its 0x94 bytes (one MEMOIZE each). ``tail`` takes one
 # more entry whose integer may contain 0x94 (values such as 148 or 0x94xx): it ends the run
 # instead of breaking it, and is counted on its own.
-_RUN = re.compile(b"(?:" + _HEAD + _CLEAN_INT + b"){8,}" + _POSSESSIVE
+_RUN = re.compile(b"(?:" + _HEAD + _CLEAN_INT + b"){%d,}" % _MIN_RUN + _POSSESSIVE
                   + b"(?P<tail>" + _HEAD + _ANY_INT + b")?", re.DOTALL)
 # Where such integers come in a row (0x9400..0x94ff), a run of any entries, counted by findall.
 _ANY_ENTRY = re.compile(_HEAD + _ANY_INT, re.DOTALL)
-_ANY_RUN = re.compile(b"(?:" + _HEAD + _ANY_INT + b"){8,}" + _POSSESSIVE, re.DOTALL)
+_ANY_RUN = re.compile(b"(?:" + _HEAD + _ANY_INT + b"){%d,}" % _MIN_RUN + _POSSESSIVE, re.DOTALL)
+
+
+def _regex_run(data: Any, i: int, end: int) -> tuple[int, int]:
+    """(stop, count) of the run at ``i`` within ``end``, or (i, 0): the pure-Python path."""
+    m = _RUN.match(data, i, end)
+    if m is not None:
+        j = m.end()
+        tail = m.start("tail")
+        return j, (data[i:j].count(b"\x94") if tail < 0 else data[i:tail].count(b"\x94") + 1)
+    m = _ANY_RUN.match(data, i, end)  # integers containing 0x94 in a row (0x9400..0x94ff): count one by one
+    if m is not None:
+        j = m.end()
+        return j, len(_ANY_ENTRY.findall(data, i, j))
+    return i, 0
+
+
+def _compiled_run(data: Any, i: int, end: int) -> tuple[int, int]:
+    """The same, by safeload/_speedups.c: any entries (0x94 bytes included), counted one by one."""
+    j, count = _speedups.count_entries(data, i, end)
+    return (j, count) if count >= _MIN_RUN else (i, 0)
+
+
+#: Chosen once; tests swap it to hold both paths to the same walk.
+_match_run = _regex_run if _speedups is None else _compiled_run
 
 
 def _expand(data: Any, run: Run) -> tuple[list[Any], list[str]]:
@@ -329,9 +363,7 @@ class _Walker:
         lazy: list[tuple[int, Run]] = []  # (first memo index, run) not yet materialised
         lazy_total = 0
         use_runs = True
-        run_match = _RUN.match
-        any_run_match = _ANY_RUN.match
-        any_entries = _ANY_ENTRY.findall
+        match_run = _match_run
         proto = 0
         big = n + 1
         fend = big  # end of the current frame; ``big`` when outside a frame
@@ -424,18 +456,8 @@ class _Walker:
             # ---- hot data opcodes first: a push, a bounds check, nothing else ------------
             if op == 0x8C:  # SHORT_BINUNICODE
                 if use_runs:
-                    end = fend if fend < avail else avail
-                    m = run_match(data, i, end)
-                    if m is not None:
-                        j = m.end()
-                        tail = m.start("tail")
-                        count = data[i:j].count(b"\x94") if tail < 0 else data[i:tail].count(b"\x94") + 1
-                    else:  # integers containing 0x94 in a row (e.g. 0x9400..0x94ff): count entry by entry
-                        m = any_run_match(data, i, end)
-                        if m is not None:
-                            j = m.end()
-                            count = len(any_entries(data, i, j))
-                    if m is not None:
+                    j, count = match_run(data, i, fend if fend < avail else avail)
+                    if count:
                         ops += 3 * count - 1  # the real opcode count, however the run was split
                         run = Run(i, j, count)
                         lazy.append((len(memo) + lazy_total, run))

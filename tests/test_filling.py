@@ -25,6 +25,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.feature_extraction.text import CountVectorizer
 
 import safeload
+from safeload import _walker
 from safeload._analysis import analyse
 from safeload._containers import Format, sniff
 from safeload._errors import MalformedModelError
@@ -101,6 +102,10 @@ def _walked(data: bytes) -> bool:
 # Compressed, zip and npy inputs are read completely before anything looks at them.
 WALKED = [e for e in MANIFEST if _walked((SAMPLES / e["file"]).read_bytes())]
 
+# The vocabulary runs are delimited in C when safeload._speedups is built, by regular expressions
+# otherwise: both must stop at the bytes that have arrived.
+RUN_MODES = {"compiled": _walker._compiled_run, "regex": _walker._regex_run}
+
 
 @pytest.mark.parametrize("entry", WALKED, ids=[e["technique"] for e in WALKED])
 def test_malicious_walks_are_the_same_while_the_file_arrives(entry: dict[str, Any]) -> None:
@@ -125,8 +130,11 @@ def test_zoo_walks_are_the_same_while_the_file_arrives(zoo_store: zoo.Zoo, fmt: 
         _assert_same_walks(zoo_store.path(name, fmt).read_bytes(), f"{name}.{fmt}")
 
 
-def test_text_protocol_lines_and_big_arguments_wait_for_their_bytes() -> None:
+@pytest.mark.parametrize("run_mode", sorted(RUN_MODES))
+def test_text_protocol_lines_and_big_arguments_wait_for_their_bytes(
+        run_mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Protocol 0 lines (GLOBAL, INT, STRING...) and long BINBYTES/BINUNICODE cross many refills."""
+    monkeypatch.setattr(_walker, "_match_run", RUN_MODES[run_mode])
     X, y = make_classification(300, 5, random_state=0)
     forest = RandomForestClassifier(3, random_state=0).fit(X, y)
     vec = CountVectorizer().fit(["alpha beta", "gamma delta epsilon"])
@@ -136,10 +144,39 @@ def test_text_protocol_lines_and_big_arguments_wait_for_their_bytes() -> None:
         for obj in (forest, vec, blob):
             _assert_same_walks(pickle.dumps(obj, proto), f"{type(obj).__name__} protocol {proto}")
     # One unbatched, unframed run of 60,000 vocabulary entries (~500 KB): longer than the walker's
-    # read-ahead margin, so the run regex itself must stop at the bytes that have arrived.
+    # read-ahead margin, so the run matcher itself must stop at the bytes that have arrived.
     entries = b"".join(b"\x8c" + bytes([len(w)]) + w + b"\x94K" + bytes([i % 100])
                        for i, w in enumerate(f"w{i:06d}".encode() for i in range(60_000)))
     _assert_same_walks(b"\x80\x04}\x94(" + entries + b"u.", "one long run")
+
+
+class Aligned(Lockstep):
+    """Bytes arrive in whole vocabulary entries, and what has not arrived yet reads as more entries:
+    a run matcher that looks one byte past what arrived grows the run, and the walk changes."""
+
+    def __init__(self, real: bytes, first: int, width: int) -> None:
+        super().__init__(real, 1)
+        self.first, self.width = first, width
+
+    def wait(self, end: int) -> int:
+        end = min(end, self.size)
+        if end > self.avail:
+            over = (end - self.first) % self.width
+            new = min(self.size, end + (self.width - over if over else 0))
+            self.buf[self.avail:new] = self.real[self.avail:new]
+            self.avail = new
+            self.buf[new:] = (self.ENTRIES * ((self.size - new) // len(self.ENTRIES) + 1))[:self.size - new]
+        return self.avail
+
+
+@pytest.mark.parametrize("run_mode", sorted(RUN_MODES))
+def test_a_run_stops_at_the_bytes_that_have_arrived(run_mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_walker, "_match_run", RUN_MODES[run_mode])
+    entries = b"".join(b"\x8c\x07" + f"w{i:06d}".encode() + b"\x94K" + bytes([i % 100]) for i in range(60_000))
+    real = b"\x80\x04}\x94(" + entries + b"u."
+    expected = _summary(walk(real, POLICY))
+    double = Aligned(real, first=5, width=12)
+    assert _summary(walk(double.buf, POLICY, filling=double)) == expected  # type: ignore[arg-type]
 
 
 def test_analysis_matches_on_a_joblib_file_with_object_arrays(tmp_path: Path) -> None:
@@ -263,8 +300,11 @@ def test_big_file_load_and_scan_use_the_background_read(tmp_path: Path, monkeypa
     assert started == [path.stat().st_size] * 2
 
 
-def test_mutated_files_walk_the_same_while_they_arrive(zoo_store: zoo.Zoo) -> None:
+@pytest.mark.parametrize("run_mode", sorted(RUN_MODES))
+def test_mutated_files_walk_the_same_while_they_arrive(
+        zoo_store: zoo.Zoo, run_mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Broken input exercises the truncation and length paths: the walks must still be identical."""
+    monkeypatch.setattr(_walker, "_match_run", RUN_MODES[run_mode])
     rng = random.Random(11)
     sources = [zoo_store.path(name, fmt).read_bytes() for name, fmt in zoo.cases()
                if fmt in ("joblib", "pickle-p0", "pickle-p2", "pickle-p5") and name in (

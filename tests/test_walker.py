@@ -144,11 +144,15 @@ def _trace_key(trace: Any) -> Any:
             trace.end, trace.opcodes)
 
 
+def _no_runs(data: Any, i: int, end: int) -> tuple[int, int]:
+    return i, 0
+
+
 def test_runs_walk_exactly_like_single_opcodes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The run fast path (with its tail entry) must not change a walk: same memo indices, issues, globals,
-    end and opcode count as the opcode-by-opcode walk, including integers that contain the MEMOIZE byte."""
+    """The run fast paths (compiled, and the regular expressions with their tail entry) must not change a
+    walk: same memo indices, issues, globals, end and opcode count as the opcode-by-opcode walk, including
+    integers and texts that contain the MEMOIZE byte."""
     import random
-    import re
 
     from safeload import _walker
 
@@ -161,7 +165,10 @@ def test_runs_walk_exactly_like_single_opcodes(monkeypatch: pytest.MonkeyPatch) 
         if size >= 300 and rng.random() < 0.5:  # a block of integers whose high byte is 0x94
             start = rng.randrange(size - 260)
             values[start:start + 256] = range(0x9400, 0x9500)
-        vocab = {f"w{i}_{rng.randrange(10**6)}" + ("é" if i % 7 == 0 else ""): v for i, v in enumerate(values)}
+        # "\u0514" is d4 94 in UTF-8, and 148-byte words have 0x94 as their length byte
+        extra = ("é", "\u0514", "x" * 146, "") if rng.random() < 0.5 else ("é",)
+        vocab = {f"w{i}_{rng.randrange(10**6)}" + (rng.choice(extra) if i % 7 == 0 else ""): v
+                 for i, v in enumerate(values)}
         data = pickle.dumps(vocab, rng.choice((2, 3, 4, 5)))
         cases.append(data)
         # Memo references into runs: STACK_GLOBAL from memoized run strings (refused either way).
@@ -169,11 +176,27 @@ def test_runs_walk_exactly_like_single_opcodes(monkeypatch: pytest.MonkeyPatch) 
         proto4 = pickle.dumps(vocab, 4)[:-1]  # drop STOP, then push two memoized strings and resolve them
         cases.append(proto4 + b"h\x03h\x05\x93\x94" + b"0" + b".")
         cases.append(proto4 + b"j" + (len(names) // 2).to_bytes(4, "little") + b"0.")
-    never = re.compile(b"(?!)")
+        cut = rng.randrange(len(data) // 2, len(data))  # a run that ends in a truncated entry
+        cases.append(data[:cut])
+    assert _walker._speedups is not None, "safeload._speedups was not built: pip install -e . with a C compiler"
+    modes = {"compiled": _walker._compiled_run, "regex": _walker._regex_run, "none": _no_runs}
+    runs_taken = dict.fromkeys(modes, 0)
     for data in cases:
-        with_runs = _trace_key(walk(data, Policy.default()))
-        monkeypatch.setattr(_walker, "_RUN", never)
-        monkeypatch.setattr(_walker, "_ANY_RUN", never)
-        without = _trace_key(walk(data, Policy.default()))
+        keys = {}
+        for mode, match_run in modes.items():
+            counting = _counting(match_run, runs_taken, mode)
+            monkeypatch.setattr(_walker, "_match_run", counting)
+            keys[mode] = _trace_key(walk(data, Policy.default()))
         monkeypatch.undo()
-        assert with_runs == without
+        assert keys["compiled"] == keys["none"]
+        assert keys["regex"] == keys["none"]
+    assert runs_taken["compiled"] > 100 and runs_taken["regex"] > 100  # the fast paths were really taken
+
+
+def _counting(match_run: Any, taken: dict[str, int], mode: str) -> Any:
+    def run(data: Any, i: int, end: int) -> tuple[int, int]:
+        j, count = match_run(data, i, end)
+        taken[mode] += count > 0
+        return j, count
+
+    return run

@@ -1,0 +1,82 @@
+/*
+ * safeload._speedups: the one loop the opcode walker cannot afford in Python.
+ *
+ * A vectorizer's vocabulary pickles as hundreds of thousands of entries
+ *     SHORT_BINUNICODE <len> <text> MEMOIZE (BININT1 <1> | BININT2 <2> | BININT <4>)
+ * and the walker must know exactly where such a run ends and how many entries
+ * (memo slots) it holds before the C unpickler may see it.  safeload/_walker.py
+ * does the same with a regular expression when this module is not built;
+ * tests/test_speedups.py holds the two to the same answers.
+ *
+ * The function only reads: data[start:end] (end clamped to the buffer), one
+ * byte at a time, every index checked against end before it is read.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#define SHORT_BINUNICODE 0x8c
+#define MEMOIZE 0x94
+#define BININT1 0x4b
+#define BININT2 0x4d
+#define BININT 0x4a
+
+PyDoc_STRVAR(count_entries_doc,
+"count_entries(data, start, end, /) -> (stop, count)\n\n"
+"Whole vocabulary entries from data[start:] that end at or before end: data[start:stop]\n"
+"holds exactly count of them (stop == start and count == 0 when there is none).");
+
+static PyObject *
+count_entries(PyObject *module, PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t start, end;
+    if (!PyArg_ParseTuple(args, "y*nn:count_entries", &view, &start, &end)) {
+        return NULL;
+    }
+    if (end > view.len) {
+        end = view.len;
+    }
+    Py_ssize_t i = start;
+    Py_ssize_t count = 0;
+    if (start >= 0 && start <= end) {
+        const unsigned char *p = (const unsigned char *)view.buf;
+        for (;;) {
+            /* here start <= i <= end */
+            if (end - i < 2 || p[i] != SHORT_BINUNICODE) {
+                break;
+            }
+            Py_ssize_t memo = i + 2 + p[i + 1];  /* the MEMOIZE byte after the text */
+            if (end - memo < 2 || p[memo] != MEMOIZE) {
+                break;
+            }
+            unsigned char op = p[memo + 1];
+            Py_ssize_t width = op == BININT1 ? 1 : (op == BININT2 ? 2 : (op == BININT ? 4 : -1));
+            if (width < 0 || end - (memo + 2) < width) {
+                break;
+            }
+            i = memo + 2 + width;
+            count++;
+        }
+    }
+    PyBuffer_Release(&view);
+    return Py_BuildValue("nn", i, count);
+}
+
+static PyMethodDef speedups_methods[] = {
+    {"count_entries", count_entries, METH_VARARGS, count_entries_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT,
+    "safeload._speedups",
+    "Compiled helper for the opcode walker's hot loop (optional; see _walker.py).",
+    -1,
+    speedups_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    return PyModule_Create(&speedups_module);
+}
