@@ -104,6 +104,15 @@ def versions() -> dict[str, str]:
     return out
 
 
+def _walker_runs() -> str:
+    """Which run matcher the walker uses: the compiled helper needs ``pip install`` (with a C compiler)."""
+    from safeload import _walker
+
+    if _walker._speedups is not None:
+        return "compiled (safeload._speedups)"
+    return "pure Python (safeload._speedups not built: pip install -e . with a C compiler)"
+
+
 def machine() -> dict[str, Any]:
     """Platform, CPU model, cores, load and library versions."""
     cpu = "unknown"
@@ -127,6 +136,7 @@ def machine() -> dict[str, Any]:
         "memory_gb": round(mem_gb, 1),
         "loadavg_start": list(os.getloadavg()),
         "safeload_commit": commit,
+        "walker_runs": _walker_runs(),
         "versions": versions(),
     }
 
@@ -917,7 +927,7 @@ def render(report: dict[str, Any]) -> str:
         f"at end {m.get('loadavg_end', [0])[0]:.2f}",
         f"versions: Python {v['python']} | numpy {v['numpy']} | scikit-learn {v['sklearn']} | joblib {v['joblib']} "
         f"| scipy {v['scipy']} | skops {v['skops']} | fickling {v['fickling']} | picklescan {v['picklescan']} "
-        f"| safeload {v['safeload']} ({m['safeload_commit']})",
+        f"| safeload {v['safeload']} ({m['safeload_commit']}) | walker runs: {m.get('walker_runs', '?')}",
         f"rounds: {cfg['rounds']} interleaved (peers capped at ~{cfg['budget']:.0f} s per file); wall seconds: median "
         "[min-max]; ratio = median of per-round ratios to the first row (baseline); cpu = same on process CPU time",
         "",

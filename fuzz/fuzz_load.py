@@ -128,12 +128,16 @@ def _fit_models() -> dict[str, Any]:
             "knn": KNeighborsClassifier(algorithm="kd_tree", n_neighbors=3).fit(x, y),
             "svc": make_pipeline(StandardScaler(), SVC()).fit(x, y),
             "vectorizer": CountVectorizer().fit(docs),
+            # 300 words: long vocabulary runs for the walker's run matcher, with 0x94 bytes in the
+            # text ("\u0514" is d4 94 in UTF-8) and in the integers (column 148).
+            "vocabulary": CountVectorizer().fit(
+                [" ".join(f"w{i}{'ԕԔ'[i % 2] * (i % 3)}" for i in range(k, 300, 7)) for k in range(7)]),
         }
 
 
 def _probe(model: str) -> Any:
     """Input for ``predict``/``transform`` of a (mutated) model."""
-    if model == "vectorizer":
+    if model in ("vectorizer", "vocabulary"):
         return ["the cat ran", "zebra"]
     return np.random.RandomState(1).normal(size=(6, 4))
 
