@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import bz2
+import contextlib
 import enum
 import lzma
 import mmap
@@ -69,12 +70,22 @@ def _writable_buffer(size: int) -> bytearray | mmap.mmap:
     """Private, writable memory for the file's bytes.
 
     ``bytearray(size)`` zero-fills every page before the read fills it again; an anonymous
-    mapping gets its pages as the read touches them (and is never shared with the file, so
-    what was checked cannot change underneath).
+    mapping gets its pages as the read touches them. It is private: never shared with the
+    file (what was checked cannot change underneath) nor with a forked child (arrays of a
+    loaded joblib model are views of it, and must behave like joblib.load's own arrays).
     """
     if size < 1 << 20:
         return bytearray(size)
-    return mmap.mmap(-1, size)
+    if not hasattr(mmap, "MAP_PRIVATE"):  # Windows
+        return mmap.mmap(-1, size)
+    # Private, not the default MAP_SHARED: shared anonymous memory is shmem, whose page faults
+    # cost more and which gets no transparent huge pages. Private + MADV_HUGEPAGE (what numpy
+    # asks for its arrays) reads 100 MB in ~34 ms instead of ~75 ms on the development machine.
+    buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if hasattr(mmap, "MADV_HUGEPAGE"):
+        with contextlib.suppress(OSError):  # a kernel without transparent huge pages
+            buf.madvise(mmap.MADV_HUGEPAGE)
+    return buf
 
 
 #: Files this big are read on a helper thread while the walker works (see _filling).

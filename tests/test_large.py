@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import pickle
 from pathlib import Path
 
@@ -66,3 +67,33 @@ def test_scan_digest_of_a_big_file_is_the_file_sha256(tmp_path: Path) -> None:
     broken.write_bytes(path.read_bytes()[:-1])  # no STOP: an error report still carries the digest
     report = safeload.scan(broken, digest=True)
     assert report.verdict == "error" and report.sha256 == hashlib.sha256(broken.read_bytes()).hexdigest()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork (POSIX)")
+def test_arrays_viewing_the_buffer_are_private_to_the_process(tmp_path: Path) -> None:
+    """Big arrays are views of the read buffer. Like joblib.load's arrays, they must not be shared with a
+    forked worker: a child writing to the model must not change the parent's (a MAP_SHARED buffer would)."""
+    import os
+
+    model = LogisticRegression().fit(*make_classification(50, 5, random_state=0))
+    model.coef_ = np.random.RandomState(4).rand(1, 300_000)  # 2.4 MB: read into an anonymous mapping
+    path = tmp_path / "wide.joblib"
+    joblib.dump(model, path)  # raw joblib: the array is cut out of the buffer, not copied
+    loaded = safeload.load(path)
+    coef = loaded.coef_
+    assert isinstance(_root_base(coef), mmap.mmap)  # else this test proves nothing
+    before = float(coef[0, 7])
+    pid = os.fork()
+    if pid == 0:  # the child writes, then leaves without running any cleanup
+        coef[0, 7] = -1.0
+        os._exit(0 if coef[0, 7] == -1.0 else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert coef[0, 7] == before
+
+
+def _root_base(array: np.ndarray) -> object:
+    base: object = array
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    return base.obj if isinstance(base, memoryview) else base
