@@ -5,8 +5,10 @@
  *     SHORT_BINUNICODE <len> <text> MEMOIZE (BININT1 <1> | BININT2 <2> | BININT <4>)
  * and the walker must know exactly where such a run ends and how many entries
  * (memo slots) it holds before the C unpickler may see it.  safeload/_walker.py
- * does the same with a regular expression when this module is not built;
- * tests/test_speedups.py holds the two to the same answers.
+ * does the same with regular expressions when this module is not built.
+ * tests/test_speedups.py holds this function to a plain-Python reading of the
+ * same rule; tests/test_walker.py and tests/test_filling.py hold the compiled,
+ * regex and opcode-by-opcode walks to the same result.
  *
  * The function only reads: data[start:end] (end clamped to the buffer), one
  * byte at a time, every index checked against end before it is read.
