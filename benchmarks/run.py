@@ -1037,6 +1037,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     budget = args.budget or (15.0 if args.quick else 30.0)
     start = time.perf_counter()
     info = machine()
+    if not info["walker_runs"].startswith("compiled"):
+        log("WARNING: safeload._speedups is not built, so the walker uses its pure-Python run matcher and the "
+            "vocabulary pickle load will miss its target; run `pip install -e .` (needs a C compiler) first")
     manifest = ensure_inputs(args.data, args.rebuild)
     build_seconds = time.perf_counter() - start
     files = inputs_from(args.data, manifest)
