@@ -1027,6 +1027,33 @@ def section2() -> list[Sample]:
             error="LimitExceededError",
         )
     )
+    # numpy fills an object array from the state's list without checking its length
+    out.append(
+        Sample(
+            "s2_numpy_object_list_short.pkl",
+            "numpy-object-array-short-list",
+            "2",
+            "ndarray BUILD (1, (64,), dtype('O'), False, [1, 2, 3]): numpy copies 64 items out of "
+            "a 3-item list, i.e. reads (and increfs) pointers past its end; crashes plain pickle.",
+            pk(np_array((64,), obj_dtype, [1, 2, 3])),
+            "pickle",
+            CRASH,
+        )
+    )
+    masked = call(sglob("numpy.ma.core", "_mareconstruct"), Raw(sglob("numpy.ma.core", "MaskedArray")),
+                  Raw(sglob("numpy", "ndarray")), (0,), b"b")
+    out.append(
+        Sample(
+            "s2_numpy_masked_object_list_short.pkl",
+            "numpy-masked-array-short-list",
+            "2",
+            "The same through MaskedArray.__setstate__ (7-field state), which hands ndarray.__setstate__ "
+            "the first fields: a 3-item list for 64 object elements.",
+            pk(masked + tup(1, (64,), Raw(obj_dtype), False, [1, 2, 3], b"\0" * 64, None) + BUILD),
+            "pickle",
+            CRASH,
+        )
+    )
     out.append(
         Sample(
             "s2_sklearn_tree_out_of_bounds.pkl",

@@ -69,6 +69,7 @@ _LEGACY_WRAPPERS = frozenset(
 _PLAIN_BASES = frozenset(f"builtins.{t.__name__}" for t in PLAIN_BASES)
 _ARRAY_TYPES = frozenset({"numpy.ndarray", "numpy.matrix", "numpy.ma.core.MaskedArray", "numpy.ma.MaskedArray"})
 _RECONSTRUCT = frozenset({"numpy._core.multiarray._reconstruct", "numpy.core.multiarray._reconstruct"})
+_MARECONSTRUCT = "numpy.ma.core._mareconstruct"
 _DICT_CAP = 64
 
 
@@ -971,6 +972,8 @@ class _Walker:
         target.state = state
         if target.callee in _RECONSTRUCT:
             self.check_array_state(i, state)
+        elif target.callee == _MARECONSTRUCT:
+            self.check_array_state(i, state, masked=True)
         elif target.callee == _TREE:
             self.check_tree(i, target, state)
         elif target.callee in _STATE_LENGTHS and not (isinstance(state, tuple)
@@ -1043,20 +1046,54 @@ class _Walker:
             return None
         return None
 
-    def check_array_state(self, i: int, state: Any) -> None:
-        if not (isinstance(state, tuple) and len(state) == 5):
+    def check_array_state(self, i: int, state: Any, masked: bool = False) -> None:
+        """What ndarray.__setstate__ will meet (MaskedArray's passes it the first fields of its own)."""
+        if not isinstance(state, tuple):
             return
-        count = _elements(state[1])
-        raw = state[4]
+        if masked:  # (version, shape, dtype, is_fortran, raw, mask, fill_value)
+            if len(state) != 7:
+                return
+            shape, dtype, raw = state[1], state[2], state[4]
+        elif len(state) == 5:  # (version, shape, dtype, is_fortran, raw)
+            shape, dtype, raw = state[1], state[2], state[4]
+        elif len(state) == 4:  # the version-0 form numpy still accepts
+            shape, dtype, raw = state[0], state[1], state[3]
+        else:
+            return
+        count = _elements(shape)
         data = _raw_bytes(raw)  # bytes, or protocol 0-2 bytes spelled as _codecs.encode(str, 'latin1')
         have = len(data) if data is not None else (
             len(raw) if isinstance(raw, str) else (raw.count if isinstance(raw, Cont) else None))
         if count is None:
             self.issue("guard", UNSAFE, i, "ndarray state with a non-integer shape")
-        elif count > MAX_PLACEHOLDER_ELEMENTS and (have is None or count > have):
+            return
+        if count > MAX_PLACEHOLDER_ELEMENTS and (have is None or count > have):
             # numpy sizes the array from the shape before it looks at the data
             self.issue("limit-array", LIMIT, i,
                        f"ndarray state claims {count} elements but carries only {have} bytes/items")
+            return
+        self.check_object_items(i, count, dtype, raw)
+
+    def check_object_items(self, i: int, count: int, dtype: Any, raw: Any) -> None:
+        """An object array is filled from a list: numpy copies ``count`` items out of it without
+        checking its length, so a shorter list makes it read (and keep) pointers past the end."""
+        if _raw_bytes(raw) is not None or raw is None or isinstance(raw, (str, int, float)):
+            return  # numpy checks the byte count itself, or refuses a non-list with a TypeError
+        if isinstance(raw, Cont) and raw.kind != "list":
+            return  # a dict or a set: not a list, a TypeError
+        try:
+            dt = concrete(dtype)
+        except Exception:  # noqa: BLE001 - an unevaluable dtype is judged by the list alone
+            dt = None
+        if isinstance(dt, np.dtype) and not dt.hasobject:
+            return  # numpy wants bytes for this dtype and refuses a list
+        if isinstance(raw, Cont):
+            if raw.count < count:
+                self.issue("guard", UNSAFE, i, f"object array state lists {raw.count} items for {count} "
+                           "elements: numpy would read pointers past the end of the list")
+            return
+        self.issue("guard", UNSAFE, i, "object array state whose item list is not a list literal: "
+                   "its length cannot be checked before numpy reads it")
 
     # -- joblib arrays -----------------------------------------------------------------
     def joblib_array(self, i: int, state: Any) -> tuple[Obj, int]:
