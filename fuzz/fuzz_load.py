@@ -108,7 +108,7 @@ def _fit_models() -> dict[str, Any]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
     from sklearn.svm import SVC
     from sklearn.tree import DecisionTreeClassifier
 
@@ -132,6 +132,9 @@ def _fit_models() -> dict[str, Any]:
             # text ("\u0514" is d4 94 in UTF-8) and in the integers (column 148).
             "vocabulary": CountVectorizer().fit(
                 [" ".join(f"w{i}{'ԕԔ'[i % 2] * (i % 3)}" for i in range(k, 300, 7)) for k in range(7)]),
+            # object arrays (categories_): numpy fills them from a list in the state
+            "onehot": OneHotEncoder(handle_unknown="ignore").fit(
+                np.array([["a", 1], ["b", 2], ["c", 1], ["a", 3]], dtype=object)),
         }
 
 
@@ -139,6 +142,8 @@ def _probe(model: str) -> Any:
     """Input for ``predict``/``transform`` of a (mutated) model."""
     if model in ("vectorizer", "vocabulary"):
         return ["the cat ran", "zebra"]
+    if model == "onehot":
+        return np.array([["a", 1], ["z", 3]], dtype=object)
     return np.random.RandomState(1).normal(size=(6, 4))
 
 

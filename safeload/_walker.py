@@ -1050,12 +1050,13 @@ class _Walker:
         """What ndarray.__setstate__ will meet (MaskedArray's passes it the first fields of its own)."""
         if not isinstance(state, tuple):
             return
-        if masked:  # (version, shape, dtype, is_fortran, raw, mask, fill_value)
+        version: Any = 1
+        if masked:  # (version, shape, dtype, is_fortran, raw, mask, fill_value); it ignores its version
             if len(state) != 7:
                 return
             shape, dtype, raw = state[1], state[2], state[4]
         elif len(state) == 5:  # (version, shape, dtype, is_fortran, raw)
-            shape, dtype, raw = state[1], state[2], state[4]
+            version, shape, dtype, raw = state[0], state[1], state[2], state[4]
         elif len(state) == 4:  # the version-0 form numpy still accepts
             shape, dtype, raw = state[0], state[1], state[3]
         else:
@@ -1072,19 +1073,33 @@ class _Walker:
             self.issue("limit-array", LIMIT, i,
                        f"ndarray state claims {count} elements but carries only {have} bytes/items")
             return
-        self.check_object_items(i, count, dtype, raw)
+        try:
+            dt = concrete(dtype)
+        except Exception:  # noqa: BLE001 - an unevaluable dtype: only the checks that need none apply
+            dt = None
+        self.check_object_items(i, count, dt, raw)
+        if not isinstance(dt, np.dtype) or dt.hasobject:
+            return
+        # numpy's own refusals, mirrored so that scan reports what load will meet
+        if type(version) is int and version not in (0, 1):
+            self.issue("array-state", MALFORMED, i, f"numpy cannot read version {version} of an ndarray pickle")
+        elif isinstance(raw, str) and not all(ord(c) < 256 for c in raw):
+            self.issue("array-state", MALFORMED, i, "ndarray data is a str that is not latin-1")
+        elif isinstance(raw, str) or data is not None:
+            size = len(raw) if isinstance(raw, str) else len(data)  # type: ignore[arg-type]
+            if size != count * dt.itemsize:
+                self.issue("array-state", MALFORMED, i, f"ndarray data holds {size} bytes for {count} elements "
+                           f"of {dt.itemsize} bytes (numpy: buffer size does not match array size)")
+        elif raw is None or isinstance(raw, (int, float, Cont)):
+            self.issue("array-state", MALFORMED, i, "ndarray data must be bytes for a dtype without objects")
 
-    def check_object_items(self, i: int, count: int, dtype: Any, raw: Any) -> None:
+    def check_object_items(self, i: int, count: int, dt: Any, raw: Any) -> None:
         """An object array is filled from a list: numpy copies ``count`` items out of it without
         checking its length, so a shorter list makes it read (and keep) pointers past the end."""
         if _raw_bytes(raw) is not None or raw is None or isinstance(raw, (str, int, float)):
             return  # numpy checks the byte count itself, or refuses a non-list with a TypeError
         if isinstance(raw, Cont) and raw.kind != "list":
             return  # a dict or a set: not a list, a TypeError
-        try:
-            dt = concrete(dtype)
-        except Exception:  # noqa: BLE001 - an unevaluable dtype is judged by the list alone
-            dt = None
         if isinstance(dt, np.dtype) and not dt.hasobject:
             return  # numpy wants bytes for this dtype and refuses a list
         if isinstance(raw, Cont):
