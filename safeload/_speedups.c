@@ -22,14 +22,67 @@
 #define BININT2 0x4d
 #define BININT 0x4a
 
+/* Would CPython decode text[0:n] with "utf-8", "surrogatepass" (as the unpickler decodes
+   SHORT_BINUNICODE)?  Strict UTF-8, plus the encoded surrogates ED A0..BF 80..BF. */
+static int
+decodes(const unsigned char *text, Py_ssize_t n)
+{
+    Py_ssize_t k = 0;
+    while (k < n) {
+        unsigned char c = text[k];
+        if (c < 0x80) {
+            k++;
+            continue;
+        }
+        Py_ssize_t len;
+        unsigned char lo = 0x80, hi = 0xBF;  /* the range of the second byte */
+        if (c >= 0xC2 && c <= 0xDF) {
+            len = 2;
+        }
+        else if (c == 0xE0) {
+            len = 3;
+            lo = 0xA0;
+        }
+        else if (c >= 0xE1 && c <= 0xEF) {  /* ED A0..BF (surrogates) included: surrogatepass */
+            len = 3;
+        }
+        else if (c == 0xF0) {
+            len = 4;
+            lo = 0x90;
+        }
+        else if (c >= 0xF1 && c <= 0xF3) {
+            len = 4;
+        }
+        else if (c == 0xF4) {
+            len = 4;
+            hi = 0x8F;
+        }
+        else {
+            return 0;
+        }
+        if (n - k < len || text[k + 1] < lo || text[k + 1] > hi) {
+            return 0;
+        }
+        for (Py_ssize_t j = 2; j < len; j++) {
+            if ((text[k + j] & 0xC0) != 0x80) {
+                return 0;
+            }
+        }
+        k += len;
+    }
+    return 1;
+}
+
 PyDoc_STRVAR(count_entries_doc,
 "count_entries(data, start, end, /) -> (stop, count)\n\n"
-"Whole vocabulary entries from data[start:] that end at or before end: data[start:stop]\n"
-"holds exactly count of them (stop == start and count == 0 when there is none).");
+"Whole vocabulary entries from data[start:] that end at or before end and whose text\n"
+"decodes as the unpickler decodes it: data[start:stop] holds exactly count of them\n"
+"(stop == start and count == 0 when there is none).");
 
 static PyObject *
 count_entries(PyObject *module, PyObject *args)
 {
+    (void)module;
     Py_buffer view;
     Py_ssize_t start, end;
     if (!PyArg_ParseTuple(args, "y*nn:count_entries", &view, &start, &end)) {
@@ -56,6 +109,9 @@ count_entries(PyObject *module, PyObject *args)
             if (width < 0 || end - (memo + 2) < width) {
                 break;
             }
+            if (!decodes(p + i + 2, p[i + 1])) {
+                break;  /* left to the walker's opcode-by-opcode path, which reports it */
+            }
             i = memo + 2 + width;
             count++;
         }
@@ -75,6 +131,10 @@ static struct PyModuleDef speedups_module = {
     "Compiled helper for the opcode walker's hot loop (optional; see _walker.py).",
     -1,
     speedups_methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
 };
 
 PyMODINIT_FUNC

@@ -22,8 +22,17 @@ def _count(data: bytes | bytearray | memoryview | mmap.mmap, start: int, end: in
     return count_entries(data, start, end)
 
 
+def _decodes(text: bytes) -> bool:
+    try:
+        text.decode("utf-8", "surrogatepass")  # what the unpickler does with SHORT_BINUNICODE
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def reference(data: bytes, start: int, end: int) -> tuple[int, int]:
-    """SHORT_BINUNICODE <len> <text> MEMOIZE then BININT1 / BININT2 / BININT, entry by entry."""
+    """SHORT_BINUNICODE <len> <text> MEMOIZE then BININT1 / BININT2 / BININT, entry by entry,
+    up to the first entry whose text would not decode."""
     end = min(end, len(data))
     if start < 0 or start > end:
         return start, 0
@@ -35,7 +44,7 @@ def reference(data: bytes, start: int, end: int) -> tuple[int, int]:
         if memo + 2 > end or data[memo] != 0x94:
             return i, count
         width = _WIDTH.get(data[memo + 1])
-        if width is None or memo + 2 + width > end:
+        if width is None or memo + 2 + width > end or not _decodes(data[i + 2:memo]):
             return i, count
         i = memo + 2 + width
         count += 1
@@ -46,8 +55,15 @@ def entry(text: bytes, op: int, value: bytes) -> bytes:
 
 
 _WIDTH = {0x4B: 1, 0x4D: 2, 0x4A: 4}
-_ENTRY = st.tuples(st.binary(max_size=255), st.sampled_from(sorted(_WIDTH)), st.binary(min_size=4, max_size=4)).map(
-    lambda t: entry(t[0], t[1], t[2][: _WIDTH[t[1]]]))  # any text bytes, 0x94 and 0x8c included
+# Texts: any bytes (0x94 and 0x8c included, mostly not UTF-8), and real text of every plane,
+# lone surrogates included (the unpickler accepts those), sometimes cut mid-character.
+_TEXT = st.one_of(
+    st.binary(max_size=255),
+    st.text(st.characters(exclude_categories=()), max_size=80).map(
+        lambda t: t.encode("utf-8", "surrogatepass")[:255]),
+)
+_ENTRY = st.tuples(_TEXT, st.sampled_from(sorted(_WIDTH)), st.binary(min_size=4, max_size=4)).map(
+    lambda t: entry(t[0], t[1], t[2][: _WIDTH[t[1]]]))
 
 
 def test_the_extension_is_built_and_used() -> None:
@@ -76,8 +92,20 @@ def test_bounds_outside_the_buffer_read_nothing_past_it(start: int, end: int) ->
     assert _count(cut, start, end) == reference(cut, start, end)
 
 
+def test_a_text_that_would_not_decode_ends_the_run() -> None:
+    """The unpickler decodes with "utf-8", "surrogatepass": such an entry is left to the opcode-by-opcode
+    path, which reports it (a run would hide it from scan until load fails)."""
+    good = [b"abc", "é".encode(), "\U0001f600".encode(), "\ud800".encode("utf-8", "surrogatepass"), b""]
+    bad = [b"\x94", b"\xff", b"\xc0\x80", b"\xe0\x80\x80", b"\xf4\x90\x80\x80", "é".encode()[:1],
+           b"\xed\xa0", b"\xf0\x9f\x98"]
+    for text in good + bad:
+        data = entry(b"a", 0x4B, b"\x01") * 3 + entry(text, 0x4B, b"\x02") + entry(b"z", 0x4B, b"\x03")
+        assert _count(data, 0, len(data)) == reference(data, 0, len(data))
+        assert _count(data, 0, len(data))[1] == (5 if text in good else 3), text
+
+
 def test_every_buffer_kind_the_walker_hands_over() -> None:
-    data = entry(b"\x94\x94", 0x4D, b"\x94\x94") * 10 + b"."
+    data = entry("\u0514".encode(), 0x4D, b"\x94\x94") * 10 + b"."  # d4 94: the MEMOIZE byte inside the text
     expected = reference(data, 0, len(data))
     assert expected == (len(data) - 1, 10)
     with mmap.mmap(-1, len(data)) as mm:

@@ -252,3 +252,25 @@ def test_numpy_array_state_refusals_are_mirrored_by_scan() -> None:
         with pytest.raises(Exception):  # noqa: B017 - numpy's own ValueError / TypeError
             pickle.loads(data)
         assert verdict(data) == (False, safeload.MalformedModelError)
+
+
+def test_compiled_runs_leave_undecodable_text_to_the_opcode_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A text the unpickler cannot decode ends a compiled run, so the walk reports it exactly where the
+    opcode-by-opcode walk does (the regex path does not decode: there, scan says safe and load raises)."""
+    from safeload import _walker
+
+    vocab = {f"w{i:04d}": i for i in range(400)}
+    clean = pickle.dumps(vocab, 4)
+    for bad in (b"\xff", b"\x94", b"\xc3"):  # invalid start byte, a lone continuation (MEMOIZE), a cut 2-byte char
+        at = clean.index(b"w0217")
+        data = clean[:at + 4] + bad + clean[at + 5:]  # same length: the structure is intact
+        with pytest.raises(UnicodeDecodeError):
+            pickle.loads(data)
+        keys = {}
+        for mode, match_run in (("compiled", _walker._compiled_run), ("none", _no_runs)):
+            monkeypatch.setattr(_walker, "_match_run", match_run)
+            keys[mode] = _trace_key(walk(data, Policy.default()))
+        monkeypatch.undo()
+        assert keys["compiled"] == keys["none"]
+        assert keys["none"][0], "the opcode-by-opcode walk reports the text"
+        assert verdict(data)[0] is False  # scan and load agree (verdict() asserts it)
