@@ -1054,6 +1054,40 @@ def section2() -> list[Sample]:
             CRASH,
         )
     )
+    # numpy's bit generators index fixed buffers with a position taken from their state unchecked
+    u4, u8 = np_simple_dtype("u4"), np_simple_dtype("u8")
+    mt_state = {"bit_generator": "MT19937", "state": {"key": Raw(np_array((624,), u4, b"\1" * 2496)),
+                                                      "pos": 10**8}, "has_gauss": 0, "gauss": Raw(b"G" + bytes(8))}
+    out.append(
+        Sample(
+            "s2_numpy_randomstate_pos.pkl",
+            "numpy-randomstate-position",
+            "2",
+            "RandomState whose MT19937 state has pos = 10**8: set_state stores it, and the first "
+            "draw reads key[10**8] (out of bounds); crashes when the model's random_state is used.",
+            pk(call(sglob("numpy.random._pickle", "__randomstate_ctor"), "MT19937") + v(mt_state) + BUILD),
+            "pickle",
+            CRASH,
+            after_load="obj.random_sample(3)",
+        )
+    )
+    philox_state = {"bit_generator": "Philox",
+                    "state": {"counter": Raw(np_array((4,), u8, bytes(32))), "key": Raw(np_array((2,), u8, bytes(16)))},
+                    "buffer": Raw(np_array((4,), u8, bytes(32))), "buffer_pos": -(10**8), "has_uint32": 0,
+                    "uinteger": 0}
+    out.append(
+        Sample(
+            "s2_numpy_philox_buffer_pos.pkl",
+            "numpy-philox-buffer-position",
+            "2",
+            "Philox bit generator whose state has buffer_pos = -10**8: the first draw reads "
+            "buffer[-10**8]; crashes when a Generator built on it is used.",
+            pk(call(sglob("numpy.random._pickle", "__bit_generator_ctor"), "Philox") + v(philox_state) + BUILD),
+            "pickle",
+            CRASH,
+            after_load="__import__('numpy').random.Generator(obj).random(3)",
+        )
+    )
     out.append(
         Sample(
             "s2_sklearn_tree_out_of_bounds.pkl",

@@ -20,7 +20,7 @@ from safeload._errors import LimitExceededError, UnsafeModelError
 if TYPE_CHECKING:
     from safeload._policy import Policy
 
-__all__ = ["GUARDS", "Guarded"]
+__all__ = ["GUARDS", "Guarded", "rng_state_problem"]
 
 # Arrays built by reconstructors are empty placeholders; real data arrives with BUILD.
 # The walker mirrors these checks statically (_walker.check_guard) and imports these bounds from here.
@@ -295,3 +295,29 @@ def guard(name: str, guard_id: str, fn: Callable[..., Any], policy: Policy) -> G
 
         return Guarded(name, fn, pyx_check)
     return Guarded(name, fn, check)
+
+
+#: Positions numpy's bit generators store in their state and later use as indices into
+#: fixed buffers without a bounds check (MT19937: key[pos]; Philox: buffer[buffer_pos]).
+_RNG_POSITIONS: dict[str, tuple[str, ...]] = {"MT19937": ("state", "pos"), "Philox": ("buffer_pos",)}
+_RNG_LIMITS: dict[str, int] = {"MT19937": 624, "Philox": 4}
+
+
+def rng_state_problem(state: Any) -> str | None:
+    """What is wrong with a bit generator's state dict (also used on the walker's static dicts)."""
+    if not isinstance(state, dict):
+        return None
+    name = state.get("bit_generator")
+    if not isinstance(name, str) or name not in _RNG_POSITIONS:
+        return None
+    keys = _RNG_POSITIONS[name]
+    value: Any = state
+    for key in keys:
+        if not isinstance(value, dict) or key not in value:
+            return None  # numpy's own setter refuses a state without it
+        value = value[key]
+    limit = _RNG_LIMITS[name]
+    if isinstance(value, (int, np.integer)) and not 0 <= value <= limit:
+        return (f"{name} state {'.'.join(keys)} = {value} is outside [0, {limit}]: numpy indexes its "
+                "buffer with it unchecked when the generator is used")
+    return None

@@ -38,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from safeload._errors import SafeloadError, UnsafeModelError
+from safeload._guards import rng_state_problem
 
 __all__ = [
     "MAX_DEPTH",
@@ -1238,6 +1239,19 @@ def _check_index_map(mapping: object, path: str, suffix: str) -> None:
         _fail(path, f"{suffix}[{_short(names[i])}]", f"column {dup} used twice")
 
 
+def _check_random_state(rng: Any, path: str) -> None:
+    """RandomState / Generator / BitGenerator (their state getters only copy fixed-size buffers)."""
+    if hasattr(rng, "get_state"):  # RandomState, the legacy wrapper around a bit generator
+        state = rng.get_state(legacy=False)
+    elif hasattr(rng, "bit_generator"):  # Generator
+        state = rng.bit_generator.state
+    else:  # a BitGenerator
+        state = rng.state
+    problem = rng_state_problem(state)
+    if problem is not None:
+        _fail(path, "", problem)
+
+
 def _check_vocabulary(est: Any, path: str) -> None:
     vocab = _attr(est, "vocabulary_")
     if vocab is not None:
@@ -1394,6 +1408,21 @@ _RULES: Final[tuple[_Rule, ...]] = (
         "sklearn.feature_extraction._dict_vectorizer.DictVectorizer",
         _check_vocabulary,
         "vocabulary_ values a permutation of range(len(vocabulary_))",
+    ),
+    _Rule(
+        "numpy.random.bit_generator.BitGenerator",
+        _check_random_state,
+        "MT19937 pos in [0, 624]; Philox buffer_pos in [0, 4]",
+    ),
+    _Rule(
+        "numpy.random.mtrand.RandomState",
+        _check_random_state,
+        "its bit generator's state (MT19937 pos, Philox buffer_pos) in range",
+    ),
+    _Rule(
+        "numpy.random._generator.Generator",
+        _check_random_state,
+        "its bit generator's state (MT19937 pos, Philox buffer_pos) in range",
     ),
     _Rule(
         "sklearn.feature_extraction.text.HashingVectorizer",

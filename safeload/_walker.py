@@ -39,6 +39,7 @@ from safeload._guards import (
     MAX_TREE_SIZE,
     PLAIN_BASES,
     TEXT_CODECS,
+    rng_state_problem,
 )
 from safeload._policy import Limits, Policy
 
@@ -974,6 +975,10 @@ class _Walker:
             self.check_array_state(i, state)
         elif target.callee == _MARECONSTRUCT:
             self.check_array_state(i, state, masked=True)
+        elif target.callee in _RNG_STATE_TARGETS:
+            problem = rng_state_problem(self.static_mapping(state))
+            if problem is not None:
+                self.issue("guard", UNSAFE, i, problem)
         elif target.callee == _TREE:
             self.check_tree(i, target, state)
         elif target.callee in _STATE_LENGTHS and not (isinstance(state, tuple)
@@ -1045,6 +1050,19 @@ class _Walker:
         except Exception:  # noqa: BLE001 - unverifiable means refused by the caller
             return None
         return None
+
+    def static_mapping(self, value: Any, depth: int = 0) -> Any:
+        """A dict built in the stream as a plain dict of what is known statically (ints, strings,
+        nested dicts); dicts the walker did not keep whole (runs, over the cap) stay unknown."""
+        if isinstance(value, Cont) and value.kind == "dict" and depth < 4:
+            if value.count != len(value.items):
+                return None
+            out: dict[Any, Any] = {}
+            for key, item in value.items:
+                if isinstance(key, str):
+                    out[key] = self.static_mapping(item, depth + 1)
+            return out
+        return value if isinstance(value, (int, str)) else None
 
     def check_array_state(self, i: int, state: Any, masked: bool = False) -> None:
         """What ndarray.__setstate__ will meet (MaskedArray's passes it the first fields of its own)."""
@@ -1179,6 +1197,8 @@ _FROMBUFFER = frozenset({"numpy._core.numeric._frombuffer", "numpy.core.numeric.
 _BIT_GENERATOR_MAKERS = frozenset({"numpy.random._pickle.__bit_generator_ctor", "numpy.random._mt19937.MT19937",
                                    "numpy.random._pcg64.PCG64", "numpy.random._pcg64.PCG64DXSM",
                                    "numpy.random._philox.Philox", "numpy.random._sfc64.SFC64"})
+#: BUILD targets whose state dict numpy's bit-generator setters read (see _guards.rng_state_problem).
+_RNG_STATE_TARGETS = _BIT_GENERATOR_MAKERS | {"numpy.random._pickle.__randomstate_ctor"}
 _BIT_GENERATOR_CLASSES = frozenset({"numpy.random._mt19937.MT19937", "numpy.random._pcg64.PCG64",
                                     "numpy.random._pcg64.PCG64DXSM", "numpy.random._philox.Philox",
                                     "numpy.random._sfc64.SFC64"})

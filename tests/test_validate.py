@@ -977,3 +977,45 @@ def test_tree_check_agrees_with_a_plain_python_reference(tree_clf: Any) -> None:
         assert got == expected, f"trial {trial}: _check_tree says {got}, the reference {expected}"
         outcomes[got] += 1
     assert min(outcomes.values()) > 50, outcomes  # both verdicts were exercised
+
+
+def _bad_rngs() -> list[tuple[str, Any]]:
+    """Generators whose state positions are out of range (numpy stores them; the next draw reads out of bounds)."""
+    rs = np.random.RandomState(0)
+    st = rs.get_state(legacy=False)
+    st["state"]["pos"] = 625
+    rs.set_state(st)
+    mt = np.random.MT19937(1)
+    mst = mt.state
+    mst["state"]["pos"] = -1
+    mt.state = mst
+    ph = np.random.Philox(2)
+    pst = ph.state
+    pst["buffer_pos"] = 5
+    ph.state = pst
+    ph2 = np.random.Philox(3)
+    pst2 = ph2.state
+    pst2["buffer_pos"] = -7
+    ph2.state = pst2
+    return [("RandomState", rs), ("MT19937", mt), ("Philox", ph), ("Generator(Philox)", np.random.Generator(ph2))]
+
+
+@pytest.mark.parametrize("label", [label for label, _ in _bad_rngs()])
+def test_random_generators_with_positions_out_of_range_are_refused(label: str) -> None:
+    """Checked after building too (not only by the walker): a state can reach the setter in ways the static
+    view does not keep (e.g. inside a vocabulary-style run), and an estimator may carry one."""
+    rng = dict(_bad_rngs())[label]
+    with pytest.raises(UnsafeModelError, match="outside"):
+        validate(rng)
+    from sklearn.ensemble import RandomForestClassifier
+
+    holder = RandomForestClassifier(random_state=rng)
+    with pytest.raises(UnsafeModelError, match="random_state"):
+        validate(holder)
+
+
+def test_random_generators_in_range_pass() -> None:
+    for rng in (np.random.RandomState(0), np.random.MT19937(0), np.random.Philox(0), np.random.SFC64(0),
+                np.random.Generator(np.random.PCG64(0)), np.random.default_rng(0)):
+        validate(rng)
+        validate(pickle.loads(pickle.dumps(rng)))
