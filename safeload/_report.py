@@ -102,6 +102,9 @@ RULES: dict[str, tuple[str, str]] = {
     "fickling": ("fickling analysis", "fickling's overt-malice analysis flagged this stream (advisory)."),
     "dtype-state": ("Invalid numpy dtype state",
                     "numpy's dtype.__setstate__ would build a corrupt dtype (fields outside the item, wrong types)."),
+    "array-state": ("Invalid ndarray state",
+                    "numpy's ndarray.__setstate__ would refuse this state (data size, version or type); a loader "
+                    "fails on it."),
     "tree-structure": ("Unsafe decision-tree structure",
                        "A Tree's node arrays point outside themselves; predict() would read out of bounds or crash."),
     "stack-underflow": ("Stack underflow", "An opcode pops more than the stream pushed."),

@@ -254,7 +254,8 @@ def _regex_run(data: Any, i: int, end: int) -> tuple[int, int]:
 
 
 def _compiled_run(data: Any, i: int, end: int) -> tuple[int, int]:
-    """The same, by safeload/_speedups.c: any entries (0x94 bytes included), counted one by one."""
+    """The same, by safeload/_speedups.c: any entries (0x94 bytes included), counted one by one,
+    stopping before a text the unpickler could not decode (the opcode path then reports it)."""
     j, count = _speedups.count_entries(data, i, end)
     return (j, count) if count >= _MIN_RUN else (i, 0)
 
@@ -976,7 +977,7 @@ class _Walker:
         elif target.callee == _MARECONSTRUCT:
             self.check_array_state(i, state, masked=True)
         elif target.callee in _RNG_STATE_TARGETS:
-            problem = rng_state_problem(self.static_mapping(state))
+            problem = rng_state_problem(static_mapping(state))
             if problem is not None:
                 self.issue("guard", UNSAFE, i, problem)
         elif target.callee == _TREE:
@@ -1050,19 +1051,6 @@ class _Walker:
         except Exception:  # noqa: BLE001 - unverifiable means refused by the caller
             return None
         return None
-
-    def static_mapping(self, value: Any, depth: int = 0) -> Any:
-        """A dict built in the stream as a plain dict of what is known statically (ints, strings,
-        nested dicts); dicts the walker did not keep whole (runs, over the cap) stay unknown."""
-        if isinstance(value, Cont) and value.kind == "dict" and depth < 4:
-            if value.count != len(value.items):
-                return None
-            out: dict[Any, Any] = {}
-            for key, item in value.items:
-                if isinstance(key, str):
-                    out[key] = self.static_mapping(item, depth + 1)
-            return out
-        return value if isinstance(value, (int, str)) else None
 
     def check_array_state(self, i: int, state: Any, masked: bool = False) -> None:
         """What ndarray.__setstate__ will meet (MaskedArray's passes it the first fields of its own)."""
@@ -1226,6 +1214,18 @@ def _elements(shape: Any) -> int | None:
             return None
         total *= d
     return total
+
+
+def static_mapping(value: Any, depth: int = 0) -> Any:
+    """A dict built in the stream as a plain dict of what is known statically (ints, strings, nested
+    dicts), anything else as None. The lenient twin of :func:`concrete`, which refuses what it cannot
+    evaluate (here a state dict holds arrays beside the ints we check); dicts the walker did not keep
+    whole (runs, over the cap) stay unknown."""
+    if isinstance(value, Cont) and value.kind == "dict" and depth < 4:
+        if value.count != len(value.items):
+            return None
+        return {key: static_mapping(item, depth + 1) for key, item in value.items if isinstance(key, str)}
+    return value if isinstance(value, (int, str)) else None
 
 
 def concrete(value: Any, depth: int = 0) -> Any:
