@@ -30,6 +30,7 @@ import json
 import lzma
 import marshal
 import struct
+import sys
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -1630,9 +1631,27 @@ def section5() -> list[Sample]:
     return out
 
 
+def extra_sections() -> list[Sample]:
+    """Samples from ``craft_*.py`` modules beside this script (one module per topic, each with ``samples()``),
+    in file-name order, so that topics can be added without editing this file."""
+    import importlib.util
+
+    out: list[Sample] = []
+    here = Path(__file__).resolve().parent
+    if str(here) not in sys.path:
+        sys.path.insert(0, str(here))  # the topic modules import their helpers with ``import craft``
+    for path in sorted(here.glob("craft_*.py")):
+        spec = importlib.util.spec_from_file_location(f"_safeload_{path.stem}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        out.extend(module.samples())
+    return out
+
+
 def build_all() -> list[Sample]:
     """Every sample, in manifest order."""
-    samples = section1() + section2() + section3() + section4() + section5()
+    samples = section1() + section2() + section3() + section4() + section5() + extra_sections()
     names = [s.file for s in samples]
     if len(set(names)) != len(names):
         raise RuntimeError("duplicate sample file names")
