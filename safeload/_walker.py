@@ -24,6 +24,7 @@ import _compat_pickle
 import codecs
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,23 +158,26 @@ class _Stop(Exception):
 
 
 class G:
-    """A resolved global on the simulated stack."""
+    """A resolved global on the simulated stack (``origin``: offset of the opcode that resolved it)."""
 
-    __slots__ = ("name", "kind")
+    __slots__ = ("name", "kind", "origin", "called")
 
-    def __init__(self, name: str, kind: Kind | None) -> None:
+    def __init__(self, name: str, kind: Kind | None, origin: int = -1) -> None:
         self.name = name
         self.kind = kind
+        self.origin = origin
+        self.called = False  # REDUCE/NEWOBJ/OBJ/INST used it: the engine must hand out its guarded form
 
 
 class Obj:
     """The result of a call or instantiation; ``callee`` names what built it."""
 
-    __slots__ = ("callee", "args", "state", "array", "value")
+    __slots__ = ("callee", "args", "state", "array", "value", "origin")
 
-    def __init__(self, callee: str | None, args: Any = None) -> None:
+    def __init__(self, callee: str | None, args: Any = None, origin: int = -1) -> None:
         self.callee = callee
         self.args = args
+        self.origin = origin
         self.state: Any = None
         self.array = False
         self.value: Any = None  # the evaluated dtype, once checked
@@ -182,12 +186,34 @@ class Obj:
 class Cont:
     """A list, dict or set under construction (dict items kept up to a cap)."""
 
-    __slots__ = ("kind", "items", "count")
+    __slots__ = ("kind", "items", "count", "origin")
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, origin: int = -1) -> None:
         self.kind = kind
         self.items: list[tuple[Any, Any]] = []
         self.count = 0
+        self.origin = origin
+
+
+class _View:
+    """What an observer (the differential oracle in the tests) sees before each opcode.
+
+    ``stack()`` and ``memo()`` expand vocabulary runs; nothing here changes the walk."""
+
+    __slots__ = ("depth", "stack", "marks", "memo", "memo_len", "stopped")
+
+    def __init__(self, depth: int, stack: Any, marks: Any, memo: Any, memo_len: Any) -> None:
+        self.depth = depth
+        self.stack = stack
+        self.marks = marks
+        self.memo = memo
+        self.memo_len = memo_len
+        self.stopped = False
+
+
+#: ``observer(offset, view)``: called before every opcode the walker executes (a vocabulary run is
+#: one step) and once after STOP with ``view.stopped`` set. Tests only; ``None`` costs nothing.
+Observer = Callable[[int, _View], None]
 
 
 class _Other:
@@ -287,7 +313,8 @@ def _c(data: Any, i: int) -> str:
 
 class _Walker:
     def __init__(self, data: Buffer, start: int, policy: Policy, joblib: bool, depth: int,
-                 filling: Filling | None = None) -> None:
+                 filling: Filling | None = None, observer: Observer | None = None) -> None:
+        self.observer = observer
         self.data = data
         self.n = len(data)
         self.filling = filling  # data still arriving: wait before touching bytes past filling.avail
@@ -331,7 +358,7 @@ class _Walker:
                            "named by the pickle with allow_pickle=True; re-save the model with a current joblib", (full,))
             else:
                 self.issue("disallowed-global", UNSAFE, offset, f"global {full} is not in the allowlist", (full,))
-        return G(full, kind)
+        return G(full, kind, offset)
 
     # -- the walk ----------------------------------------------------------------
     def run(self, pos: int) -> Trace:
@@ -362,9 +389,16 @@ class _Walker:
         push = stack.append
         marks: list[int] = []  # stack positions of MARKs, as CPython keeps them (not on the stack)
         fence = 0
+        # The memo, modelled on CPython's C unpickler: ``mlen`` is its ``memo_len`` (the number of
+        # occupied slots; MEMOIZE writes at that index). ``memo`` holds materialised slots; ``lazy``
+        # holds vocabulary runs taken in one step, each occupying ``run.count`` slots from ``first``.
+        # While ``use_runs`` is on, no PUT has happened, so the slots are exactly [0, mlen): MEMOIZE
+        # adds one, a run adds ``count``, and a read that materialises a run changes nothing. The
+        # first PUT materialises every run and from then on ``mlen`` is recomputed as ``len(memo)``
+        # (a PUT above memo_len leaves a hole, and MEMOIZE into an occupied slot does not count).
         memo: dict[int, Any] = {}
-        lazy: list[tuple[int, Run]] = []  # (first memo index, run) not yet materialised
-        lazy_total = 0
+        lazy: list[tuple[int, Run]] = []  # (first memo index, run); a read expands the run into ``memo``
+        mlen = 0
         use_runs = True
         match_run = _match_run
         proto = 0
@@ -378,13 +412,17 @@ class _Walker:
         # arguments fit in _MARGIN reads filled bytes; longer reads go through need()/line().
         filling = self.filling
         avail = n if filling is None else filling.wait(start + _AHEAD)
-        soft = n + 1 if avail >= n else avail - _MARGIN
+        fill_soft = n + 1 if avail >= n else avail - _MARGIN
+        # With an observer (tests: the differential oracle), the loop top runs before every opcode.
+        observer = self.observer
+        soft = -1 if observer is not None else fill_soft
 
         def more(e: int) -> None:
-            nonlocal avail, soft
+            nonlocal avail, soft, fill_soft
             assert filling is not None
             avail = filling.wait(e)
-            soft = n + 1 if avail >= n else avail - _MARGIN
+            fill_soft = n + 1 if avail >= n else avail - _MARGIN
+            soft = -1 if observer is not None else fill_soft
 
         def fix_top() -> None:
             if len(stack) > fence and type(stack[-1]) is Run:
@@ -405,19 +443,30 @@ class _Walker:
                 pass
             for first, run in lazy:
                 if first <= idx < first + run.count:
+                    # The run's slots were counted in ``mlen`` when it was taken; expanding it only
+                    # fills them in. (Round 1 counted them again here: every later MEMOIZE landed
+                    # elsewhere than in CPython. tests/test_walker_oracle.py re-introduces that.)
                     for k, text in enumerate(_expand(data, run)[1]):
                         memo.setdefault(first + k, text)
                     return memo[idx]
             raise fatal("memo", MALFORMED, i, f"memo value not found at index {idx}")
 
         def flush_lazy() -> None:
-            nonlocal lazy_total, use_runs
+            nonlocal use_runs
             for first, run in lazy:
                 for k, text in enumerate(_expand(data, run)[1]):
                     memo.setdefault(first + k, text)
             lazy.clear()
-            lazy_total = 0
             use_runs = False
+
+        def memo_view() -> dict[int, Any]:
+            out = dict(memo)
+            for first, run in lazy:
+                for k, text in enumerate(_expand(data, run)[1]):
+                    out.setdefault(first + k, text)
+            return out
+
+        view = _View(self.depth, lambda: plain(list(stack)), lambda: list(marks), memo_view, lambda: mlen)
 
         def pop() -> Any:
             fix_top()
@@ -453,7 +502,10 @@ class _Walker:
 
         while True:
             if i >= soft:
-                more(i + _AHEAD)
+                if observer is not None:
+                    observer(i, view)
+                if i >= fill_soft:
+                    more(i + _AHEAD)
             op = data[i]
             ops += 1
             # ---- hot data opcodes first: a push, a bounds check, nothing else ------------
@@ -463,8 +515,8 @@ class _Walker:
                     if count:
                         ops += 3 * count - 1  # the real opcode count, however the run was split
                         run = Run(i, j, count)
-                        lazy.append((len(memo) + lazy_total, run))
-                        lazy_total += count
+                        lazy.append((mlen, run))
+                        mlen += count
                         push(run)
                         i = j
                         continue
@@ -481,7 +533,11 @@ class _Walker:
                     raise fatal("stack-underflow", MALFORMED, i, "MEMOIZE on an empty stack")
                 if type(stack[-1]) is Run:
                     fix_top()
-                memo[len(memo) + lazy_total] = stack[-1]
+                memo[mlen] = stack[-1]
+                if use_runs:  # dense: slot mlen was free
+                    mlen += 1  # ORACLE-MUTATION-POINT (round 1 used len(memo) + the lazy runs' slots)
+                else:  # after a PUT: slot mlen may already be occupied (then memo_len stays)
+                    mlen = len(memo)
                 i += 1
                 continue
             if op == 0x4B:  # BININT1
@@ -540,6 +596,7 @@ class _Walker:
                     flush_lazy()
                 fix_top()
                 self.put(i, int.from_bytes(data[i + 1:j], "little"), ops, stack, fence, memo)
+                mlen = len(memo)
                 i = j
             elif op == 0x95:  # FRAME
                 j = i + 9
@@ -552,7 +609,7 @@ class _Walker:
                 fend = j + flen if flen else big
                 i = j
             elif op == 0x7D or op == 0x5D or op == 0x8F:  # EMPTY_DICT, EMPTY_LIST, EMPTY_SET
-                push(Cont("dict" if op == 0x7D else ("list" if op == 0x5D else "set")))
+                push(Cont("dict" if op == 0x7D else ("list" if op == 0x5D else "set"), i))
                 i += 1
             elif op == 0x29:  # EMPTY_TUPLE
                 push(())
@@ -697,7 +754,7 @@ class _Walker:
                 i += 1
             elif op == 0x6C or op == 0x64:  # LIST, DICT
                 items = plain(pop_mark())
-                c = Cont("list" if op == 0x6C else "dict")
+                c = Cont("list" if op == 0x6C else "dict", i)
                 if op == 0x64:
                     if len(items) % 2:
                         raise fatal("odd-dict", MALFORMED, i, "odd number of items for DICT")
@@ -727,6 +784,9 @@ class _Walker:
                     raise fatal("stack-underflow", MALFORMED, i, "STOP with an empty stack")
                 trace.end = i + 1
                 trace.opcodes = ops
+                if observer is not None:
+                    view.stopped = True
+                    observer(i + 1, view)
                 return
             elif op in _TEXT_OPS:
                 raw, j = line(i + 1)
@@ -740,6 +800,8 @@ class _Walker:
                     i = j
                     continue
                 self.text_op(i, op, bytes(raw), stack, fence, memo, ops)
+                if op == 0x70:
+                    mlen = len(memo)
                 i = j
             elif op in (0x82, 0x83, 0x84):
                 raise fatal("ext", UNSAFE, i, "EXT opcode: resolves a global through the copyreg extension registry")
@@ -843,19 +905,20 @@ class _Walker:
                              "REDUCE calls a value that is not an allowed global (only named callables may be called)")
         if not isinstance(args, tuple):
             raise self.fatal("bad-args", MALFORMED, i, "REDUCE arguments must be a tuple")
+        func.called = True
         if func.kind is None:
-            return Obj(func.name)
+            return Obj(func.name, origin=i)
         if func.kind is not Kind.CALL:
             self.issue("call-not-callable", UNSAFE, i,
                        f"{func.name} is allowed only as a {func.kind.value} and may not be called with arguments",
                        (func.name,))
-            return Obj(func.name)
+            return Obj(func.name, origin=i)
         name = func.name
         self.check_guard(i, name, args)
         entry = self.policy.entries.get(name)
         if entry is not None and entry.guard in _BUILDS_FIRST_ARG and args and isinstance(args[0], G):
-            return Obj(args[0].name)  # copyreg._reconstructor / newObj: an instance of their first argument
-        return Obj(name, args if name in _KEEP_ARGS else None)
+            return Obj(args[0].name, origin=i)  # copyreg._reconstructor / newObj: an instance of their first argument
+        return Obj(name, args if name in _KEEP_ARGS else None, i)
 
     def check_guard(self, i: int, name: str, args: tuple[Any, ...]) -> None:
         """The static mirror of ``_guards``: refuse what the runtime guard would refuse."""
@@ -940,19 +1003,21 @@ class _Walker:
             raise self.fatal("new-non-global", UNSAFE, i, "NEWOBJ on a value that is not an allowed class")
         if not isinstance(args, tuple) or (kwargs is not None and not isinstance(kwargs, Cont)):
             raise self.fatal("bad-args", MALFORMED, i, "NEWOBJ arguments must be a tuple")
+        cls.called = True
         if cls.kind is Kind.VALUE:
             self.issue("new-value", UNSAFE, i, f"{cls.name} is allowed only as a value and may not be instantiated",
                        (cls.name,))
-        return Obj(cls.name)
+        return Obj(cls.name, origin=i)
 
     def instantiate(self, i: int, cls: Any, args: list[Any]) -> Obj:
         if not isinstance(cls, G):
             raise self.fatal("call-non-global", UNSAFE, i, "OBJ/INST on a value that is not an allowed class")
+        cls.called = True
         if cls.kind is not None and cls.kind is not Kind.CALL and (args or cls.kind is Kind.VALUE):
             self.issue("call-not-callable", UNSAFE, i,
                        f"{cls.name} is allowed only as a {cls.kind.value} and may not be called with arguments",
                        (cls.name,))
-        return Obj(cls.name)
+        return Obj(cls.name, origin=i)
 
     def build(self, i: int, target: Any, state: Any, fend: int) -> tuple[Obj, int] | None:
         if isinstance(target, G):
@@ -1128,7 +1193,7 @@ class _Walker:
         count = 1
         for d in shape:
             count *= d
-        array = Obj("numpy.ndarray")
+        array = Obj("numpy.ndarray", origin=i)
         array.array = True
         if dtype.hasobject:
             if allow_mmap:
@@ -1137,7 +1202,7 @@ class _Walker:
             self.nested_count += 1
             if self.depth >= 8 or self.nested_count > self.limits.max_nested_pickles:
                 raise self.fatal("limit-nesting", LIMIT, i, "too many nested object-array pickles")
-            nested = _Walker(self.data, pos, self.policy, False, self.depth + 1, self.filling)
+            nested = _Walker(self.data, pos, self.policy, False, self.depth + 1, self.filling, self.observer)
             sub = nested.run(pos)
             self.trace.arrays.append(ArraySpan(i, pos, 0, dtype, shape, order, allow_mmap, sub))
             if sub.end < 0:
@@ -1408,11 +1473,12 @@ def _wrapper_state(state: Any) -> tuple[str, tuple[int, ...], str, np.dtype[Any]
 
 
 def walk(data: Buffer, policy: Policy, *, start: int = 0, joblib: bool = False,
-         filling: Filling | None = None) -> Trace:
+         filling: Filling | None = None, observer: Observer | None = None) -> Trace:
     """Walk one pickle stream starting at ``start``; trailing bytes are an issue.
 
-    With ``filling``, ``data`` is still being read (see _filling): the walk waits for bytes it needs."""
-    w = _Walker(data, start, policy, joblib, 0, filling)
+    With ``filling``, ``data`` is still being read (see _filling): the walk waits for bytes it needs.
+    ``observer``: see :data:`Observer` (the tests' differential oracle)."""
+    w = _Walker(data, start, policy, joblib, 0, filling, observer)
     trace = w.run(start)
     if trace.end >= 0 and trace.end != len(data):
         trace.issues.append(
