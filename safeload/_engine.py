@@ -30,26 +30,38 @@ __all__ = ["run_c", "run_joblib"]
 
 
 class _Resolver:
-    """Maps a raw (module, name) pair to the approved object, once per pair."""
+    """Maps each ``find_class`` call to the global occurrence the walker saw at that point.
+
+    The unpickler asks for globals in stream order, once per GLOBAL / STACK_GLOBAL / INST it
+    executes: exactly the walker's ``trace.globals``. A name asked for out of that order was never
+    judged and is refused. An occurrence the stream calls (REDUCE / NEWOBJ / OBJ / INST, also
+    through the memo) gets its guarded form; one that is only referenced gets the object itself,
+    so what ``load`` returns is what ``pickle.load`` returns (e.g. a bare ``_codecs.encode``).
+    """
 
     def __init__(self, policy: Policy, trace: Trace) -> None:
         self._policy = policy
-        self._approved = trace.approved()
-        self._cache: dict[tuple[str, str], Any] = {}
+        self._order = [((g.raw_module, g.raw_qualname), (g.module, g.qualname), node.called)
+                       for g, node in zip(trace.globals, trace.nodes, strict=True)]
+        self._next = 0
+        self._cache: dict[tuple[tuple[str, str], bool], Any] = {}
 
     def __call__(self, module: str, name: str) -> Any:
         key = (module, name)
+        k = self._next
+        if k >= len(self._order) or self._order[k][0] != key:
+            full = f"{module}.{name}"
+            seen = ".".join(self._order[k][0]) if k < len(self._order) else "nothing"
+            raise UnsafeModelError(f"the unpickler asked for {full} where the static check saw {seen}; refusing",
+                                   names=[full])
+        self._next = k + 1
+        _, target, called = self._order[k]
         try:
-            return self._cache[key]
+            return self._cache[(key, called)]
         except KeyError:
             pass
-        target = self._approved.get(key)
-        if target is None:
-            full = f"{module}.{name}"
-            raise UnsafeModelError(f"the unpickler asked for {full}, which the static check never saw",
-                                   names=[full])
-        obj = self._policy.resolve(*target)
-        self._cache[key] = obj
+        obj = self._policy.resolve(*target, guarded=called)
+        self._cache[(key, called)] = obj
         return obj
 
 

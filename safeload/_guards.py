@@ -25,6 +25,11 @@ __all__ = ["GUARDS", "Guarded", "rng_state_problem"]
 # Arrays built by reconstructors are empty placeholders; real data arrives with BUILD.
 # The walker mirrors these checks statically (_walker.check_guard) and imports these bounds from here.
 MAX_PLACEHOLDER_ELEMENTS = 1 << 20
+#: ... and bytes: a placeholder's dtype may be a subarray (``'(N,)O'`` multiplies the shape) or huge (``V10**9``).
+MAX_PLACEHOLDER_BYTES = 1 << 24
+#: Elements a callable may take from a lazy iterable (``range``) that the file does not hold: ``set(range(10**9))``
+#: costs the file a few bytes and the loader gigabytes. Containers already in memory are paid for by the file.
+MAX_MATERIALISED_ELEMENTS = 1 << 20
 MAX_SCALAR_BYTES = 1 << 20
 MAX_TREE_SIZE = 1 << 31
 PLAIN_BASES = (object, dict, list, set, frozenset, tuple, int, float, str, bytes)
@@ -75,12 +80,59 @@ def _count(shape: object) -> int:
     return total
 
 
-def _placeholder_shape(shape: object) -> None:
-    if _count(shape) > MAX_PLACEHOLDER_ELEMENTS:
-        raise LimitExceededError(
-            f"array reconstruction asks for shape {shape!r}; real pickles rebuild arrays from "
-            "an empty placeholder, so this file is asking for memory it does not contain"
-        )
+def dtype_elements(dt: np.dtype[Any]) -> int:
+    """Elements one item of ``dt`` holds: a subarray dtype (``'(N,)O'``) holds N."""
+    sub = dt.subdtype
+    if sub is None:
+        return 1
+    count = 1
+    for d in sub[1]:
+        count *= d
+    return count
+
+
+def placeholder_problem(count: int, dt: np.dtype[Any]) -> str | None:
+    """Why an array of ``count`` items of ``dt`` is more than a reconstruction placeholder may allocate."""
+    elements = count * dtype_elements(dt)
+    if elements > MAX_PLACEHOLDER_ELEMENTS or count * dt.itemsize > MAX_PLACEHOLDER_BYTES:
+        return (f"array reconstruction asks for {count} items of {dt} ({elements} elements, "
+                f"{count * dt.itemsize} bytes); real pickles rebuild arrays from an empty placeholder, "
+                "so this file is asking for memory it does not contain")
+    return None
+
+
+def _placeholder(shape: object, dtype: object) -> None:
+    count = _count(shape)
+    if isinstance(dtype, (str, bytes)):
+        try:
+            dt = np.dtype(dtype if isinstance(dtype, str) else dtype.decode("latin1"))
+        except (TypeError, ValueError) as exc:
+            raise UnsafeModelError(f"array reconstruction with an invalid dtype: {exc}") from None
+    elif isinstance(dtype, np.dtype):
+        dt = dtype
+    else:
+        raise UnsafeModelError(f"array reconstruction needs a dtype or a type string, got {type(dtype).__name__}")
+    problem = placeholder_problem(count, dt)
+    if problem is not None:
+        raise LimitExceededError(problem)
+
+
+def range_length(value: range) -> int | None:
+    """``len(value)``, or None when it does not even fit in a machine word."""
+    try:
+        return len(value)
+    except OverflowError:
+        return None
+
+
+def materialise_problem(value: object) -> str | None:
+    """Why taking every element of ``value`` would allocate more than the file holds (a lazy ``range``)."""
+    if isinstance(value, range):
+        length = range_length(value)
+        if length is None or length > MAX_MATERIALISED_ELEMENTS:
+            return (f"materialising {value!r} would allocate {length if length is not None else 'over 2**63'} "
+                    f"elements the file does not contain (limit {MAX_MATERIALISED_ELEMENTS})")
+    return None
 
 
 def _array_type(policy: Policy, cls: object) -> None:
@@ -105,7 +157,7 @@ def _allowed_class(policy: Policy, cls: object) -> str:
 def _reconstruct(policy: Policy) -> Callable[..., None]:
     def check(subtype: object, shape: object, dtype: object = b"b", *rest: object) -> None:
         _array_type(policy, subtype)
-        _placeholder_shape(shape)
+        _placeholder(shape, dtype)
 
     return check
 
@@ -114,7 +166,7 @@ def _mareconstruct(policy: Policy) -> Callable[..., None]:
     def check(subtype: object, baseclass: object, baseshape: object, basetype: object) -> None:
         _array_type(policy, subtype)
         _array_type(policy, baseclass)
-        _placeholder_shape(baseshape)
+        _placeholder(baseshape, basetype)
 
     return check
 
@@ -224,6 +276,12 @@ def _reconstructor(policy: Policy) -> Callable[..., None]:
             raise UnsafeModelError(f"copyreg._reconstructor with base {base!r} refused")
         if base is object and state is not None:
             raise UnsafeModelError("copyreg._reconstructor with object base and a state refused")
+        # base.__new__(cls, state): bytes.__new__(cls, 10**9) and tuple.__new__(cls, range(10**9)) allocate
+        if base is bytes and not isinstance(state, (bytes, bytearray, memoryview, str)):
+            raise UnsafeModelError("copyreg._reconstructor with a bytes base needs bytes or text as its state")
+        problem = materialise_problem(state)
+        if problem is not None:
+            raise LimitExceededError(problem)
 
     return check
 
@@ -239,11 +297,35 @@ def _codecs_encode(policy: Policy) -> Callable[..., None]:
 def _sized_buffer(policy: Policy) -> Callable[..., None]:
     def check(*args: object, **kwargs: object) -> None:
         if kwargs or (args and not isinstance(args[0], (bytes, bytearray, memoryview, str, list, tuple))):
-            raise UnsafeModelError("bytes/bytearray may only be built from in-pickle data")
+            raise UnsafeModelError("bytes/bytearray may only be built from in-pickle data (not a size or a range)")
         if args and isinstance(args[0], (list, tuple)) and len(args[0]) > MAX_SCALAR_BYTES * 64:
             raise LimitExceededError("bytes from an oversized list refused")
 
     return check
+
+
+def _materialise(policy: Policy) -> Callable[..., None]:
+    def check(*args: object, **kwargs: object) -> None:
+        for value in (*args, *kwargs.values()):
+            problem = materialise_problem(value)
+            if problem is not None:
+                raise LimitExceededError(problem)
+
+    return check
+
+
+def _range(policy: Policy) -> Callable[..., None]:
+    """range() accepts any object with __index__; plain integers keep its length computable statically."""
+    def check(*args: object) -> None:
+        if not 1 <= len(args) <= 3 or not all(type(a) is int for a in args):
+            raise UnsafeModelError("range() may only be built from plain integers")
+
+    return check
+
+
+def _seeded(policy: Policy) -> Callable[..., None]:
+    """Random generators turn a seed into an array: a lazy ``range`` seed would be materialised."""
+    return _materialise(policy)
 
 
 def _partial(policy: Policy) -> Callable[..., None]:
@@ -273,6 +355,9 @@ GUARDS: dict[str, Callable[[Policy], Callable[..., None]]] = {
     "reconstructor": _reconstructor,
     "codecs_encode": _codecs_encode,
     "sized_buffer": _sized_buffer,
+    "materialise": _materialise,
+    "range": _range,
+    "seeded": _seeded,
 }
 
 

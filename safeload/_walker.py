@@ -40,6 +40,9 @@ from safeload._guards import (
     MAX_TREE_SIZE,
     PLAIN_BASES,
     TEXT_CODECS,
+    dtype_elements,
+    materialise_problem,
+    placeholder_problem,
     rng_state_problem,
 )
 from safeload._policy import Limits, Policy
@@ -121,6 +124,9 @@ class Trace:
     protocol: int = 0
     opcodes: int = 0
     globals: list[GlobalRef] = field(default_factory=list)
+    #: The simulated globals, parallel to ``globals``: ``.called`` says whether the stream ever calls
+    #: that occurrence, so the engine hands out the guarded form only where a call can happen.
+    nodes: list[G] = field(default_factory=list)
     issues: list[Issue] = field(default_factory=list)
     arrays: list[ArraySpan] = field(default_factory=list)
 
@@ -358,7 +364,9 @@ class _Walker:
                            "named by the pickle with allow_pickle=True; re-save the model with a current joblib", (full,))
             else:
                 self.issue("disallowed-global", UNSAFE, offset, f"global {full} is not in the allowlist", (full,))
-        return G(full, kind, offset)
+        g = G(full, kind, offset)
+        self.trace.nodes.append(g)
+        return g
 
     # -- the walk ----------------------------------------------------------------
     def run(self, pos: int) -> Trace:
@@ -929,13 +937,21 @@ class _Walker:
         if guard in ("reconstruct", "mareconstruct"):
             shape = args[1] if guard == "reconstruct" and len(args) > 1 else (args[2] if len(args) > 2 else None)
             sub = args[0] if args else None
+            count = _elements(shape)
             if not isinstance(sub, G) or sub.name not in _ARRAY_TYPES:
                 self.issue("guard", UNSAFE, i, f"{name} called without an allowed array type")
-            elif _elements(shape) is None:
+            elif count is None:
                 self.issue("guard", UNSAFE, i, f"{name} called with a non-integer shape")
-            elif (_elements(shape) or 0) > MAX_PLACEHOLDER_ELEMENTS:
-                self.issue("limit-array", LIMIT, i,
-                           f"{name} asks for shape {shape!r}: more memory than the file contains")
+            else:
+                dtype_arg = (args[2] if len(args) > 2 else b"b") if guard == "reconstruct" else (
+                    args[3] if len(args) > 3 else None)
+                dt = _static_dtype(dtype_arg)
+                if dt is None:
+                    self.issue("guard", UNSAFE, i, f"{name} called with a dtype that is not a type string or dtype")
+                else:
+                    problem = placeholder_problem(count, dt)
+                    if problem is not None:
+                        self.issue("limit-array", LIMIT, i, f"{name}: {problem}")
         elif guard == "reconstructor":
             if len(args) != 3 or not isinstance(args[0], G) or not isinstance(args[1], G) or \
                     args[1].name not in _PLAIN_BASES or (args[1].name == "builtins.object" and args[2] is not None):
@@ -943,6 +959,16 @@ class _Walker:
             elif args[0].kind not in (Kind.NEW, Kind.CALL):
                 self.issue("guard", UNSAFE, i, f"copyreg._reconstructor may not build {args[0].name}",
                            (args[0].name,))
+            elif args[1].name == "builtins.bytes" and not isinstance(args[2], (bytes, memoryview, str)) \
+                    and _raw_bytes(args[2]) is None:
+                self.issue("guard", UNSAFE, i, "copyreg._reconstructor with a bytes base needs bytes or text as its state")
+            else:
+                self.check_materialise(i, name, (args[2],))
+        elif guard in ("materialise", "seeded"):
+            self.check_materialise(i, name, args)
+        elif guard == "range":
+            if not 1 <= len(args) <= 3 or not all(type(a) is int for a in args):
+                self.issue("guard", UNSAFE, i, "range() may only be built from plain integers")
         elif guard == "scalar":
             dtype = args[0] if args else None
             try:
@@ -998,6 +1024,21 @@ class _Walker:
                     isinstance(args[0], G) and args[0].name in _BIT_GENERATOR_CLASSES):
                 self.issue("guard", UNSAFE, i, "unknown bit generator")
 
+    def check_materialise(self, i: int, name: str, args: tuple[Any, ...]) -> None:
+        """Static mirror of ``_guards.materialise_problem``: a range argument is counted, not trusted."""
+        for value in args:
+            if isinstance(value, Obj) and value.callee == "builtins.range":
+                bounds = value.args if isinstance(value.args, tuple) else ()
+                if not 1 <= len(bounds) <= 3 or not all(type(a) is int for a in bounds):
+                    self.issue("guard", UNSAFE, i, f"{name} given a range whose bounds cannot be established")
+                    continue
+                try:
+                    problem = materialise_problem(range(*bounds))
+                except ValueError:  # range() refuses a zero step: the load fails before anything is built
+                    continue
+                if problem is not None:
+                    self.issue("limit-array", LIMIT, i, f"{name}: {problem}")
+
     def new(self, i: int, cls: Any, args: Any, kwargs: Any) -> Obj:
         if not isinstance(cls, G):
             raise self.fatal("new-non-global", UNSAFE, i, "NEWOBJ on a value that is not an allowed class")
@@ -1007,7 +1048,20 @@ class _Walker:
         if cls.kind is Kind.VALUE:
             self.issue("new-value", UNSAFE, i, f"{cls.name} is allowed only as a value and may not be instantiated",
                        (cls.name,))
+        elif cls.kind is Kind.NEW and (_values(args) or (kwargs is not None and kwargs.count)):
+            # NEWOBJ runs cls.__new__(cls, *args): ndarray.__new__(ndarray, (10**9,)) allocates, sparse
+            # matrices and estimators validate nothing. Real pickles rebuild these with no arguments.
+            self.issue("new-args", UNSAFE, i, f"{cls.name} may only be rebuilt without arguments; NEWOBJ passes it "
+                       "arguments its __new__ would act on", (cls.name,))
+        elif cls.kind is Kind.CALL and self.guard_of(cls.name) is not None:
+            # The loader hands out the guarded callable, which is not a class: NEWOBJ would bypass its guard.
+            self.issue("new-args", UNSAFE, i, f"{cls.name} may only be called through its guard (REDUCE), "
+                       "not instantiated with NEWOBJ", (cls.name,))
         return Obj(cls.name, origin=i)
+
+    def guard_of(self, name: str) -> str | None:
+        entry = self.policy.entries.get(name)
+        return entry.guard if entry is not None else None
 
     def instantiate(self, i: int, cls: Any, args: list[Any]) -> Obj:
         if not isinstance(cls, G):
@@ -1017,6 +1071,8 @@ class _Walker:
             self.issue("call-not-callable", UNSAFE, i,
                        f"{cls.name} is allowed only as a {cls.kind.value} and may not be called with arguments",
                        (cls.name,))
+        elif cls.kind is Kind.CALL:
+            self.check_guard(i, cls.name, tuple(args))  # OBJ/INST call cls(*args): the same guard as REDUCE
         return Obj(cls.name, origin=i)
 
     def build(self, i: int, target: Any, state: Any, fend: int) -> tuple[Obj, int] | None:
@@ -1139,15 +1195,21 @@ class _Walker:
         if count is None:
             self.issue("guard", UNSAFE, i, "ndarray state with a non-integer shape")
             return
-        if count > MAX_PLACEHOLDER_ELEMENTS and (have is None or count > have):
-            # numpy sizes the array from the shape before it looks at the data
-            self.issue("limit-array", LIMIT, i,
-                       f"ndarray state claims {count} elements but carries only {have} bytes/items")
-            return
         try:
             dt = concrete(dtype)
         except Exception:  # noqa: BLE001 - an unevaluable dtype: only the checks that need none apply
             dt = None
+        # A subarray dtype ('(N,)O') multiplies what numpy allocates: it sizes the array from
+        # shape x item size before it looks at the data (and fills object subarrays by broadcasting).
+        elements = count * dtype_elements(dt) if isinstance(dt, np.dtype) else count
+        if elements > MAX_PLACEHOLDER_ELEMENTS and (have is None or elements > have):
+            self.issue("limit-array", LIMIT, i,
+                       f"ndarray state claims {elements} elements but carries only {have} bytes/items")
+            return
+        if not isinstance(dt, np.dtype) and isinstance(raw, Cont):
+            self.issue("guard", UNSAFE, i, "ndarray state with an item list and a dtype that cannot be established "
+                       "statically (its size and object layout decide what numpy reads)")
+            return
         self.check_object_items(i, count, dt, raw)
         if not isinstance(dt, np.dtype) or dt.hasobject:
             return
@@ -1234,7 +1296,7 @@ _TEXT_OPS = frozenset({0x49, 0x4C, 0x46, 0x53, 0x56, 0x67, 0x70, 0x50})
 _TREE = "sklearn.tree._tree.Tree"
 # Calls whose arguments later checks read (dtype evaluation, raw bytes, Tree sizes).
 _KEEP_ARGS = frozenset({"numpy.dtype", "_codecs.encode", "builtins.bytes", "numpy._core.numeric._frombuffer",
-                        "numpy.core.numeric._frombuffer", _TREE})
+                        "numpy.core.numeric._frombuffer", _TREE, "builtins.range"})
 _BUILDS_FIRST_ARG = frozenset({"reconstructor", "new_obj"})
 _BINARY_TREES = tuple(f"sklearn.neighbors._{m}.{c}{b}" for m, c in (("kd_tree", "KDTree"), ("ball_tree", "BallTree"))
                       for b in ("", "32", "64"))
@@ -1257,7 +1319,18 @@ _BIT_GENERATOR_CLASSES = frozenset({"numpy.random._mt19937.MT19937", "numpy.rand
                                     "numpy.random._sfc64.SFC64"})
 
 
-def _values(items: list[Any]) -> int:
+def _static_dtype(value: Any) -> np.dtype[Any] | None:
+    """The dtype a reconstruction argument stands for, as the runtime guard accepts it (type string or dtype)."""
+    try:
+        dt = concrete(value)
+        if isinstance(dt, (str, bytes)):
+            dt = np.dtype(dt if isinstance(dt, str) else dt.decode("latin1"))
+    except Exception:  # noqa: BLE001 - numpy raises many types on hostile specs; unknown means refused
+        return None
+    return dt if isinstance(dt, np.dtype) else None
+
+
+def _values(items: Any) -> int:
     """How many stack values ``items`` stands for (a Run is two per entry)."""
     total = len(items)
     for x in items:
