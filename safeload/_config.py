@@ -12,16 +12,18 @@ call (and the CLI) in that project agrees without passing ``allow=`` around::
 Precedence: an explicit ``policy=`` argument, then the file named by
 ``set_config_path()`` (the CLI's ``--config``) or ``$SAFELOAD_CONFIG``, then the
 nearest ``safeload.toml`` / ``pyproject.toml`` with a ``[tool.safeload]`` table
-from the working directory upward (the search stops at a directory holding
-``.git`` and at the filesystem root), then ``Policy.default()``.  ``allow=``
-arguments always extend whichever policy wins.
+from the loaded file's directory upward, like ruff and mypy (then from the working
+directory upward, for a model kept outside the project; each search stops at a
+directory holding ``.git`` and at the filesystem root), then ``Policy.default()``.
+``allow=`` arguments always extend whichever policy wins.
 
 Every allow entry needs a reason, because the file is what reviewers read.
-Allowing a name from ``DANGEROUS_NAMES`` (``os.system``, ``builtins.eval``...)
-or from a module that exists to run code or touch the system (``os``,
-``subprocess``, ``runpy``, ``pickle``... see ``DANGEROUS_MODULES``) turns the
+Allowing a dangerous name (``_policy.is_dangerous``: ``os.system``,
+``builtins.eval``, any name from a module that exists to run code or touch the
+system, any standard-library name outside the value-type modules...) turns the
 loader into a code runner, so it is refused unless the table also says
 ``unsafe = true`` (or ``acknowledge_unsafe = true``), and even then it warns.
+``allow=`` and ``--allow`` apply the same rule (``allow_unsafe=True``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from safeload._errors import SafeloadError
-from safeload._policy import DANGEROUS_NAMES, Limits, Policy
+from safeload._policy import DANGEROUS_MODULES, Limits, Policy, is_dangerous
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -66,14 +68,6 @@ CONFIG_NAMES = ("safeload.toml", "pyproject.toml")  # in this order within one d
 _TABLE_KEYS = frozenset({"allow", "limits", "unsafe", "acknowledge_unsafe"})
 _LIMIT_FIELDS = frozenset(f.name for f in dataclasses.fields(Limits))
 # Limits that accept None ("no cap"); TOML has no null, so `false` stands for it.
-#: Besides ``DANGEROUS_NAMES``: modules whose every name exists to run code, spawn processes,
-#: touch files or the network, or unpickle again.  Allowing one of them needs ``unsafe = true`` too.
-DANGEROUS_MODULES: frozenset[str] = frozenset({
-    "os", "posix", "nt", "subprocess", "_posixsubprocess", "pty", "runpy", "ctypes", "marshal", "code",
-    "codeop", "importlib", "shutil", "socket", "pickle", "_pickle", "dill", "cloudpickle", "joblib.numpy_pickle",
-    "multiprocessing", "sys", "pdb", "bdb", "timeit", "cProfile", "profile", "trace", "webbrowser", "pydoc",
-    "pkgutil", "imaplib", "smtplib", "urllib", "http", "ftplib", "tempfile", "glob", "io", "_io", "zipimport",
-})
 _NULLABLE_LIMITS = frozenset(f.name for f in dataclasses.fields(Limits) if "None" in str(f.type))
 
 
@@ -103,7 +97,7 @@ class Config:
     unsafe: bool = False
 
     def policy(self) -> Policy:
-        return Policy.default().extended(self.allow, limits=self.limits)
+        return Policy.default().extended(self.allow, limits=self.limits, allow_unsafe=self.unsafe)
 
 
 # -- explicit override (the CLI's --config) ----------------------------------------------
@@ -184,13 +178,25 @@ def find_config(start: str | os.PathLike[str] | None = None) -> Path | None:
     return None
 
 
-def config_path() -> Path | None:
-    """The configuration file in effect now: ``--config``, then ``$SAFELOAD_CONFIG``, then discovery."""
+def config_path(near: str | os.PathLike[str] | None = None) -> Path | None:
+    """The configuration file in effect: ``--config``, then ``$SAFELOAD_CONFIG``, then discovery.
+
+    Discovery starts in the directory of ``near`` (the file being loaded or scanned), then,
+    if nothing is found there, in the working directory.
+    """
     if _override is not None:
         return _override
     env = os.environ.get(CONFIG_ENV)
     if env:
         return Path(env)
+    if near is not None:
+        try:
+            start = Path(os.path.abspath(os.fspath(near))).parent
+        except (OSError, ValueError, TypeError):
+            start = None
+        found = find_config(start) if start is not None else None
+        if found is not None:
+            return found
     return find_config()
 
 
@@ -302,14 +308,6 @@ def read_config(path: str | os.PathLike[str]) -> Config:
     return Config(p, allow, _limits(p, table), unsafe)
 
 
-def is_dangerous(name: str) -> bool:
-    """Whether allowing ``name`` lets a file run code or touch the system (needs ``unsafe = true``)."""
-    if name in DANGEROUS_NAMES:
-        return True
-    parts = name.split(".")
-    return any(".".join(parts[:i]) in DANGEROUS_MODULES for i in range(1, len(parts)))
-
-
 def load_config(path: str | os.PathLike[str]) -> Policy:
     """The policy a configuration file describes: the defaults, extended and limited by it."""
     return read_config(path).policy()
@@ -331,9 +329,12 @@ def _cached_policy(path: Path) -> Policy:
     return policy
 
 
-def active_policy() -> Policy:
-    """The policy ``load``/``scan`` use when no ``policy=`` is passed (cached per file and mtime)."""
-    path = config_path()
+def active_policy(near: str | os.PathLike[str] | None = None) -> Policy:
+    """The policy ``load``/``scan`` use when no ``policy=`` is passed (cached per file and mtime).
+
+    ``near``: the file being loaded; its configuration is searched from its directory upward.
+    """
+    path = config_path(near)
     if path is None:
         return Policy.default()
     return _cached_policy(path)

@@ -11,15 +11,24 @@ import ast
 import bz2
 import contextlib
 import enum
+import errno
 import lzma
 import mmap
 import os
+import stat
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from safeload._errors import LimitExceededError, MalformedModelError, UnsafeModelError, UnsupportedFormatError
+from safeload._errors import (
+    LimitExceededError,
+    MalformedModelError,
+    TruncatedModelError,
+    UnsafeModelError,
+    UnsupportedFormatError,
+    os_error,
+)
 from safeload._filling import Filling
 from safeload._policy import Limits
 
@@ -103,7 +112,10 @@ def _read_path(path: str, limits: Limits) -> Source:
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     handed_over = False
     try:
-        size = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):  # open() succeeds on a directory on POSIX; reading it fails later
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        size = st.st_size
         if size > limits.max_zip_bytes and size > limits.max_array_bytes:
             raise LimitExceededError(f"{path}: file of {size} bytes exceeds the size limits")
         buf: Buffer = _writable_buffer(size)
@@ -122,13 +134,23 @@ def _read_path(path: str, limits: Limits) -> Source:
     return Source(buf, path, path)
 
 
-def read_source(file: Any, limits: Limits) -> Source:
+def read_source(file: Any, limits: Limits, *, bytes_path: bool = False) -> Source:
+    """Read ``file`` (a path, bytes, or a binary file object) once.
+
+    With ``bytes_path``, ``bytes`` is a file name, as ``open()`` treats it (``load``);
+    otherwise it is the data.  An unreadable path raises a ``SourceReadError`` that
+    keeps the OS error's class (``FileNotFoundError``...), errno and file name.
+    """
+    if bytes_path and isinstance(file, bytes):
+        file = os.fsdecode(file)
     if isinstance(file, (str, os.PathLike)):
-        path = str(os.fspath(file))
+        path = os.fspath(file)
+        if not isinstance(path, str):
+            path = os.fsdecode(path)
         try:
             return _read_path(path, limits)
         except OSError as exc:
-            raise UnsupportedFormatError(f"cannot read {path}: {exc.strerror or exc}") from None
+            raise os_error(exc, path) from None
     if isinstance(file, (bytes, bytearray, memoryview)):
         return Source(bytes(file), "<bytes>")
     read: Callable[..., Any] | None = getattr(file, "read", None)
@@ -147,7 +169,7 @@ def read_source(file: Any, limits: Limits) -> Source:
 def sniff(data: Buffer) -> Format:
     head = bytes(data[:8])
     if not head:
-        raise MalformedModelError("empty input")
+        raise TruncatedModelError("empty input")
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         return Format.ZIP
     if head.startswith(b"\x93NUMPY"):
@@ -221,7 +243,7 @@ def decompress(fmt: Format, data: Buffer, limits: Limits) -> bytearray:
                 if d.eof or (not piece and not pending and getattr(d, "needs_input", True)):
                     break
             if not d.eof:
-                raise MalformedModelError(f"truncated {fmt.value} stream")
+                raise TruncatedModelError(f"truncated {fmt.value} stream")
             unused = bytes(getattr(d, "unused_data", b"") or b"")
             if not unused:
                 break
@@ -242,7 +264,8 @@ def _decompressor(fmt: Format) -> Any:
         try:
             import lz4.frame
         except ImportError:
-            raise UnsupportedFormatError("lz4-compressed file: install safeload[lz4] to read it") from None
+            raise UnsupportedFormatError("lz4-compressed file: the lz4 package (a safeload dependency) is missing; "
+                                         "pip install lz4") from None
         return lz4.frame.LZ4FrameDecompressor()
     if fmt in (Format.ZLIB, Format.GZIP):
         return zlib.decompressobj(wbits=15 if fmt is Format.ZLIB else 31)

@@ -1,7 +1,10 @@
 """Exception hierarchy: everything safeload raises derives from SafeloadError.
 
-UnsafeModelError also derives from pickle.UnpicklingError so that code written
-for ``pickle.load`` keeps catching policy refusals without changes.
+Errors also derive from the exception a ``pickle.load`` / ``open`` caller already
+catches, so code written for them keeps working under ``safeload.patched()``:
+refusals and corrupt files are ``pickle.UnpicklingError`` instances, a truncated file is
+also an ``EOFError``, and an unreadable path keeps its ``OSError`` subclass
+(``FileNotFoundError``, ``IsADirectoryError``, ``PermissionError``...).
 """
 
 from __future__ import annotations
@@ -10,8 +13,11 @@ import pickle
 from collections.abc import Iterable
 
 __all__ = [
+    "DangerousAllowError",
     "LimitExceededError",
     "MalformedModelError",
+    "SourceReadError",
+    "TruncatedModelError",
     "SafeloadError",
     "UnsafeModelError",
     "UnsupportedFormatError",
@@ -47,8 +53,12 @@ class UnsafeModelError(SafeloadError, pickle.UnpicklingError):
         super().__init__(message)
 
 
-class MalformedModelError(SafeloadError):
-    """The input is truncated, corrupt or internally inconsistent."""
+class MalformedModelError(SafeloadError, pickle.UnpicklingError):
+    """The input is truncated, corrupt or internally inconsistent (``pickle.load`` raises UnpicklingError)."""
+
+
+class TruncatedModelError(MalformedModelError, EOFError):
+    """The input ends before the pickle does (``pickle.load`` raises EOFError or UnpicklingError)."""
 
 
 class UnsupportedFormatError(SafeloadError):
@@ -57,3 +67,48 @@ class UnsupportedFormatError(SafeloadError):
 
 class LimitExceededError(SafeloadError):
     """The input asks for more resources than the configured limits allow."""
+
+
+class DangerousAllowError(SafeloadError, ValueError):
+    """``allow=`` names a global that lets a file run code, without ``allow_unsafe=True``.
+
+    ``names`` holds the dangerous names.  A ``ValueError`` too: it is a bad argument.
+    """
+
+    def __init__(self, message: str, names: Iterable[str]) -> None:
+        self.names: tuple[str, ...] = tuple(names)
+        super().__init__(message)
+
+
+class SourceReadError(SafeloadError, OSError):
+    """The input could not be read.  Raised as the subclass matching the OS error (see ``os_error``)."""
+
+
+class SourceFileNotFoundError(SourceReadError, FileNotFoundError):
+    """The path does not exist."""
+
+
+class SourceIsADirectoryError(SourceReadError, IsADirectoryError):
+    """The path is a directory."""
+
+
+class SourceNotADirectoryError(SourceReadError, NotADirectoryError):
+    """A parent of the path is not a directory."""
+
+
+class SourcePermissionError(SourceReadError, PermissionError):
+    """The path cannot be read with this process's permissions."""
+
+
+_OS_ERRORS: tuple[tuple[type[OSError], type[SourceReadError]], ...] = (
+    (FileNotFoundError, SourceFileNotFoundError),
+    (IsADirectoryError, SourceIsADirectoryError),
+    (NotADirectoryError, SourceNotADirectoryError),
+    (PermissionError, SourcePermissionError),
+)
+
+
+def os_error(exc: OSError, path: str) -> SourceReadError:
+    """A SafeloadError that is also ``exc``'s own OSError subclass, with errno, text and path kept."""
+    cls = next((v for k, v in _OS_ERRORS if isinstance(exc, k)), SourceReadError)
+    return cls(exc.errno, exc.strerror or str(exc), path)
