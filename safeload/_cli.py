@@ -16,15 +16,20 @@ import argparse
 import dataclasses
 import importlib
 import os
+import re
 import stat
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
+from safeload._cache import ResultCache, file_sha256, policy_fingerprint
 from safeload._errors import SafeloadError
-from safeload._format import FORMATS, get_renderer, is_failure
+from safeload._format import FORMATS, display_path, get_renderer, is_failure
+from safeload._ignore import Ignore
 from safeload._policy import Policy
 from safeload._report import Finding, ScanReport, Verdict
 
@@ -76,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout")
     scan.add_argument("--allow", action="append", default=[], metavar="NAME",
                       help="also allow this exact global name (module.Name); repeatable")
+    scan.add_argument("--allow-unsafe", action="store_true",
+                      help="accept --allow names that let a file run code (os.system, eval...); never needed "
+                           "for a model file")
     scan.add_argument("--jobs", "-j", type=_jobs, default=1, metavar="N",
                       help="scan N files in parallel (0 = one per CPU; default 1)")
     scan.add_argument("--explain", action="store_true",
@@ -83,6 +91,21 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--config", metavar="FILE", help="read the policy from this configuration file")
     scan.add_argument("--root", metavar="DIR", default=None,
                       help="show paths relative to DIR (SARIF %%SRCROOT%%; default: current directory)")
+    scan.add_argument("--allow-empty", action="store_true",
+                      help="exit 0 when no model file was found (default: exit 1, 'nothing scanned')")
+    scan.add_argument("--not-judged", choices=("fail", "pass"), default="fail",
+                      help="exit status for formats safeload recognises but does not judge (Keras/HDF5, "
+                           "TorchScript): fail (default) or pass")
+    scan.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                      help="leave out paths matching GLOB in directory scans (gitignore syntax); repeatable")
+    scan.add_argument("--no-gitignore", action="store_true", help="do not honour .gitignore files in directories")
+    scan.add_argument("--baseline", metavar="FILE",
+                      help="JSON file of accepted findings with reasons: those become notes, only new ones fail")
+    scan.add_argument("--write-baseline", metavar="FILE",
+                      help="write the current findings to FILE as a baseline (fill in each reason before use)")
+    scan.add_argument("--no-cache", action="store_true",
+                      help="judge every file again instead of reusing results cached by content hash "
+                           "($SAFELOAD_CACHE_DIR, default ~/.cache/safeload)")
     scan.set_defaults(func=_cmd_scan)
 
     policy = sub.add_parser("policy", help="print the allowlist",
@@ -148,7 +171,7 @@ def _silence_stdout() -> None:
 # --------------------------------------------------------------------------- policy
 
 
-def _policy(config: str | None, allow: Sequence[str] = ()) -> Policy:
+def _policy(config: str | None, allow: Sequence[str] = (), allow_unsafe: bool = False) -> Policy:
     """The policy ``scan``/``load`` would use, plus ``--config`` and ``--allow`` (validated here)."""
     from safeload._load import effective_policy
 
@@ -166,10 +189,14 @@ def _policy(config: str | None, allow: Sequence[str] = ()) -> Policy:
             except (SafeloadError, OSError, ValueError, TypeError, KeyError) as exc:
                 raise CliError(f"invalid configuration {config}: {exc}") from None
     try:
-        return effective_policy(base, list(allow))
+        pol = effective_policy(base, [])
     except SafeloadError as exc:  # e.g. a broken [tool.safeload] table found from the working directory
         raise CliError(f"configuration: {exc}") from None
-    except (ValueError, TypeError) as exc:
+    if not allow:
+        return pol
+    try:
+        return pol.extended(list(allow), allow_unsafe=True) if allow_unsafe else pol.extended(list(allow))
+    except (SafeloadError, ValueError, TypeError) as exc:
         raise CliError(f"--allow: {exc}") from None
 
 
@@ -201,7 +228,19 @@ def _cmd_policy(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- discovery
 
 
-def discover(paths: Sequence[str], policy: Policy | None = None) -> list[str]:
+# Names a model file goes by. A file named like this is scanned even when its content looks like
+# nothing (an empty file, a Git LFS pointer, an image): then it fails the audit, because a loader
+# expects a model there and a CI checkout without `git lfs pull` must not pass.
+MODEL_NAME = re.compile(
+    r"(?i)(\.(pkl|pickle|pck|pcl|joblib|jbl|skops|sav|pt|pth|ckpt|npy|npz|safetensors|onnx|gguf|h5|hdf5|keras)"
+    r"(\.(gz|bz2|xz|lzma|lz4|z))?|^pytorch_model[^/]*\.bin)$")
+
+
+def model_named(path: str) -> bool:
+    return MODEL_NAME.search(os.path.basename(path)) is not None
+
+
+def discover(paths: Sequence[str], policy: Policy | None = None, ignore: Ignore | None = None) -> list[str]:
     """Files to scan, in a stable order: named files always, directories searched by content.
 
     Raises ``CliError`` for a missing path or an unreadable file or directory.
@@ -217,7 +256,7 @@ def discover(paths: Sequence[str], policy: Policy | None = None) -> list[str]:
         except OSError as exc:
             raise CliError(f"cannot access {path}: {exc.strerror or exc}") from None
         if stat.S_ISDIR(st.st_mode):
-            for found in _walk(path, pol):
+            for found in _walk(path, pol, ignore or Ignore()):
                 real = os.path.realpath(found)
                 if real not in seen:
                     seen.add(real)
@@ -233,29 +272,43 @@ def discover(paths: Sequence[str], policy: Policy | None = None) -> list[str]:
     return out
 
 
-def _walk(top: str, policy: Policy) -> Iterator[str]:
+def _walk(top: str, policy: Policy, ignore: Ignore) -> Iterator[str]:
     real_top = os.path.realpath(top)
     errors: list[OSError] = []
     for dirpath, dirnames, filenames in os.walk(top, onerror=errors.append, followlinks=False):
         if errors:
             break
+        rel_dir = _rel(dirpath, top)
+        ignore.load_dir(top, rel_dir)
         dirnames[:] = sorted(d for d in dirnames
-                             if d not in _VCS_DIRS and not os.path.islink(os.path.join(dirpath, d)))
+                             if d not in _VCS_DIRS and not os.path.islink(os.path.join(dirpath, d))
+                             and not ignore.ignored(_join(rel_dir, d), True))
         for name in sorted(filenames):
             path = os.path.join(dirpath, name)
+            if ignore.ignored(_join(rel_dir, name), False):
+                continue
             if os.path.islink(path) and not _within(os.path.realpath(path), real_top):
                 continue  # never follow a link out of the tree
             try:
                 st = os.stat(path)
             except OSError:
                 continue  # dangling link
-            if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+            if not stat.S_ISREG(st.st_mode):
                 continue
-            if _is_artifact(path, policy):
+            if model_named(path) or (st.st_size > 0 and _is_artifact(path, policy)):
                 yield path
     if errors:
         exc = errors[0]
         raise CliError(f"cannot read directory {exc.filename or top}: {exc.strerror or exc}")
+
+
+def _rel(path: str, top: str) -> str:
+    rel = os.path.relpath(path, top)
+    return "" if rel == "." else rel.replace(os.sep, "/")
+
+
+def _join(rel_dir: str, name: str) -> str:
+    return f"{rel_dir}/{name}" if rel_dir else name
 
 
 def _within(path: str, root: str) -> bool:
@@ -281,16 +334,31 @@ def _is_artifact(path: str, policy: Policy) -> bool:
     zip of documents, a numeric ``.npy``): loading those runs nothing, so a directory scan
     skips them instead of failing on them.  Named files are always scanned regardless.
     """
+    from safeload._archive import inflate_head, is_tar
     from safeload._containers import Format, sniff
+    from safeload._nocode import recognise
     from safeload._scan import is_candidate
 
     head = _read_head(path)
-    if not head or not is_candidate(path):
+    if not head:
+        return False
+    found = recognise(head) if len(head) < _HEAD_BYTES else None
+    if found is not None and found.verdict != "not-a-model":
+        return True
+    if found is None and head.startswith((b"GGUF", b"\x89HDF\r\n\x1a\n")):
+        return True  # a model format recognised by its header (safetensors, ONNX, GGUF, HDF5)
+    if head[8:9] == b"{" and _safetensors_head(head):
+        return True
+    if is_tar(head):
+        return _plausible_tar(path, policy)
+    if not is_candidate(path):
         return False
     try:
         fmt = sniff(head)
     except SafeloadError:
         return False
+    if fmt in COMPRESSED_FORMATS() and is_tar(inflate_head(fmt, head)):
+        return _plausible_tar(path, policy)
     if fmt is Format.ZIP:
         return _plausible_zip(path, policy)
     try:
@@ -298,6 +366,48 @@ def _is_artifact(path: str, policy: Policy) -> bool:
     except OSError as exc:
         raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
     return _plausible(fmt, head, size, policy)
+
+
+def COMPRESSED_FORMATS() -> frozenset[Any]:  # noqa: N802 - a constant, imported lazily
+    from safeload._containers import COMPRESSED
+
+    return COMPRESSED
+
+
+def _safetensors_head(head: bytes) -> bool:
+    """The start of a safetensors file too big for the head to hold its whole header."""
+    n = int.from_bytes(head[:8], "little")
+    return 2 <= n <= 100_000_000 and head[9:10] == b'"'
+
+
+def _plausible_tar(path: str, policy: Policy) -> bool:
+    """A tar (possibly compressed) is a model artifact when one of its members is."""
+    import tarfile
+
+    from safeload._containers import Format, sniff
+
+    try:
+        with tarfile.open(path, mode="r:*") as tf:
+            for count, info in enumerate(tf):
+                if count > policy.limits.max_zip_members:
+                    return True  # let the scan report the limit
+                if not info.isreg() or info.size == 0:
+                    continue
+                if model_named(info.name):
+                    return True
+                fh = tf.extractfile(info)
+                if fh is None:
+                    continue
+                head = fh.read(_HEAD_BYTES)
+                try:
+                    fmt = sniff(head)
+                except SafeloadError:
+                    continue
+                if fmt is Format.ZIP or _plausible(fmt, head, info.size, policy):
+                    return True
+    except (tarfile.TarError, EOFError, ValueError, OSError):
+        return True  # damaged: let the scan report it
+    return False
 
 
 def _plausible(fmt: Any, head: bytes, size: int | None, policy: Policy, bound: int | None = None) -> bool:
@@ -494,16 +604,33 @@ def _plausible_zip(path: str, policy: Policy) -> bool:
 
 _WORKER_POLICY: Policy | None = None
 _WORKER_EXPLAIN = False
+_WORKER_CACHE: ResultCache | None = None
+_WORKER_FINGERPRINT = ""
+_BIG_FILE = 64 << 20
 
 
-def _init_worker(policy: Policy, explain: bool) -> None:
-    global _WORKER_POLICY, _WORKER_EXPLAIN
-    _WORKER_POLICY, _WORKER_EXPLAIN = policy, explain
+def _init_worker(policy: Policy, explain: bool, cache: ResultCache | None, fingerprint: str) -> None:
+    global _WORKER_POLICY, _WORKER_EXPLAIN, _WORKER_CACHE, _WORKER_FINGERPRINT
+    _WORKER_POLICY, _WORKER_EXPLAIN, _WORKER_CACHE, _WORKER_FINGERPRINT = policy, explain, cache, fingerprint
 
 
-def _scan_in_worker(path: str) -> ScanReport:
+def _scan_chunk(paths: Sequence[str]) -> list[tuple[ScanReport, bool]]:
     assert _WORKER_POLICY is not None
-    return scan_file(path, _WORKER_POLICY, _WORKER_EXPLAIN)
+    return [_scan_one(p, _WORKER_POLICY, _WORKER_EXPLAIN, _WORKER_CACHE, _WORKER_FINGERPRINT) for p in paths]
+
+
+def _scan_one(path: str, policy: Policy, explain: bool, cache: ResultCache | None,
+              fingerprint: str) -> tuple[ScanReport, bool]:
+    """The report of ``path`` and whether it came from the cache (same bytes, same policy, same version)."""
+    if cache is not None:
+        try:
+            digest = file_sha256(path)
+        except OSError:
+            digest = ""
+        hit = cache.get(path, digest, fingerprint) if digest else None
+        if hit is not None:
+            return hit, True
+    return scan_file(path, policy, explain), False
 
 
 def scan_file(path: str, policy: Policy, explain: bool) -> ScanReport:
@@ -527,26 +654,60 @@ def _crash_report(path: str, what: str) -> ScanReport:
 
 
 class _Progress:
-    """A one-line progress bar on stderr, shown only for interactive runs over many files."""
+    """Progress on stderr, only for interactive runs: a bar over many files, a ticker on a big one."""
 
     def __init__(self, total: int, stream: IO[str]) -> None:
         self.total = total
         self.stream = stream
         self.done = 0
-        self.enabled = total >= _PROGRESS_MIN_FILES and _isatty(stream)
+        self.tty = _isatty(stream)
+        self.enabled = total >= _PROGRESS_MIN_FILES and self.tty
+        self._lock = threading.Lock()
 
-    def step(self) -> None:
-        self.done += 1
+    def step(self, n: int = 1) -> None:
+        self.done += n
         if self.enabled:
             width = 30
             filled = width * self.done // self.total
-            self.stream.write(f"\rscanning [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}")
-            self.stream.flush()
+            with self._lock:
+                self.stream.write(f"\rscanning [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}")
+                self.stream.flush()
+
+    def big_file(self, path: str) -> _Ticker | None:
+        """A ticker for one big file (only on a terminal): the name, its size and the time spent."""
+        if not self.tty:
+            return None
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            return None
+        return _Ticker(self, path, size) if size >= _BIG_FILE else None
 
     def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\r" + " " * 60 + "\r")
-            self.stream.flush()
+        if self.enabled or self.tty:
+            with self._lock:
+                self.stream.write("\r" + " " * 79 + "\r")
+                self.stream.flush()
+
+
+class _Ticker:
+    def __init__(self, progress: _Progress, path: str, size: int) -> None:
+        self.progress = progress
+        self.label = f"{os.path.basename(path)[:40]} ({size / 2**20:.0f} MiB)"
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="safeload-progress", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        while not self.stop.wait(0.5):
+            with self.progress._lock:
+                self.progress.stream.write(f"\rscanning {self.label} {time.monotonic() - start:.1f} s")
+                self.progress.stream.flush()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
 
 
 def _isatty(stream: IO[str]) -> bool:
@@ -556,51 +717,183 @@ def _isatty(stream: IO[str]) -> bool:
         return False
 
 
-def scan_all(files: Sequence[str], policy: Policy, *, jobs: int = 1, explain: bool = False) -> list[ScanReport]:
+@dataclasses.dataclass
+class ScanStats:
+    """What a scan cost: files, of which served from the cache, and seconds."""
+
+    files: int = 0
+    cached: int = 0
+    seconds: float = 0.0
+
+
+def scan_all(files: Sequence[str], policy: Policy, *, jobs: int = 1, explain: bool = False,
+             cache: ResultCache | None = None, stats: ScanStats | None = None) -> list[ScanReport]:
     """Scan ``files`` (in a process pool when ``jobs > 1``); reports come back in the order of ``files``."""
+    started = time.perf_counter()
+    fingerprint = policy_fingerprint(policy, explain) if cache is not None else ""
     progress = _Progress(len(files), sys.stderr)
-    reports: list[ScanReport | None] = [None] * len(files)
+    results: list[tuple[ScanReport, bool] | None] = [None] * len(files)
     try:
         if jobs > 1 and len(files) > 1:
-            _scan_parallel(files, policy, explain, jobs, reports, progress)
+            _scan_parallel(files, policy, explain, jobs, results, progress, cache, fingerprint)
         for i, path in enumerate(files):  # serial scans, and whatever a pool could not start on
-            if reports[i] is None:
-                reports[i] = scan_file(path, policy, explain)
+            if results[i] is None:
+                ticker = progress.big_file(path)
+                try:
+                    results[i] = _scan_one(path, policy, explain, cache, fingerprint)
+                finally:
+                    if ticker is not None:
+                        ticker.close()
                 progress.step()
     finally:
         progress.close()
-    return [r if r is not None else _crash_report(files[i], "not scanned") for i, r in enumerate(reports)]
+    reports = [r[0] if r is not None else _crash_report(files[i], "not scanned") for i, r in enumerate(results)]
+    if cache is not None:
+        cache.put_many((r[0] for r in results if r is not None and not r[1]), fingerprint)
+        cache.close()
+    if stats is not None:
+        stats.files += len(files)
+        stats.cached += sum(1 for r in results if r is not None and r[1])
+        stats.seconds += time.perf_counter() - started
+    return reports
+
+
+def _preload(files: Sequence[str]) -> None:
+    """Import in this process what the workers will need, so that every forked worker shares it.
+
+    Workers that import skops and scikit-learn themselves spend ~3 s each before judging the
+    first skops file; imported once here, before the fork, they cost that once.
+    """
+    import zipfile
+
+    importlib.import_module("safeload._scan")
+    for path in files:
+        try:
+            with open(path, "rb") as fh:
+                if fh.read(4) != b"PK\x03\x04":
+                    continue
+            with zipfile.ZipFile(path) as zf:
+                if "schema.json" in zf.namelist():
+                    importlib.import_module("skops.io")
+                    return
+        except (OSError, zipfile.BadZipFile, ValueError, ImportError, EOFError):
+            continue
+
+
+def _fork_context() -> Any:
+    import multiprocessing
+
+    try:
+        return multiprocessing.get_context("fork")
+    except ValueError:  # no fork on this platform: workers import what they need themselves
+        return None
 
 
 def _scan_parallel(files: Sequence[str], policy: Policy, explain: bool, jobs: int,
-                   reports: list[ScanReport | None], progress: _Progress) -> None:
+                   results: list[tuple[ScanReport, bool] | None], progress: _Progress,
+                   cache: ResultCache | None, fingerprint: str) -> None:
+    _preload(files)
+    workers = min(jobs, len(files))
+    # Small batches keep both workers busy to the end; one task per file would cost an IPC round trip each.
+    size = max(1, min(32, len(files) // (workers * 8)))
+    chunks = [list(range(i, min(i + size, len(files)))) for i in range(0, len(files), size)]
     try:
-        pool = ProcessPoolExecutor(max_workers=min(jobs, len(files)), initializer=_init_worker,
-                                   initargs=(policy, explain))
-        futures: dict[Future[ScanReport], int] = {pool.submit(_scan_in_worker, p): i for i, p in enumerate(files)}
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_fork_context(), initializer=_init_worker,
+                                   initargs=(policy, explain, cache, fingerprint))
+        futures: dict[Future[list[tuple[ScanReport, bool]]], list[int]] = {
+            pool.submit(_scan_chunk, [files[i] for i in chunk]): chunk for chunk in chunks}
     except (OSError, NotImplementedError, ImportError):  # no process support here (sandbox, no /dev/shm)
         return
     try:
         for fut in as_completed(futures):
-            i = futures[fut]
+            chunk = futures[fut]
             try:
-                reports[i] = fut.result()
+                for i, result in zip(chunk, fut.result(), strict=True):
+                    results[i] = result
             except BrokenProcessPool:
-                reports[i] = _crash_report(files[i], "the worker process died (out of memory or crashed)")
-            progress.step()
+                for i in chunk:
+                    results[i] = (_crash_report(files[i], "the worker process died (out of memory or crashed)"),
+                                  False)
+            progress.step(len(chunk))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _fails(report: ScanReport, expected: str, not_judged_ok: bool) -> bool:
+    """Does ``report`` fail the audit?  ``expected``: why a model was expected ("" when it was not)."""
+    if report.verdict == Verdict.NOT_JUDGED:
+        return not not_judged_ok
+    if report.verdict == Verdict.NOT_A_MODEL:
+        return bool(expected)
+    return is_failure(report)
+
+
+def _finalize(report: ScanReport, expected: str, not_judged_ok: bool) -> ScanReport:
+    failed = _fails(report, expected, not_judged_ok)
+    if report.verdict == Verdict.NOT_A_MODEL and failed:
+        note = Finding("not-loadable", "medium", f"{expected}, but it is not a model file any loader can load")
+        return dataclasses.replace(report, findings=(note, *report.findings), failed=True)
+    return dataclasses.replace(report, failed=failed)
+
+
+def expectation(path: str, named: bool) -> str:
+    """Why ``path`` must be a loadable model ("" if it need not be)."""
+    if named:
+        return "named on the command line"
+    return "named like a model file" if model_named(path) else ""
+
+
 def _cmd_scan(args: argparse.Namespace) -> int:
-    policy = _policy(args.config, args.allow)
+    policy = _policy(args.config, args.allow, args.allow_unsafe)
     root = args.root if args.root is not None else os.getcwd()
     if not os.path.isdir(root):
         raise CliError(f"--root is not a directory: {root}")
-    files = discover(args.paths, policy)
-    reports = scan_all(files, policy, jobs=args.jobs, explain=args.explain)
+    baseline = None
+    if args.baseline is not None:
+        from safeload._baseline import BaselineError, load_baseline
+
+        try:
+            baseline = load_baseline(args.baseline)
+        except BaselineError as exc:
+            raise CliError(str(exc)) from None
+    ignore = Ignore(tuple(args.exclude), not args.no_gitignore)
+    local = [p for p in args.paths if not is_url(p)]
+    remote = [p for p in args.paths if is_url(p)]
+    files = discover(local, policy, ignore)
+    named = {os.path.realpath(p) for p in local if os.path.isfile(p)}
+    cache = None if args.no_cache else ResultCache()
+    reports = scan_all(files, policy, jobs=args.jobs, explain=args.explain, cache=cache)
+    expected = [expectation(p, os.path.realpath(p) in named) for p in files]
+    if remote:
+        from safeload._remote import scan_urls
+
+        try:
+            remote_reports = list(scan_urls(remote, policy, explain=args.explain, jobs=args.jobs))
+        except SafeloadError as exc:
+            raise CliError(str(exc)) from None
+        reports += [r for r, _ in remote_reports]
+        expected += [e for _, e in remote_reports]
+    not_judged_ok = args.not_judged == "pass"
+    reports = [_finalize(r, e, not_judged_ok) for r, e in zip(reports, expected, strict=True)]
+    if baseline is not None:
+        from safeload._baseline import apply
+
+        reports = [apply(r, display_path(r.path, root), baseline, bool(r.failed)) for r in reports]
+    if args.write_baseline is not None:
+        from safeload._baseline import write_baseline
+
+        try:
+            count = write_baseline(args.write_baseline, [(display_path(r.path, root), r) for r in reports])
+        except OSError as exc:
+            raise CliError(f"cannot write {args.write_baseline}: {exc.strerror or exc}") from None
+        print(f"{_PROG}: wrote {count} finding(s) to {args.write_baseline}; give each a reason before using it "
+              "with --baseline", file=sys.stderr)
     output = get_renderer(args.format)(reports, root, explain=args.explain)
-    code = EXIT_REFUSED if any(is_failure(r) for r in reports) else EXIT_OK
+    code = EXIT_REFUSED if any(r.failed for r in reports) else EXIT_OK
+    if not reports and not args.allow_empty:
+        print(f"{_PROG}: nothing scanned: no model files found in {' '.join(args.paths)} "
+              "(pass --allow-empty if that is expected)", file=sys.stderr)
+        code = EXIT_REFUSED
     if args.output is not None:
         try:
             with open(args.output, "w", encoding="utf-8", errors="backslashreplace", newline="\n") as fh:
@@ -615,6 +908,10 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     return code
 
 
+def is_url(path: str) -> bool:
+    return re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", path) is not None
+
+
 def _write(stream: IO[str], text: str) -> None:
     """Write ``text`` even if the terminal encoding cannot show every character of a file name."""
     try:
@@ -623,4 +920,3 @@ def _write(stream: IO[str], text: str) -> None:
         encoding = getattr(stream, "encoding", None) or "utf-8"
         stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
     stream.flush()
-

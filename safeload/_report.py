@@ -13,6 +13,8 @@ class Verdict:
     ERROR = "error"  # malformed or over a limit: load would refuse it
     UNSUPPORTED = "unsupported"  # a model-like container that load does not accept
     NOT_A_MODEL = "not-a-model"
+    NO_CODE = "no-code"  # a format with no code path (safetensors, ONNX, GGUF, numeric arrays): nothing to run
+    NOT_JUDGED = "not-judged"  # recognised, but safeload has no rules for it (Keras/HDF5): fails unless accepted
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,10 @@ class ScanReport:
     globals: tuple[GlobalVerdict, ...]
     size: int
     sha256: str = ""  # only when asked for: scan(..., digest=True); the CLI always asks
+    # Set by the CLI: does this file fail the audit?  ``None`` means "decided by the verdict alone";
+    # the CLI also fails files named like models or named explicitly that are not loadable, and
+    # applies ``--not-judged`` and the baseline.
+    failed: bool | None = None
 
     @property
     def safe(self) -> bool:
@@ -121,5 +127,24 @@ RULES: dict[str, tuple[str, str]] = {
     "protocol": ("Unsupported protocol", "The PROTO opcode names a protocol above 5."),
     "internal-error": ("Internal error", "safeload could not analyse this input; it is refused."),
     "not-a-model": ("Not a model artifact", "The file is not a pickle, joblib, skops, zip or numpy file."),
+    "empty": ("Empty file", "The file has no bytes: a model was expected here (a failed download or checkout?)."),
+    "lfs-pointer": ("Git LFS pointer instead of the model",
+                    "The file is a Git LFS pointer, not the model it stands for: run `git lfs pull` (or fetch the "
+                    "object) before scanning. A CI checkout without LFS scans pointers, never the models."),
+    "not-loadable": ("Not loadable although a model was expected",
+                     "The file was named explicitly or is named like a model file, but nothing can load it."),
+    "no-code": ("Format without a code path",
+                "safetensors, ONNX, GGUF and numeric numpy arrays hold data only; loading them runs no code."),
+    "not-judged": ("Format not judged",
+                   "safeload recognises this format but has no rules for it (e.g. Keras Lambda layers can carry "
+                   "code): it is not called safe. Use --not-judged pass to accept such files."),
+    "torch-weights-only": ("PyTorch checkpoint judged by weights-only rules",
+                           "The checkpoint's pickles use only the globals torch.load(weights_only=True) allows; "
+                           "load it with torch.load(weights_only=True), not with safeload.load."),
+    "archive": ("Archive member", "A finding inside a tar or zip archive; the member is named."),
+    "polyglot": ("File is also a pickle",
+                 "The file is a valid data format and also a pickle that imports a refused name: a loader that "
+                 "unpickles it by mistake would run it."),
+    "baseline": ("Accepted in the baseline", "This finding is listed in the baseline file with a reason."),
 }
 

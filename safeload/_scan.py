@@ -19,19 +19,27 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from safeload._analysis import Analysis, analyse
-from safeload._containers import COMPRESSED, Buffer, Format, npy_header, read_source, sniff
-from safeload._errors import LimitExceededError, MalformedModelError, SafeloadError, UnsafeModelError
+from safeload._archive import MAX_DEPTH, aggregate, inflate_head, is_tar, scan_tar
+from safeload._containers import COMPRESSED, Buffer, Format, decompress, npy_header, read_source, sniff
+from safeload._errors import (
+    LimitExceededError,
+    MalformedModelError,
+    SafeloadError,
+    UnsafeModelError,
+    UnsupportedFormatError,
+)
 from safeload._filling import Filling
 from safeload._load import effective_policy
+from safeload._nocode import Recognised, might_recognise, recognise
 from safeload._policy import Policy
 from safeload._report import Finding, GlobalVerdict, Location, ScanReport, Verdict
+from safeload._torch import TorchJudgement, is_legacy, judge_legacy, judge_pickle, torch_policy
 from safeload._walker import LIMIT, UNSAFE, Issue, Trace, walk
 
 __all__ = ["scan", "scan_bytes"]
 
 _SEVERITY = {UNSAFE: "high", LIMIT: "medium", "malformed": "medium"}
 _MAX_MEMBER = 4 * 1024**3
-_AUTO_EXPLAIN_BYTES = 64 * 1024
 _THREADED_DIGEST_BYTES = 4 * 1024 * 1024
 _DIGEST_STEP = 8 * 1024 * 1024
 
@@ -61,10 +69,10 @@ def scan_bytes(data: Buffer, policy: Policy, name: str = "<bytes>", *, explain: 
 
 
 def _scan_data(data: Buffer, policy: Policy, name: str, explain: bool, digest: bool,
-               filling: Filling | None) -> ScanReport:
+               filling: Filling | None, depth: int = 0) -> ScanReport:
     hasher = _Digest(data, filling) if digest else None
     try:
-        report = _scan_bytes(data, policy, name, explain, filling)
+        report = _scan_bytes(data, policy, name, explain, filling, depth)
         if filling is not None:
             filling.finish()  # a file that changed size while it was read has no verdict
     except Exception as exc:  # noqa: BLE001 - a scan reports; it never raises on content
@@ -116,32 +124,78 @@ class _Digest:
         return "" if self._failed else self._hash.hexdigest()
 
 
-def _scan_bytes(data: Buffer, policy: Policy, name: str, explain: bool, filling: Filling | None) -> ScanReport:
+def _scan_bytes(data: Buffer, policy: Policy, name: str, explain: bool, filling: Filling | None,
+                depth: int = 0) -> ScanReport:
     """The report without its sha256 (``_scan_data`` adds it)."""
     size = len(data)
+    if size == 0:
+        return ScanReport(name, "empty", Verdict.NOT_A_MODEL, (Finding("empty", "medium", "empty file (0 bytes)"),),
+                          (), 0)
     if filling is not None:
-        filling.wait(8)
-    try:
-        fmt = sniff(data)
-    except SafeloadError as exc:
-        return ScanReport(name, "empty", Verdict.NOT_A_MODEL, (Finding("not-a-model", "info", str(exc)),),
-                          (), size)
+        filling.wait(min(size, 64))
+    if might_recognise(bytes(data[:64])):
+        if filling is not None:
+            filling.finish()  # a format judged by its header: wait for all of it
+        found = recognise(data)
+        if found is not None:
+            return _recognised(data, policy, name, found)
+    fmt = sniff(data)
     if filling is not None and fmt is not Format.PICKLE:
         filling.finish()  # only the opcode walk reads a file while it arrives
     if fmt is Format.UNKNOWN:
+        if is_tar(bytes(data[:512])):
+            return _scan_tar(data, policy, name, "tar", explain, depth)
         return ScanReport(name, "unknown", Verdict.NOT_A_MODEL,
-                          (Finding("not-a-model", "info", "not a pickle, joblib, skops, zip or numpy file"),),
-                          (), size)
+                          (Finding("not-a-model", "info", "not a pickle, joblib, skops, zip, numpy, PyTorch, "
+                                   "safetensors, ONNX, GGUF or tar file"),), (), size)
+    if fmt in COMPRESSED and is_tar(inflate_head(fmt, data)):
+        try:
+            inner = decompress(fmt, data, policy.limits)
+        except SafeloadError as exc:
+            return ScanReport(name, f"tar+{fmt.value}", _verdict_for(exc), (_finding_for(exc),), (), size)
+        return dataclasses.replace(_scan_tar(inner, policy, name, f"tar+{fmt.value}", explain, depth), size=size)
     if fmt is Format.ZIP and not _is_skops(data):
-        return _scan_zip(data, policy, name, size)
+        return _scan_zip(data, policy, name, size, explain, depth)
     if fmt is Format.NPY:
+        judged = _by_analysis(data, policy, name, explain, filling)
+        if judged is not None:
+            return judged
         fmt_name, findings, globs = _scan_npy(data, policy, None)
+        if not findings and not globs and fmt_name == "npy":
+            return _no_code(name, "npy", "numeric .npy array: loading it unpickles nothing", size)
         return _report(name, fmt_name, findings, globs, size, container=True)
+    if fmt is Format.PICKLE and is_legacy(data):
+        if filling is not None:
+            filling.finish()
+        return _scan_torch_legacy(data, policy, name, size)
+    if fmt is Format.PICKLE and filling is None and size < _TAR_SNIFF_MAX and is_tar(bytes(data[:512])):
+        return _scan_tar(data, policy, name, "tar", explain, depth)
+    judged = _by_analysis(data, policy, name, explain, filling)
+    assert judged is not None
+    return judged
+
+
+# A tar whose first member name starts with a pickle opcode byte sniffs as a pickle.
+_TAR_SNIFF_MAX = 1 << 62
+
+
+def _by_analysis(data: Buffer, policy: Policy, name: str, explain: bool,
+                 filling: Filling | None) -> ScanReport | None:
+    """Judge through ``_analysis.analyse``, exactly as ``load`` does; ``None`` for ``.npy``/``.npz`` inputs
+    that ``load`` does not accept (yet): their pickles are judged by ``_scan_npy`` instead."""
+    size = len(data)
+    fmt = sniff(data)
     try:
         analysis = analyse(data, policy, filling)
         if filling is not None:
             filling.finish()
+    except UnsupportedFormatError as exc:
+        if fmt in (Format.NPY, Format.ZIP):
+            return None
+        return ScanReport(name, _fmt_name(fmt), _verdict_for(exc), (_finding_for(exc),), (), size)
     except SafeloadError as exc:
+        if fmt in (Format.NPY, Format.ZIP) and not (fmt is Format.ZIP and _is_skops(data)):
+            return None
         return ScanReport(name, _fmt_name(fmt), _verdict_for(exc), (_finding_for(exc),), (), size)
     findings = _analysis_findings(analysis)
     globs = _globals(analysis.trace.all_globals() if analysis.trace else [], policy)
@@ -149,10 +203,69 @@ def _scan_bytes(data: Buffer, policy: Policy, name: str, explain: bool, filling:
     if analysis.skops is not None:
         globs = tuple(GlobalVerdict(t, policy.allows(t) or t not in analysis.skops.refused,
                                     _kind(policy, t), ()) for t in analysis.skops.types)
-    # fickling is slow on big streams: decompile automatically only small unsafe ones.
-    if explain or (any(f.severity == "high" for f in findings) and len(analysis.stream) <= _AUTO_EXPLAIN_BYTES):
+    if explain:  # fickling is advisory: only on request (and slow on big streams)
         findings = _with_fickling(analysis, findings)
     return _report(name, fmt_name, findings, globs, size)
+
+
+def _recognised(data: Buffer, policy: Policy, name: str, found: Recognised) -> ScanReport:
+    """A format recognised by its header; a pickle hiding in it (a polyglot) still makes it unsafe."""
+    size = len(data)
+    findings = [Finding(found.rule, found.severity, found.message)]
+    verdict = found.verdict
+    try:
+        pickle_like = sniff(data) is Format.PICKLE
+    except SafeloadError:
+        pickle_like = False
+    if pickle_like and found.verdict in (Verdict.NO_CODE, Verdict.NOT_A_MODEL):
+        trace = walk(data, policy)
+        refused = sorted({g.name for g in trace.all_globals() if not g.allowed and _importable_name(g.raw_module)
+                          and _importable_name(g.raw_qualname)})
+        if refused:
+            verdict = Verdict.UNSAFE
+            findings.insert(0, Finding("polyglot", "high", f"read as a pickle, this {found.format} file imports "
+                                       f"{', '.join(refused)}", tuple(refused)))
+    return ScanReport(name, found.format, verdict, tuple(findings), (), size)
+
+
+def _importable_name(dotted: str) -> bool:
+    return bool(dotted) and all(part.isidentifier() for part in dotted.split("."))
+
+
+def _no_code(name: str, fmt_name: str, message: str, size: int) -> ScanReport:
+    return ScanReport(name, fmt_name, Verdict.NO_CODE, (Finding("no-code", "info", message),), (), size)
+
+
+def _scan_tar(data: Buffer, policy: Policy, name: str, fmt_name: str, explain: bool, depth: int) -> ScanReport:
+    def judge(member: bytes, member_name: str, inner_depth: int) -> ScanReport:
+        if inner_depth > MAX_DEPTH:
+            return ScanReport(member_name, "archive", Verdict.ERROR,
+                              (Finding("limit", "medium", f"archives nested deeper than {MAX_DEPTH}"),), (),
+                              len(member))
+        return _scan_data(member, policy, member_name, explain, False, None, inner_depth)
+
+    return scan_tar(data, policy, name, fmt_name, judge, depth)
+
+
+def _scan_torch_legacy(data: Buffer, policy: Policy, name: str, size: int) -> ScanReport:
+    tpol = torch_policy(policy)
+    return _torch_report(name, "torch-legacy", judge_legacy(data, tpol), tpol, size)
+
+
+def _torch_report(name: str, fmt_name: str, judgement: TorchJudgement, tpol: Policy, size: int) -> ScanReport:
+    tpol_findings: list[Finding] = []
+    globs: list[GlobalVerdict] = []
+    for member, trace in judgement.traces:
+        tpol_findings.extend(_issue_findings(trace.all_issues(), member))
+        globs.extend(_globals(trace.all_globals(), tpol, member))
+    for member, issue in judgement.issues:
+        tpol_findings.extend(_issue_findings([issue], member))
+    report = _report(name, fmt_name, tpol_findings, tuple(globs), size)
+    if report.verdict == Verdict.SAFE:
+        note = Finding("torch-weights-only", "info", "PyTorch checkpoint within torch.load(weights_only=True)'s "
+                       "rules; load it with torch.load(weights_only=True) (safeload.load does not load tensors)")
+        report = dataclasses.replace(report, findings=report.findings + (note,))
+    return report
 
 
 def _fmt_name(fmt: Format) -> str:
@@ -229,9 +342,8 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
         return fh.read(_MAX_MEMBER)
 
 
-def _scan_zip(data: Buffer, policy: Policy, name: str, size: int) -> ScanReport:
-    findings: list[Finding] = []
-    globs: list[GlobalVerdict] = []
+def _scan_zip(data: Buffer, policy: Policy, name: str, size: int, explain: bool = False,
+              depth: int = 0) -> ScanReport:
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = zf.infolist()
@@ -241,33 +353,81 @@ def _scan_zip(data: Buffer, policy: Policy, name: str, size: int) -> ScanReport:
     if len(infos) > policy.limits.max_zip_members:
         return ScanReport(name, "zip", Verdict.ERROR,
                           (Finding("limit", "medium", f"zip has {len(infos)} members"),), (), size)
-    kind = "zip"
+    if sum(i.file_size for i in infos) > policy.limits.max_zip_bytes:
+        return ScanReport(name, "zip", Verdict.ERROR,
+                          (Finding("limit", "medium", "zip members exceed max_zip_bytes"),), (), size)
+    names = [i.filename for i in infos]
+    if any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
+        if any("/code/" in n or n.startswith("code/") for n in names):
+            return ScanReport(name, "torchscript", Verdict.NOT_JUDGED,
+                              (Finding("not-judged", "medium", "TorchScript archive: it carries code "
+                                       "(code/ members), which safeload does not judge"),), (), size)
+        return _scan_torch_zip(zf, infos, policy, name, size)
+    if "config.json" in names and ("model.weights.h5" in names or "metadata.json" in names):
+        return ScanReport(name, "keras", Verdict.NOT_JUDGED,
+                          (Finding("not-judged", "medium", "Keras archive: Lambda layers and custom objects can "
+                                   "carry code, which safeload does not judge"),), (), size)
+    npy_members = [i for i in infos if not i.is_dir() and i.filename.endswith(".npy")]
+    if npy_members and len(npy_members) == len([i for i in infos if not i.is_dir()]):
+        judged = _by_analysis(data, policy, name, explain, None)
+        if judged is not None:
+            return judged
+        return _scan_npz(zf, infos, policy, name, size)
+    members: list[tuple[str, ScanReport]] = []
+    for info in infos:
+        if info.is_dir() or info.file_size == 0:
+            continue
+        try:
+            member = _read_member(zf, info)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+            members.append((info.filename, ScanReport(info.filename, "zip", Verdict.ERROR, (
+                Finding("malformed", "medium", f"unreadable member: {exc}"),), (), info.file_size)))
+            continue
+        if depth + 1 > MAX_DEPTH:
+            members.append((info.filename, ScanReport(info.filename, "archive", Verdict.ERROR, (
+                Finding("limit", "medium", f"archives nested deeper than {MAX_DEPTH}"),), (), len(member))))
+            continue
+        members.append((info.filename, _scan_data(member, policy, info.filename, explain, False, None, depth + 1)))
+    return aggregate(name, "zip", members, [], size)
+
+
+def _scan_npz(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], policy: Policy, name: str,
+              size: int) -> ScanReport:
+    findings: list[Finding] = []
+    globs: list[GlobalVerdict] = []
     for info in infos:
         if info.is_dir():
             continue
         try:
             member = _read_member(zf, info)
         except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
-            findings.append(Finding("malformed", "medium", f"unreadable member: {exc}", (), Location(None, info.filename)))
+            findings.append(Finding("malformed", "medium", f"unreadable member: {exc}", (),
+                                    Location(None, info.filename)))
             continue
-        if member.startswith(b"\x93NUMPY"):
-            kind = "npz"
-            _, f, g = _scan_npy(member, policy, info.filename)
-            findings.extend(f)
-            globs.extend(g)
-            continue
+        _, f, g = _scan_npy(member, policy, info.filename)
+        findings.extend(f)
+        globs.extend(g)
+    if not findings and not globs:
+        return _no_code(name, "npz", "numeric .npz arrays: loading them unpickles nothing", size)
+    return _report(name, "npz", findings, tuple(globs), size, container=True)
+
+
+def _scan_torch_zip(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], policy: Policy, name: str,
+                    size: int) -> ScanReport:
+    tpol = torch_policy(policy)
+    judgement = TorchJudgement()
+    for info in infos:
+        if info.is_dir() or not info.filename.endswith(".pkl"):
+            continue  # storages are raw bytes; version/byteorder are text
         try:
-            mfmt = sniff(member)
-        except SafeloadError:
+            member = _read_member(zf, info)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+            judgement.issues.append((info.filename, Issue("malformed", "malformed", 0, f"unreadable member: {exc}")))
             continue
-        if mfmt is not Format.PICKLE:
-            continue
-        trace = walk(member, policy)
-        findings.extend(_issue_findings(trace.all_issues(), info.filename))
-        globs.extend(_globals(trace.all_globals(), policy, info.filename))
-        if info.filename.endswith("data.pkl"):
-            kind = "torch-zip"
-    return _report(name, kind, findings, tuple(globs), size, container=True)
+        trace, issues = judge_pickle(member, tpol)
+        judgement.traces.append((info.filename, trace))
+        judgement.issues.extend((info.filename, i) for i in issues)
+    return _torch_report(name, "torch-zip", judgement, tpol, size)
 
 
 def _scan_npy(data: Buffer, policy: Policy, member: str | None

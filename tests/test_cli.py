@@ -100,6 +100,12 @@ def tree(tmp_path: Path, models: dict[str, Path]) -> Path:
     return root
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own result cache: a cached verdict from another test must not answer for this one."""
+    monkeypatch.setenv("SAFELOAD_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
 def _json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, dict[str, Any]]:
     code = main(argv)
     out = capsys.readouterr().out
@@ -159,16 +165,19 @@ def test_exit_2_for_a_special_file(capsys: pytest.CaptureFixture[str]) -> None:
     assert "not a regular file" in capsys.readouterr().err
 
 
-def test_named_non_model_is_reported_but_not_a_failure(tmp_path: Path, models: dict[str, Path],
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_named_non_model_fails_the_audit(tmp_path: Path, models: dict[str, Path],
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """A file named on the command line is expected to be a model: if nothing can load it, the audit fails."""
     data = tmp_path / "data.json"
     data.write_text('{"a": 1}')
     code, doc = _json(capsys, ["scan", "--format", "json", "--root", str(tmp_path), str(data),
                                str(models["lr.pkl"])])
-    assert code == 0
-    verdicts = {r["path"]: r["verdict"] for r in doc["results"]}
-    assert verdicts["data.json"] == "not-a-model"
-    assert doc["summary"]["not_a_model"] == 1 and doc["summary"]["safe"] == 1
+    assert code == 1
+    by_path = {r["path"]: r for r in doc["results"]}
+    assert by_path["data.json"]["verdict"] == "not-a-model" and by_path["data.json"]["failed"] is True
+    assert by_path["data.json"]["findings"][0]["rule"] == "not-loadable"
+    assert by_path[str(models["lr.pkl"].as_posix())]["failed"] is False
+    assert doc["summary"]["not_a_model"] == 1 and doc["summary"]["safe"] == 1 and doc["summary"]["failed"] == 1
 
 
 def test_named_files_are_always_scanned(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -179,12 +188,25 @@ def test_named_files_are_always_scanned(tree: Path, capsys: pytest.CaptureFixtur
 
 
 def test_allow_makes_a_trusted_file_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "trusted.pkl"
+    target.write_bytes(b"cmypkg.io\nScaler\n(tR.")  # a custom class the user reviewed
+    assert main(["scan", str(target)]) == 1
+    out = capsys.readouterr().out
+    assert "--allow mypkg.io.Scaler" in out and "allow=['mypkg.io.Scaler']" in out  # the hint
+    assert main(["scan", "--allow", "mypkg.io.Scaler", str(target)]) == 0
+
+
+def test_no_hint_ever_suggests_a_dangerous_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Following an allow hint for subprocess.check_output would run the payload: say it is malicious instead."""
     target = tmp_path / "trusted.bin"
     shutil.copy(EVIL_TXT, target)
     assert main(["scan", str(target)]) == 1
     out = capsys.readouterr().out
-    assert f"--allow {EVIL_NAME}" in out and f"allow=['{EVIL_NAME}']" in out  # the hint
-    assert main(["scan", "--allow", EVIL_NAME, str(target)]) == 0
+    assert "--allow" not in out and "allow=[" not in out
+    assert "Treat the file as malicious" in out
+    assert main(["scan", "--allow", EVIL_NAME, str(target)]) == 2  # refused without the acknowledgement
+    assert "--allow-unsafe" in capsys.readouterr().err
+    assert main(["scan", "--allow", EVIL_NAME, "--allow-unsafe", str(target)]) == 0
 
 
 def test_config_file_is_passed_through(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -229,9 +251,10 @@ def test_a_scanner_crash_is_an_error_verdict(tmp_path: Path, models: dict[str, P
 def test_directory_discovery_by_content(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, doc = _json(capsys, ["scan", "-f", "json", "--root", str(tree), str(tree)])
     assert code == 1
-    assert _paths(doc) == ["data/data.json", "models/model.txt", "models/v1/forest"]
+    assert _paths(doc) == ["data/data.json", "data/features.npy", "models/model.txt", "models/v1/forest"]
     verdicts = {r["path"]: r["verdict"] for r in doc["results"]}
-    assert verdicts == {"data/data.json": "safe", "models/model.txt": "unsafe", "models/v1/forest": "safe"}
+    assert verdicts == {"data/data.json": "safe", "data/features.npy": "no-code", "models/model.txt": "unsafe",
+                        "models/v1/forest": "safe"}
     formats = {r["path"]: r["format"] for r in doc["results"]}
     assert formats["models/v1/forest"] == "joblib+zlib" and formats["data/data.json"] == "joblib"
 
@@ -313,10 +336,10 @@ def test_text_report(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert header == ["FILE", "FORMAT", "VERDICT", "FINDINGS"]
     assert "models/model.txt: unsafe" in out
     assert f"[high] disallowed-global at byte 37: global {EVIL_NAME} is not in the allowlist" in out
-    assert f"safeload scan --allow {EVIL_NAME} models/model.txt" in out
-    assert f"safeload.load('models/model.txt', allow=['{EVIL_NAME}'])" in out
-    assert "decompiled" not in out
-    assert out.rstrip().endswith("3 files scanned: 2 safe, 1 unsafe.")
+    assert "--allow" not in out and "allow=[" not in out  # never a hint that would run the payload
+    assert f"Do not load this file: {EVIL_NAME} would let it run code" in out
+    assert "decompiled" not in out and "fickling" not in out
+    assert out.rstrip().endswith("4 files scanned: 2 safe, 1 unsafe, 1 no code. 1 failing.")
 
 
 def test_text_explain_shows_decompiled_code(capsys: pytest.CaptureFixture[str]) -> None:
@@ -339,9 +362,9 @@ def test_json_report_schema(tree: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert code == 1
     assert doc["version"] == 1
     assert doc["tool"] == {"name": "safeload", "version": __version__}
-    assert doc["summary"] == {"files": 3, "safe": 2, "unsafe": 1, "error": 0, "unsupported": 0,
-                              "not_a_model": 0, "findings": 1}
-    result_keys = {"path", "format", "verdict", "safe", "size", "sha256", "findings", "globals"}
+    assert doc["summary"] == {"files": 4, "safe": 2, "unsafe": 1, "error": 0, "unsupported": 0,
+                              "not_a_model": 0, "no_code": 1, "not_judged": 0, "findings": 1, "failed": 1}
+    result_keys = {"path", "format", "verdict", "safe", "failed", "size", "sha256", "findings", "globals"}
     for r in doc["results"]:
         assert set(r) == result_keys
         assert r["safe"] is (r["verdict"] == "safe")
@@ -355,7 +378,8 @@ def test_json_report_schema(tree: Path, capsys: pytest.CaptureFixture[str]) -> N
     high = [f for f in evil["findings"] if f["severity"] == "high"]
     assert high[0]["rule"] == "disallowed-global" and high[0]["names"] == [EVIL_NAME]
     assert high[0]["offset"] == 37 and high[0]["member"] is None
-    assert "check_output" in high[0]["decompiled"]
+    assert high[0]["decompiled"] is None  # fickling only with --explain
+    assert not any(f["rule"] == "fickling" for f in evil["findings"])
     assert {"name": EVIL_NAME, "allowed": False, "kind": None, "offsets": [37], "member": None} in evil["globals"]
 
 
@@ -386,7 +410,7 @@ def test_output_file(tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["scan", "-f", "json", "-o", str(report), "--root", str(tree), str(tree)]) == 1
     assert capsys.readouterr().out == ""
     assert _paths(json.loads(report.read_text(encoding="utf-8"))) == [
-        "data/data.json", "models/model.txt", "models/v1/forest"]
+        "data/data.json", "data/features.npy", "models/model.txt", "models/v1/forest"]
 
 
 # --------------------------------------------------------------------------- parallel, corpus, progress
@@ -486,7 +510,8 @@ def test_python_dash_m(tree: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "safeload", "scan", "--format", "json", "."], cwd=tree, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1, proc.stderr
-    assert _paths(json.loads(proc.stdout)) == ["data/data.json", "models/model.txt", "models/v1/forest"]
+    assert _paths(json.loads(proc.stdout)) == ["data/data.json", "data/features.npy", "models/model.txt",
+                                               "models/v1/forest"]
     proc = subprocess.run([sys.executable, "-m", "safeload", "scan", "missing.pkl"], cwd=tree, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2

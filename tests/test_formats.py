@@ -9,6 +9,7 @@ shipped by an installed package) the log is validated against it as well.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -194,8 +195,8 @@ UNSAFE = _report("models/evil model.pkl", Verdict.UNSAFE, (
     Finding("fickling", "info", "fickling UnsafeImports: `from builtins import exec` is suspicious"),
 ), globs=(GlobalVerdict("builtins.exec", False, None, (27,)),))
 SKOPS = _report("models/m.skops", Verdict.UNSAFE, (
-    Finding("skops-untrusted", "high", "skops schema names os.system, which is not in the allowlist", ("os.system",),
-            Location(None, "schema.json")),
+    Finding("skops-untrusted", "high", "skops schema names mypkg.models.Custom, which is not in the allowlist",
+            ("mypkg.models.Custom",), Location(None, "schema.json")),
 ), fmt="skops")
 TORCH = _report("ckpt/model.pt", Verdict.ERROR, (
     Finding("limit-memo", "medium", "memo index 4000000000 is out of range", (), Location(12, "archive/data.pkl")),
@@ -226,7 +227,11 @@ def test_display_path() -> None:
 def test_failure_and_summary() -> None:
     assert [is_failure(r) for r in ALL] == [False, True, True, True, True, False, True]
     assert summarize(ALL) == {"files": 7, "safe": 1, "unsafe": 3, "error": 1, "unsupported": 1, "not_a_model": 1,
-                              "findings": 6}
+                              "no_code": 0, "not_judged": 0, "findings": 6, "failed": 5}
+    # The CLI's decision wins over the verdict's (a named non-model fails; a baselined finding passes).
+    assert is_failure(dataclasses.replace(NOT_MODEL, failed=True))
+    assert not is_failure(dataclasses.replace(UNSAFE, failed=False))
+    assert is_failure(_report("k.h5", Verdict.NOT_JUDGED, fmt="hdf5"))
 
 
 def test_rule_text_covers_unknown_ids() -> None:
@@ -258,12 +263,23 @@ def test_text_table_and_details() -> None:
     assert "[medium] limit-memo at member archive/data.pkl, byte 12:" in out
     assert "fickling UnsafeImports" not in out  # informational notes need --explain
     assert "[info] unsupported: npz container" in out  # ...unless they are all a file has
-    assert "safeload scan --allow builtins.exec 'models/evil model.pkl'" in out
-    assert "safeload.load('models/evil model.pkl', allow=['builtins.exec'])" in out
-    assert "(the other findings above are not about names and cannot be allowed)" in out
-    assert "safeload scan --allow os.system models/m.skops" in out
+    # builtins.exec runs code: no hint to allow it, ever; the file is called malicious instead.
+    assert "--allow builtins.exec" not in out and "allow=['builtins.exec']" not in out
+    assert "Do not load this file: builtins.exec would let it run code" in out
+    assert "safeload scan --allow mypkg.models.Custom models/m.skops" in out
+    assert "safeload.load('models/m.skops', allow=['mypkg.models.Custom'])" in out
     assert "decompiled" not in out
-    assert lines[-1] == "7 files scanned: 1 safe, 3 unsafe, 1 error, 1 unsupported, 1 not a model."
+    assert lines[-1] == "7 files scanned: 1 safe, 3 unsafe, 1 error, 1 unsupported, 1 not a model. 5 failing."
+
+
+def test_text_no_allow_hint_for_containers_load_cannot_open() -> None:
+    """Allowing a name cannot make load() open a torch checkpoint, a tar or a zip: no hint there (nor in pre-commit)."""
+    finding = Finding("disallowed-global", "high", "global mypkg.Net is not in the allowlist", ("mypkg.Net",),
+                      Location(3, "archive/data.pkl"))
+    for fmt in ("torch-zip", "torch-legacy", "tar+gzip", "zip", "npz"):
+        out = text.render([_report("m.bin", Verdict.UNSAFE, (finding,), fmt=fmt)], ROOT)
+        assert "--allow" not in out and "allow=[" not in out, fmt
+    assert "--allow mypkg.Net" in text.render([_report("m.pkl", Verdict.UNSAFE, (finding,))], ROOT)
 
 
 def test_text_explain() -> None:
@@ -297,16 +313,13 @@ def test_json_document() -> None:
     results = {r["path"]: r for r in doc["results"]}
     evil = results["models/evil model.pkl"]
     assert evil == {
-        "path": "models/evil model.pkl", "format": "pickle", "verdict": "unsafe", "safe": False, "size": 123,
-        "sha256": "ab" * 32,
-        "findings": [
+        "path": "models/evil model.pkl", "format": "pickle", "verdict": "unsafe", "safe": False, "failed": True,
+        "size": 123, "sha256": "ab" * 32,
+        "findings": [  # fickling's advisory note only with --explain
             {"rule": "disallowed-global", "severity": "high", "message": "global builtins.exec is not in the allowlist",
              "names": ["builtins.exec"], "offset": 27, "member": None, "decompiled": EXEC_CODE},
             {"rule": "call-non-global", "severity": "high", "message": "REDUCE on a computed value", "names": [],
              "offset": 60, "member": None, "decompiled": EXEC_CODE},
-            {"rule": "fickling", "severity": "info",
-             "message": "fickling UnsafeImports: `from builtins import exec` is suspicious", "names": [],
-             "offset": None, "member": None, "decompiled": None},
         ],
         "globals": [{"name": "builtins.exec", "allowed": False, "kind": None, "offsets": [27], "member": None}],
     }
@@ -345,17 +358,16 @@ def test_sarif_content() -> None:
     driver = run["tool"]["driver"]
     assert driver["name"] == "safeload" and driver["version"] == __version__
     rules = {r["id"]: r for r in driver["rules"]}
-    # Safe files and non-models raise no alerts; refused files report every finding, notes included.
-    assert set(rules) == {"disallowed-global", "call-non-global", "fickling", "skops-untrusted", "limit-memo",
+    # Safe files and non-models raise no alerts; refused files report every finding (fickling's only with explain).
+    assert set(rules) == {"disallowed-global", "call-non-global", "skops-untrusted", "limit-memo",
                           "stack-underflow", "unsupported", "ext"}
     assert rules["disallowed-global"]["shortDescription"]["text"] == RULES["disallowed-global"][0]
     assert rules["disallowed-global"]["fullDescription"]["text"] == RULES["disallowed-global"][1]
     assert rules["disallowed-global"]["defaultConfiguration"]["level"] == "error"
     assert "external/cwe/cwe-502" in rules["disallowed-global"]["properties"]["tags"]
     assert rules["limit-memo"]["defaultConfiguration"]["level"] == "warning"
-    assert rules["fickling"]["defaultConfiguration"]["level"] == "note"
     results = run["results"]
-    assert len(results) == 3 + 1 + 2 + 1 + 1
+    assert len(results) == 2 + 1 + 2 + 1 + 1
 
     def result_for(rule: str) -> dict[str, Any]:
         return next(r for r in results if r["ruleId"] == rule)
@@ -374,7 +386,6 @@ def test_sarif_content() -> None:
     memo = result_for("limit-memo")
     assert memo["level"] == "warning" and memo["properties"]["member"] == "archive/data.pkl"
     assert memo["locations"][0]["physicalLocation"]["region"]["byteOffset"] == 12
-    assert result_for("fickling")["level"] == "note"
     outside = result_for("ext")["locations"][0]["physicalLocation"]["artifactLocation"]
     assert outside["uri"].startswith("file:///") and "uriBaseId" not in outside
     fingerprints = [r["partialFingerprints"]["safeloadFinding/v1"] for r in results]
@@ -388,3 +399,18 @@ def test_sarif_explain_adds_decompiled_code() -> None:
     doc = json.loads(sarif.render([UNSAFE], ROOT, explain=True))
     assert_valid_sarif(doc)
     assert doc["runs"][0]["results"][0]["properties"]["decompiled"] == EXEC_CODE
+    fickling = [r for r in doc["runs"][0]["results"] if r["ruleId"] == "fickling"]
+    assert len(fickling) == 1 and fickling[0]["level"] == "note"
+
+
+def test_findings_deduplicated_and_deciding_ones_first() -> None:
+    note = Finding("fickling", "info", "fickling UnsafeImports: `from builtins import exec` is suspicious")
+    high = Finding("disallowed-global", "high", "global builtins.exec is not in the allowlist", ("builtins.exec",),
+                   Location(27))
+    twice = _report("twice.pkl", Verdict.UNSAFE, (note, note, high, high))
+    for explain in (False, True):
+        doc = json.loads(json_format.render([twice], ROOT, explain=explain))
+        rules = [f["rule"] for f in doc["results"][0]["findings"]]
+        assert rules == (["disallowed-global", "fickling"] if explain else ["disallowed-global"])
+        results = json.loads(sarif.render([twice], ROOT, explain=explain))["runs"][0]["results"]
+        assert [r["ruleId"] for r in results] == rules

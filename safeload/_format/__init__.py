@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path, PurePath
 from typing import Protocol
@@ -20,6 +21,8 @@ __all__ = [
     "CLI_RULES",
     "FAILING_VERDICTS",
     "FORMATS",
+    "LOADABLE_FORMATS",
+    "ordered_findings",
     "Renderer",
     "display_path",
     "get_renderer",
@@ -32,8 +35,14 @@ __all__ = [
 
 FORMATS: tuple[str, ...] = ("text", "json", "sarif")
 
-# Verdicts ``safeload.load`` would refuse; any of them makes ``safeload scan`` exit 1.
-FAILING_VERDICTS: frozenset[str] = frozenset({Verdict.UNSAFE, Verdict.ERROR, Verdict.UNSUPPORTED})
+# Verdicts that make ``safeload scan`` exit 1: what ``safeload.load`` would refuse, and formats it did
+# not judge (unless ``--not-judged pass``).  ``not-a-model`` fails too for files that should have
+# been models (named explicitly or like a model file): the CLI decides that and sets ``failed``.
+FAILING_VERDICTS: frozenset[str] = frozenset({Verdict.UNSAFE, Verdict.ERROR, Verdict.UNSUPPORTED,
+                                              Verdict.NOT_JUDGED})
+# Formats ``safeload.load`` opens: only for those can allowing a name make a refused file load.
+LOADABLE_FORMATS = re.compile(r"^(pickle|joblib(\+\w+)?|skops)$")
+_SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2, "info": 3}
 
 
 class Renderer(Protocol):
@@ -50,8 +59,25 @@ def get_renderer(name: str) -> Renderer:
 
 
 def is_failure(report: ScanReport) -> bool:
-    """True when ``load`` would refuse the file (``not-a-model`` is reported but not a failure)."""
+    """Does the file fail the audit?  The CLI's decision (``report.failed``) when it made one, else the verdict's."""
+    if report.failed is not None:
+        return report.failed
     return report.verdict in FAILING_VERDICTS
+
+
+def ordered_findings(report: ScanReport, explain: bool) -> list[Finding]:
+    """The findings to render: verdict-deciding ones first, duplicates once, fickling's notes only with ``explain``."""
+    seen: set[tuple[object, ...]] = set()
+    out: list[Finding] = []
+    for f in report.findings:
+        if f.rule == "fickling" and not explain:
+            continue
+        key = (f.rule, f.severity, f.message, f.names, f.location)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(f)
+    return sorted(out, key=lambda f: _SEVERITY_ORDER.get(f.severity, 1))
 
 
 def display_path(path: str, root: str) -> str:
@@ -85,20 +111,24 @@ def summarize(reports: Sequence[ScanReport]) -> dict[str, int]:
         "error": 0,
         "unsupported": 0,
         "not_a_model": 0,
+        "no_code": 0,
+        "not_judged": 0,
     }
     for r in reports:
         key = r.verdict.replace("-", "_")
         counts[key] = counts.get(key, 0) + 1
     counts["findings"] = sum(1 for r in reports for f in r.findings if f.severity != "info")
+    counts["failed"] = sum(1 for r in reports if is_failure(r))
     return counts
 
 
 def shown_findings(report: ScanReport, explain: bool) -> list[Finding]:
     """Findings worth showing a human: informational notes (fickling hints) only with ``--explain``,
     unless they are all the file has (e.g. "unsupported container", "not a model")."""
-    real = [f for f in report.findings if f.severity != "info"]
+    findings = ordered_findings(report, explain)
+    real = [f for f in findings if f.severity != "info"]
     if explain or not real:
-        return list(report.findings)
+        return findings
     return real
 
 

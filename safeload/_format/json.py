@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from safeload._format import display_path, summarize
+from safeload._format import display_path, is_failure, ordered_findings, summarize
 from safeload._report import Finding, GlobalVerdict, ScanReport
 
 __all__ = ["SCHEMA_VERSION", "render", "to_document"]
@@ -19,30 +19,31 @@ SCHEMA_VERSION = 1
 
 
 def render(reports: Sequence[ScanReport], root: str, *, explain: bool = False) -> str:
-    """Render ``reports`` as a JSON document (``explain`` changes nothing: all data is always included)."""
-    return json.dumps(to_document(reports, root), indent=2) + "\n"
+    """Render ``reports`` as a JSON document (fickling's advisory notes only with ``explain``)."""
+    return json.dumps(to_document(reports, root, explain=explain), indent=2) + "\n"
 
 
-def to_document(reports: Sequence[ScanReport], root: str) -> dict[str, Any]:
+def to_document(reports: Sequence[ScanReport], root: str, *, explain: bool = False) -> dict[str, Any]:
     from safeload import __version__
 
     return {
         "version": SCHEMA_VERSION,
         "tool": {"name": "safeload", "version": __version__},
         "summary": summarize(reports),
-        "results": [_result(r, root) for r in reports],
+        "results": [_result(r, root, explain) for r in reports],
     }
 
 
-def _result(report: ScanReport, root: str) -> dict[str, Any]:
+def _result(report: ScanReport, root: str, explain: bool) -> dict[str, Any]:
     return {
         "path": display_path(report.path, root),
         "format": report.format,
         "verdict": report.verdict,
         "safe": report.safe,
+        "failed": is_failure(report),
         "size": report.size,
         "sha256": report.sha256 or None,
-        "findings": [_finding(f) for f in report.findings],
+        "findings": [_finding(f) for f in ordered_findings(report, explain)],
         "globals": [_global(g) for g in report.globals],
     }
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from safeload._format import display_path, is_inside, rule_text
+from safeload._format import display_path, is_failure, is_inside, ordered_findings, rule_text
 from safeload._report import Finding, ScanReport, Verdict
 
 __all__ = ["INFORMATION_URI", "SARIF_SCHEMA", "SARIF_VERSION", "render", "to_document"]
@@ -57,7 +57,7 @@ def to_document(reports: Sequence[ScanReport], root: str, *, explain: bool = Fal
     levels: dict[str, str] = {}
     for report in reports:
         if _alerts(report):
-            for f in report.findings:
+            for f in ordered_findings(report, explain):
                 level = _LEVEL.get(f.severity, "warning")
                 if f.rule not in levels or _RANK[level] > _RANK[levels[f.rule]]:
                     levels[f.rule] = level  # a rule's default level is the worst one it was reported at
@@ -67,7 +67,7 @@ def to_document(reports: Sequence[ScanReport], root: str, *, explain: bool = Fal
         _result(f, report, root, index[f.rule], artifact_index, explain)
         for artifact_index, report in enumerate(reports)
         if _alerts(report)
-        for f in report.findings
+        for f in ordered_findings(report, explain)
     ]
     return {
         "$schema": SARIF_SCHEMA,
@@ -91,8 +91,8 @@ def to_document(reports: Sequence[ScanReport], root: str, *, explain: bool = Fal
 
 
 def _alerts(report: ScanReport) -> bool:
-    """Only files ``load`` would refuse produce results; safe files and non-models are listed as artifacts."""
-    return report.verdict not in (Verdict.SAFE, Verdict.NOT_A_MODEL)
+    """Only files that fail the audit produce results; the others are listed as artifacts."""
+    return is_failure(report) and report.verdict != Verdict.SAFE
 
 
 def _artifact_location(path: str, root: str) -> dict[str, Any]:

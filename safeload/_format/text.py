@@ -9,7 +9,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
-from safeload._format import display_path, shown_findings, summarize
+from safeload._format import LOADABLE_FORMATS, display_path, is_failure, shown_findings, summarize
 from safeload._report import Finding, ScanReport, Verdict
 
 __all__ = ["render"]
@@ -25,7 +25,7 @@ def render(reports: Sequence[ScanReport], root: str, *, explain: bool = False) -
     if reports:
         lines.extend(_table(reports, root))
     for report in reports:
-        if report.verdict == Verdict.SAFE and not explain:
+        if report.verdict in (Verdict.SAFE, Verdict.NO_CODE) and not explain and not is_failure(report):
             continue
         details = _details(report, root, explain)
         if details:
@@ -103,9 +103,16 @@ def _decompiled(report: ScanReport) -> list[str]:
 
 
 def _allow_hint(report: ScanReport, path: str) -> list[str]:
+    """How to allow refused names -- only where that can help: a format ``load`` opens, names that do not run code."""
+    if not LOADABLE_FORMATS.match(report.format):
+        return []  # containers load() cannot open (torch, tar, zip, npz): allowing names changes nothing
     names = sorted({n for f in report.findings if f.rule in _ALLOWABLE_RULES for n in f.names if _is_name(n)})
     if not names:
         return []
+    dangerous = [n for n in names if _dangerous(n)]
+    if dangerous:
+        return [f"{_INDENT}Do not load this file: {', '.join(dangerous)} would let it run code or touch the "
+                "system; a model file never needs that. Treat the file as malicious."]
     flags = " ".join(f"--allow {shlex.quote(n)}" for n in names)
     listed = ", ".join(repr(n) for n in names)
     out = [
@@ -117,6 +124,16 @@ def _allow_hint(report: ScanReport, path: str) -> list[str]:
     if others:
         out.append(f"{_INDENT}(the other findings above are not about names and cannot be allowed)")
     return out
+
+
+def _dangerous(name: str) -> bool:
+    try:
+        from safeload._policy import is_dangerous  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:  # an older policy module: its fixed list
+        from safeload._policy import DANGEROUS_NAMES
+
+        return name in DANGEROUS_NAMES
+    return bool(is_dangerous(name))
 
 
 def _is_name(name: str) -> bool:
@@ -131,5 +148,6 @@ def _summary_line(reports: Sequence[ScanReport]) -> str:
         return "No model files found."
     parts = [f"{counts[key]} {label}" for key, label in (
         ("safe", "safe"), ("unsafe", "unsafe"), ("error", "error"), ("unsupported", "unsupported"),
-        ("not_a_model", "not a model")) if counts[key]]
-    return f"{n} file{'s' if n != 1 else ''} scanned: {', '.join(parts)}."
+        ("not_a_model", "not a model"), ("no_code", "no code"), ("not_judged", "not judged")) if counts[key]]
+    failing = f" {counts['failed']} failing." if counts["failed"] else ""
+    return f"{n} file{'s' if n != 1 else ''} scanned: {', '.join(parts)}.{failing}"

@@ -1,0 +1,199 @@
+"""Formats recognised by content that safeload does not unpickle.
+
+A model store holds more than pickles: safetensors, ONNX and GGUF files carry data
+only (no code path: loading them runs nothing), Keras/HDF5 files can carry code that
+safeload has no rules for, and some files are not models at all although they are
+named like one (Git LFS pointers of a checkout without ``git lfs pull``, images).
+Each is recognised by its bytes (never by its name) and its header sanity-checked,
+so a store scan reports it for what it is instead of calling it a malformed pickle
+-- or a safe one.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+
+from safeload._containers import Buffer
+from safeload._report import Verdict
+
+__all__ = ["Recognised", "might_recognise", "recognise"]
+
+_LFS = b"version https://git-lfs.github.com/spec/v1\n"
+_HDF5 = b"\x89HDF\r\n\x1a\n"
+_IMAGES = (
+    (b"\x89PNG\r\n\x1a\n", "PNG image"),
+    (b"\xff\xd8\xff", "JPEG image"),
+    (b"GIF87a", "GIF image"),
+    (b"GIF89a", "GIF image"),
+    (b"%PDF-", "PDF document"),
+    (b"\x7fELF", "ELF executable"),
+)
+# safetensors' own reader refuses headers above 100 MB.
+_SAFETENSORS_MAX_HEADER = 100_000_000
+_SAFETENSORS_DTYPES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1, "I16": 2, "U16": 2,
+                       "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
+                       "C64": 8, "F4": 1, "F6_E2M3": 1, "F6_E3M2": 1}
+# ONNX ModelProto top-level fields: number -> protobuf wire type.
+_ONNX_FIELDS = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2, 26: 2}
+
+
+@dataclass(frozen=True)
+class Recognised:
+    """What the bytes are: ``verdict`` is ``no-code``, ``not-judged``, ``not-a-model`` or ``error``."""
+
+    format: str
+    verdict: str
+    rule: str
+    severity: str
+    message: str
+
+
+def might_recognise(head: bytes) -> bool:
+    """Could ``recognise`` claim a file starting with ``head`` (≥ 16 bytes)?  Cheap, for the background reader."""
+    return (head.startswith((_LFS[:16], _HDF5, b"GGUF", b"PK\x03\x04")) or any(head.startswith(m) for m, _ in _IMAGES)
+            or (len(head) > 8 and head[8:9] == b"{") or head[:1] == b"\x08")
+
+
+def recognise(data: Buffer) -> Recognised | None:
+    """The non-pickle format of ``data``, or ``None`` when it is none of them (pickle, joblib, zip...)."""
+    head = bytes(data[:64])
+    if head.startswith(_LFS):
+        return _lfs(data)
+    for magic, what in _IMAGES:
+        if head.startswith(magic):
+            return Recognised(what.split()[0].lower(), Verdict.NOT_A_MODEL, "not-a-model", "info",
+                              f"{what}, not a model file")
+    if head.startswith(_HDF5):
+        return Recognised("hdf5", Verdict.NOT_JUDGED, "not-judged", "medium",
+                          "HDF5 file (Keras .h5 or other): safeload does not judge HDF5 models; Keras Lambda "
+                          "layers in them can run code")
+    if head.startswith(b"GGUF"):
+        return _gguf(data)
+    if len(head) > 8 and head[8:9] == b"{":
+        found = _safetensors(data)
+        if found is not None:
+            return found
+    if head[:1] == b"\x08":
+        return _onnx(data)
+    return None
+
+
+def _lfs(data: Buffer) -> Recognised:
+    text = bytes(data[:1024]).decode("utf-8", "replace")
+    fields = dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
+    oid = fields.get("oid", "?")
+    size = fields.get("size", "?")
+    return Recognised("lfs-pointer", Verdict.NOT_A_MODEL, "lfs-pointer", "medium",
+                      f"Git LFS pointer ({oid}, {size} bytes), not the file itself: run `git lfs pull` "
+                      "before scanning")
+
+
+def _gguf(data: Buffer) -> Recognised:
+    size = len(data)
+    if size < 24:
+        return Recognised("gguf", Verdict.ERROR, "malformed", "medium", "truncated GGUF header")
+    version = struct.unpack_from("<I", data, 4)[0]
+    if version not in (1, 2, 3):
+        return Recognised("gguf", Verdict.ERROR, "malformed", "medium", f"GGUF version {version} is unknown")
+    if version == 1:
+        tensors, kvs = struct.unpack_from("<II", data, 8)
+    else:
+        tensors, kvs = struct.unpack_from("<QQ", data, 8)
+    # Every tensor info and key/value pair takes at least a length-prefixed name and a type: > 8 bytes.
+    if (tensors + kvs) * 8 > size:
+        return Recognised("gguf", Verdict.ERROR, "malformed", "medium",
+                          f"GGUF header claims {tensors} tensors and {kvs} metadata entries in a {size}-byte file")
+    return Recognised("gguf", Verdict.NO_CODE, "no-code", "info",
+                      f"GGUF v{version} ({tensors} tensors): a data-only format, loading it runs no code")
+
+
+def _safetensors(data: Buffer) -> Recognised | None:
+    """A safetensors file: an 8-byte header length, a JSON header, then the tensor bytes."""
+    size = len(data)
+    n = struct.unpack_from("<Q", data, 0)[0]
+    if n > size - 8 or n > _SAFETENSORS_MAX_HEADER:
+        if n > 1 << 40:
+            return None  # not even a plausible length: some other format that happens to have '{' at 8
+        return _bad_safetensors(f"header length {n} is past the end of the {size}-byte file")
+    try:
+        header = json.loads(bytes(data[8:8 + n]).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        return _bad_safetensors(f"header is not JSON: {exc}")
+    if not isinstance(header, dict):
+        return _bad_safetensors("header is not a JSON object")
+    body = size - 8 - n
+    count = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
+                return _bad_safetensors("__metadata__ must map strings to strings")
+            continue
+        problem = _tensor_problem(entry, body)
+        if problem is not None:
+            return _bad_safetensors(f"tensor {name!r}: {problem}")
+        count += 1
+    return Recognised("safetensors", Verdict.NO_CODE, "no-code", "info",
+                      f"safetensors ({count} tensors): a data-only format, loading it runs no code")
+
+
+def _tensor_problem(entry: object, body: int) -> str | None:
+    if not isinstance(entry, dict):
+        return "entry is not an object"
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if dtype not in _SAFETENSORS_DTYPES:
+        return f"unknown dtype {dtype!r}"
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        return "shape is not a list of non-negative integers"
+    if (not isinstance(offsets, list) or len(offsets) != 2 or not all(isinstance(o, int) for o in offsets)
+            or not 0 <= offsets[0] <= offsets[1] <= body):
+        return f"data_offsets {offsets!r} are outside the {body}-byte data section"
+    elements = 1
+    for d in shape:
+        elements *= d
+    if dtype.startswith(("F4", "F6")):
+        return None  # sub-byte types: packed, the byte count rounds
+    if elements * _SAFETENSORS_DTYPES[str(dtype)] != offsets[1] - offsets[0]:
+        return "shape and dtype do not match the data length"
+    return None
+
+
+def _bad_safetensors(why: str) -> Recognised:
+    return Recognised("safetensors", Verdict.ERROR, "malformed", "medium", f"invalid safetensors file: {why}")
+
+
+def _varint(data: Buffer, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, pos
+
+
+def _onnx(data: Buffer) -> Recognised | None:
+    """An ONNX ModelProto: protobuf fields of the known numbers only, ending exactly at the end, with a graph."""
+    pos, seen = 0, set()
+    try:
+        while pos < len(data):
+            key, pos = _varint(data, pos)
+            number, wire = key >> 3, key & 7
+            if _ONNX_FIELDS.get(number) != wire:
+                return None
+            value, pos = _varint(data, pos)
+            if wire == 2:
+                pos += value
+                if pos > len(data):
+                    return None
+            seen.add(number)
+    except ValueError:
+        return None
+    if 7 not in seen or 1 not in seen:
+        return None
+    return Recognised("onnx", Verdict.NO_CODE, "no-code", "info",
+                      "ONNX model: a data-only format (operators are named, not code), loading it runs no code")
