@@ -1,117 +1,939 @@
-"""skops archives: audit the schema against the policy, then let skops build it.
+"""skops archives under the pickle policy: safeload parses, judges and builds them itself.
 
-skops constructs objects only from its own node types, so it is the safe path
-out of pickle.  safeload adds three things: the archive is bounded before skops
-reads it (``get_untrusted_types`` would read every array into memory), every
-type named anywhere in ``schema.json`` must be in *safeload's* policy (not just
-in skops' defaults), and only those exact names are passed as ``trusted``.
+Why not ``skops.io.load(trusted=...)``: skops' trust list is a set of names with no notion of *how*
+a name is used. A class trusted to be rebuilt (``csr_matrix`` through ``ObjectNode``) may then also
+be called with file-chosen arguments (``ConstructorFromReduceNode``), builtins are trusted without
+being named anywhere (``bytearray(10**9)``), and skops reads each member whole, whatever it inflates
+to. A pre-audit cannot close that: what a node *does* with a name is decided inside skops' loaders.
+So this module mirrors skops 0.16's node loaders (``skops/io/_general.py``, ``_numpy.py``,
+``_scipy.py``, ``_sklearn.py``) in three steps, and skops' code never runs on an untrusted file:
+
+1. **Parse** ``schema.json`` into a graph of ``_Node`` with skops' own memo rule (a truthy ``__id__``
+   is remembered; a later state with a remembered ``__id__`` *is* that node), refusing unknown
+   loaders, missing fields, cycles, deep nesting and members named by two nodes. Each member a node
+   reads is inflated while counting its *actual* bytes against the joblib caps (``_containers._cap``,
+   per member and for the archive); every array member's .npy header is checked against its real
+   size, whatever the member is called.
+2. **Judge** (``audit``; ``scan`` stops here, importing nothing the file names): every node becomes
+   (name, use) decisions with the walker's meaning: ``new`` (``cls.__new__`` + state: NEW or CALL
+   entries without a guard), ``call`` (called with file-chosen arguments: CALL entries only, after
+   their guard), ``value`` (only referenced: any entry). A guarded call is checked *statically*
+   by running the entry's own guard (``_guards.guard``) around a stub on the arguments evaluated
+   from plain data (JSON, containers, arrays, ``range``); arguments that are not plain data are
+   refused, so ``scan`` and ``load`` see the same check on the same values.
+3. **Build** (``load_skops``): safeload's own loaders construct the same graph; every name comes
+   from ``policy.resolve`` (the runtime guard runs), each in the use judged in step 2. The only
+   third-party loaders used are ``numpy.load(allow_pickle=False)`` and ``scipy.sparse.load_npz`` on
+   bytes already checked.
+
+``_NODE_RULES`` (and the README's table) says what each node type may do.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import zipfile
 import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from safeload._containers import Buffer, npy_header
-from safeload._errors import LimitExceededError, MalformedModelError, UnsafeModelError
+from safeload._allowlist import Kind
+from safeload._containers import Buffer, _cap, npy_header
+from safeload._errors import LimitExceededError, MalformedModelError, SafeloadError, UnsafeModelError
 from safeload._policy import Policy, refusal_message
 
 __all__ = ["SkopsAudit", "audit", "load_skops"]
 
 _MAX_SCHEMA_BYTES = 256 * 1024 * 1024
-# Plain data types that skops' own JSON / container nodes carry.
-_PRIMITIVES = frozenset(
-    f"builtins.{t}" for t in ("dict", "list", "tuple", "str", "int", "float", "bool", "NoneType", "set",
-                              "frozenset", "bytes", "bytearray", "complex", "slice")
-)
+#: Node nesting depth: parsing and building recurse ~4 frames per level; the zoo nests 14 levels at most.
+_MAX_DEPTH = 100
+#: numpy.load refuses larger .npy headers by default (``max_header_size``).
+_MAX_NPY_HEADER = 10000
+#: The newest skops protocol these loaders mirror (skops 0.16); older files use the same loaders.
+_PROTOCOL = 3
+_CHUNK = 1 << 20
+#: SeedSequence's pool size is an allocation (numpy's default is 4 words).
+_MAX_POOL_SIZE = 1 << 10
+_SPARSE_FORMATS = frozenset({"csr", "csc", "bsr", "dia", "coo"})
+_BIT_GENERATORS = {"MT19937": "numpy.random._mt19937.MT19937", "PCG64": "numpy.random._pcg64.PCG64",
+                   "PCG64DXSM": "numpy.random._pcg64.PCG64DXSM", "Philox": "numpy.random._philox.Philox",
+                   "SFC64": "numpy.random._sfc64.SFC64"}
+_SEED_SEQ_KEYS = frozenset({"entropy", "spawn_key", "pool_size", "n_children_spawned"})
+_OPERATOR_FUNCS = frozenset({"attrgetter", "itemgetter", "methodcaller"})
+#: Dict key converters: skops calls ``key_type(json_key)``; only these fixed conversions are done.
+_KEY_TYPES: frozenset[str] = frozenset(
+    {"builtins.str", "builtins.int", "builtins.float", "builtins.bool"}
+    | {f"numpy.{t}" for t in ("bool_", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+                              "intp", "uintp", "float16", "float32", "float64", "str_", "bytes_")})
+
+NEW, CALL, VALUE = "new", "call", "value"
+
+#: What each skops node type does, as decisions (also in the README).
+_NODE_RULES: dict[str, str] = {
+    "JsonNode": "plain JSON value; names nothing",
+    "ListNode": "builtins.list: a list of its items (value); another class: called with the list (call)",
+    "TupleNode": "builtins.tuple: a tuple (value); another class (namedtuple): called with the items (call)",
+    "SetNode": "its class called with the list of items (call; set/frozenset guards count elements)",
+    "DictNode": "builtins.dict: a dict (value); a CALL class called with no arguments, a NEW class built "
+                "with __new__, then filled; keys converted only by str/int/float/bool/numpy scalar types",
+    "DefaultDictNode": "collections.defaultdict() (call), factory only referenced (value), then filled",
+    "SliceNode": "builtins.slice(start, stop, step) (call)",
+    "FunctionNode": "the named function (value)",
+    "TypeNode": "the named type (value)",
+    "PartialNode": "functools.partial(func, *args, **kwds) (call, guarded); func must be a Function/TypeNode",
+    "MethodNode": "getattr(obj, name): needs module.Class.name allowed (value)",
+    "OperatorFuncNode": "operator.attrgetter/itemgetter/methodcaller(*attrs) (call)",
+    "ConstructorFromReduceNode": "the class called with the content's items (call)",
+    "ObjectNode": "cls.__new__(cls) + __setstate__/__dict__ (new)",
+    "ReduceNode": "TreeNode/LossNode: the class called with args (call, guarded), then __setstate__",
+    "NdArrayNode": "numpy.load(allow_pickle=False) of a checked member (value of numpy.ndarray); a numpy "
+                   "scalar type: the 0-d array's item; another class: called with the array (call); "
+                   "object arrays filled item by item into the declared shape",
+    "MaskedArrayNode": "numpy.ma.MaskedArray of two NdArrayNodes (new)",
+    "DTypeNode": "the dtype of an NdArrayNode (value of numpy.dtype)",
+    "RandomStateNode": "the class called with no arguments (call), then set_state (position checked)",
+    "RandomGeneratorNode": "SeedSequence(**state) (call, pool size bounded), a known bit generator (call), "
+                           "its state (position checked), the class called with it (call)",
+    "SparseMatrixNode": "scipy.sparse.load_npz of a checked inner archive; the declared class must be what "
+                        "it builds (new)",
+    "CachedNode": "a node already read (by __id__)",
+}
+_REDUCE_LOADERS = frozenset({"TreeNode", "LossNode"})
+_TREE = "sklearn.tree._tree.Tree"
 
 
 @dataclass(frozen=True)
 class SkopsAudit:
+    """What ``audit`` found: the names (``types``), those outside the policy, the loaders and every decision."""
+
     types: tuple[str, ...]
     refused: tuple[str, ...]
     loaders: tuple[str, ...]
+    uses: tuple[tuple[str, str], ...] = ()
+    #: The parsed and judged graph, so ``load_skops`` builds exactly what was judged without a second parse.
+    plan: Any = field(default=None, compare=False, repr=False)
 
 
-def _open(data: Buffer, policy: Policy) -> zipfile.ZipFile:
+@dataclass(eq=False)
+class _Node:
+    loader: str
+    module: str
+    cls: str
+    state: dict[str, Any]
+    kids: dict[str, Any] = field(default_factory=dict)
+    file: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.module}.{self.cls}"
+
+
+@dataclass(frozen=True)
+class _Npy:
+    dtype: np.dtype[Any]
+    shape: tuple[int, ...]
+
+
+class _Opaque(Exception):
+    """A value that cannot be known without building it (a class, an object, ...)."""
+
+
+class _ArrayMarker:
+    """Stands for an array in a static value when its contents are not needed."""
+
+
+_ARRAY = _ArrayMarker()
+
+
+# -- the archive -------------------------------------------------------------------------------
+
+
+class _Archive:
+    """The zip, with every read capped by what actually inflates."""
+
+    def __init__(self, data: Buffer, policy: Policy) -> None:
+        try:
+            self.zf = zipfile.ZipFile(io.BytesIO(data))
+            infos = self.zf.infolist()
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+            raise MalformedModelError(f"corrupt zip archive: {exc}") from None
+        self.limits = policy.limits
+        if len(infos) > self.limits.max_zip_members:
+            raise LimitExceededError(
+                f"archive has {len(infos)} members (limit max_zip_members={self.limits.max_zip_members})")
+        names = [i.filename for i in infos]
+        if len(set(names)) != len(names):
+            raise UnsafeModelError("zip archive has two members with the same name (readers disagree on which is read)",
+                                   rule="skops-state")
+        self.infos = {i.filename: i for i in infos}
+        self.budget = min(self.limits.max_zip_bytes, _cap(self.limits, len(data)))
+        self.inflated = 0
+
+    def _stream(self, name: str, keep: bool, cap: int | None = None) -> tuple[int, bytes]:
+        """(actual size, bytes if ``keep`` else the first 64 KiB)."""
+        info = self.infos.get(name)
+        if info is None:
+            raise MalformedModelError(f"skops schema names a missing member {name!r}")
+        limit = _cap(self.limits, max(info.compress_size, 1)) if cap is None else cap
+        parts: list[bytes] = []
+        head = b""
+        size = 0
+        try:
+            with self.zf.open(info) as fh:
+                while True:
+                    piece = fh.read(_CHUNK)
+                    if not piece:
+                        break
+                    size += len(piece)
+                    self.inflated += len(piece)
+                    if size > limit:
+                        raise LimitExceededError(
+                            f"member {name} inflates beyond {limit} bytes (limits max_decompressed_bytes / "
+                            "max_inflate_ratio); raise the limit if you trust this file")
+                    if self.inflated > self.budget:
+                        raise LimitExceededError(
+                            f"archive members inflate beyond {self.budget} bytes in total (limits "
+                            "max_decompressed_bytes / max_inflate_ratio / max_zip_bytes)")
+                    if keep:
+                        parts.append(piece)
+                    elif len(head) < 65536 + 12:
+                        head += piece[:65536 + 12 - len(head)]
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, zlib.error,
+                RuntimeError) as exc:
+            raise MalformedModelError(f"unreadable member {name}: {exc}") from None
+        except MemoryError:
+            raise LimitExceededError(f"out of memory while inflating member {name}") from None
+        return size, (b"".join(parts) if keep else head)
+
+    def read(self, name: str, cap: int | None = None) -> bytes:
+        return self._stream(name, True, cap)[1]
+
+    def scan(self, name: str) -> tuple[int, bytes]:
+        return self._stream(name, False)
+
+
+def _npy_check(head: bytes, size: int, where: str, limits_bytes: int) -> _Npy:
+    """The .npy header numpy.load(allow_pickle=False) will trust, checked against the member's real size."""
     try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-        infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise MalformedModelError(f"corrupt zip archive: {exc}") from None
-    limits = policy.limits
-    if len(infos) > limits.max_zip_members:
-        raise LimitExceededError(f"archive has {len(infos)} members (limit max_zip_members={limits.max_zip_members})")
-    total = sum(i.file_size for i in infos)
-    if total > limits.max_zip_bytes:
-        raise LimitExceededError(f"archive declares {total} uncompressed bytes (limit max_zip_bytes)")
-    return zf
+        header, offset = npy_header(head)
+        if set(header) != {"descr", "fortran_order", "shape"} or not isinstance(header["fortran_order"], bool):
+            raise ValueError("unexpected header keys")
+        if offset > _MAX_NPY_HEADER + 12:
+            raise ValueError("header larger than numpy.load reads")
+        dtype = np.dtype(header["descr"])
+        shape = header["shape"]
+        if not isinstance(shape, tuple) or not all(type(d) is int and d >= 0 for d in shape):
+            raise ValueError("shape is not a tuple of non-negative integers")
+    except (ValueError, SyntaxError, KeyError, TypeError, IndexError, MemoryError, RecursionError) as exc:
+        raise MalformedModelError(f"invalid .npy header in member {where}: {exc}") from None
+    if dtype.hasobject:
+        raise MalformedModelError(f"member {where} holds an object array, which numpy.load(allow_pickle=False) "
+                                  "refuses")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > limits_bytes:
+        raise LimitExceededError(f"member {where} declares an array of {nbytes} bytes (limit max_array_bytes)")
+    if nbytes != size - offset:
+        if nbytes > size - offset:
+            raise LimitExceededError(f"member {where} declares an array of {nbytes} bytes but holds "
+                                     f"{size - offset}")
+        raise MalformedModelError(f"member {where} holds {size - offset - nbytes} bytes after its array")
+    return _Npy(dtype, tuple(shape))
 
 
-def _walk(root: Any, files: list[str], shared: set[tuple[Any, str]]) -> Iterator[tuple[str, str]]:
-    """Every (type name, loader) in the schema, iteratively (a recursive generator costs O(depth) per node)."""
-    stack: list[tuple[Any, int]] = [(root, 0)]
+# -- parsing -----------------------------------------------------------------------------------
+
+
+def _field(state: Any, key: str, node: str) -> Any:
+    if not isinstance(state, dict) or key not in state:
+        raise MalformedModelError(f"skops {node} state has no {key!r}")
+    return state[key]
+
+
+class _Parser:
+    """schema.json -> _Node graph, as skops' ``get_tree`` builds it."""
+
+    def __init__(self) -> None:
+        self.memo: dict[Any, _Node] = {}
+        self.nodes: list[_Node] = []
+        self.refs = 0
+        self.files: dict[str, _Node] = {}
+
+    def tree(self, state: Any, depth: int) -> _Node:
+        if depth > _MAX_DEPTH:
+            raise LimitExceededError(f"skops schema nests deeper than {_MAX_DEPTH} objects")
+        self.refs += 1
+        if not isinstance(state, dict):
+            raise MalformedModelError(f"skops node state is a {type(state).__name__}, not an object")
+        saved_id = state.get("__id__")
+        try:
+            if saved_id in self.memo:
+                return self.memo[saved_id]
+        except TypeError:
+            raise MalformedModelError("skops __id__ is not a number or string") from None
+        loader = _field(state, "__loader__", "node")
+        if loader == "CachedNode":
+            raise MalformedModelError(f"a skops CachedNode refers to an unknown object id {saved_id!r}")
+        if not isinstance(loader, str) or (loader not in _NODE_RULES and loader not in _REDUCE_LOADERS):
+            raise MalformedModelError(f"unknown skops loader {loader!r}")
+        module, cls = _field(state, "__module__", loader), _field(state, "__class__", loader)
+        if not isinstance(module, str) or not isinstance(cls, str):
+            raise MalformedModelError(f"skops {loader} names a non-string module or class")
+        node = _Node(loader, module, cls, state)
+        self.nodes.append(node)
+        if saved_id:
+            self.memo[saved_id] = node
+        getattr(self, f"_{loader}")(node, state, depth + 1)
+        return node
+
+    def _file(self, node: _Node, state: dict[str, Any]) -> None:
+        name = _field(state, "file", node.loader)
+        if not isinstance(name, str):
+            raise MalformedModelError(f"skops {node.loader} member name is not a string")
+        if name in self.files:
+            raise LimitExceededError(f"skops member {name} is read by two nodes (memory amplification)")
+        self.files[name] = node
+        node.file = name
+
+    def _list(self, items: Any, depth: int, node: _Node) -> list[_Node]:
+        if not isinstance(items, list):
+            raise MalformedModelError(f"skops {node.loader} content is not a list")
+        return [self.tree(v, depth) for v in items]
+
+    def _JsonNode(self, node: _Node, state: dict[str, Any], depth: int) -> None:
+        if not isinstance(_field(state, "content", "JsonNode"), str):
+            raise MalformedModelError("skops JsonNode content is not a string")
+
+    def _ListNode(self, node: _Node, state: dict[str, Any], depth: int) -> None:
+        node.kids["content"] = self._list(_field(state, "content", node.loader), depth, node)
+
+    _SetNode = _TupleNode = _ListNode
+
+    def _DictNode(self, node: _Node, state: dict[str, Any], depth: int) -> None:
+        node.kids["key_types"] = self.tree(_field(state, "key_types", "DictNode"), depth)
+        content = _field(state, "content", "DictNode")
+        if not isinstance(content, dict):
+            raise MalformedModelError("skops DictNode content is not an object")
+        node.kids["content"] = {k: self.tree(v, depth) for k, v in content.items()}
+
+    def _DefaultDictNode(self, node: _Node, state: dict[str, Any], depth: int) -> None:
+        content = _field(state, "content", "DefaultDictNode")
+        node.kids["main"] = self.tree(_field(content, "main", "DefaultDictNode"), depth)
+        node.kids["default_factory"] = self.tree(_field(content, "default_factory", "DefaultDictNode"), depth)
+
+    def _SliceNode(self, node: _Node, state: dict[str, Any], depth: int) -> None:
+        content = _field(state, "content", "SliceNode")
+        node.kids["args"] = tuple(_field(content, k, "SliceNode") for k in ("start", "stop", "step"))
+
+    def _FunctionNode(self, node: _Node, state: dict[str, Any], depth: int) -> None:
+        pass
+
+    _TypeNode = _FunctionNode
+
+    def _PartialNode(self, node: _Node, state: dict[str, Any], depth: int) -> None:
+        content = _field(state, "content", "PartialNode")
+        for key in ("func", "args", "kwds", "namespace"):
+            node.kids[key] = self.tree(_field(content, key, "PartialNode"), depth)
+
+    def _MethodNode(self, node: _Node, state: dict[str, Any], depth: int) -> None:
+        content = _field(state, "content", "MethodNode")
+        obj = self.tree(_field(content, "obj", "MethodNode"), depth)
+        func = _field(content, "func", "MethodNode")
+        if obj.module != node.module or obj.cls != node.cls or not isinstance(func, str):
+            raise MalformedModelError("skops MethodNode's object is not of its declared class")
+        node.kids["obj"] = obj
+        node.kids["func"] = func
+
+    def _OperatorFuncNode(self, node: _Node, state: dict[str, Any], depth: int) -> None:
+        if node.module != "operator":
+            raise MalformedModelError(f"skops OperatorFuncNode from module {node.module!r}, not 'operator'")
+        node.kids["attrs"] = self.tree(_field(state, "attrs", "OperatorFuncNode"), depth)
+
+    def _ConstructorFromReduceNode(self, node: _Node, state: dict[str, Any], depth: int) -> None:
+        node.kids["content"] = self.tree(_field(state, "content", node.loader), depth)
+
+    def _ObjectNode(self, node: _Node, state: dict[str, Any], depth: int) -> None:
+        content = state.get("content")
+        node.kids["attrs"] = None if content is None else self.tree(content, depth)
+
+    def _reduce(self, node: _Node, state: dict[str, Any], depth: int) -> None:
+        reduce = _field(state, "__reduce__", node.loader)
+        node.kids["attrs"] = self.tree(_field(state, "content", node.loader), depth)
+        node.kids["args"] = self.tree(_field(reduce, "args", node.loader), depth)
+
+    _TreeNode = _LossNode = _reduce
+
+    def _NdArrayNode(self, node: _Node, state: dict[str, Any], depth: int) -> None:
+        kind = _field(state, "type", "NdArrayNode")
+        if kind == "numpy":
+            self._file(node, state)
+        elif kind == "json":
+            node.kids["content"] = self._list(_field(state, "content", "NdArrayNode"), depth, node)
+            node.kids["shape"] = self.tree(_field(state, "shape", "NdArrayNode"), depth)
+        else:
+            raise MalformedModelError(f"unknown skops array type {kind!r}")
+        node.kids["type"] = kind
+
+    def _MaskedArrayNode(self, node: _Node, state: dict[str, Any], depth: int) -> None:
+        content = _field(state, "content", "MaskedArrayNode")
+        node.kids["data"] = self.tree(_field(content, "data", "MaskedArrayNode"), depth)
+        node.kids["mask"] = self.tree(_field(content, "mask", "MaskedArrayNode"), depth)
+
+    def _DTypeNode(self, node: _Node, state: dict[str, Any], depth: int) -> None:
+        node.kids["content"] = self.tree(_field(state, "content", "DTypeNode"), depth)
+
+    def _RandomStateNode(self, node: _Node, state: dict[str, Any], depth: int) -> None:
+        node.kids["content"] = self.tree(_field(state, "content", "RandomStateNode"), depth)
+
+    def _RandomGeneratorNode(self, node: _Node, state: dict[str, Any], depth: int) -> None:
+        content = _field(state, "content", "RandomGeneratorNode")
+        node.kids["bit_generator"] = self.tree(_field(content, "bit_generator", node.loader), depth)
+        node.kids["seed_seq"] = self.tree(_field(content, "seed_seq", node.loader), depth)
+
+    def _SparseMatrixNode(self, node: _Node, state: dict[str, Any], depth: int) -> None:
+        if _field(state, "type", "SparseMatrixNode") != "scipy":
+            raise MalformedModelError(f"skops sparse node of type {state.get('type')!r}")
+        self._file(node, state)
+
+
+def _acyclic(root: _Node) -> None:
+    """skops recurses forever on a node inside itself (memo ids make that possible): refuse it."""
+    state: dict[int, int] = {}  # id -> 1 visiting, 2 done
+    stack: list[tuple[_Node, bool]] = [(root, False)]
     while stack:
-        node, depth = stack.pop()
-        if depth > 2000:
-            raise LimitExceededError("skops schema nested too deeply")
-        if isinstance(node, dict):
-            mod, cls = node.get("__module__"), node.get("__class__")
-            if isinstance(mod, str) and isinstance(cls, str):
-                yield f"{mod}.{cls}", str(node.get("__loader__", ""))
-            if isinstance(node.get("file"), str):
-                # skops memoises nodes by a truthy __id__: one array shared by two attributes is read once.
-                node_id = node.get("__id__")
-                memo = bool(node_id) and isinstance(node_id, (int, str))
-                if not (memo and (node_id, node["file"]) in shared):
-                    files.append(node["file"])
-                    if memo:
-                        shared.add((node_id, node["file"]))
-            stack.extend((value, depth + 1) for value in node.values() if isinstance(value, (dict, list)))
-        elif isinstance(node, list):
-            stack.extend((value, depth + 1) for value in node if isinstance(value, (dict, list)))
+        node, leaving = stack.pop()
+        if leaving:
+            state[id(node)] = 2
+            continue
+        mark = state.get(id(node))
+        if mark == 2:
+            continue
+        if mark == 1:
+            raise MalformedModelError("skops schema refers to an object inside itself (a cycle)")
+        state[id(node)] = 1
+        stack.append((node, True))
+        for child in _children(node):
+            if state.get(id(child)) == 1:
+                raise MalformedModelError("skops schema refers to an object inside itself (a cycle)")
+            if state.get(id(child)) != 2:
+                stack.append((child, False))
+
+
+def _children(node: _Node) -> list[_Node]:
+    out: list[_Node] = []
+    for value in node.kids.values():
+        if isinstance(value, _Node):
+            out.append(value)
+        elif isinstance(value, list):
+            out.extend(v for v in value if isinstance(v, _Node))
+        elif isinstance(value, dict):
+            out.extend(v for v in value.values() if isinstance(v, _Node))
+    return out
+
+
+# -- judging -----------------------------------------------------------------------------------
+
+
+def _stub(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+class _Judge:
+    """Turns the node graph into decisions, checked against the policy without building anything."""
+
+    def __init__(self, archive: _Archive, parser: _Parser, policy: Policy) -> None:
+        self.archive = archive
+        self.parser = parser
+        self.policy = policy
+        self.uses: set[tuple[str, str]] = set()
+        self.refused: set[str] = set()
+        self.problems: list[SafeloadError] = []
+        self.npy: dict[str, _Npy] = {}
+        self.values: dict[int, Any] = {}
+        self.arrays: dict[str, np.ndarray[Any, Any]] = {}
+
+    # decisions
+
+    def use(self, name: str, how: str) -> None:
+        self.uses.add((name, how))
+        entry = self.policy.entries.get(name)
+        if entry is None:
+            self.refused.add(name)
+        elif how == CALL and entry.kind is not Kind.CALL:
+            self.problems.append(UnsafeModelError(
+                f"skops file calls {name} with file-chosen arguments, but it is allowed only as a "
+                f"{entry.kind.value}", names=[name], rule="call-not-callable"))
+        elif how == NEW and (entry.kind is Kind.VALUE or entry.guard is not None):
+            self.problems.append(UnsafeModelError(
+                f"skops file rebuilds {name} with __new__, but it is allowed only as a {entry.kind.value}"
+                + (" behind a guard" if entry.guard else ""), names=[name], rule="new-value"))
+
+    def call(self, name: str, args_of: Any, kwargs_of: Any = None) -> None:
+        """A call decision; a guarded entry's guard runs now on the statically known arguments."""
+        self.use(name, CALL)
+        entry = self.policy.entries.get(name)
+        if entry is None or entry.kind is not Kind.CALL or entry.guard is None:
+            return
+        try:
+            args = args_of()
+            kwargs = kwargs_of() if kwargs_of is not None else {}
+        except _Opaque:
+            self.problems.append(UnsafeModelError(
+                f"skops file calls the guarded {name} with arguments that are not plain data; its guard "
+                "cannot check them", names=[name], rule="guard"))
+            return
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise MalformedModelError(f"skops arguments for {name} cannot be built: {exc}") from None
+        self.run_guard(name, entry.guard, args, kwargs)
+
+    def run_guard(self, name: str, guard_id: str, args: Any, kwargs: dict[str, Any]) -> None:
+        from safeload._guards import guard
+
+        try:
+            guard(name, guard_id, _stub, self.policy)(*args, **kwargs)
+        except UnsafeModelError as exc:
+            self.problems.append(UnsafeModelError(str(exc), names=exc.names or (name,), rule="guard"))
+        except SafeloadError as exc:
+            self.problems.append(exc)
+        except (TypeError, ValueError, OverflowError) as exc:
+            self.problems.append(MalformedModelError(f"skops file calls {name} with arguments it rejects: {exc}"))
+        except MemoryError:
+            self.problems.append(LimitExceededError(f"the guard of {name} ran out of memory on its arguments"))
+
+    # static values
+
+    def value(self, node: _Node, arrays: bool) -> Any:
+        """The value ``node`` builds, when it is plain data (else _Opaque); cached like skops' construct()."""
+        key = id(node)
+        if key in self.values and not (arrays and self.values[key] is _ARRAY):
+            return self.values[key]
+        got = self._value(node, arrays)
+        self.values[key] = got
+        return got
+
+    def _value(self, node: _Node, arrays: bool) -> Any:
+        loader, name = node.loader, node.name
+        if loader == "JsonNode":
+            return _json(node)
+        if (loader, name) in (("ListNode", "builtins.list"), ("TupleNode", "builtins.tuple")):
+            items = [self.value(v, arrays) for v in node.kids["content"]]
+            return items if name == "builtins.list" else tuple(items)
+        if loader == "DictNode" and name == "builtins.dict":
+            keys = self.key_types(node)
+            return {_convert_key(conv, k): self.value(v, arrays)
+                    for conv, (k, v) in zip(keys, node.kids["content"].items(), strict=False)}
+        if loader == "SliceNode":
+            return slice(*node.kids["args"])
+        if loader == "ConstructorFromReduceNode" and name == "builtins.range":
+            content = self.value(node.kids["content"], arrays)
+            try:
+                return range(*content)
+            except TypeError as exc:
+                raise MalformedModelError(f"skops range with arguments it rejects: {exc}") from None
+        if loader == "NdArrayNode" and node.kids["type"] == "numpy":
+            kind = self.array_kind(node)
+            if kind == CALL:
+                raise _Opaque(name)
+            if not arrays:
+                return _ARRAY
+            arr = self.load_array(node)
+            return arr[()] if kind == "scalar" else arr
+        raise _Opaque(name)
+
+    def key_types(self, node: _Node) -> list[Any]:
+        """The converters a DictNode's keys go through (skops calls each key type on its JSON key)."""
+        kt = node.kids["key_types"]
+        if kt.loader != "ListNode" or kt.name != "builtins.list":
+            raise UnsafeModelError("skops dict key types are not a plain list of types", rule="skops-state")
+        out = []
+        for t in kt.kids["content"]:
+            if t.loader not in ("TypeNode", "FunctionNode") or t.name not in _KEY_TYPES:
+                raise UnsafeModelError(f"skops dict key type {t.name} is not a str/int/float/bool/numpy scalar type",
+                                       names=[t.name], rule="skops-state")
+            out.append(_key_converter(t.name))
+        return out
+
+    def array_kind(self, node: _Node) -> str:
+        """'array' (numpy.ndarray), 'scalar' (a numpy scalar type of the member's dtype) or CALL."""
+        if node.name == "numpy.ndarray":
+            return "array"
+        npy = self.npy.get(node.file or "")
+        if npy is not None and node.module == "numpy" and npy.shape == () and \
+                npy.dtype.type.__name__ == node.cls and npy.dtype.type.__module__ == "numpy":
+            return "scalar"
+        return CALL
+
+    def load_array(self, node: _Node) -> np.ndarray[Any, Any]:
+        assert node.file is not None
+        if node.file not in self.arrays:
+            self.arrays[node.file] = _np_load(self.archive.read(node.file))
+        return self.arrays[node.file]
+
+    # the walk
+
+    def judge(self, root: _Node) -> None:
+        for node in self.parser.nodes:  # members first: arrays' headers decide some node kinds
+            if node.file is not None:
+                self.member(node)
+        for node in self.parser.nodes:
+            getattr(self, f"_{node.loader}", self._none)(node)
+
+    def member(self, node: _Node) -> None:
+        assert node.file is not None
+        if node.loader == "NdArrayNode":
+            size, head = self.archive.scan(node.file)
+            self.npy[node.file] = _npy_check(head, size, node.file, self.archive.limits.max_array_bytes)
+        elif node.loader == "SparseMatrixNode":
+            fmt = _npz_check(self.archive.read(node.file), node.file, self.archive.limits)
+            declared = f"scipy.sparse._{fmt[0]}.{fmt[0]}_{'array' if fmt[1] else 'matrix'}"
+            if node.name != declared:
+                self.problems.append(UnsafeModelError(
+                    f"skops sparse node declares {node.name} but its member builds {declared}",
+                    names=[node.name], rule="skops-state"))
+        else:
+            self.archive.scan(node.file)
+
+    def _none(self, node: _Node) -> None:
+        return None
+
+    def _ListNode(self, node: _Node) -> None:
+        if node.name == "builtins.list":
+            self.use(node.name, VALUE)
+        else:
+            self.call(node.name, lambda: ([self.value(v, True) for v in node.kids["content"]],))
+
+    def _TupleNode(self, node: _Node) -> None:
+        if node.name == "builtins.tuple":
+            self.use(node.name, VALUE)
+        else:
+            self.call(node.name, lambda: tuple(self.value(v, True) for v in node.kids["content"]))
+
+    def _SetNode(self, node: _Node) -> None:
+        self.call(node.name, lambda: ([self.value(v, True) for v in node.kids["content"]],))
+
+    def _DictNode(self, node: _Node) -> None:
+        try:
+            if node.kids["key_types"].loader == "ListNode":
+                for name in sorted({t.name for t in node.kids["key_types"].kids["content"]}):
+                    self.use(name, VALUE)
+            self.key_types(node)
+        except UnsafeModelError as exc:
+            self.problems.append(exc)
+        if node.name == "builtins.dict":
+            self.use(node.name, VALUE)
+            return
+        entry = self.policy.entries.get(node.name)
+        if entry is not None and entry.kind is Kind.CALL:
+            self.call(node.name, tuple)
+        else:
+            self.use(node.name, NEW)
+
+    def _DefaultDictNode(self, node: _Node) -> None:
+        self.call("collections.defaultdict", tuple)
+        factory = node.kids["default_factory"]
+        if factory.loader not in ("TypeNode", "FunctionNode") and not (
+                factory.loader == "JsonNode" and _json(factory) is None):
+            self.problems.append(UnsafeModelError("skops defaultdict factory is not a named type or function",
+                                                  rule="skops-state"))
+        main = node.kids["main"]
+        if main.loader != "DictNode":
+            self.problems.append(MalformedModelError("skops defaultdict content is not a dict"))
+
+    def _SliceNode(self, node: _Node) -> None:
+        self.call("builtins.slice", lambda: node.kids["args"])
+
+    def _FunctionNode(self, node: _Node) -> None:
+        self.use(node.name, VALUE)
+
+    _TypeNode = _FunctionNode
+
+    def _PartialNode(self, node: _Node) -> None:
+        func = node.kids["func"]
+        self.use("functools.partial", CALL)
+        entry = self.policy.entries.get("functools.partial")
+        if func.loader not in ("FunctionNode", "TypeNode"):
+            self.problems.append(UnsafeModelError("skops partial wraps something that is not a named function",
+                                                  names=["functools.partial"], rule="guard"))
+        elif entry is not None and entry.guard is not None:
+            target = self.policy.entries.get(func.name)
+            if target is not None and (target.guard is not None or target.kind not in (Kind.CALL, Kind.VALUE)):
+                self.problems.append(UnsafeModelError(
+                    f"functools.partial may only wrap an allowed function, not {func.name}",
+                    names=[func.name], rule="guard"))
+        for key, loader in (("args", "TupleNode"), ("kwds", "DictNode")):
+            if node.kids[key].loader != loader:
+                self.problems.append(MalformedModelError(f"skops partial {key} is not a {loader}"))
+
+    def _MethodNode(self, node: _Node) -> None:
+        self.use(f"{node.name}.{node.kids['func']}", VALUE)
+
+    def _OperatorFuncNode(self, node: _Node) -> None:
+        self.call(node.name, lambda: tuple(self.value(node.kids["attrs"], True)))
+
+    def _ConstructorFromReduceNode(self, node: _Node) -> None:
+        self.call(node.name, lambda: tuple(self.value(node.kids["content"], True)))
+
+    def _ObjectNode(self, node: _Node) -> None:
+        self.use(node.name, NEW)
+
+    def _reduce(self, node: _Node) -> None:
+        if node.loader == "TreeNode" and node.name != _TREE:
+            raise MalformedModelError(f"skops TreeNode declares {node.name}; skops builds a {_TREE} from it")
+        self.call(node.name, lambda: tuple(self.value(node.kids["args"], True)))
+
+    _TreeNode = _LossNode = _reduce
+
+    def _NdArrayNode(self, node: _Node) -> None:
+        if node.kids["type"] == "json":
+            self.use(node.name, VALUE)
+            if node.name != "numpy.ndarray":
+                self.problems.append(UnsafeModelError(f"skops object array of class {node.name}", names=[node.name],
+                                                      rule="skops-state"))
+            self.object_shape(node)
+            return
+        kind = self.array_kind(node)
+        if kind == CALL:
+            self.call(node.name, lambda: (self.load_array(node),))
+        else:
+            self.use(node.name, VALUE)
+
+    def object_shape(self, node: _Node) -> tuple[int, ...]:
+        """An object array's declared shape, which its nested item lists must match exactly."""
+        try:
+            shape = self.value(node.kids["shape"], False)
+        except _Opaque:
+            shape = None
+        if not isinstance(shape, (tuple, list)) or not shape or \
+                not all(type(d) is int and d >= 0 for d in shape):
+            raise MalformedModelError("skops object array shape is not a non-empty tuple of sizes")
+        if len(shape) > 1:
+            if math.prod(shape) > self.parser.refs:
+                raise LimitExceededError(f"skops object array of shape {tuple(shape)} has more cells than the "
+                                         "schema has entries (shared rows)")
+            rows: list[list[_Node]] = [node.kids["content"]]
+            for depth, size in enumerate(shape):
+                if any(len(row) != size for row in rows):
+                    raise MalformedModelError("skops object array items do not match its shape")
+                if depth < len(shape) - 1:
+                    nxt: list[list[_Node]] = []
+                    for row in rows:
+                        for item in row:
+                            if item.loader != "ListNode" or item.name != "builtins.list":
+                                raise MalformedModelError("skops object array items do not match its shape")
+                            nxt.append(item.kids["content"])
+                    rows = nxt
+        return tuple(shape)
+
+    def _MaskedArrayNode(self, node: _Node) -> None:
+        self.use(node.name, NEW)
+        for key in ("data", "mask"):
+            part = node.kids[key]
+            if part.loader != "NdArrayNode" or (part.kids["type"] == "numpy" and self.array_kind(part) != "array"):
+                self.problems.append(UnsafeModelError(f"skops masked array {key} is not a plain array",
+                                                      rule="skops-state"))
+
+    def _DTypeNode(self, node: _Node) -> None:
+        self.use("numpy.dtype", VALUE)
+        content = node.kids["content"]
+        if content.loader != "NdArrayNode" or content.kids["type"] != "numpy" or self.array_kind(content) != "array":
+            self.problems.append(MalformedModelError("skops dtype node does not hold an array"))
+
+    def _RandomStateNode(self, node: _Node) -> None:
+        self.call(node.name, tuple)
+        self.rng_state(node.kids["content"])
+
+    def rng_state(self, node: _Node) -> None:
+        from safeload._guards import rng_state_problem
+
+        try:
+            state = self.value(node, False)
+        except _Opaque:
+            self.problems.append(UnsafeModelError("skops random state is not plain data", rule="skops-state"))
+            return
+        problem = rng_state_problem(state)
+        if problem is not None:
+            self.problems.append(UnsafeModelError(problem, rule="skops-state"))
+
+    def _RandomGeneratorNode(self, node: _Node) -> None:
+        bg_name = _bit_generator_name(node)
+        if bg_name not in _BIT_GENERATORS:
+            self.problems.append(UnsafeModelError(f"skops Generator names an unknown bit generator {bg_name!r}",
+                                                  rule="skops-state"))
+            return
+        try:
+            kwargs = self.seed_seq(node)
+        except _Opaque:
+            self.problems.append(UnsafeModelError("skops SeedSequence state is not plain data", rule="skops-state"))
+            return
+        before = len(self.problems)
+        self.call("numpy.random.bit_generator.SeedSequence", tuple, lambda: kwargs)
+        self.rng_state(node.kids["bit_generator"])
+        if len(self.problems) > before:
+            return  # never build a refused seed, even to check the next step
+        # The next two calls take no file-chosen argument: their guards see what load will pass them, a
+        # SeedSequence of the checked parameters and the bit generator built from it (both plain numpy).
+        bg_class = getattr(np.random, bg_name)
+        self.call(_BIT_GENERATORS[bg_name], lambda: (np.random.SeedSequence(**kwargs),))
+        self.call(node.name, tuple, lambda: {"bit_generator": bg_class(np.random.SeedSequence(**kwargs))})
+
+    def seed_seq(self, node: _Node) -> dict[str, Any]:
+        state = self.value(node.kids["seed_seq"], True)
+        if not isinstance(state, dict) or not set(state) <= _SEED_SEQ_KEYS:
+            raise MalformedModelError("skops SeedSequence state is not a dict of its parameters")
+        pool = state.get("pool_size", 4)
+        if type(pool) is not int or not 1 <= pool <= _MAX_POOL_SIZE:
+            raise LimitExceededError(f"skops SeedSequence pool_size {pool!r} outside [1, {_MAX_POOL_SIZE}]")
+        return state
+
+    def _SparseMatrixNode(self, node: _Node) -> None:
+        self.use(node.name, NEW)
+
+
+def _json(node: _Node) -> Any:
+    try:
+        return json.loads(node.state["content"])
+    except (ValueError, RecursionError) as exc:
+        raise MalformedModelError(f"skops JsonNode content is not JSON: {exc}") from None
+
+
+def _key_converter(name: str) -> Any:
+    import builtins
+
+    module, _, attr = name.rpartition(".")
+    return getattr(np if module == "numpy" else builtins, attr)
+
+
+def _convert_key(conv: Any, key: str) -> Any:
+    try:
+        return conv(key)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise MalformedModelError(f"skops dict key {key[:40]!r} does not convert: {exc}") from None
+
+
+def _bit_generator_name(node: _Node) -> Any:
+    """Where numpy keeps the bit generator's class name (skops reads it the same way)."""
+    try:
+        return json.loads(node.state["content"]["bit_generator"]["content"]["bit_generator"]["content"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _np_load(raw: bytes) -> np.ndarray[Any, Any]:
+    try:
+        arr = np.load(io.BytesIO(raw), allow_pickle=False)
+    except (ValueError, OSError, EOFError, TypeError) as exc:
+        raise MalformedModelError(f"unreadable array member: {exc}") from None
+    if not isinstance(arr, np.ndarray):
+        raise MalformedModelError("array member is not a .npy array")
+    return arr
+
+
+_NPZ_KEYS = frozenset({"format", "shape", "data", "indices", "indptr", "offsets", "row", "col", "coords", "_is_array"})
+
+
+def _npz_check(raw: bytes, where: str, limits: Any) -> tuple[str, bool]:
+    """Check a sparse matrix's inner .npz as strictly as the outer archive; return (format, is_array)."""
+    from safeload._policy import Policy as _P
+
+    inner = _Archive(raw, _P({}, limits))
+    fmt: str | None = None
+    is_array = False
+    for name in inner.infos:
+        if not name.endswith(".npy") or name[:-4] not in _NPZ_KEYS:
+            raise MalformedModelError(f"sparse member {where} holds an unexpected entry {name!r}")
+        size, head = inner.scan(name)
+        npy = _npy_check(head, size, f"{where}/{name}", limits.max_array_bytes)
+        if name in ("format.npy", "_is_array.npy"):
+            if npy.shape != () or npy.dtype.kind not in ("U", "S", "b") or npy.dtype.itemsize > 64:
+                raise MalformedModelError(f"sparse member {where}: {name} is not a short scalar")
+            value = _np_load(inner.read(name))[()]
+            if name == "format.npy":
+                fmt = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
+            else:
+                is_array = bool(value)
+    if fmt not in _SPARSE_FORMATS:
+        raise MalformedModelError(f"sparse member {where} has format {fmt!r}")
+    return fmt, is_array
+
+
+# -- the audit ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    archive: _Archive
+    root: _Node
+    judge: _Judge
+
+
+def _plan(data: Buffer, policy: Policy) -> SkopsAudit:
+    archive = _Archive(data, policy)
+    if "schema.json" not in archive.infos:
+        raise MalformedModelError("zip archive has no schema.json: not a skops file")
+    raw = archive.read("schema.json", cap=min(_MAX_SCHEMA_BYTES, _cap(policy.limits, len(data))))
+    try:
+        schema = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedModelError(f"unreadable schema.json: {exc}") from None
+    protocol = schema.get("protocol") if isinstance(schema, dict) else None
+    if type(protocol) is not int or not 0 <= protocol <= _PROTOCOL:
+        raise MalformedModelError(f"skops protocol {protocol!r} is not one safeload reads (0..{_PROTOCOL})")
+    parser = _Parser()
+    root = parser.tree(schema, 0)
+    _acyclic(root)
+    judge = _Judge(archive, parser, policy)
+    judge.judge(root)
+    _check_states(parser, judge)
+    if judge.problems and not judge.refused:
+        raise judge.problems[0]
+    names = sorted({n for n, _ in judge.uses})
+    plan = _Plan(archive, root, judge)
+    return SkopsAudit(tuple(names), tuple(sorted(judge.refused)), tuple(sorted({n.loader for n in parser.nodes})),
+                      tuple(sorted(judge.uses)), plan)
+
+
+def audit(data: Buffer, policy: Policy) -> SkopsAudit:
+    """Judge a skops archive without constructing anything or importing what it names."""
+    try:
+        return _plan(data, policy)
+    except RecursionError:
+        raise LimitExceededError("skops schema nests too deeply") from None
 
 
 _NODE_FIELDS = ("left_child", "right_child", "feature", "threshold", "impurity", "n_node_samples",
                 "weighted_n_node_samples", "missing_go_to_left")
 
 
-def _check_states(schema: Any, zf: zipfile.ZipFile) -> None:
-    """States that compiled __setstate__ methods index without checks, checked before skops builds them."""
+def _check_states(parser: _Parser, judge: _Judge) -> None:
+    """States that compiled __setstate__ methods index without checks, checked before anything is built."""
     from safeload._walker import STATE_LENGTHS
 
-    stack = [schema]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, list):
-            stack.extend(v for v in node if isinstance(v, (dict, list)))
-            continue
-        if not isinstance(node, dict):
-            continue
-        name = f"{node.get('__module__')}.{node.get('__class__')}"
-        content = node.get("content")
-        if name in STATE_LENGTHS:
-            items = content.get("content") if isinstance(content, dict) else None
-            if not isinstance(items, list) or len(items) != STATE_LENGTHS[name]:
-                raise UnsafeModelError(f"skops {name} state must be a {STATE_LENGTHS[name]}-tuple", rule="skops-state")
-        if name == "sklearn.tree._tree.Tree":
-            fields = content.get("content") if isinstance(content, dict) else None
+    for node in parser.nodes:
+        name = node.name
+        if name in STATE_LENGTHS and node.loader == "ObjectNode":
+            attrs = node.kids.get("attrs")
+            items = attrs.kids.get("content") if attrs is not None else None
+            if attrs is None or attrs.loader != "TupleNode" or not isinstance(items, list) \
+                    or len(items) != STATE_LENGTHS[name]:
+                judge.problems.append(UnsafeModelError(f"skops {name} state must be a {STATE_LENGTHS[name]}-tuple",
+                                                       rule="skops-state"))
+        if node.loader == "TreeNode" or name == "sklearn.tree._tree.Tree":
+            attrs = node.kids.get("attrs")
+            fields = attrs.kids.get("content") if isinstance(attrs, _Node) and attrs.loader == "DictNode" else None
             if not isinstance(fields, dict):
-                raise UnsafeModelError("skops Tree state is not a dict", rule="skops-state")
+                judge.problems.append(UnsafeModelError("skops Tree state is not a dict", rule="skops-state"))
+                continue
             for key, ndim, names in (("nodes", 1, _NODE_FIELDS), ("values", 3, None)):
                 member = fields.get(key)
-                header = _npy_header(zf, member.get("file")) if isinstance(member, dict) else None
-                if header is None or len(header[1]) != ndim or (names and _field_names(header[0]) != names) \
-                        or (not names and header[0] != np.dtype("<f8")):
-                    raise UnsafeModelError(f"skops Tree {key} array has the wrong dtype or shape", rule="skops-state")
-        stack.extend(v for v in node.values() if isinstance(v, (dict, list)))
+                npy = judge.npy.get(member.file or "") if isinstance(member, _Node) and \
+                    member.loader == "NdArrayNode" and judge.array_kind(member) == "array" else None
+                if npy is None or len(npy.shape) != ndim or (names and _field_names(npy.dtype) != names) \
+                        or (not names and npy.dtype != np.dtype("<f8")):
+                    judge.problems.append(UnsafeModelError(f"skops Tree {key} array has the wrong dtype or shape",
+                                                           rule="skops-state"))
 
 
 def _field_names(dt: np.dtype[Any]) -> tuple[str, ...]:
@@ -120,109 +942,231 @@ def _field_names(dt: np.dtype[Any]) -> tuple[str, ...]:
     return tuple(n for n in (dt.names or ()) if not (fields[n][0].kind == "V" and fields[n][0].names is None))
 
 
-def _npy_header(zf: zipfile.ZipFile, name: object) -> tuple[np.dtype[Any], tuple[int, ...]] | None:
-    if not isinstance(name, str):
-        return None
-    try:
-        with zf.open(name) as fh:
-            header, _ = npy_header(fh.read(65536 + 12))
-        return np.dtype(header["descr"]), tuple(header["shape"])
-    except Exception:  # noqa: BLE001 - unreadable means refused by the caller
-        return None
+# -- building ----------------------------------------------------------------------------------
 
 
-def _check_members(zf: zipfile.ZipFile, files: list[str]) -> None:
-    """skops reads a member once per node that names it: refuse repeats and arrays larger than their member."""
-    seen: set[str] = set()
-    for name in files:
-        if name in seen:
-            raise LimitExceededError(f"skops member {name} is referenced more than once (memory amplification)")
-        seen.add(name)
+class _Builder:
+    """Builds the judged graph; every name through ``policy.resolve`` (guards run), in its judged use."""
+
+    def __init__(self, plan: _Plan, policy: Policy) -> None:
+        self.plan = plan
+        self.policy = policy
+        self.built: dict[int, Any] = {}
+        self.building: set[int] = set()
+
+    def resolve(self, name: str) -> Any:
+        """The policy's object for a full name (guarded when its entry has a guard)."""
+        return _resolve_exact(self.policy, name)
+
+    def build(self, node: _Node) -> Any:
+        key = id(node)
+        if key in self.built:
+            return self.built[key]
+        if key in self.building:
+            raise MalformedModelError("skops schema refers to an object inside itself (a cycle)")
+        self.building.add(key)
+        obj = getattr(self, f"_{node.loader}")(node)
+        self.building.discard(key)
+        self.built[key] = obj
+        return obj
+
+    def _JsonNode(self, node: _Node) -> Any:
+        return _json(node)
+
+    def _ListNode(self, node: _Node) -> Any:
+        items = [self.build(v) for v in node.kids["content"]]
+        if node.name == "builtins.list":
+            return items
+        return self.resolve(node.name)(items)
+
+    def _TupleNode(self, node: _Node) -> Any:
+        items = tuple(self.build(v) for v in node.kids["content"])
+        if node.name == "builtins.tuple":
+            return items
+        return self.resolve(node.name)(*items)
+
+    def _SetNode(self, node: _Node) -> Any:
+        return self.resolve(node.name)([self.build(v) for v in node.kids["content"]])
+
+    def _DictNode(self, node: _Node) -> Any:
+        keys = [self.resolve(t.name) for t in node.kids["key_types"].kids["content"]]
+        if node.name == "builtins.dict":
+            out: Any = {}
+        else:
+            entry = self.policy.entries.get(node.name)
+            cls = self.resolve(node.name)
+            out = cls() if entry is not None and entry.kind is Kind.CALL else _new(cls, node.name)
+            if not isinstance(out, dict):
+                raise MalformedModelError(f"skops DictNode class {node.name} is not a dict type")
+        for conv, (key, value) in zip(keys, node.kids["content"].items(), strict=False):
+            out[_convert_key(conv, key)] = self.build(value)
+        return out
+
+    def _DefaultDictNode(self, node: _Node) -> Any:
+        out = self.resolve("collections.defaultdict")()
+        out.default_factory = self.build(node.kids["default_factory"])
+        out.update(self.build(node.kids["main"]))
+        return out
+
+    def _SliceNode(self, node: _Node) -> Any:
+        return self.resolve("builtins.slice")(*node.kids["args"])
+
+    def _FunctionNode(self, node: _Node) -> Any:
+        return self.resolve(node.name)
+
+    _TypeNode = _FunctionNode
+
+    def _PartialNode(self, node: _Node) -> Any:
+        func = self.build(node.kids["func"])
+        args = self.build(node.kids["args"])
+        kwds = self.build(node.kids["kwds"])
+        namespace = self.build(node.kids["namespace"])
+        if not isinstance(args, tuple) or not isinstance(kwds, dict) or not (namespace is None or
+                                                                            isinstance(namespace, dict)):
+            raise MalformedModelError("skops partial with arguments of the wrong types")
+        out = self.resolve("functools.partial")(func, *args, **kwds)
+        if namespace:
+            out.__dict__.update(namespace)
+        return out
+
+    def _MethodNode(self, node: _Node) -> Any:
+        self.resolve(f"{node.name}.{node.kids['func']}")  # allowed by name, or refused here
+        return getattr(self.build(node.kids["obj"]), node.kids["func"])
+
+    def _OperatorFuncNode(self, node: _Node) -> Any:
+        return self.resolve(node.name)(*self.build(node.kids["attrs"]))
+
+    def _ConstructorFromReduceNode(self, node: _Node) -> Any:
+        return self.resolve(node.name)(*self.build(node.kids["content"]))
+
+    def _ObjectNode(self, node: _Node) -> Any:
+        instance = _new(self.resolve(node.name), node.name)
+        attrs_node = node.kids["attrs"]
+        if attrs_node is None:
+            return instance
+        attrs = self.build(attrs_node)
+        if attrs is not None:
+            if hasattr(instance, "__setstate__"):
+                instance.__setstate__(attrs)
+            else:
+                instance.__dict__.update(attrs)
+        return instance
+
+    def _reduce(self, node: _Node) -> Any:
+        args = self.build(node.kids["args"])
+        instance = self.resolve(node.name)(*args)
+        attrs = self.build(node.kids["attrs"])
+        if not attrs:
+            return instance
+        if hasattr(instance, "__setstate__"):
+            instance.__setstate__(attrs)
+        elif isinstance(attrs, dict):
+            instance.__dict__.update(attrs)
+        else:
+            raise MalformedModelError(f"skops {node.name} state cannot be set")
+        return instance
+
+    _TreeNode = _LossNode = _reduce
+
+    def _NdArrayNode(self, node: _Node) -> Any:
+        judge = self.plan.judge
+        if node.kids["type"] == "json":
+            shape = judge.object_shape(node)
+            items = [self.build(v) for v in node.kids["content"]]
+            out = np.empty(shape, dtype=object)
+            if len(shape) == 1:
+                for i, v in enumerate(items):
+                    out[i] = v
+            else:
+                for index in np.ndindex(*shape):
+                    cell: Any = items
+                    for i in index:
+                        cell = cell[i]
+                    out[index] = cell
+            return out
+        assert node.file is not None
+        arr = _np_load(self.plan.archive.read(node.file))
+        kind = judge.array_kind(node)
+        if kind == "array":
+            self.resolve(node.name)
+            return arr
+        if kind == "scalar":
+            cls = self.resolve(node.name)
+            item = arr[()]
+            if type(item) is not cls:
+                raise MalformedModelError(f"skops scalar of class {node.name} holds a {type(item).__name__}")
+            return item
+        return self.resolve(node.name)(arr)
+
+    def _MaskedArrayNode(self, node: _Node) -> Any:
+        cls = self.resolve(node.name)
+        data, mask = self.build(node.kids["data"]), self.build(node.kids["mask"])
+        if not (isinstance(cls, type) and issubclass(cls, np.ma.MaskedArray)):
+            raise UnsafeModelError(f"skops masked array of class {node.name}", names=[node.name], rule="skops-state")
+        return np.ma.MaskedArray(data, mask)
+
+    def _DTypeNode(self, node: _Node) -> Any:
+        self.resolve("numpy.dtype")
+        return self.build(node.kids["content"]).dtype
+
+    def _RandomStateNode(self, node: _Node) -> Any:
+        out = self.resolve(node.name)()
+        out.set_state(self.build(node.kids["content"]))
+        return out
+
+    def _RandomGeneratorNode(self, node: _Node) -> Any:
+        seed_seq = self.resolve("numpy.random.bit_generator.SeedSequence")(**self.plan.judge.seed_seq(node))
+        state = self.build(node.kids["bit_generator"])
+        bit_generator = self.resolve(_BIT_GENERATORS[_bit_generator_name(node)])(seed_seq)
+        bit_generator.state = state
+        return self.resolve(node.name)(bit_generator=bit_generator)
+
+    def _SparseMatrixNode(self, node: _Node) -> Any:
+        from scipy.sparse import load_npz
+
+        assert node.file is not None
+        self.resolve(node.name)
+        out = load_npz(io.BytesIO(self.plan.archive.read(node.file)))
+        built = f"{type(out).__module__}.{type(out).__qualname__}"
+        if built != node.name:
+            raise UnsafeModelError(f"skops sparse node declares {node.name} but builds {built}", names=[built],
+                                   rule="skops-state")
+        return out
+
+
+def _resolve_exact(policy: Policy, name: str) -> Any:
+    """``policy.resolve`` for a full name: try each module/qualname split until one imports."""
+    parts = name.split(".")
+    last: SafeloadError | None = None
+    for cut in range(len(parts) - 1, 0, -1):
         try:
-            info = zf.getinfo(name)
-        except KeyError:
-            raise MalformedModelError(f"skops schema names a missing member {name}") from None
-        if name.endswith(".npy"):
-            try:
-                with zf.open(info) as fh:
-                    head = fh.read(65536 + 12)
-            except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, zlib.error) as exc:
-                raise MalformedModelError(f"unreadable member {name}: {exc}") from None
-            nbytes = _npy_nbytes(head)
-            if nbytes is None:
-                raise MalformedModelError(f"invalid .npy header in member {name}")
-            if nbytes > info.file_size:
-                raise LimitExceededError(
-                    f"member {name} declares an array of {nbytes} bytes but holds {info.file_size}")
+            return policy.resolve(".".join(parts[:cut]), ".".join(parts[cut:]))
+        except UnsafeModelError as exc:
+            last = exc
+    assert last is not None
+    raise last
 
 
-def _npy_nbytes(head: bytes) -> int | None:
-    try:
-        header, _ = npy_header(head)
-        dtype = np.dtype(header["descr"])
-        count = 1
-        for d in header["shape"]:
-            if not isinstance(d, int) or d < 0:
-                return None
-            count *= d
-        return int(count * dtype.itemsize)
-    except (ValueError, SyntaxError, KeyError, TypeError, IndexError, MemoryError, RecursionError):
-        return None
-
-
-def _skops_untrusted(data: Buffer) -> list[str]:
-    import skops.io as sio
-
-    try:
-        return list(sio.get_untrusted_types(data=bytes(data)))
-    except Exception as exc:  # noqa: BLE001 - skops raises anything on hostile schemas
-        raise MalformedModelError(f"skops cannot read the schema: {type(exc).__name__}: {exc}") from None
-
-
-def audit(data: Buffer, policy: Policy) -> SkopsAudit:
-    """Judge a skops archive without constructing anything."""
-    zf = _open(data, policy)
-    try:
-        info = zf.getinfo("schema.json")
-    except KeyError:
-        raise MalformedModelError("zip archive has no schema.json: not a skops file") from None
-    if info.file_size > _MAX_SCHEMA_BYTES:
-        raise LimitExceededError("schema.json is too large")
-    try:
-        schema = json.loads(zf.read(info))
-    except (ValueError, zipfile.BadZipFile, OSError, RecursionError, EOFError, NotImplementedError,
-            zlib.error) as exc:
-        raise MalformedModelError(f"unreadable schema.json: {exc}") from None
-    names = [i.filename for i in zf.infolist()]
-    if len(set(names)) != len(names):
-        raise UnsafeModelError("zip archive has two members with the same name (readers disagree on which is read)",
-                               rule="skops-state")
-    files: list[str] = []
-    pairs = list(_walk(schema, files, set()))
-    _check_members(zf, files)
-    _check_states(schema, zf)
-    # A node's loader may construct a type other than the one it declares (a TreeNode declared as a
-    # dict still builds a Tree), so also ask skops which types it would construct. Only names in
-    # safeload's policy are ever passed back as trusted.
-    types = sorted({name for name, _ in pairs} | set(_skops_untrusted(data)))
-    refused = [t for t in types if t not in _PRIMITIVES and not policy.allows(t)]
-    return SkopsAudit(tuple(types), tuple(refused), tuple(sorted({loader for _, loader in pairs})))
+def _new(cls: Any, name: str) -> Any:
+    if not isinstance(cls, type):
+        raise UnsafeModelError(f"skops file rebuilds {name}, which is not a class", names=[name], rule="new-value")
+    make: Any = cls.__new__
+    return make(cls)
 
 
 def load_skops(data: Buffer, policy: Policy, source: str | None = None,
                result: SkopsAudit | None = None) -> Any:
-    """Build a skops archive; ``result`` is the audit already done on these same bytes, if any."""
-    if result is None:
+    """Build a skops archive with safeload's own loaders (``result``: the audit of these same bytes, if done)."""
+    if result is None or result.plan is None:
         result = audit(data, policy)
     if result.refused:
         raise UnsafeModelError(refusal_message(result.refused, source), names=result.refused, source=source)
-    import skops.io as sio
-
-    # Every type in the schema was vetted above (allow-listed or plain data), so all are passed.
-    trusted = list(result.types)
+    plan: _Plan = result.plan
     try:
-        return sio.load(io.BytesIO(bytes(data)), trusted=trusted)
-    except Exception as exc:  # noqa: BLE001 - skops raises many types; none may escape as-is
-        if type(exc).__name__ == "UntrustedTypesFoundException":
-            raise UnsafeModelError(f"skops refused types: {exc}", rule="skops-untrusted") from None
-        raise MalformedModelError(f"skops could not load the archive: {type(exc).__name__}: {exc}") from None
+        return _Builder(plan, policy).build(plan.root)
+    except SafeloadError:
+        raise
+    except (MemoryError, RecursionError):
+        raise LimitExceededError("building the skops archive ran out of memory or stack") from None
+    except Exception as exc:  # noqa: BLE001 - constructors raise anything on corrupt state
+        raise MalformedModelError(f"cannot build the skops archive: {type(exc).__name__}: {exc}") from None
