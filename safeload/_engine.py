@@ -24,6 +24,7 @@ import numpy as np
 from safeload._containers import Buffer
 from safeload._errors import MalformedModelError, UnsafeModelError
 from safeload._policy import Policy
+from safeload._textops import Decoding, parse_float, parse_get, parse_int, parse_long, parse_put
 from safeload._walker import ArraySpan, Trace
 
 __all__ = ["run_c", "run_joblib"]
@@ -90,8 +91,8 @@ def _refuse_persistent(pid: Any) -> Any:
 
 
 class _CUnpickler(pickle.Unpickler):
-    def __init__(self, file: _WholeBuffer, resolver: _Resolver) -> None:
-        super().__init__(file, fix_imports=True, encoding="ASCII")
+    def __init__(self, file: _WholeBuffer, resolver: _Resolver, decoding: Decoding) -> None:
+        super().__init__(file, fix_imports=decoding.fix_imports, encoding=decoding.encoding, errors=decoding.errors)
         self._resolver = resolver
 
     def find_class(self, module: str, name: str) -> Any:
@@ -104,7 +105,7 @@ class _CUnpickler(pickle.Unpickler):
 def run_c(data: Buffer, trace: Trace, policy: Policy) -> Any:
     """Run the C unpickler over ``data[trace.start:]`` and check it stopped where the walker did."""
     reader = _WholeBuffer(data, trace.start)
-    obj = _CUnpickler(reader, _Resolver(policy, trace)).load()
+    obj = _CUnpickler(reader, _Resolver(policy, trace), trace.decoding).load()
     if reader.pos != trace.end:
         raise MalformedModelError(
             f"the unpickler stopped at offset {reader.pos}, the static check at {trace.end}; refusing")
@@ -159,7 +160,8 @@ class _JoblibUnpickler(pickle._Unpickler):
     def __init__(self, data: Buffer, trace: Trace, policy: Policy, mmap: Callable[[ArraySpan], Any] | None):
         self._buffer = data
         self._file = _MemFile(data, trace.start)
-        super().__init__(self._file, fix_imports=True, encoding="ASCII")
+        d = trace.decoding
+        super().__init__(self._file, fix_imports=d.fix_imports, encoding=d.encoding, errors=d.errors)
         self._resolver = _Resolver(policy, trace)
         self._policy = policy
         self._spans = {span.build_offset + 1: span for span in trace.arrays}
@@ -190,6 +192,37 @@ class _JoblibUnpickler(pickle._Unpickler):
         self._file.seek(end)
 
     dispatch[pickle.BUILD[0]] = load_build  # type: ignore[assignment]
+
+    # Text arguments as the C unpickler (and so the walker) parses them, not as pickle.py does.
+    def _line(self) -> bytes:
+        line: bytes = self.readline()  # type: ignore[attr-defined]
+        if not line.endswith(b"\n"):
+            raise MalformedModelError("pickle data was truncated")
+        return line[:-1]
+
+    def load_int(self) -> None:
+        self.append(parse_int(self._line()))  # type: ignore[attr-defined]
+
+    def load_long(self) -> None:
+        self.append(parse_long(self._line()))  # type: ignore[attr-defined]
+
+    def load_float(self) -> None:
+        self.append(parse_float(self._line()))  # type: ignore[attr-defined]
+
+    def load_get(self) -> None:
+        idx = parse_get(self._line())
+        if idx not in self.memo:  # type: ignore[attr-defined]
+            raise MalformedModelError(f"memo value not found at index {idx}")
+        self.append(self.memo[idx])  # type: ignore[attr-defined]
+
+    def load_put(self) -> None:
+        idx = parse_put(self._line())
+        self.memo[idx] = self.stack[-1]  # type: ignore[attr-defined]
+
+    for _op, _fn in ((pickle.INT, load_int), (pickle.LONG, load_long), (pickle.FLOAT, load_float),
+                     (pickle.GET, load_get), (pickle.PUT, load_put)):
+        dispatch[_op[0]] = _fn  # type: ignore[assignment]
+    del _op, _fn
 
     def _array(self, span: ArraySpan) -> Any:
         if span.nested is not None:

@@ -46,6 +46,7 @@ from safeload._guards import (
     rng_state_problem,
 )
 from safeload._policy import Limits, Policy
+from safeload._textops import Decoding, parse_float, parse_get, parse_int, parse_long, parse_put
 
 try:
     from safeload import _speedups
@@ -129,6 +130,8 @@ class Trace:
     nodes: list[G] = field(default_factory=list)
     issues: list[Issue] = field(default_factory=list)
     arrays: list[ArraySpan] = field(default_factory=list)
+    #: How protocol 0-2 text was read (``pickle.load``'s encoding/errors/fix_imports); the engine builds with it.
+    decoding: Decoding = field(default_factory=Decoding)
 
     @property
     def ok(self) -> bool:
@@ -317,10 +320,15 @@ def _c(data: Any, i: int) -> str:
     return f"{data[i]:#04x}"
 
 
+_DEFAULT_DECODING = Decoding()
+
+
 class _Walker:
     def __init__(self, data: Buffer, start: int, policy: Policy, joblib: bool, depth: int,
-                 filling: Filling | None = None, observer: Observer | None = None) -> None:
+                 filling: Filling | None = None, observer: Observer | None = None,
+                 decoding: Decoding = _DEFAULT_DECODING) -> None:
         self.observer = observer
+        self.decoding = decoding
         self.data = data
         self.n = len(data)
         self.filling = filling  # data still arriving: wait before touching bytes past filling.avail
@@ -328,7 +336,7 @@ class _Walker:
         self.limits: Limits = policy.limits
         self.joblib = joblib
         self.depth = depth
-        self.trace = Trace(start=start)
+        self.trace = Trace(start=start, decoding=decoding)
         self.seen: dict[tuple[str, str], str] = {}
         self.nested_count = 0
 
@@ -343,7 +351,7 @@ class _Walker:
     # -- globals ---------------------------------------------------------------
     def resolve(self, raw_module: str, raw_name: str, offset: int, opcode: str, proto: int) -> G:
         module, name = raw_module, raw_name
-        if proto < 3:
+        if proto < 3 and self.decoding.fix_imports:
             pair = _compat_pickle.NAME_MAPPING.get((module, name))
             if pair is not None:
                 module, name = pair
@@ -416,6 +424,7 @@ class _Walker:
         i = start
         trace = self.trace
         fatal = self.fatal
+        decoding = self.decoding
         # Bytes [0, avail) are in. The loop refills when i reaches ``soft``, so every opcode whose
         # arguments fit in _MARGIN reads filled bytes; longer reads go through need()/line().
         filling = self.filling
@@ -654,7 +663,7 @@ class _Walker:
                 if op == 0x58 or op == 0x8D:
                     push(str(data[i + 1 + w:j], "utf-8", "surrogatepass"))
                 elif op == 0x54:
-                    push(bytes(data[i + 1 + w:j]).decode("ascii"))
+                    push(decoding.string(bytes(data[i + 1 + w:j])))
                 else:  # bytes and in-band buffers: a zero-copy view, never a copy of big payloads
                     push(memoryview(data)[i + 1 + w:j])
                 i = j
@@ -664,7 +673,7 @@ class _Walker:
                 if j > fend:
                     fend = self.frame_units(i, fend, (1, 1), big)
                 need(j)
-                push(memoryview(data)[i + 2:j] if op == 0x43 else bytes(data[i + 2:j]).decode("ascii"))
+                push(memoryview(data)[i + 2:j] if op == 0x43 else decoding.string(bytes(data[i + 2:j])))
                 i = j
             elif op == 0x47:  # BINFLOAT
                 j = i + 9
@@ -804,7 +813,7 @@ class _Walker:
                     flush_lazy()
                 fix_top()
                 if op == 0x67:  # GET
-                    push(memo_get(int(raw)))
+                    push(memo_get(parse_get(bytes(raw))))
                     i = j
                     continue
                 self.text_op(i, op, bytes(raw), stack, fence, memo, ops)
@@ -856,29 +865,21 @@ class _Walker:
                 ops: int) -> None:
         push = stack.append
         if op == 0x49:  # INT
-            if raw == b"00":
-                push(False)
-            elif raw == b"01":
-                push(True)
-            else:
-                push(int(raw, 0))
+            push(parse_int(raw))
         elif op == 0x4C:  # LONG
-            push(int(raw[:-1] if raw.endswith(b"L") else raw, 0))
+            push(parse_long(raw))
         elif op == 0x46:  # FLOAT
-            push(float(raw))
+            push(parse_float(raw))
         elif op == 0x53:  # STRING
             if len(raw) < 2 or raw[0] != raw[-1] or raw[0] not in b"'\"":
                 raise self.fatal("bad-string", MALFORMED, i, "the STRING opcode argument must be quoted")
-            push(codecs.escape_decode(raw[1:-1])[0].decode("ascii"))
+            push(self.decoding.string(codecs.escape_decode(raw[1:-1])[0]))
         elif op == 0x56:  # UNICODE
             push(raw.decode("raw-unicode-escape"))
-        elif op == 0x67:  # GET
-            idx = int(raw)
-            if idx not in memo:
-                raise self.fatal("memo", MALFORMED, i, f"memo value not found at index {idx}")
-            push(memo[idx])
         elif op == 0x70:  # PUT
-            self.put(i, int(raw), ops, stack, fence, memo)
+            if len(stack) <= fence:
+                raise self.fatal("stack-underflow", MALFORMED, i, "PUT on empty stack")
+            self.put(i, parse_put(raw), ops, stack, fence, memo)
         elif op == 0x50:  # PERSID
             raise self.fatal("persid", UNSAFE, i, "PERSID opcode: persistent ids are not allowed in model files")
 
@@ -1264,7 +1265,8 @@ class _Walker:
             self.nested_count += 1
             if self.depth >= 8 or self.nested_count > self.limits.max_nested_pickles:
                 raise self.fatal("limit-nesting", LIMIT, i, "too many nested object-array pickles")
-            nested = _Walker(self.data, pos, self.policy, False, self.depth + 1, self.filling, self.observer)
+            nested = _Walker(self.data, pos, self.policy, False, self.depth + 1, self.filling, self.observer,
+                             self.decoding)
             sub = nested.run(pos)
             self.trace.arrays.append(ArraySpan(i, pos, 0, dtype, shape, order, allow_mmap, sub))
             if sub.end < 0:
@@ -1546,12 +1548,13 @@ def _wrapper_state(state: Any) -> tuple[str, tuple[int, ...], str, np.dtype[Any]
 
 
 def walk(data: Buffer, policy: Policy, *, start: int = 0, joblib: bool = False,
-         filling: Filling | None = None, observer: Observer | None = None) -> Trace:
+         filling: Filling | None = None, observer: Observer | None = None,
+         encoding: str = "ASCII", errors: str = "strict", fix_imports: bool = True) -> Trace:
     """Walk one pickle stream starting at ``start``; trailing bytes are an issue.
 
     With ``filling``, ``data`` is still being read (see _filling): the walk waits for bytes it needs.
     ``observer``: see :data:`Observer` (the tests' differential oracle)."""
-    w = _Walker(data, start, policy, joblib, 0, filling, observer)
+    w = _Walker(data, start, policy, joblib, 0, filling, observer, Decoding(encoding, errors, fix_imports))
     trace = w.run(start)
     if trace.end >= 0 and trace.end != len(data):
         trace.issues.append(
