@@ -82,6 +82,8 @@ _NODE_RULES: dict[str, str] = {
                 "with __new__, then filled; keys converted only by str/int/float/bool/numpy scalar types",
     "DefaultDictNode": "collections.defaultdict() (call), factory only referenced (value), then filled",
     "SliceNode": "builtins.slice(start, stop, step) (call)",
+    "BytesNode": "the member's bytes (value of builtins.bytes)",
+    "BytearrayNode": "builtins.bytearray of the member's bytes (call, guarded)",
     "FunctionNode": "the named function (value)",
     "TypeNode": "the named type (value)",
     "PartialNode": "functools.partial(func, *args, **kwds) (call, guarded); func must be a Function/TypeNode",
@@ -331,6 +333,11 @@ class _Parser:
     def _FunctionNode(self, node: _Node, state: dict[str, Any], depth: int) -> None:
         pass
 
+    def _BytesNode(self, node: _Node, state: dict[str, Any], depth: int) -> None:
+        self._file(node, state)
+
+    _BytearrayNode = _BytesNode
+
     _TypeNode = _FunctionNode
 
     def _PartialNode(self, node: _Node, state: dict[str, Any], depth: int) -> None:
@@ -495,7 +502,7 @@ class _Judge:
         try:
             guard(name, guard_id, _stub, self.policy)(*args, **kwargs)
         except UnsafeModelError as exc:
-            self.problems.append(UnsafeModelError(str(exc), names=exc.names or (name,), rule="guard"))
+            self.problems.append(UnsafeModelError(f"{name}: {exc}", names=exc.names or (name,), rule="guard"))
         except SafeloadError as exc:
             self.problems.append(exc)
         except (TypeError, ValueError, OverflowError) as exc:
@@ -649,6 +656,14 @@ class _Judge:
         self.use(node.name, VALUE)
 
     _TypeNode = _FunctionNode
+
+    def _BytesNode(self, node: _Node) -> None:
+        self.use("builtins.bytes", VALUE)
+
+    def _BytearrayNode(self, node: _Node) -> None:
+        assert node.file is not None
+        file = node.file
+        self.call("builtins.bytearray", lambda: (self.archive.read(file),))
 
     def _PartialNode(self, node: _Node) -> None:
         func = node.kids["func"]
@@ -1015,6 +1030,15 @@ class _Builder:
         return self.resolve(node.name)
 
     _TypeNode = _FunctionNode
+
+    def _BytesNode(self, node: _Node) -> Any:
+        assert node.file is not None
+        self.resolve("builtins.bytes")
+        return self.plan.archive.read(node.file)
+
+    def _BytearrayNode(self, node: _Node) -> Any:
+        assert node.file is not None
+        return self.resolve("builtins.bytearray")(self.plan.archive.read(node.file))
 
     def _PartialNode(self, node: _Node) -> Any:
         func = self.build(node.kids["func"])
