@@ -724,22 +724,21 @@ class _Judge:
         if not isinstance(shape, (tuple, list)) or not shape or \
                 not all(type(d) is int and d >= 0 for d in shape):
             raise MalformedModelError("skops object array shape is not a non-empty tuple of sizes")
-        if len(shape) > 1:
-            if math.prod(shape) > self.parser.refs:
-                raise LimitExceededError(f"skops object array of shape {tuple(shape)} has more cells than the "
-                                         "schema has entries (shared rows)")
-            rows: list[list[_Node]] = [node.kids["content"]]
-            for depth, size in enumerate(shape):
-                if any(len(row) != size for row in rows):
-                    raise MalformedModelError("skops object array items do not match its shape")
-                if depth < len(shape) - 1:
-                    nxt: list[list[_Node]] = []
-                    for row in rows:
-                        for item in row:
-                            if item.loader != "ListNode" or item.name != "builtins.list":
-                                raise MalformedModelError("skops object array items do not match its shape")
-                            nxt.append(item.kids["content"])
-                    rows = nxt
+        if math.prod(shape) > self.parser.refs:
+            raise LimitExceededError(f"skops object array of shape {tuple(shape)} has more cells than the "
+                                     "schema has entries (shared rows)")
+        rows: list[list[_Node]] = [node.kids["content"]]
+        for depth, size in enumerate(shape):
+            if any(len(row) != size for row in rows):
+                raise MalformedModelError("skops object array items do not match its shape")
+            if depth < len(shape) - 1:
+                nxt: list[list[_Node]] = []
+                for row in rows:
+                    for item in row:
+                        if item.loader != "ListNode" or item.name != "builtins.list":
+                            raise MalformedModelError("skops object array items do not match its shape")
+                        nxt.append(item.kids["content"])
+                rows = nxt
         return tuple(shape)
 
     def _MaskedArrayNode(self, node: _Node) -> None:

@@ -244,6 +244,11 @@ def test_allowing_a_name_lets_its_call_through() -> None:
      "LimitExceededError"),
     (archive(node("NdArrayNode", "numpy", "ndarray", type="json", shape=tup(js(2), js(2)),
                   content=[lst(js(1), js(2)), lst(js(3))])), "MalformedModelError"),
+    # a one-dimensional object array declaring more cells than it lists (np.empty would allocate them)
+    (archive(node("NdArrayNode", "numpy", "ndarray", type="json", shape=tup(js(10**9)), content=[js(1)])),
+     "LimitExceededError"),
+    (archive(node("NdArrayNode", "numpy", "ndarray", type="json", shape=tup(js(3)), content=[js(1)])),
+     "MalformedModelError"),
     # a sparse member whose format is not one load_npz builds, and one declared as another class
     (archive(node("SparseMatrixNode", "scipy.sparse._lil", "lil_matrix", type="scipy", file="m.npz"),
              {"m.npz": npy(np.zeros(1))}), "MalformedModelError"),
