@@ -59,3 +59,4 @@ __all__ = [
     "loads",
 ]
 __version__ = "0.1.0"
+from safeload._many import scan_many as scan_many  # noqa: E402  (store scans: local paths and fsspec URLs)

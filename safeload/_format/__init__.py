@@ -81,7 +81,9 @@ def ordered_findings(report: ScanReport, explain: bool) -> list[Finding]:
 
 
 def display_path(path: str, root: str) -> str:
-    """``path`` relative to ``root`` with forward slashes, or absolute (POSIX style) if outside it."""
+    """``path`` relative to ``root`` with forward slashes, or absolute (POSIX style) if outside it; URLs as they are."""
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", path):
+        return path
     abs_path = os.path.abspath(path)
     abs_root = os.path.abspath(root)
     try:

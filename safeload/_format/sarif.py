@@ -96,6 +96,8 @@ def _alerts(report: ScanReport) -> bool:
 
 
 def _artifact_location(path: str, root: str) -> dict[str, Any]:
+    if "://" in path:  # a remote store (s3://, gs://, https://): the URL is the location
+        return {"uri": path}
     if is_inside(path, root):
         return {"uri": quote(display_path(path, root), safe="/", errors="surrogateescape"), "uriBaseId": SRCROOT}
     return {"uri": Path(os.path.abspath(path)).as_uri()}

@@ -1,0 +1,119 @@
+"""Remote stores against a real S3-compatible server (moto's server mode on 127.0.0.1), and ``scan_many``.
+
+The server is a real HTTP server speaking the S3 protocol in this test process; the
+``safeload`` console script reaches it through s3fs/botocore like it would reach AWS
+(``AWS_ENDPOINT_URL``), so nothing on the client side is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_store import CLEAN, EVIL, safetensors, state_dict, tar_of, torch_zip
+
+pytest.importorskip("s3fs")
+boto3 = pytest.importorskip("boto3")
+moto_server = pytest.importorskip("moto.server")
+
+EXE = shutil.which("safeload")
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[dict[str, str]]:
+    """A moto S3 server on a free loopback port; yields the environment that points clients at it."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "test",
+           "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+    try:
+        yield env
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def bucket(s3: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> str:
+    client = boto3.client("s3", endpoint_url=s3["AWS_ENDPOINT_URL"], aws_access_key_id="test",
+                          aws_secret_access_key="test", region_name="us-east-1")
+    client.create_bucket(Bucket="store")
+    scratch = tmp_path_factory.mktemp("ckpt")
+    body = b"\x00" * 16
+    objects = {
+        "prod/ok.pkl": CLEAN,
+        "prod/evil.pkl": EVIL,
+        "prod/README.md": b"# the production models\n",
+        "prod/net.pt": torch_zip(scratch / "net.pt", state_dict()).read_bytes(),
+        "prod/w.safetensors": safetensors({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, body),
+        "prod/deep/bundle.tar.gz": tar_of({"m.pkl": EVIL}, "w:gz"),
+        "prod/deep/disguised.txt": EVIL,  # picked by content through a ranged read
+        "staging/only.pkl": CLEAN,
+    }
+    for key, data in objects.items():
+        client.put_object(Bucket="store", Key=key, Body=data)
+    return "store"
+
+
+def _run(env: dict[str, str], tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    assert EXE is not None
+    environ = dict(os.environ, **env, SAFELOAD_CACHE_DIR=str(tmp_path / "cache"))
+    return subprocess.run([EXE, "scan", *args], env=environ, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(EXE is None, reason="the safeload console script is not installed")
+def test_scan_an_s3_prefix(s3: dict[str, str], bucket: str, tmp_path: Path) -> None:
+    proc = _run(s3, tmp_path, "--format", "json", f"s3://{bucket}/prod")
+    assert proc.returncode == 1, proc.stderr
+    doc: dict[str, Any] = json.loads(proc.stdout)
+    verdicts = {r["path"]: r["verdict"] for r in doc["results"]}
+    assert verdicts == {
+        "s3://store/prod/deep/bundle.tar.gz": "unsafe",
+        "s3://store/prod/deep/disguised.txt": "unsafe",
+        "s3://store/prod/evil.pkl": "unsafe",
+        "s3://store/prod/net.pt": "safe",
+        "s3://store/prod/ok.pkl": "safe",
+        "s3://store/prod/w.safetensors": "no-code",
+    }
+    evil = next(r for r in doc["results"] if r["path"].endswith("evil.pkl"))
+    assert evil["findings"][0]["names"] == ["posix.system"] and len(evil["sha256"]) == 64
+
+
+@pytest.mark.skipif(EXE is None, reason="the safeload console script is not installed")
+def test_s3_single_object_sarif_and_exit_codes(s3: dict[str, str], bucket: str, tmp_path: Path) -> None:
+    assert _run(s3, tmp_path, f"s3://{bucket}/staging").returncode == 0
+    proc = _run(s3, tmp_path, "--format", "sarif", f"s3://{bucket}/prod/evil.pkl")
+    assert proc.returncode == 1
+    location = json.loads(proc.stdout)["runs"][0]["results"][0]["locations"][0]["physicalLocation"]
+    assert location["artifactLocation"]["uri"] == "s3://store/prod/evil.pkl"
+    missing = _run(s3, tmp_path, f"s3://{bucket}/nowhere/x.pkl")
+    assert missing.returncode == 2 and "no such remote" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_scan_many_local_and_remote(s3: dict[str, str], bucket: str, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import safeload
+
+    for key, value in s3.items():
+        monkeypatch.setenv(key, value)
+    (tmp_path / "local").mkdir()
+    (tmp_path / "local" / "a.pkl").write_bytes(CLEAN)
+    (tmp_path / "local" / "b.pkl").write_bytes(pickle.dumps([1, 2, 3]))
+    (tmp_path / "local" / "empty.pkl").write_bytes(b"")
+    reports = list(safeload.scan_many([tmp_path / "local", f"s3://{bucket}/staging"], jobs=2))
+    assert [os.path.basename(r.path) for r in reports] == ["a.pkl", "b.pkl", "empty.pkl", "only.pkl"]
+    assert [r.failed for r in reports] == [False, False, True, False]  # an empty model file fails
+    assert reports[-1].path == "s3://store/staging/only.pkl" and reports[-1].safe
+    with pytest.raises(safeload.SafeloadError):
+        list(safeload.scan_many([tmp_path / "missing"]))
