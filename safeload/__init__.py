@@ -1,8 +1,8 @@
 """safeload: load scikit-learn model files without letting them run code.
 
-``safeload.load(path)`` is a drop-in for ``joblib.load(path)``: it accepts
-pickle (protocols 0-5), joblib (raw and compressed) and skops files, judged by
-content, and refuses any global outside an exact allowlist.
+``safeload.load(path)`` is a drop-in for ``joblib.load(path)`` and ``pickle.load``: it
+accepts pickle (protocols 0-5), joblib (raw and compressed), skops and .npy/.npz files,
+judged by content, and refuses any global outside an exact allowlist.
 """
 
 from __future__ import annotations
@@ -18,21 +18,29 @@ from safeload._convert import (
     convert,
 )
 from safeload._errors import (
+    DangerousAllowError,
     LimitExceededError,
     MalformedModelError,
     SafeloadError,
+    SourceReadError,
+    TruncatedModelError,
     UnsafeModelError,
     UnsupportedFormatError,
 )
 from safeload._load import load, loads
 from safeload._patch import install, patched, uninstall
-from safeload._policy import Limits, Policy
+from safeload._policy import Limits, Policy, UnknownAllowWarning, is_dangerous
 from safeload._report import Finding, ScanReport
 from safeload._scan import scan
 
 __all__ = [
     "ConfigError",
     "ConversionError",
+    "DangerousAllowError",
+    "SourceReadError",
+    "TruncatedModelError",
+    "UnknownAllowWarning",
+    "is_dangerous",
     "ConvertResult",
     "DangerousConfigError",
     "DestinationError",

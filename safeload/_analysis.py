@@ -184,7 +184,7 @@ def _analyse_npz(data: Buffer, members: list[tuple[str, bytes]], policy: Policy,
     return Analysis("npz", None, data, npy=parsed)
 
 
-def build_npy(analysis: Analysis, policy: Policy, options: dict[str, Any]) -> Any:
+def build_npy(analysis: Analysis, policy: Policy) -> Any:
     """What ``numpy.load(allow_pickle=False)`` returns for plain arrays; object arrays are built
     from their (already judged) pickles by safeload's engine.
 
@@ -202,7 +202,7 @@ def build_npy(analysis: Analysis, policy: Policy, options: dict[str, Any]) -> An
     def one(member: NpyMember) -> Any:
         if member.trace is None:
             return np.load(io.BytesIO(bytes(member.data)), allow_pickle=False)
-        obj = run_c(member.data, member.trace, policy, **options)
+        obj = run_c(member.data, member.trace, policy)
         validate(obj)
         return obj
 

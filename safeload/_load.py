@@ -123,8 +123,7 @@ class _Options:
                 raise LookupError(f"unknown encoding: {self.encoding}") from None
 
     def walker(self) -> dict[str, Any]:
-        """Keywords for the walker and the engines; only the non-default ones, so that defaults
-        work with a walker/engine that predates them."""
+        """Keywords for the walker (the engines decode as the trace says); only the non-default ones."""
         out: dict[str, Any] = {}
         if self.encoding != "ASCII":
             out["encoding"] = self.encoding
@@ -172,7 +171,7 @@ def _build(data: Buffer, policy: Policy, source: str, path: str | None, mmap_mod
         obj = load_skops(analysis.stream, policy, source, analysis.skops)
         prechecked: frozenset[str] = frozenset()
     elif analysis.npy is not None:
-        return build_npy(analysis, policy, options.walker())
+        return build_npy(analysis, policy)
     else:
         obj = _run(analysis, policy, path if analysis.compression is None else None, mmap_mode, options)
         prechecked = _WALKER_VALIDATED
@@ -184,9 +183,8 @@ def _run(analysis: Analysis, policy: Policy, path: str | None, mmap_mode: str | 
          options: _Options = _DEFAULT_OPTIONS) -> Any:
     trace = analysis.trace
     assert trace is not None
-    kw = options.walker()
     if not analysis.is_joblib:
-        return run_c(analysis.stream, trace, policy, **kw)
+        return run_c(analysis.stream, trace, policy)
     mapper = None
     if mmap_mode is not None and path is not None:
         mode = "r+" if mmap_mode == "w+" else mmap_mode
@@ -200,7 +198,7 @@ def _run(analysis: Analysis, policy: Policy, path: str | None, mmap_mode: str | 
             return np.memmap(path, dtype=span.dtype, mode=mode, offset=span.data_offset,
                              shape=span.shape, order=span.order)  # type: ignore[call-overload]
 
-    return run_joblib(analysis.stream, trace, policy, mapper, **kw)
+    return run_joblib(analysis.stream, trace, policy, mapper)
 
 
 def _validate(obj: Any, prechecked: frozenset[str]) -> None:

@@ -64,17 +64,20 @@ _PRELOAD: tuple[str, ...] = (
 class _Entry:
     """One open ``patched()`` block or ``install()`` call: the policy its calls use."""
 
-    __slots__ = ("allow", "policy")
+    __slots__ = ("allow", "allow_unsafe", "policy")
 
-    def __init__(self, policy: Policy | None, allow: Iterable[str] | Mapping[str, str]) -> None:
+    def __init__(self, policy: Policy | None, allow: Iterable[str] | Mapping[str, str],
+                 allow_unsafe: bool = False) -> None:
         self.policy = policy
         self.allow: Mapping[str, str] | tuple[str, ...] = (
             dict(allow) if isinstance(allow, Mapping) else tuple(_names(allow))
         )
+        self.allow_unsafe = allow_unsafe
 
     def resolve(self) -> Policy:
         # Resolved per call: with policy=None the configuration in effect now applies.
-        return effective_policy(self.policy, self.allow)
+        # allow= obeys the same dangerous-name rule as load(allow=) and the config file.
+        return effective_policy(self.policy, self.allow, allow_unsafe=self.allow_unsafe)
 
 
 def _names(allow: Iterable[str]) -> Iterator[str]:
@@ -141,7 +144,7 @@ def _pickle_loads(data: Any, /, *, fix_imports: bool = True, encoding: str = "AS
     view = data if isinstance(data, (bytes, bytearray, memoryview)) else memoryview(data)
     if len(view) == 0:
         raise EOFError("Ran out of input")
-    return _safe_loads(view, policy=_current_policy())
+    return _safe_loads(view, policy=_current_policy(), encoding=encoding, errors=errors, fix_imports=fix_imports)
 
 
 def _joblib_load(filename: Any, mmap_mode: str | None = None, ensure_native_byte_order: Any = "auto") -> Any:
@@ -176,18 +179,22 @@ def _load_stream(file: Any, policy: Policy, fix_imports: bool = True, encoding: 
         raise TypeError("file must be opened in binary mode ('rb')")
     if not data:
         raise EOFError("Ran out of input")
+    # Errors name the file the caller opened, not "<bytes>".
+    name = getattr(file, "name", None)
+    options: dict[str, Any] = {"encoding": encoding, "errors": errors, "fix_imports": fix_imports,
+                               "name": name if isinstance(name, str) else "<file object>"}
     try:
-        return _safe_loads(data, policy=policy)
+        return _safe_loads(data, policy=policy, **options)
     except UnsafeModelError:
-        end = _first_pickle_end(data, policy)
+        end = _first_pickle_end(data, policy, options)
         if end is None:
             raise
-    obj = _safe_loads(memoryview(data)[:end], policy=policy)
+    obj = _safe_loads(memoryview(data)[:end], policy=policy, **options)
     file.seek(start + end)  # leave the rest (the next pickle of a stream) unread, as pickle.load does
     return obj
 
 
-def _first_pickle_end(data: bytes | bytearray, policy: Policy) -> int | None:
+def _first_pickle_end(data: bytes | bytearray, policy: Policy, options: Mapping[str, Any]) -> int | None:
     """Where the first pickle ends, if the only objection to ``data`` is what follows it."""
     from safeload._containers import Format, sniff
     from safeload._errors import SafeloadError
@@ -196,7 +203,8 @@ def _first_pickle_end(data: bytes | bytearray, policy: Policy) -> int | None:
     try:
         if sniff(data) is not Format.PICKLE:
             return None
-        trace = walk(bytes(data), policy, joblib=True)
+        trace = walk(bytes(data), policy, joblib=True, encoding=options["encoding"], errors=options["errors"],
+                     fix_imports=options["fix_imports"])
     except SafeloadError:
         return None
     if 0 < trace.end < len(data) and all(i.rule == "trailing-data" for i in trace.all_issues()):
@@ -229,6 +237,8 @@ class SafeUnpickler(_CUnpickler):
         super().__init__(file, fix_imports=fix_imports, encoding=encoding, errors=errors, buffers=buffers)
         self._safeload_file = file
         self._safeload_fix_imports = fix_imports
+        self._safeload_encoding = encoding
+        self._safeload_errors = errors
         self._safeload_policy = _current_policy()
         self._safeload_given: dict[int, Any] = {}
 
@@ -245,7 +255,8 @@ class SafeUnpickler(_CUnpickler):
 
     def load(self) -> Any:
         if self._safeload_plain() and _seekable(self._safeload_file):
-            return _load_stream(self._safeload_file, self._safeload_policy, self._safeload_fix_imports)
+            return _load_stream(self._safeload_file, self._safeload_policy, self._safeload_fix_imports,
+                                self._safeload_encoding, self._safeload_errors)
         return self._restricted_load()
 
     def _safeload_plain(self) -> bool:
@@ -372,13 +383,16 @@ def _release(entry: _Entry, source: list[_Entry]) -> None:
 
 
 @contextlib.contextmanager
-def patched(policy: Policy | None = None, allow: Iterable[str] | Mapping[str, str] = ()) -> Iterator[None]:
+def patched(policy: Policy | None = None, allow: Iterable[str] | Mapping[str, str] = (), *,
+            allow_unsafe: bool = False) -> Iterator[None]:
     """Within the block, ``pickle.load/loads/Unpickler`` and ``joblib.load`` go through safeload.
 
     Safe to nest and to use from several threads; the originals come back when
     the last block (and every ``install()``) has ended, also on exceptions.
+    ``allow`` obeys the dangerous-name rule: ``allow_unsafe=True`` is needed for a
+    name such as ``os.system`` (``DangerousAllowError`` when the block is entered).
     """
-    entry = _Entry(policy, allow)
+    entry = _Entry(policy, allow, allow_unsafe)
     _acquire(entry, _blocks)
     token_stack = _context.get() + (entry,)
     _context.set(token_stack)
@@ -389,9 +403,10 @@ def patched(policy: Policy | None = None, allow: Iterable[str] | Mapping[str, st
         _release(entry, _blocks)
 
 
-def install(policy: Policy | None = None, allow: Iterable[str] | Mapping[str, str] = ()) -> None:
+def install(policy: Policy | None = None, allow: Iterable[str] | Mapping[str, str] = (), *,
+            allow_unsafe: bool = False) -> None:
     """Patch for the whole process until the matching ``uninstall()`` (calls are counted)."""
-    _acquire(_Entry(policy, allow), _installs)
+    _acquire(_Entry(policy, allow, allow_unsafe), _installs)
 
 
 def uninstall() -> None:
