@@ -31,6 +31,7 @@ So this module mirrors skops 0.16's node loaders (``skops/io/_general.py``, ``_n
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -221,6 +222,8 @@ class _Archive:
 def _npy_check(head: bytes, size: int, where: str, limits_bytes: int) -> _Npy:
     """The .npy header numpy.load(allow_pickle=False) will trust, checked against the member's real size."""
     try:
+        if head[6:8] not in (b"\x01\x00", b"\x02\x00", b"\x03\x00"):
+            raise ValueError(f"format version {tuple(head[6:8])} is not one numpy.load reads")
         header, offset = npy_header(head)
         if set(header) != {"descr", "fortran_order", "shape"} or not isinstance(header["fortran_order"], bool):
             raise ValueError("unexpected header keys")
@@ -263,6 +266,8 @@ class _Parser:
         self.nodes: list[_Node] = []
         self.refs = 0
         self.files: dict[str, _Node] = {}
+        #: Nodes whose children are being read: a memo hit on one of them is a node inside itself.
+        self.open: set[int] = set()
 
     def tree(self, state: Any, depth: int) -> _Node:
         if depth > _MAX_DEPTH:
@@ -272,10 +277,13 @@ class _Parser:
             raise MalformedModelError(f"skops node state is a {type(state).__name__}, not an object")
         saved_id = state.get("__id__")
         try:
-            if saved_id in self.memo:
-                return self.memo[saved_id]
+            known = self.memo.get(saved_id)
         except TypeError:
             raise MalformedModelError("skops __id__ is not a number or string") from None
+        if known is not None:
+            if id(known) in self.open:
+                raise MalformedModelError("skops schema refers to an object inside itself (a cycle)")
+            return known
         loader = _field(state, "__loader__", "node")
         if loader == "CachedNode":
             raise MalformedModelError(f"a skops CachedNode refers to an unknown object id {saved_id!r}")
@@ -288,7 +296,9 @@ class _Parser:
         self.nodes.append(node)
         if saved_id:
             self.memo[saved_id] = node
+        self.open.add(id(node))
         getattr(self, f"_{loader}")(node, state, depth + 1)
+        self.open.discard(id(node))
         return node
 
     def _file(self, node: _Node, state: dict[str, Any]) -> None:
@@ -306,8 +316,13 @@ class _Parser:
         return [self.tree(v, depth) for v in items]
 
     def _JsonNode(self, node: _Node, state: dict[str, Any], depth: int) -> None:
-        if not isinstance(_field(state, "content", "JsonNode"), str):
+        content = _field(state, "content", "JsonNode")
+        if not isinstance(content, str):
             raise MalformedModelError("skops JsonNode content is not a string")
+        try:  # parsed here, so that scan sees what load would fail on (skops parses it while building)
+            node.kids["value"] = json.loads(content)
+        except (ValueError, RecursionError) as exc:
+            raise MalformedModelError(f"skops JsonNode content is not JSON: {exc}") from None
 
     def _ListNode(self, node: _Node, state: dict[str, Any], depth: int) -> None:
         node.kids["content"] = self._list(_field(state, "content", node.loader), depth, node)
@@ -404,41 +419,6 @@ class _Parser:
         if _field(state, "type", "SparseMatrixNode") != "scipy":
             raise MalformedModelError(f"skops sparse node of type {state.get('type')!r}")
         self._file(node, state)
-
-
-def _acyclic(root: _Node) -> None:
-    """skops recurses forever on a node inside itself (memo ids make that possible): refuse it."""
-    state: dict[int, int] = {}  # id -> 1 visiting, 2 done
-    stack: list[tuple[_Node, bool]] = [(root, False)]
-    while stack:
-        node, leaving = stack.pop()
-        if leaving:
-            state[id(node)] = 2
-            continue
-        mark = state.get(id(node))
-        if mark == 2:
-            continue
-        if mark == 1:
-            raise MalformedModelError("skops schema refers to an object inside itself (a cycle)")
-        state[id(node)] = 1
-        stack.append((node, True))
-        for child in _children(node):
-            if state.get(id(child)) == 1:
-                raise MalformedModelError("skops schema refers to an object inside itself (a cycle)")
-            if state.get(id(child)) != 2:
-                stack.append((child, False))
-
-
-def _children(node: _Node) -> list[_Node]:
-    out: list[_Node] = []
-    for value in node.kids.values():
-        if isinstance(value, _Node):
-            out.append(value)
-        elif isinstance(value, list):
-            out.extend(v for v in value if isinstance(v, _Node))
-        elif isinstance(value, dict):
-            out.extend(v for v in value.values() if isinstance(v, _Node))
-    return out
 
 
 # -- judging -----------------------------------------------------------------------------------
@@ -807,12 +787,11 @@ class _Judge:
 
 
 def _json(node: _Node) -> Any:
-    try:
-        return json.loads(node.state["content"])
-    except (ValueError, RecursionError) as exc:
-        raise MalformedModelError(f"skops JsonNode content is not JSON: {exc}") from None
+    """The JSON value read while parsing (one object per node, as skops' construct() caches it)."""
+    return node.kids["value"]
 
 
+@functools.cache
 def _key_converter(name: str) -> Any:
     import builtins
 
@@ -897,7 +876,6 @@ def _plan(data: Buffer, policy: Policy) -> SkopsAudit:
         raise MalformedModelError(f"skops protocol {protocol!r} is not one safeload reads (0..{_PROTOCOL})")
     parser = _Parser()
     root = parser.tree(schema, 0)
-    _acyclic(root)
     judge = _Judge(archive, parser, policy)
     judge.judge(root)
     _check_states(parser, judge)
@@ -967,10 +945,14 @@ class _Builder:
         self.policy = policy
         self.built: dict[int, Any] = {}
         self.building: set[int] = set()
+        self.resolved: dict[str, Any] = {}
 
     def resolve(self, name: str) -> Any:
         """The policy's object for a full name (guarded when its entry has a guard)."""
-        return _resolve_exact(self.policy, name)
+        got = self.resolved.get(name)
+        if got is None:
+            got = self.resolved[name] = _resolve_exact(self.policy, name)
+        return got
 
     def build(self, node: _Node) -> Any:
         key = id(node)
@@ -1187,9 +1169,12 @@ def load_skops(data: Buffer, policy: Policy, source: str | None = None,
     plan: _Plan = result.plan
     try:
         return _Builder(plan, policy).build(plan.root)
+    except MalformedModelError as exc:  # judged fine, but a loader refused its state: a build-time failure
+        raise MalformedModelError(f"cannot build the model from the skops archive: {exc}") from None
     except SafeloadError:
         raise
     except (MemoryError, RecursionError):
         raise LimitExceededError("building the skops archive ran out of memory or stack") from None
     except Exception as exc:  # noqa: BLE001 - constructors raise anything on corrupt state
-        raise MalformedModelError(f"cannot build the skops archive: {type(exc).__name__}: {exc}") from None
+        raise MalformedModelError(f"cannot build the model from the skops archive: {type(exc).__name__}: {exc}") \
+            from None
