@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import lzma
 import math
 import zipfile
 import zlib
@@ -206,7 +207,7 @@ class _Archive:
                     elif len(head) < 65536 + 12:
                         head += piece[:65536 + 12 - len(head)]
         except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, zlib.error,
-                RuntimeError) as exc:
+                lzma.LZMAError, RuntimeError) as exc:
             raise MalformedModelError(f"unreadable member {name}: {exc}") from None
         except MemoryError:
             raise LimitExceededError(f"out of memory while inflating member {name}") from None
@@ -229,7 +230,7 @@ def _npy_check(head: bytes, size: int, where: str, limits_bytes: int) -> _Npy:
             raise ValueError("unexpected header keys")
         if offset > _MAX_NPY_HEADER + 12:
             raise ValueError("header larger than numpy.load reads")
-        dtype = np.dtype(header["descr"])
+        dtype = np.lib.format.descr_to_dtype(header["descr"])  # as numpy.load reads it
         shape = header["shape"]
         if not isinstance(shape, tuple) or not all(type(d) is int and d >= 0 for d in shape):
             raise ValueError("shape is not a tuple of non-negative integers")
@@ -439,7 +440,7 @@ class _Judge:
         self.refused: set[str] = set()
         self.problems: list[SafeloadError] = []
         self.npy: dict[str, _Npy] = {}
-        self.values: dict[int, Any] = {}
+        self.values: dict[tuple[int, bool], Any] = {}
         self.arrays: dict[str, np.ndarray[Any, Any]] = {}
 
     # decisions
@@ -494,11 +495,11 @@ class _Judge:
 
     def value(self, node: _Node, arrays: bool) -> Any:
         """The value ``node`` builds, when it is plain data (else _Opaque); cached like skops' construct()."""
-        key = id(node)
-        if key in self.values and not (arrays and self.values[key] is _ARRAY):
-            return self.values[key]
+        for key in ((id(node), True), (id(node), arrays)):  # a value with arrays also serves one without
+            if key in self.values:
+                return self.values[key]
         got = self._value(node, arrays)
-        self.values[key] = got
+        self.values[(id(node), arrays)] = got
         return got
 
     def _value(self, node: _Node, arrays: bool) -> Any:
