@@ -1,0 +1,451 @@
+"""Structural validation of loaded models.
+
+An allowlist decides which *types* a file may build, not whether their *state*
+is sane. Several scikit-learn / SciPy types hand their state to compiled code
+that indexes with it without bounds checks: a ``Tree`` whose child index points
+outside its node array loads fine with plain pickle and then segfaults in
+``predict()``. :func:`validate` walks the loaded object graph and checks, for
+every such instance, the invariants that the compiled code silently assumes.
+It raises :class:`~safeload._errors.UnsafeModelError` whose ``path`` names the
+offending field, e.g. ``estimators_[3].tree_.children_left[0]``.
+
+Design notes:
+
+* Types are recognised by the fully-qualified names in their MRO, so this
+  module never imports scikit-learn or SciPy itself, and subclasses of a
+  checked type are checked too.
+* The graph walk is breadth-first (shortest, most readable paths; no
+  recursion), de-duplicated by ``id()`` and bounded in depth.
+* Checks are vectorised with NumPy; no per-node Python loops except where a
+  structure is a Python object graph anyway (Birch-like trees, LIL/DOK).
+* Only what native code relies on is enforced (memory safety, no infinite
+  loops). NaN thresholds and other merely *wrong* values are not rejected.
+* Any unexpected error while checking an object fails closed, as an
+  ``UnsafeModelError`` for that object.
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+
+__all__ = [
+    "MAX_DEPTH",
+    "REFUSED_TYPES",
+    "VALIDATED_TYPES",
+    "validate",
+]
+
+from safeload._errors import SafeloadError, UnsafeModelError
+from safeload._validators._base import (
+    _CENSUS,
+    _LEAF_TYPES,
+    _VALIDATED,
+    MAX_DEPTH,
+    _all_leaves,
+    _Check,
+    _dict_types,
+    _fail,
+    _fullname,
+    _join,
+    _leaf_types,
+    _short,
+)
+from safeload._validators.cluster import _check_birch, _check_bisecting_kmeans, _check_kmeans
+from safeload._validators.linear import _check_sgd
+from safeload._validators.neighbors import (
+    _check_distance_metric,
+    _check_kernel_density,
+    _check_neighbors,
+    _make_binary_tree_check,
+)
+from safeload._validators.random import _check_random_state
+from safeload._validators.sparse import _check_bspline, _check_sparse
+from safeload._validators.svm import _check_libsvm
+from safeload._validators.text import _check_n_features_param, _check_vocabulary
+from safeload._validators.trees import (
+    _check_bagging,
+    _check_decision_tree,
+    _check_forest,
+    _check_gradient_boosting,
+    _check_hist_gradient_boosting,
+    _check_tree,
+    _check_tree_predictor_once,
+)
+
+# --------------------------------------------------------------------------
+# registry
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Rule:
+    type_name: str
+    check: _Check
+    summary: str
+
+
+_RULES: Final[tuple[_Rule, ...]] = (
+    _Rule(
+        "sklearn.tree._tree.Tree",
+        _check_tree,
+        "1 <= node_count <= capacity; children both -1 (leaf) or both in "
+        "(node, node_count) - forward only, at most one parent (acyclic); "
+        "split feature in [0, n_features); missing_go_to_left in {0,1}; "
+        "value shape (node_count, n_outputs, max_n_classes); n_classes; "
+        "real depth <= max_depth < node_count",
+    ),
+    _Rule(
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        _check_tree_predictor_once,
+        "nodes record dtype; non-empty; left/right forward, in range, at most "
+        "one parent; feature_idx >= 0; bitset arrays uint32 (n, 8); "
+        "categorical bitset_idx < rows of both bitset arrays",
+    ),
+    _Rule(
+        "sklearn.neighbors._kd_tree.BinaryTree64",
+        _make_binary_tree_check(2),
+        "KDTree: idx_array a permutation of range(n_samples); leaf_size >= 1; "
+        "n_levels/n_nodes match leaf_size; reachable node_data ranges inside "
+        "[0, n_samples] and partitioned by children; internal nodes have "
+        "children; node_bounds (2, n_nodes, n_features); sample_weight length; "
+        "dist_metric parameters sized for n_features",
+    ),
+    _Rule(
+        "sklearn.neighbors._kd_tree.BinaryTree32",
+        _make_binary_tree_check(2),
+        "as KDTree (float32 variant)",
+    ),
+    _Rule(
+        "sklearn.neighbors._ball_tree.BinaryTree64",
+        _make_binary_tree_check(1),
+        "BallTree: as KDTree, node_bounds (1, n_nodes, n_features)",
+    ),
+    _Rule(
+        "sklearn.neighbors._ball_tree.BinaryTree32",
+        _make_binary_tree_check(1),
+        "as BallTree (float32 variant)",
+    ),
+    _Rule(
+        "sklearn.metrics._dist_metrics.DistanceMetric",
+        _check_distance_metric,
+        "Mahalanobis VI square; SEuclidean/Minkowski weights 1-d (sized against n_features where the owner is known)",
+    ),
+    _Rule(
+        "scipy.sparse._base._spbase",
+        _check_sparse,
+        "csr/csc/bsr: indptr length, starts at 0, non-decreasing, <= nnz; "
+        "indices in range; sortedness flags true; coo coords in range; "
+        "dia offsets; lil rows; dok keys",
+    ),
+    _Rule(
+        "scipy.interpolate._bsplines.BSpline",
+        _check_bspline,
+        "knots float64, non-decreasing, >= 2k+2; enough coefficients; axis",
+    ),
+    _Rule(
+        "sklearn.tree._classes.BaseDecisionTree",
+        _check_decision_tree,
+        "tree_ is a Tree with n_features == n_features_in_",
+    ),
+    _Rule(
+        "sklearn.ensemble._forest.BaseForest",
+        _check_forest,
+        "every tree's n_features == forest n_features_in_ (predict skips per-tree input checks)",
+    ),
+    _Rule(
+        "sklearn.ensemble._bagging.BaseBagging",
+        _check_bagging,
+        "estimators_features_ in range; tree width == len(features) (IsolationForest, Bagging*)",
+    ),
+    _Rule(
+        "sklearn.ensemble._gb.BaseGradientBoosting",
+        _check_gradient_boosting,
+        "estimators_ 2-d of Trees, columns == n_trees_per_iteration_, tree "
+        "widths == n_features_in_; init_ yields that many columns",
+    ),
+    _Rule(
+        "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.BaseHistGradientBoosting",
+        _check_hist_gradient_boosting,
+        "split feature_idx < n_features_in_ == len(_bin_mapper.is_categorical_); "
+        "categorical splits only on categorical features; preprocessor width",
+    ),
+    _Rule(
+        "sklearn.neighbors._base.NeighborsBase",
+        _check_neighbors,
+        "_fit_X width == n_features_in_; _tree.data matches _fit_X; DistanceMetric objects sized for n_features",
+    ),
+    _Rule(
+        "sklearn.neighbors._kde.KernelDensity",
+        _check_kernel_density,
+        "tree_.data width == n_features_in_",
+    ),
+    _Rule(
+        "sklearn.svm._base.BaseLibSVM",
+        _check_libsvm,
+        "_n_support sums to len(support_); _intercept_ / _probA / _probB sized "
+        "n_class*(n_class-1)/2; _dual_coef_ (n_class-1, n_SV); support_vectors_ "
+        "(n_SV, n_features_in_) or valid CSR; precomputed support_ < n_train",
+    ),
+    _Rule(
+        "sklearn.cluster._kmeans._BaseKMeans",
+        _check_kmeans,
+        "cluster_centers_ width == n_features_in_",
+    ),
+    _Rule(
+        "sklearn.cluster._bisect_k_means.BisectingKMeans",
+        _check_bisecting_kmeans,
+        "every _bisecting_tree node center has n_features_in_ entries",
+    ),
+    _Rule(
+        "sklearn.cluster._birch.Birch",
+        _check_birch,
+        "subcluster_centers_ width == n_features_in_; _subcluster_norms one per center",
+    ),
+    _Rule(
+        "sklearn.linear_model._stochastic_gradient.BaseSGD",
+        _check_sgd,
+        "coef_ (and averaged copies) width == n_features_in_ (partial_fit)",
+    ),
+    _Rule(
+        "sklearn.feature_extraction.text.CountVectorizer",
+        _check_vocabulary,
+        "vocabulary_ values a permutation of range(len(vocabulary_))",
+    ),
+    _Rule(
+        "sklearn.feature_extraction._dict_vectorizer.DictVectorizer",
+        _check_vocabulary,
+        "vocabulary_ values a permutation of range(len(vocabulary_))",
+    ),
+    _Rule(
+        "numpy.random.bit_generator.BitGenerator",
+        _check_random_state,
+        "MT19937 pos in [0, 624]; Philox buffer_pos in [0, 4]",
+    ),
+    _Rule(
+        "numpy.random.mtrand.RandomState",
+        _check_random_state,
+        "its bit generator's state (MT19937 pos, Philox buffer_pos) in range",
+    ),
+    _Rule(
+        "numpy.random._generator.Generator",
+        _check_random_state,
+        "its bit generator's state (MT19937 pos, Philox buffer_pos) in range",
+    ),
+    _Rule(
+        "sklearn.feature_extraction.text.HashingVectorizer",
+        _check_n_features_param,
+        "n_features in [1, 2**31 - 1]",
+    ),
+    _Rule(
+        "sklearn.feature_extraction._hash.FeatureHasher",
+        _check_n_features_param,
+        "n_features in [1, 2**31 - 1]",
+    ),
+)
+
+#: Compiled helper types that never belong in a fitted model and whose state
+#: is raw buffers used without checks (fit-time machinery). Refused outright.
+REFUSED_TYPES: Final[tuple[str, ...]] = (
+    "sklearn.metrics._pairwise_distances_reduction.",
+    "sklearn.tree._criterion.",
+    "sklearn.tree._splitter.",
+    "sklearn.tree._partitioner.",
+    "sklearn.tree._tree.TreeBuilder",
+    "sklearn.tree._tree.DepthFirstTreeBuilder",
+    "sklearn.tree._tree.BestFirstTreeBuilder",
+    "sklearn.tree._tree._CCPPruneController",
+    "sklearn.ensemble._hist_gradient_boosting.splitting.",
+    "sklearn.ensemble._hist_gradient_boosting.histogram.",
+    "sklearn.cluster._hierarchical_fast.",
+    "sklearn.cluster._hdbscan._tree.",
+    "sklearn.neighbors._quad_tree.",
+    "sklearn.utils._fast_dict.",
+    "sklearn.utils._vector_sentinel.",
+    "sklearn.utils._weight_vector.",
+    "sklearn.utils._seq_dataset.",
+)
+
+#: (type, what is checked) for every type with structural checks; for docs.
+VALIDATED_TYPES: Final[tuple[tuple[str, str], ...]] = tuple((r.type_name, r.summary) for r in _RULES)
+
+_RULES_BY_NAME: Final[dict[str, tuple[_Check, ...]]] = {}
+for _r in _RULES:
+    _RULES_BY_NAME[_r.type_name] = (*_RULES_BY_NAME.get(_r.type_name, ()), _r.check)
+del _r
+
+
+def _refuse(obj: object, path: str) -> None:
+    _fail(
+        path,
+        "",
+        f"{_fullname(type(obj))} is fit-time machinery whose buffers native "
+        "code trusts; it has no place in a saved model",
+    )
+
+
+_CHECK_CACHE: Final[dict[type, tuple[_Check, ...]]] = {}
+
+
+def _checks_for(cls: type) -> tuple[_Check, ...]:
+    """Checks for a type, by the fully-qualified names along its MRO (cached)."""
+    cached = _CHECK_CACHE.get(cls)
+    if cached is not None:
+        return cached
+    result = _compute_checks(cls)
+    if len(_CHECK_CACHE) < 4096:
+        _CHECK_CACHE[cls] = result
+    return result
+
+
+def _compute_checks(cls: type) -> tuple[_Check, ...]:
+    found: list[_Check] = []
+    for base in cls.__mro__:
+        name = _fullname(base)
+        if name.startswith(REFUSED_TYPES):
+            return (_refuse,)
+        for check in _RULES_BY_NAME.get(name, ()):
+            if check not in found:
+                found.append(check)
+    return tuple(found)
+
+
+# --------------------------------------------------------------------------
+# graph walk
+# --------------------------------------------------------------------------
+
+
+def _children(obj: object) -> Iterator[tuple[str, object]]:
+    """(path suffix, child) pairs of a container or instance."""
+    if isinstance(obj, np.ndarray):
+        if obj.dtype == object:
+            if obj.ndim == 1:
+                for i, item in enumerate(obj):
+                    yield f"[{i}]", item
+            else:
+                for idx, item in np.ndenumerate(obj):
+                    yield f"[{', '.join(map(str, idx))}]", item
+        elif obj.dtype.hasobject and obj.dtype.names:
+            for name in obj.dtype.names:
+                if obj.dtype[name].hasobject:
+                    for i, item in enumerate(obj[name].ravel()):
+                        yield f"[{i}][{name!r}]", item
+        return
+    if isinstance(obj, dict):
+        if _leaf_types(_dict_types(obj, keys=False)) and _leaf_types(_dict_types(obj, keys=True)):
+            # e.g. a 500,000-word vocabulary
+            return
+        for i, (key, value) in enumerate(list(obj.items())):
+            if not isinstance(key, _LEAF_TYPES):
+                yield f"<key {i}>", key
+            yield f"[{_short(key)}]", value
+    elif isinstance(obj, (list, tuple, deque)):
+        if _all_leaves(obj):
+            return
+        for i, item in enumerate(list(obj)):
+            yield f"[{i}]", item
+    elif isinstance(obj, (set, frozenset)):
+        for i, item in enumerate(list(obj)):
+            yield f"<item {i}>", item
+    elif isinstance(obj, functools.partial):
+        yield ".func", obj.func
+        for i, item in enumerate(obj.args):
+            yield f".args[{i}]", item
+        for key, value in obj.keywords.items():
+            yield f".keywords[{key!r}]", value
+        return
+    elif isinstance(obj, types.MethodType):
+        yield ".__self__", obj.__self__
+        return
+    d = getattr(obj, "__dict__", None)
+    if isinstance(d, dict):
+        for name, value in list(d.items()):
+            yield f".{name}", value
+    for cls in type(obj).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name in ("__dict__", "__weakref__"):
+                continue
+            if name.startswith("__") and not name.endswith("__"):
+                name = f"_{cls.__name__.lstrip('_')}{name}"  # private-name mangling
+            try:
+                value = object.__getattribute__(obj, name)
+            except AttributeError:
+                continue
+            yield f".{name}", value
+
+
+def _render(index: int, parents: Sequence[int], keys: Sequence[str]) -> str:
+    parts: list[str] = []
+    while index >= 0:
+        parts.append(keys[index])
+        index = parents[index]
+    return _join("", "".join(reversed(parts)))
+
+
+def validate(obj: object, *, max_depth: int = MAX_DEPTH, prechecked: frozenset[str] = frozenset()) -> None:
+    """Check every natively-indexed structure reachable from ``obj``.
+
+    Raises :class:`UnsafeModelError` (with ``.path``) on the first violation,
+    including when the graph is nested deeper than ``max_depth``.
+    """
+    token = _VALIDATED.set(set())
+    census = _CENSUS.set({})
+    try:
+        _walk(obj, max_depth, prechecked)
+    finally:
+        _CENSUS.reset(census)
+        _VALIDATED.reset(token)
+
+
+def _walk(obj: object, max_depth: int, prechecked: frozenset[str] = frozenset()) -> None:
+    seen: set[int] = set()
+    parents: list[int] = []
+    keys: list[str] = []
+    queue: deque[tuple[object, int, str, int]] = deque([(obj, -1, "", 0)])
+    while queue:
+        item, parent, key, depth = queue.popleft()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        index = len(parents)
+        parents.append(parent)
+        keys.append(key)
+        checks = _checks_for(type(item))
+        if checks and prechecked and _fullname(type(item)) in prechecked:
+            checks = ()  # its state was validated from the stream's bytes before it was built
+        if checks:
+            path = _render(index, parents, keys)
+            for check in checks:
+                try:
+                    check(item, path)
+                except SafeloadError:
+                    raise
+                except Exception as exc:  # fail closed on malformed state
+                    raise UnsafeModelError(
+                        f"{path or '<model>'}: cannot validate {_fullname(type(item))} ({type(exc).__name__}: {exc})",
+                        path=path,
+                    ) from exc
+        if isinstance(item, np.ndarray) and not item.dtype.hasobject:
+            continue
+        try:
+            children = list(_children(item))
+        except Exception as exc:  # a container that cannot be listed cannot be checked
+            path = _render(index, parents, keys)
+            raise UnsafeModelError(
+                f"{path or '<model>'}: cannot walk {_fullname(type(item))} ({type(exc).__name__}: {exc})",
+                path=path,
+            ) from exc
+        for suffix, child in children:
+            if isinstance(child, _LEAF_TYPES) or id(child) in seen:
+                continue
+            if depth >= max_depth:
+                path = _render(index, parents, keys)
+                _fail(path, suffix, f"object graph nested deeper than {max_depth}")
+            queue.append((child, index, suffix, depth + 1))

@@ -1,0 +1,457 @@
+"""Decision trees, forests, bagging, gradient boosting and HistGradientBoosting predictors."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from safeload._validators._base import (
+    _VALIDATED,
+    _array,
+    _attr,
+    _check_links,
+    _depth_at_most,
+    _fail,
+    _first,
+    _fullname,
+    _int,
+    _int_array,
+    _is_instance_of,
+    _join,
+    _n_features_in,
+    _tree_depth,
+)
+
+
+def _check_tree(tree: Any, path: str) -> None:
+    """Node arrays of a decision tree, as read by Tree.apply/predict/decision_path."""
+    node_count = _int(tree.node_count, path, ".node_count")
+    capacity = _int(tree.capacity, path, ".capacity")
+    if not 1 <= node_count <= capacity:
+        _fail(
+            path,
+            ".node_count",
+            f"= {node_count} must be in [1, capacity={capacity}]; predict() starts at node 0",
+        )
+    n_features = _int(tree.n_features, path, ".n_features")
+    n_outputs = _int(tree.n_outputs, path, ".n_outputs")
+    max_n_classes = _int(tree.max_n_classes, path, ".max_n_classes")
+    if n_features < 1:
+        _fail(path, ".n_features", f"must be >= 1, got {n_features}")
+    if n_outputs < 1:
+        _fail(path, ".n_outputs", f"must be >= 1, got {n_outputs}")
+    n_classes = np.asarray(tree.n_classes)
+    if n_classes.shape != (n_outputs,) or n_classes.min() < 1 or int(n_classes.max()) != max_n_classes:
+        _fail(
+            path,
+            ".n_classes",
+            f"{n_classes.tolist()} inconsistent with n_outputs={n_outputs}, max_n_classes={max_n_classes}",
+        )
+    state = tree.__getstate__()  # views of node_count rows, no copy
+    nodes = _array(state["nodes"], path, ".nodes", ndim=1)
+    values = _array(state["values"], path, ".value")
+    if nodes.shape != (node_count,):
+        _fail(path, ".nodes", f"shape {nodes.shape} != ({node_count},)")
+    if values.shape != (node_count, n_outputs, max_n_classes):
+        _fail(
+            path,
+            ".value",
+            f"shape {values.shape} != {(node_count, n_outputs, max_n_classes)}",
+        )
+    left = np.array(nodes["left_child"], dtype=np.intp)
+    right = np.array(nodes["right_child"], dtype=np.intp)
+    leaf = left == -1
+    mismatch = leaf != (right == -1)
+    if mismatch.any():
+        i = _first(mismatch)
+        _fail(
+            path,
+            f".children_right[{i}]",
+            f"= {int(right[i])} but children_left[{i}] = {int(left[i])}: a node is a leaf only if both children are -1",
+        )
+    internal = np.flatnonzero(~leaf)
+
+    def suffix(side: str, i: int) -> str:
+        return f".children_{side}[{i}]"
+
+    max_depth = _int(tree.max_depth, path, ".max_depth")
+    parent = _check_links(left, right, internal, path, suffix)
+
+    feature = np.array(nodes["feature"], dtype=np.intp).take(internal)  # copy, then take: 5x a strided gather
+    if feature.size and (int(feature.min()) < 0 or int(feature.max()) >= n_features):
+        bad = (feature < 0) | (feature >= n_features)
+        i = int(internal[_first(bad)])
+        _fail(
+            path,
+            f".feature[{i}]",
+            f"= {int(feature[_first(bad)])} outside [0, n_features={n_features}); "
+            "predict() reads X[:, feature] without a bounds check",
+        )
+    mgl = np.array(nodes["missing_go_to_left"]).take(internal)
+    if mgl.size and int(mgl.max()) > 1:
+        i = int(internal[_first(mgl > 1)])
+        _fail(path, f".missing_go_to_left[{i}]", "must be 0 or 1")
+
+    if not (0 <= max_depth < node_count and _depth_at_most(parent, np.flatnonzero(leaf), max_depth)):
+        depth = _tree_depth(parent)
+        _fail(
+            path,
+            ".max_depth",
+            f"= {max_depth} but the tree is {depth} deep: decision_path() "
+            "sizes its output buffer from max_depth (heap overflow)",
+        )
+
+
+_PREDICTOR_FIELDS: Final = (
+    "value",
+    "count",
+    "feature_idx",
+    "num_threshold",
+    "missing_go_to_left",
+    "left",
+    "right",
+    "gain",
+    "depth",
+    "is_leaf",
+    "bin_threshold",
+    "is_categorical",
+    "bitset_idx",
+)
+
+
+def _predictor_nodes(pred: Any, path: str) -> npt.NDArray[Any]:
+    nodes = _array(_attr(pred, "nodes"), path, ".nodes", ndim=1)
+    names = nodes.dtype.names or ()
+    missing = [f for f in _PREDICTOR_FIELDS if f not in names]
+    if missing:
+        _fail(path, ".nodes", f"record dtype lacks fields {missing}")
+    return nodes
+
+
+def _check_tree_predictor(pred: Any, path: str) -> None:
+    """Nodes and categorical bitsets walked by _predict_from_raw/binned_data."""
+    nodes = _predictor_nodes(pred, path)
+    n = nodes.size
+    if n < 1:
+        _fail(path, ".nodes", "is empty; prediction starts by reading nodes[0]")
+    leaf = np.asarray(nodes["is_leaf"]) != 0
+    internal = np.flatnonzero(~leaf)
+    left = np.array(nodes["left"], dtype=np.intp)
+    right = np.array(nodes["right"], dtype=np.intp)
+
+    def suffix(side: str, i: int) -> str:
+        return f".nodes[{i}]['{side}']"
+
+    _check_links(left, right, internal, path, suffix)
+
+    feature = np.asarray(nodes["feature_idx"], dtype=np.intp)[internal]
+    if feature.size and int(feature.min()) < 0:
+        i = int(internal[_first(feature < 0)])
+        _fail(path, f".nodes[{i}]['feature_idx']", "must be >= 0")
+
+    bitsets = []
+    for name in ("binned_left_cat_bitsets", "raw_left_cat_bitsets"):
+        b = _array(_attr(pred, name), path, f".{name}", ndim=2)
+        if b.shape[1] != 8 or b.dtype != np.uint32:
+            _fail(
+                path,
+                f".{name}",
+                f"must be uint32 of shape (n, 8), got {b.dtype} {b.shape}; bitset lookups read 8 words per row",
+            )
+        bitsets.append((name, b.shape[0]))
+    cat = internal[np.asarray(nodes["is_categorical"])[internal] != 0]
+    if cat.size:
+        idx = np.asarray(nodes["bitset_idx"], dtype=np.intp)[cat]
+        for name, rows in bitsets:
+            bad = idx >= rows
+            if bad.any():
+                i = int(cat[_first(bad)])
+                _fail(
+                    path,
+                    f".nodes[{i}]['bitset_idx']",
+                    f"= {int(idx[_first(bad)])} outside {name} ({rows} rows)",
+                )
+
+
+def _column_count(cols: object, n_in: int) -> int | None:
+    """Columns a ColumnTransformer entry selects, when knowable without data."""
+    if isinstance(cols, slice):
+        return len(range(n_in)[cols])
+    if isinstance(cols, (list, tuple, np.ndarray)):
+        arr = np.asarray(cols)
+        if arr.size == 0:
+            return 0
+        if arr.dtype == np.bool_:
+            return int(arr.sum()) if arr.shape == (n_in,) else None
+        if arr.dtype.kind in "iu" and arr.ndim == 1:
+            return int(arr.size)
+    return None
+
+
+_WIDTH_PRESERVING: Final = frozenset(
+    {
+        "sklearn.preprocessing._encoders.OrdinalEncoder",
+        "sklearn.preprocessing._function_transformer.FunctionTransformer",
+    }
+)
+
+
+def _preprocessor_width(ct: object, n_in: int) -> int | None:
+    """Output width of HGB's internal ColumnTransformer, or None if unknown."""
+    entries = _attr(ct, "transformers_")
+    if not isinstance(entries, list):
+        return None
+    total = 0
+    for entry in entries:
+        if not isinstance(entry, tuple) or len(entry) < 3:
+            return None
+        trans, cols = entry[1], entry[2]
+        if isinstance(trans, str) and trans == "drop":
+            continue
+        count = _column_count(cols, n_in)
+        if count is None:
+            return None
+        if isinstance(trans, str):
+            if trans != "passthrough":
+                return None
+        elif _fullname(type(trans)) not in _WIDTH_PRESERVING:
+            return None
+        total += count
+    return total
+
+
+def _check_hist_gradient_boosting(est: Any, path: str) -> None:
+    """Predictor feature indices vs the X width and the known-category bitsets."""
+    predictors = _attr(est, "_predictors")
+    if predictors is None:
+        return
+    n_features = _n_features_in(est, path, needed_for="indexing X by feature_idx")
+    if not isinstance(predictors, list):
+        _fail(path, "._predictors", "must be a list of lists of TreePredictor")
+    bin_mapper = _attr(est, "_bin_mapper")
+    is_cat = _array(
+        _attr(bin_mapper, "is_categorical_"),
+        path,
+        "._bin_mapper.is_categorical_",
+        ndim=1,
+    )
+    if is_cat.size != n_features:
+        _fail(
+            path,
+            "._bin_mapper.is_categorical_",
+            f"has {is_cat.size} entries for {n_features} features; "
+            "f_idx_map[feature_idx] is read without a bounds check",
+        )
+    preprocessor = _attr(est, "_preprocessor")
+    if preprocessor is not None:
+        width = _preprocessor_width(preprocessor, n_features)
+        if width is not None and width != n_features:
+            _fail(
+                path,
+                "._preprocessor.transformers_",
+                f"outputs {width} columns, predictors expect {n_features}",
+            )
+    is_cat_b = is_cat != 0
+    preds: list[tuple[Any, str]] = []
+    for i, row in enumerate(predictors):
+        if not isinstance(row, list):
+            _fail(path, f"._predictors[{i}]", "must be a list of TreePredictor")
+        preds.extend((pred, _join(path, f"._predictors[{i}][{k}]")) for k, pred in enumerate(row))
+    if not _predictors_ok(preds, n_features, is_cat_b):
+        # Slow path, only for a model that is being refused: exact location.
+        for pred, ppath in preds:
+            _check_tree_predictor(pred, ppath)
+            _check_predictor_features(pred, ppath, n_features, is_cat_b)
+    done = _VALIDATED.get()
+    if done is not None:
+        done.update(id(pred) for pred, _ in preds)
+
+
+def _predictors_ok(preds: list[tuple[Any, str]], n_features: int, is_cat: npt.NDArray[np.bool_]) -> bool:
+    """All predictor checks at once over the concatenated nodes (fast path).
+
+    One vectorised pass instead of a few dozen NumPy calls per predictor:
+    HistGradientBoosting models hold hundreds of small trees.
+    """
+    arrays: list[npt.NDArray[Any]] = []
+    rows: list[int] = []
+    for pred, _ in preds:
+        nodes = _attr(pred, "nodes")
+        if not isinstance(nodes, np.ndarray) or nodes.ndim != 1 or not nodes.size:
+            return False
+        n_rows = []
+        for name in ("binned_left_cat_bitsets", "raw_left_cat_bitsets"):
+            b = _attr(pred, name)
+            if not isinstance(b, np.ndarray) or b.ndim != 2 or b.shape[1] != 8 or b.dtype != np.uint32:
+                return False
+            n_rows.append(b.shape[0])
+        arrays.append(nodes)
+        rows.append(min(n_rows))
+    if not arrays:
+        return True
+    dtype = arrays[0].dtype
+    if not set(_PREDICTOR_FIELDS) <= set(dtype.names or ()):
+        return False
+    if any(a.dtype is not dtype and a.dtype != dtype for a in arrays):
+        return False
+    # Concatenating record arrays promotes field by field (slow); raw bytes do not.
+    raw = f"V{dtype.itemsize}"
+    nodes = np.concatenate([a.view(raw) for a in arrays]).view(dtype)
+    sizes = np.fromiter((a.size for a in arrays), dtype=np.intp, count=len(arrays))
+    starts = np.cumsum(sizes) - sizes
+    offset = np.repeat(starts, sizes)
+    size = np.repeat(sizes, sizes)
+    internal = np.flatnonzero(nodes["is_leaf"] == 0)
+    local = internal - offset[internal]
+    n_int = size[internal]
+    children = []
+    for side in ("left", "right"):
+        c = nodes[side][internal].astype(np.intp)
+        if ((c <= local) | (c >= n_int)).any():
+            return False
+        children.append(c + offset[internal])
+    linked = np.concatenate(children)
+    has_parent = np.zeros(nodes.size, dtype=np.bool_)
+    has_parent[linked] = True
+    has_parent[starts] = True
+    if linked.size != nodes.size - len(arrays) or not has_parent.all():
+        return False
+    feat = nodes["feature_idx"][internal].astype(np.intp)
+    if ((feat < 0) | (feat >= n_features)).any():
+        return False
+    cat = nodes["is_categorical"][internal] != 0
+    if (cat & ~is_cat[feat]).any():
+        return False
+    row_limit = np.repeat(np.asarray(rows, dtype=np.intp), sizes)[internal]
+    return not (cat & (nodes["bitset_idx"][internal].astype(np.intp) >= row_limit)).any()
+
+
+def _check_predictor_features(pred: Any, ppath: str, n_features: int, is_cat_b: npt.NDArray[np.bool_]) -> None:
+    nodes = _predictor_nodes(pred, ppath)
+    internal = np.flatnonzero(np.asarray(nodes["is_leaf"]) == 0)
+    feat = np.asarray(nodes["feature_idx"], dtype=np.intp)[internal]
+    bad = (feat < 0) | (feat >= n_features)
+    if bad.any():
+        j = int(internal[_first(bad)])
+        _fail(
+            ppath,
+            f".nodes[{j}]['feature_idx']",
+            f"= {int(feat[_first(bad)])} outside [0, n_features_in_="
+            f"{n_features}); predict() reads X[:, feature_idx] unchecked",
+        )
+    cat = np.asarray(nodes["is_categorical"])[internal] != 0
+    wrong = cat & ~is_cat_b[feat]
+    if wrong.any():
+        j = int(internal[_first(wrong)])
+        _fail(
+            ppath,
+            f".nodes[{j}]['is_categorical']",
+            f"split on feature {int(feat[_first(wrong)])} which the bin "
+            "mapper does not mark categorical: its known-category "
+            "bitset row does not exist",
+        )
+
+
+def _check_tree_predictor_once(pred: Any, path: str) -> None:
+    """Rule entry: skip predictors their estimator already checked in bulk."""
+    done = _VALIDATED.get()
+    if done is None or id(pred) not in done:
+        _check_tree_predictor(pred, path)
+
+
+def _tree_of(est: object) -> Any:
+    tree = _attr(est, "tree_")
+    if tree is not None and _is_instance_of(tree, "sklearn.tree._tree.Tree"):
+        return tree
+    return None
+
+
+def _check_tree_width(est: object, path: str, width: int) -> None:
+    tree = _tree_of(est)
+    if tree is not None and _int(tree.n_features, path, ".tree_.n_features") != width:
+        _fail(
+            path,
+            ".tree_.n_features",
+            f"= {int(tree.n_features)} but X will have {width} columns",
+        )
+
+
+def _check_decision_tree(est: Any, path: str) -> None:
+    """DecisionTree*: tree width must equal the validated width of X."""
+    if _attr(est, "tree_") is None:
+        return
+    if _tree_of(est) is None:
+        _fail(path, ".tree_", "must be a sklearn.tree._tree.Tree")
+    _check_tree_width(est, path, _n_features_in(est, path, needed_for="tree traversal"))
+
+
+def _estimators(est: object, path: str) -> list[Any]:
+    ests = _attr(est, "estimators_")
+    if ests is None:
+        return []
+    if not isinstance(ests, list):
+        _fail(path, ".estimators_", "must be a list")
+    return ests
+
+
+def _check_forest(est: Any, path: str) -> None:
+    """Forests call tree.predict(check_input=False): widths must agree."""
+    ests = _estimators(est, path)
+    if not ests:
+        return
+    width = _n_features_in(est, path, needed_for="tree traversal")
+    for i, sub in enumerate(ests):
+        _check_tree_width(sub, _join(path, f".estimators_[{i}]"), width)
+
+
+def _check_bagging(est: Any, path: str) -> None:
+    """Bagging/IsolationForest feed X[:, features] to trees unchecked."""
+    ests = _estimators(est, path)
+    if not ests:
+        return
+    width = _n_features_in(est, path, needed_for="tree traversal")
+    feats = _attr(est, "estimators_features_")
+    if not isinstance(feats, list) or len(feats) != len(ests):
+        _fail(path, ".estimators_features_", "must list features for each estimator")
+    for i, (sub, f) in enumerate(zip(ests, feats, strict=True)):
+        fa = _int_array(f, path, f".estimators_features_[{i}]")
+        if fa.size and (fa.min() < 0 or fa.max() >= width):
+            _fail(path, f".estimators_features_[{i}]", f"outside [0, {width})")
+        _check_tree_width(sub, _join(path, f".estimators_[{i}]"), fa.size)
+
+
+def _check_gradient_boosting(est: Any, path: str) -> None:
+    """GradientBoosting: predict_stages writes out[:, k] for every column k."""
+    ests = _attr(est, "estimators_")
+    if ests is None:
+        return
+    arr = _array(ests, path, ".estimators_", ndim=2)
+    width = _n_features_in(est, path, needed_for="tree traversal")
+    k = _int(_attr(est, "n_trees_per_iteration_"), path, ".n_trees_per_iteration_")
+    if arr.shape[1] != k or arr.shape[0] < 1:
+        _fail(
+            path,
+            ".estimators_",
+            f"shape {arr.shape} but n_trees_per_iteration_ = {k}; "
+            "predict_stages writes one output column per estimator column",
+        )
+    first = arr[0, 0]
+    if _int(_attr(first, "n_features_in_"), path, ".estimators_[0, 0]") != width:
+        _fail(path, ".estimators_[0, 0].n_features_in_", f"!= {width}")
+    for (i, j), sub in np.ndenumerate(arr):
+        spath = _join(path, f".estimators_[{i}, {j}]")
+        if _tree_of(sub) is None:
+            _fail(spath, ".tree_", "must be a sklearn.tree._tree.Tree")
+        _check_tree_width(sub, spath, width)
+    init = _attr(est, "init_")
+    if k > 1 and not (isinstance(init, str) and init == "zero"):
+        classes = _attr(init, "classes_")
+        is_multi = getattr(_attr(est, "_loss"), "is_multiclass", False)
+        if classes is None or len(classes) < k or is_multi is not True:
+            _fail(
+                path,
+                ".init_",
+                f"cannot be shown to produce {k} raw-prediction columns",
+            )
