@@ -223,6 +223,10 @@ def test_allowing_a_name_lets_its_call_through() -> None:
     (archive({**lst(node("ListNode", "builtins", "list", content=[{"__id__": 7}], __id__=8)), "__id__": 7}),
      "MalformedModelError"),
     (archive(node("NoSuchNode", "builtins", "list")), "MalformedModelError"),
+    # what skops would only find while building: a JsonNode that is not JSON, a .npy version numpy refuses
+    (archive(lst(node("JsonNode", "builtins", "str", content="{not json"))), "MalformedModelError"),
+    (archive(node("NdArrayNode", "numpy", "ndarray", type="numpy", file="v.npy"),
+             {"v.npy": npy(np.zeros(2)).replace(b"NUMPY\x01\x00", b"NUMPY\x01\x82", 1)}), "MalformedModelError"),
     (archive(node("CachedNode", "builtins", "list", __id__=99)), "MalformedModelError"),
     (archive(js(1), protocol=99), "MalformedModelError"),
     (archive(js(1), protocol=True), "MalformedModelError"),
