@@ -124,20 +124,29 @@ DANGEROUS_MODULES: frozenset[str] = frozenset({
     "yaml", "jsonpickle", "numexpr", "sympy.parsing", "jinja2", "mako", "IPython", "requests", "urllib3",
     "httpx", "aiohttp", "fsspec", "smart_open", "boto3", "botocore", "paramiko", "pexpect", "sh", "plumbum",
     "docker", "setuptools", "pip", "pkg_resources", "Cython", "keras.saving", "tensorflow.io",
+    "sklearn.utils._testing", "sklearn.utils.testing", "sklearn.datasets", "sklearn.externals",
+    "scipy._lib._testutils", "pandas.testing", "pandas._testing",
 })
 
 #: The standard-library modules whose names are values (not dangerous unless listed above by name).
 _VALUE_STDLIB: frozenset[str] = frozenset({
     "collections", "_collections", "datetime", "_datetime", "decimal", "_decimal", "_pydecimal", "fractions",
-    "numbers", "enum", "ipaddress", "uuid", "array", "math", "cmath", "statistics", "string", "re",
+    "numbers", "enum", "ipaddress", "array", "math", "cmath", "statistics", "string", "re",
     "heapq", "bisect", "functools", "_functools", "itertools", "operator", "_operator", "typing",
 })
+
+#: Single value-type names from otherwise non-value standard-library modules.
+_VALUE_STDLIB_NAMES: frozenset[str] = frozenset({"uuid.UUID", "uuid.SafeUUID", "types.SimpleNamespace"})
 
 #: Builtins that are values: data types (exception classes are values too, see ``_builtin_is_value``).
 _VALUE_BUILTINS: frozenset[str] = frozenset({
     "int", "float", "complex", "bool", "str", "bytes", "bytearray", "list", "tuple", "dict", "set",
     "frozenset", "slice", "range", "object", "memoryview", "NotImplemented", "Ellipsis",
 })
+
+#: Function-name prefixes of loaders, writers, downloaders and runners in any package.
+_GADGET_PREFIXES: tuple[str, ...] = ("read_", "load_", "dump", "save", "write", "fetch_", "download", "run_",
+                                     "exec", "spawn")
 
 #: Function names that are loader or execution entry points in any package.
 _GADGET_FUNCS: frozenset[str] = frozenset({
@@ -191,7 +200,7 @@ def danger_reason(name: str) -> str | None:
     import sys
 
     name = name.replace(":", ".")
-    if name in _DATA_HOLDERS:
+    if name in _DATA_HOLDERS or name in _VALUE_STDLIB_NAMES:
         return None
     module, _, qualname = name.rpartition(".")
     parts = name.split(".")
@@ -207,12 +216,15 @@ def danger_reason(name: str) -> str | None:
     if name in DANGEROUS_NAMES:
         return f"{name} runs code, reads or writes files, or loads other data with an unrestricted loader"
     top = parts[0]
-    if top in getattr(sys, "stdlib_module_names", ()) and top not in _VALUE_STDLIB and len(parts) > 1:
-        return (f"{name} comes from the standard-library module {top}, which is not one of the value-type "
-                "modules (collections, datetime, decimal, fractions, ...)")
+    if top in getattr(sys, "stdlib_module_names", ()) and len(parts) > 1:
+        if top not in _VALUE_STDLIB:
+            return (f"{name} comes from the standard-library module {top}, which is not one of the value-type "
+                    "modules (collections, datetime, decimal, fractions, ...)")
+        if any(p.startswith("_") for p in parts[1:]):
+            return f"{name} is a private helper of the standard library, not a value type"
     if any(p.startswith("__") and p.endswith("__") and len(p) > 4 for p in parts[1:]):
         return f"{name} names a special attribute, which reaches into object internals"
-    if module and (qualname in _GADGET_FUNCS or qualname.startswith(("read_", "load_"))):
+    if module and (qualname in _GADGET_FUNCS or qualname.startswith(_GADGET_PREFIXES)):
         return f"{name} is a loader or execution entry point"
     return None
 
@@ -225,7 +237,9 @@ def is_dangerous(name: str) -> bool:
 # -- public alias modules ----------------------------------------------------------------------
 #
 # Some allowed classes are also reachable under a public alias module that old pickles name
-# (scipy's deprecated ``scipy.sparse.csr`` and friends; codecs re-exports _codecs).  Each pair
+# (scipy's deprecated ``scipy.sparse.csr`` and friends; codecs re-exports _codecs).  numpy's
+# ``numpy.core`` / ``numpy._core`` twins are listed in the allowlist itself (numpy 1.x wrote one,
+# 2.x the other), so they need no alias here.  Each pair
 # is exact and verified by tests/test_policy.py, which imports both and checks identity.  The
 # alias is resolved to its target *by name*: the alias module is never imported (several emit
 # deprecation warnings, and a name in a file must never choose what gets imported).
@@ -238,11 +252,6 @@ ALIASES: Mapping[str, tuple[str, str]] = {
     **{f"scipy.sparse.{m}_{k}": (f"scipy.sparse._{m}", f"{m}_{k}")
        for m in ("csr", "csc", "coo", "bsr", "dia", "lil", "dok") for k in ("matrix", "array")},
     "codecs.encode": ("_codecs", "encode"),
-    "numpy.core.multiarray._reconstruct": ("numpy._core.multiarray", "_reconstruct"),
-    "numpy.core.multiarray.scalar": ("numpy._core.multiarray", "scalar"),
-    "numpy.core.numeric._frombuffer": ("numpy._core.numeric", "_frombuffer"),
-    "numpy.core.multiarray._frombuffer": ("numpy._core.numeric", "_frombuffer"),
-    "numpy.ma.MaskedArray": ("numpy.ma.core", "MaskedArray"),
     "numpy.random.RandomState": ("numpy.random.mtrand", "RandomState"),
     "numpy.random.Generator": ("numpy.random._generator", "Generator"),
     "numpy.random.MT19937": ("numpy.random._mt19937", "MT19937"),

@@ -109,3 +109,96 @@ def test_policy_listing_has_reason_for_every_entry() -> None:
     for e in Policy.default().entries.values():
         assert e.kind in (Kind.NEW, Kind.CALL, Kind.VALUE)
         assert len(e.why) > 10
+
+
+# -- public alias modules (scipy.sparse.csr, numpy.core, ...) --------------------------------
+
+from safeload._policy import ALIASES  # noqa: E402
+
+
+@pytest.mark.parametrize("alias", sorted(ALIASES))
+def test_alias_is_the_same_object_as_its_allowed_target(alias: str) -> None:
+    module, qual = ALIASES[alias]
+    target = f"{module}.{qual}"
+    assert target in dict(Policy.default().entries.items()), f"{alias} points at {target}, which is not an entry"
+    assert _resolve(alias) is _resolve(target), f"{alias} is not {target}"
+    entry = Policy.default().entries[alias]
+    assert entry.name == target and Policy.default().kind(alias) is entry.kind
+
+
+SPARSE = ("csr", "csc", "coo", "bsr", "dia", "lil", "dok")
+
+
+def _renamed(obj: object, real: bytes, alias: bytes) -> bytes:
+    """A protocol-2 pickle of ``obj`` naming ``alias`` where it named ``real`` (GLOBAL is text)."""
+    import pickle
+
+    data = pickle.dumps(obj, protocol=2)
+    assert real in data
+    return data.replace(real, alias)
+
+
+@pytest.mark.parametrize("fmt", SPARSE)
+def test_old_scipy_alias_modules_load_as_their_class(fmt: str) -> None:
+    import scipy.sparse as sp
+
+    matrix = sp.random(5, 4, density=0.5, format=fmt, random_state=0)
+    matrix = sp.csr_matrix(matrix).asformat(fmt)  # the spmatrix flavour old pickles hold
+    data = _renamed(matrix, f"scipy.sparse._{fmt}\n".encode(), f"scipy.sparse.{fmt}\n".encode())
+    got = safeload.loads(data)
+    assert type(got) is type(matrix)
+    assert (got != matrix).nnz == 0
+
+
+def test_old_tfidf_vectorizer_with_idf_diag_loads() -> None:
+    """Old TfidfVectorizer pickles kept ``_idf_diag`` as a ``scipy.sparse.csr.csr_matrix``."""
+    import scipy.sparse as sp
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vec = TfidfVectorizer().fit(["alpha beta gamma", "beta gamma delta", "gamma delta epsilon"])
+    vec._tfidf._idf_diag = sp.csr_matrix(sp.diags(vec.idf_))  # the attribute sklearn < 1.5 stored
+    data = _renamed(vec, b"scipy.sparse._csr\n", b"scipy.sparse.csr\n")
+    assert b"scipy.sparse.csr\ncsr_matrix" in data
+    got = safeload.loads(data)
+    assert (got._tfidf._idf_diag != vec._tfidf._idf_diag).nnz == 0
+    assert (got.transform(["alpha gamma"]) != vec.transform(["alpha gamma"])).nnz == 0
+
+
+def test_numpy_core_alias_pickles_load() -> None:
+    arr = np.arange(6.0).reshape(2, 3)
+    data = _renamed(arr, b"numpy._core.multiarray\n", b"numpy.core.multiarray\n")
+    np.testing.assert_array_equal(safeload.loads(data), arr)
+    bare = _renamed(np.float64(2.5), b"numpy._core.multiarray\n", b"numpy.core.multiarray\n")
+    assert safeload.loads(bare) == 2.5
+
+
+def test_codecs_encode_alias_loads() -> None:
+    import pickle
+
+    data = _renamed(b"\xe9a", b"c_codecs\nencode\n", b"ccodecs\nencode\n")
+    assert safeload.loads(data) == pickle.loads(data) == b"\xe9a"
+
+
+def test_alias_module_is_not_imported() -> None:
+    """Resolving an alias imports the target module, never the (deprecated) alias module."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pickle, scipy.sparse as sp, safeload\n"
+        "data = pickle.dumps(sp.csr_matrix(sp.eye(3)), protocol=2).replace(b'scipy.sparse._csr\\n', "
+        "b'scipy.sparse.csr\\n')\n"
+        "sys.modules.pop('scipy.sparse.csr', None)\n"
+        "safeload.loads(data)\n"
+        "print('scipy.sparse.csr' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-W", "error::DeprecationWarning", "-c", code],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_alias_of_a_refused_name_is_not_allowed() -> None:
+    pol = Policy.default()
+    assert not pol.allows("scipy.sparse.csr.spmatrix") and not pol.allows("scipy.sparse.csr.something")
+    assert not pol.allows("numpy.core.multiarray.nothere")
