@@ -465,6 +465,31 @@ def test_progress_bar_only_on_a_tty(tty: bool, tmp_path: Path, models: dict[str,
     assert "scanning" not in capsys.readouterr().out
 
 
+def test_progress_on_one_big_file_only_on_a_tty(tmp_path: Path, models: dict[str, Path],
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A long scan of one big file shows its name, size and elapsed time on a terminal's stderr, nothing otherwise."""
+    import time
+
+    import safeload._cli as cli
+
+    real = cli.scan_file
+
+    def slow(path: str, policy: Any, explain: bool) -> Any:
+        time.sleep(1.2)
+        return real(path, policy, explain)
+
+    monkeypatch.setattr(cli, "scan_file", slow)
+    monkeypatch.setattr(cli, "_BIG_FILE", 1)
+    for tty in (True, False):
+        err = _TTY() if tty else io.StringIO()
+        monkeypatch.setattr(sys, "stderr", err)
+        assert main(["scan", "--no-cache", str(models["lr.joblib"])]) == 0
+        assert ("scanning lr.joblib (0 MiB)" in err.getvalue()) is tty, err.getvalue()
+        assert err.getvalue() == "" or tty
+    assert "scanning" not in capsys.readouterr().out
+
+
 # --------------------------------------------------------------------------- other commands
 
 
