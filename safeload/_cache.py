@@ -13,12 +13,14 @@ import dataclasses
 import hashlib
 import json
 import os
-import sqlite3
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from safeload._policy import Policy
 from safeload._report import Finding, GlobalVerdict, Location, ScanReport
+
+if TYPE_CHECKING:
+    import sqlite3
 
 __all__ = ["ResultCache", "default_cache_dir", "file_sha256", "policy_fingerprint"]
 
@@ -80,6 +82,8 @@ class ResultCache:
         self._conn: sqlite3.Connection | None = None
 
     def _connect(self) -> sqlite3.Connection:
+        import sqlite3
+
         if self._conn is None:
             os.makedirs(self.directory, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=30)
@@ -90,6 +94,8 @@ class ResultCache:
         return self._conn
 
     def get(self, path: str, sha256: str, fingerprint: str) -> ScanReport | None:
+        import sqlite3
+
         try:
             row = self._connect().execute("SELECT report FROM results WHERE sha256 = ? AND policy = ?",
                                           (sha256, fingerprint)).fetchone()
@@ -103,6 +109,8 @@ class ResultCache:
             return None
 
     def put_many(self, reports: Iterable[ScanReport], fingerprint: str) -> None:
+        import sqlite3
+
         rows = [(r.sha256, fingerprint, _to_json(r)) for r in reports if r.sha256]
         if not rows:
             return

@@ -22,8 +22,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from safeload._cache import ResultCache, file_sha256, policy_fingerprint
@@ -34,6 +32,8 @@ from safeload._policy import Policy
 from safeload._report import Finding, ScanReport, Verdict
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from safeload._walker import Issue
 
 __all__ = ["main"]
@@ -792,6 +792,9 @@ def _fork_context() -> Any:
 def _scan_parallel(files: Sequence[str], policy: Policy, explain: bool, jobs: int,
                    results: list[tuple[ScanReport, bool] | None], progress: _Progress,
                    cache: ResultCache | None, fingerprint: str) -> None:
+    from concurrent.futures import ProcessPoolExecutor, as_completed  # imported here: --help stays fast
+    from concurrent.futures.process import BrokenProcessPool
+
     _preload(files)
     workers = min(jobs, len(files))
     # Small batches keep both workers busy to the end; one task per file would cost an IPC round trip each.
