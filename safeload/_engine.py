@@ -201,7 +201,8 @@ class _JoblibUnpickler(pickle._Unpickler):
         return line[:-1]
 
     def load_int(self) -> None:
-        self.append(parse_int(self._line()))  # type: ignore[attr-defined]
+        number, is_bool = parse_int(self._line())
+        self.append(number == 1 if is_bool else number)  # type: ignore[attr-defined]
 
     def load_long(self) -> None:
         self.append(parse_long(self._line()))  # type: ignore[attr-defined]

@@ -85,20 +85,20 @@ def _strtol(s: bytes) -> tuple[int, int, bool]:
     return value, p, not _LONG_MIN <= value <= _LONG_MAX
 
 
-def parse_int(line: bytes) -> int | bool:
-    """INT: ``strtol`` base 0, falling back to ``PyLong_FromString``; "00"/"01"-long lines are bools."""
+def parse_int(line: bytes) -> tuple[int, bool]:
+    """INT: ``strtol`` base 0, falling back to ``PyLong_FromString``; (value, is it a bool?): two-character
+    lines holding 0 or 1 are bools. (A separate flag, not a bool value: the mypyc-compiled walker would
+    turn a bool returned as ``int`` into a plain int.)"""
     if not line:
         raise ValueError("pickle data was truncated")
     s = _cstr(line)
     value, end, overflow = _strtol(s)
     if overflow or (end < len(s) and s[end] != 0x0A):
         try:
-            return _pylong(s, 0)
+            return _pylong(s, 0), False
         except ValueError:
             raise ValueError("could not convert string to int") from None
-    if len(line) == 2 and value in (0, 1):  # the C unpickler's ``len == 3`` counts the newline
-        return bool(value)
-    return value
+    return value, len(line) == 2 and value in (0, 1)  # the C unpickler's ``len == 3`` counts the newline
 
 
 def parse_long(line: bytes) -> int:

@@ -756,9 +756,9 @@ class _Walker:
                 self.appends(i, stack, fence, 1)
                 i += 1
             elif op == 0x73:  # SETITEM
-                v = pop()
-                k = pop()
-                self.setitems(i, stack, fence, [k, v])
+                value = pop()
+                key = pop()
+                self.setitems(i, stack, fence, [key, value])
                 i += 1
             elif op == 0x90:  # ADDITEMS
                 items = pop_mark()
@@ -865,7 +865,11 @@ class _Walker:
                 ops: int) -> None:
         push = stack.append
         if op == 0x49:  # INT
-            push(parse_int(raw))
+            number, is_bool = parse_int(raw)
+            if is_bool:  # two statements, not a conditional expression: mypyc would type that as int
+                push(number == 1)
+            else:
+                push(number)
         elif op == 0x4C:  # LONG
             push(parse_long(raw))
         elif op == 0x46:  # FLOAT
@@ -1093,7 +1097,9 @@ class _Walker:
                 self.issue("dtype-state", UNSAFE, i,
                            f"invalid numpy dtype state ({exc}); numpy would build a corrupt dtype")
             return None
-        target.state = state
+        # Only an ndarray's state is read again later (static_array); every other state is judged here
+        # and dropped, so the simulated graph does not keep every object's state alive (memory ~ file).
+        target.state = state if target.callee in _RECONSTRUCT else None
         if target.callee in _RECONSTRUCT:
             self.check_array_state(i, state)
         elif target.callee == _MARECONSTRUCT:
