@@ -295,11 +295,21 @@ def _walk(top: str, policy: Policy, ignore: Ignore) -> Iterator[str]:
                 continue  # dangling link
             if not stat.S_ISREG(st.st_mode):
                 continue
-            if model_named(path) or (st.st_size > 0 and _is_artifact(path, policy)):
+            if model_named(path) or (st.st_size > 0 and _artifact_or_unknown(path, policy)):
                 yield path
     if errors:
         exc = errors[0]
         raise CliError(f"cannot read directory {exc.filename or top}: {exc.strerror or exc}")
+
+
+def _artifact_or_unknown(path: str, policy: Policy) -> bool:
+    """``_is_artifact``, but a file the quick check cannot handle is scanned (the scan reports why), never a crash."""
+    try:
+        return _is_artifact(path, policy)
+    except CliError:
+        raise
+    except Exception:  # noqa: BLE001 - discovery must not fail on hostile content
+        return True
 
 
 def _rel(path: str, top: str) -> str:

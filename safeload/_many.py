@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from safeload._policy import Policy
 from safeload._report import ScanReport
 
-__all__ = ["scan_many"]
+__all__ = ["list_store", "scan_many", "scan_one"]
 
 
 def scan_many(paths_or_urls: Iterable[str | os.PathLike[str]], *, allow: Iterable[str] | Mapping[str, str] = (),
@@ -55,3 +55,54 @@ def scan_many(paths_or_urls: Iterable[str | os.PathLike[str]], *, allow: Iterabl
         for path, report in zip(files, scan_all(files, pol, jobs=jobs, explain=explain, cache=result_cache),
                                 strict=True):
             yield _finalize(report, expectation(path, named), ok)
+
+
+def list_store(paths_or_urls: Iterable[str | os.PathLike[str]], *, allow: Iterable[str] | Mapping[str, str] = (),
+               policy: Policy | None = None, exclude: Iterable[str] = (), gitignore: bool = True) -> list[str]:
+    """The files ``scan_many`` would judge (paths and URLs), without judging them.
+
+    For a cluster: map ``scan_one`` over this listing with the cluster's scheduler (Dask, Ray...);
+    its arguments and its result pickle, and every call is independent.
+    """
+    from safeload._cli import CliError, discover, is_url
+    from safeload._errors import SafeloadError
+    from safeload._ignore import Ignore
+    from safeload._load import effective_policy
+    from safeload._remote import _wanted, list_url
+
+    pol = effective_policy(policy, allow)
+    ignore = Ignore(tuple(exclude), gitignore)
+    out: list[str] = []
+    for item in paths_or_urls:
+        target = os.fspath(item)
+        if is_url(target):
+            files = list_url(target)
+            named = len(files) == 1 and files[0][0] == target
+            out.extend(url for url, size in files if named or _wanted(url, size, pol))
+            continue
+        try:
+            out.extend(discover([target], pol, ignore))
+        except CliError as exc:
+            raise SafeloadError(str(exc)) from None
+    return out
+
+
+def scan_one(path_or_url: str, *, allow: Iterable[str] | Mapping[str, str] = (), policy: Policy | None = None,
+             explain: bool = False, named: bool = False, not_judged: str = "fail") -> ScanReport:
+    """Judge one file or URL of a ``list_store`` listing, with ``failed`` decided as ``scan_many`` decides it.
+
+    ``named``: the file was named explicitly (a model is expected there even if its name says otherwise).
+    """
+    from safeload._cli import _finalize, expectation, is_url, scan_file
+    from safeload._load import effective_policy
+    from safeload._remote import RemoteError, _judge, list_url
+
+    pol = effective_policy(policy, allow)
+    if is_url(path_or_url):
+        files = list_url(path_or_url)
+        if len(files) != 1 or files[0][0] != path_or_url:
+            raise RemoteError(f"{path_or_url} is a prefix, not a file: list it with list_store first")
+        report = _judge(path_or_url, files[0][1], pol, explain)
+    else:
+        report = scan_file(path_or_url, pol, explain)
+    return _finalize(report, expectation(path_or_url, named), not_judged == "pass")
