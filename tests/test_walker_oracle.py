@@ -1,0 +1,229 @@
+"""Walker == unpickler (issue 11, part 1): the walker's whole machine model against a reference.
+
+Before every step the walker takes, its view (offset, ``memo_len``, mark stack, stack and memo, with
+identities compared through the offsets that created the objects) must equal what CPython's C
+unpickler holds at that point, as modelled by ``tests/_oracle.py``, which runs nothing. The property
+holds on every malicious sample, every fuzz reproducer, a slice of the zoo (every artifact in one
+format, rotating; ``fuzz/oracle_campaign.py --corpus`` runs all of it), and on streams from a grammar
+of valid pickles, for both vocabulary-run matchers and with runs disabled. Mutated copies of the walker
+with known memo-model bugs (round 1's double count among them) must fail it.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import types
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zoo
+from _oracle import Oracle, cpython_loads, differential, generate
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+import safeload
+from safeload import _walker
+from safeload._containers import COMPRESSED, Format, decompress, sniff
+from safeload._load import effective_policy
+
+ROOT = Path(__file__).resolve().parent.parent
+POLICY = effective_policy(None, ())
+
+
+def _no_runs(data: Any, i: int, end: int) -> tuple[int, int]:
+    return i, 0
+
+
+MATCHERS: dict[str, Callable[[Any, int, int], tuple[int, int]]] = {
+    "regex": _walker._regex_run, "none": _no_runs}
+if _walker._speedups is not None:
+    MATCHERS["compiled"] = _walker._compiled_run
+
+
+@pytest.fixture(params=sorted(MATCHERS))
+def matcher(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setattr(_walker, "_match_run", MATCHERS[request.param])
+    return str(request.param)
+
+
+def pickle_streams(data: bytes) -> list[bytes]:
+    """The pickle stream a file holds (decompressed), or nothing for zip / npy / unreadable inputs."""
+    try:
+        fmt = sniff(data)
+        if fmt in COMPRESSED:
+            data = bytes(decompress(fmt, data, POLICY.limits))
+            fmt = sniff(data)
+    except safeload.SafeloadError:
+        return []
+    return [data] if fmt is Format.PICKLE else []
+
+
+def assert_agrees(data: bytes, label: str, every: int = 1, memo_every: int = 1) -> None:
+    """Both walks the analysis makes: joblib's reading (arrays skipped, nested pickles) and pickle's."""
+    for joblib in (True, False):
+        out = differential(data, POLICY, joblib=joblib, every=every, memo_every=memo_every)
+        assert out.ok, f"{label} (joblib={joblib}): {out.divergence}"
+
+
+def _corpus() -> Iterator[tuple[str, bytes]]:
+    files = sorted((ROOT / "malicious_samples").iterdir()) + sorted((ROOT / "fuzz" / "crashes").rglob("*.bin"))
+    for path in files:
+        if path.is_file() and not path.name.startswith("."):
+            for data in pickle_streams(path.read_bytes()):
+                yield str(path.relative_to(ROOT)), data
+
+
+CORPUS = list(_corpus())
+
+
+def test_the_corpus_is_there() -> None:
+    assert len(CORPUS) > 100
+    assert any(label.startswith("fuzz/") for label, _ in CORPUS)
+    assert any(label.endswith((".joblib", "zlib_no_extension")) for label, _ in CORPUS)
+
+
+@pytest.mark.parametrize("run_matcher", sorted(MATCHERS))
+def test_malicious_samples_and_fuzz_reproducers(run_matcher: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_walker, "_match_run", MATCHERS[run_matcher])
+    for label, data in CORPUS:
+        assert_agrees(data, label, every=1 if len(data) < 50_000 else 64, memo_every=1 if len(data) < 50_000 else 512)
+
+
+ZOO_FORMATS = [f for f in zoo.FORMATS if f != "skops"]
+
+
+@pytest.mark.parametrize("fmt", ZOO_FORMATS)
+def test_zoo_slice(zoo_store: zoo.Zoo, fmt: str) -> None:
+    """Every artifact once, in a format that rotates with its name (all formats: the campaign's --corpus)."""
+    k = ZOO_FORMATS.index(fmt)
+    names = [name for name, f in zoo.cases() if f == fmt]
+    picked = [name for i, name in enumerate(sorted(names)) if i % len(ZOO_FORMATS) == k]
+    assert picked
+    for name in picked:
+        for data in pickle_streams(zoo_store.path(name, fmt).read_bytes()):
+            assert_agrees(data, f"{name}.{fmt}", every=200, memo_every=2000)
+
+
+# -- generated streams ------------------------------------------------------------------------------
+
+@given(st.randoms(use_true_random=False))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_generated_streams_are_valid_for_cpython(rnd: random.Random) -> None:
+    """The grammar emits what CPython's C unpickler loads (with stand-in globals), and the oracle runs
+    the same streams to their STOP: otherwise the property below would say little."""
+    data = generate(rnd)
+    cpython_loads(data)
+    oracle = Oracle(data)
+    oracle.run()
+    assert oracle.end == len(data)
+
+
+@given(st.randoms(use_true_random=False))
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+def test_generated_streams(matcher: str, rnd: random.Random) -> None:
+    data = generate(rnd)
+    out = differential(data, POLICY)
+    assert out.ok, f"{matcher}: {out.divergence}\n{data!r}"
+    assert out.unsure is None
+    assert out.walker_end == len(data), "the walker stopped short on a valid stream"
+
+
+def test_a_fixed_slice_of_the_grammar(matcher: str) -> None:
+    """Seeds 0..149 in every protocol: what CI always runs, whatever hypothesis draws."""
+    for seed in range(150):
+        data = generate(random.Random(seed), proto=seed % 6)
+        out = differential(data, POLICY)
+        assert out.ok, f"seed {seed} ({matcher}): {out.divergence}"
+        assert out.walker_end == len(data), f"seed {seed} ({matcher}): the walker stopped short"
+
+
+# The held-out attack's shape: a vocabulary run, a memo read landing inside it, then MEMOIZEs.
+RUN = b"".join(b"\x8c\x02w" + bytes([48 + k]) + b"\x94K" + bytes([k]) for k in range(10))
+READ_INTO_RUN = (b"\x80\x04}\x94(" + RUN + b"u\x94"  # dict at slot 0, run at 1..10, dict again at 11
+                 + b"h\x03\x94" + b"\x8c\x01x\x94" + b"h\x0c" + b"\x86\x94.")
+
+
+@pytest.mark.parametrize("data", [READ_INTO_RUN], ids=["read-into-run"])
+def test_crafted_streams(matcher: str, data: bytes) -> None:
+    cpython_loads(data)
+    out = differential(data, POLICY)
+    assert out.ok, out.divergence
+    assert out.walker_end == len(data)
+
+
+# -- the property catches a broken model -------------------------------------------------------------
+
+#: (old, new) textual patches of safeload/_walker.py, each a known way to get the memo or marks wrong.
+MUTATIONS = {
+    # Round 1: a read that materialises a lazy run leaves its slots counted twice.
+    "double-count": ("mlen += 1  # ORACLE-MUTATION-POINT",
+                     "mlen = len(memo) + sum(r.count for _, r in lazy)  # ORACLE-MUTATION-POINT"),
+    # A PUT that does not update memo_len: the next MEMOIZE lands on the PUT's slot.
+    "put-not-counted": ("self.put(i, int.from_bytes(data[i + 1:j], \"little\"), ops, stack, fence, memo)\n"
+                        "                mlen = len(memo)",
+                        "self.put(i, int.from_bytes(data[i + 1:j], \"little\"), ops, stack, fence, memo)"),
+    # POP with a MARK on top pops a value instead (pickle.py's old reading of POP).
+    "pop-ignores-mark": ("if marks and marks[-1] == len(stack):", "if False:"),
+}
+
+
+def mutant(name: str) -> types.ModuleType:
+    old, new = MUTATIONS[name]
+    source = Path(_walker.__file__).read_text()
+    assert source.count(old) == 1, f"mutation {name}: the walker no longer contains {old!r}"
+    module = types.ModuleType(f"safeload._walker_mutant_{name.replace('-', '_')}")
+    module.__file__ = _walker.__file__
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    try:
+        exec(compile(source.replace(old, new), f"<walker mutant {name}>", "exec"), module.__dict__)
+    finally:
+        del sys.modules[module.__name__]
+    return module
+
+
+def _caught(module: types.ModuleType, streams: list[bytes]) -> int:
+    """Valid streams on which the mutant diverges, or stops short of STOP (the walker completes every
+    stream of the grammar: a stricter model is a broken one too)."""
+    caught = 0
+    for data in streams:
+        out = differential(data, POLICY, walk=module.walk)
+        caught += not out.ok or out.walker_end != len(data)
+    return caught
+
+
+def test_unmutated_copy_passes() -> None:
+    """The mutant machinery itself: an exec'd copy with a no-op patch agrees everywhere."""
+    MUTATIONS["identity"] = ("mlen += 1  # ORACLE-MUTATION-POINT", "mlen += 1  # ORACLE-MUTATION-POINT")
+    try:
+        module = mutant("identity")
+    finally:
+        del MUTATIONS["identity"]
+    streams = [READ_INTO_RUN] + [generate(random.Random(s)) for s in range(40)]
+    assert _caught(module, streams) == 0
+
+
+@pytest.mark.parametrize("name", sorted(MUTATIONS))
+def test_the_property_catches_a_mutated_walker(name: str) -> None:
+    module = mutant(name)
+    streams = [READ_INTO_RUN] + [generate(random.Random(s), proto=4 + s % 2) for s in range(300)]
+    caught = _caught(module, streams)
+    assert caught > 0, f"mutation {name} went unnoticed on {len(streams)} streams"
+
+
+def test_the_double_count_is_caught_on_the_crafted_stream() -> None:
+    out = differential(READ_INTO_RUN, POLICY, walk=mutant("double-count").walk)
+    assert not out.ok
+    assert "memo" in (out.divergence or "")
+
+
+@example(b"\x80\x04(\x8c\x01a\x94\x8c\x01b\x940\x94.")  # MEMOIZE after POP
+@given(st.binary(max_size=64))
+@settings(max_examples=100, deadline=None)
+def test_random_bytes_agree_where_the_walker_goes(data: bytes) -> None:
+    """Arbitrary bytes: wherever the walker steps, CPython's unpickler is in the same state."""
+    out = differential(data, POLICY)
+    assert out.ok, out.divergence
