@@ -74,10 +74,11 @@ class _Entry:
         )
         self.allow_unsafe = allow_unsafe
 
-    def resolve(self) -> Policy:
-        # Resolved per call: with policy=None the configuration in effect now applies.
+    def resolve(self, near: Any = None) -> Policy:
+        # Resolved per call: with policy=None the configuration in effect now applies (found
+        # from ``near``, the file being loaded, when it is a path).
         # allow= obeys the same dangerous-name rule as load(allow=) and the config file.
-        return effective_policy(self.policy, self.allow, allow_unsafe=self.allow_unsafe)
+        return effective_policy(self.policy, self.allow, allow_unsafe=self.allow_unsafe, near=near)
 
 
 def _names(allow: Iterable[str]) -> Iterator[str]:
@@ -96,19 +97,19 @@ _context: contextvars.ContextVar[tuple[_Entry, ...]] = contextvars.ContextVar("s
 # -- the policy of a call -------------------------------------------------------------------
 
 
-def _current_policy() -> Policy:
+def _current_policy(near: Any = None) -> Policy:
     stack = _context.get()
     if stack:
-        return stack[-1].resolve()
+        return stack[-1].resolve(near)
     with _lock:
         entries = _installs[-1:] + _blocks  # install() calls nest: the latest one counts
     policies: list[Policy] = []
     for entry in entries:
-        pol = entry.resolve()
+        pol = entry.resolve(near)
         if not any(pol is p or pol == p for p in policies):
             policies.append(pol)
     if not policies:
-        return effective_policy(None, ())
+        return effective_policy(None, (), near=near)
     if len(policies) == 1:
         return policies[0]
     return _intersection(policies)
@@ -133,7 +134,9 @@ def _intersection(policies: list[Policy]) -> Policy:
 def _pickle_load(file: Any, *, fix_imports: bool = True, encoding: str = "ASCII", errors: str = "strict",
                  buffers: Any = ()) -> Any:
     """``pickle.load`` while safeload's patch is active: the file is judged before anything runs."""
-    return _load_stream(file, _current_policy(), fix_imports, encoding, errors)
+    name = getattr(file, "name", None)
+    return _load_stream(file, _current_policy(name if isinstance(name, str) else None), fix_imports, encoding,
+                        errors)
 
 
 def _pickle_loads(data: Any, /, *, fix_imports: bool = True, encoding: str = "ASCII", errors: str = "strict",
@@ -149,7 +152,7 @@ def _pickle_loads(data: Any, /, *, fix_imports: bool = True, encoding: str = "AS
 
 def _joblib_load(filename: Any, mmap_mode: str | None = None, ensure_native_byte_order: Any = "auto") -> Any:
     """``joblib.load`` while safeload's patch is active (arrays always come back in native byte order)."""
-    return _safe_load(filename, mmap_mode=mmap_mode, policy=_current_policy())
+    return _safe_load(filename, mmap_mode=mmap_mode, policy=_current_policy(filename))
 
 
 def _seekable(file: Any) -> bool:

@@ -449,3 +449,18 @@ def test_config_is_found_from_the_loaded_files_directory(tmp_path: Path, monkeyp
         safeload.load(copy)  # no config near this copy, nor in the working directory
     monkeypatch.chdir(project)
     assert safeload.load(copy) == fractions.Fraction(1, 3)  # falls back to the working directory's
+
+
+def test_patched_finds_config_from_the_loaded_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / ".git").mkdir()
+    (project / "safeload.toml").write_text('allow = [{name = "fractions.Fraction", reason = "values"}]\n')
+    model = project / "m.pkl"
+    model.write_bytes(FRACTION)
+    with safeload.patched():
+        assert joblib.load(str(model)) == fractions.Fraction(1, 3)
+        with open(model, "rb") as fh:
+            assert pickle.load(fh) == fractions.Fraction(1, 3)
+        with pytest.raises(safeload.UnsafeModelError):
+            pickle.loads(FRACTION)  # bytes have no directory: the working directory's (none) applies
