@@ -1,0 +1,165 @@
+"""safeload's own cost on adversarial inputs, side by side with plain ``pickle.load``.
+
+The property (issue 11): on every input, ``safeload.load``'s peak memory stays within
+2x plain ``pickle.load``'s + 64 MiB and its time within 3x + 1 s (when plain pickle
+finishes at all), and ``safeload.scan`` within the same of reading the file. A safe
+loader that turns a 94-byte file into 17 GiB of path strings is a denial of service
+of its own making: validation must cost O(objects) with a small constant.
+
+Each measurement runs in a fresh child process (peak RSS is per process): the child
+imports everything first, then records its resident set, loads, and reports the peak
+RSS growth (``ru_maxrss`` after minus RSS before) and the wall time.
+
+    python benchmarks/resources.py            # the full set (object arrays up to 10**8)
+    python benchmarks/resources.py --quick    # small sizes (what tests/test_resources.py runs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+_CHILD = r"""
+import json, pickle, resource, sys, time
+import numpy, sklearn  # noqa: F401 - imported before the baseline, as a real program would have them
+import safeload
+mode, path = sys.argv[1], sys.argv[2]
+def rss():
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * resource.getpagesize()
+base = rss()
+t = time.perf_counter()
+error = None
+try:
+    if mode == "pickle":
+        with open(path, "rb") as fh:
+            obj = pickle.load(fh)
+    elif mode == "load":
+        obj = safeload.load(path)
+    elif mode == "scan":
+        obj = safeload.scan(path).verdict
+    else:
+        with open(path, "rb") as fh:
+            obj = len(fh.read())
+except Exception as exc:
+    error = type(exc).__name__
+elapsed = time.perf_counter() - t
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"seconds": elapsed, "peak": max(0, peak - base), "error": error}))
+"""
+
+Builder = Callable[[int], bytes]
+
+
+def _object_array(n: int) -> bytes:
+    import numpy as np
+
+    return pickle.dumps(np.empty(n, dtype=object), protocol=4)  # n Nones: one byte each in the file
+
+
+def _shared_object_array(n: int) -> bytes:
+    import numpy as np
+
+    arr = np.empty(n, dtype=object)
+    arr[:] = [{"shared": 1}]  # one dict referenced n times: a BINGET per element
+    return pickle.dumps(arr, protocol=4)
+
+
+def _wide_dict(n: int) -> bytes:
+    return pickle.dumps({i: None for i in range(n)}, protocol=4)
+
+
+def _wide_set(n: int) -> bytes:
+    return pickle.dumps(set(range(n)), protocol=4)
+
+
+def _nested(n: int) -> bytes:
+    depth = min(n, 50_000)  # the walker refuses a stack deeper than max_stack_depth (100,000)
+    return b"\x80\x04" + b"]" * depth + b"a" * (depth - 1) + b"."
+
+
+def _small_objects(n: int) -> bytes:
+    from sklearn._loss.link import Interval
+
+    return pickle.dumps([Interval(float(i), float(i + 1), False, True) for i in range(n)], protocol=4)
+
+
+CASES: dict[str, tuple[Builder, tuple[int, ...], tuple[int, ...]]] = {
+    # name: (builder, full sizes, quick sizes)
+    "object array of None": (_object_array, (10**7, 10**8), (10**6,)),
+    "object array, one shared dict": (_shared_object_array, (10**7,), (10**6,)),
+    "wide dict": (_wide_dict, (10**7,), (10**6,)),
+    "wide set": (_wide_set, (10**7,), (10**6,)),
+    "deep nesting": (_nested, (50_000,), (50_000,)),
+    "many small objects": (_small_objects, (10**6,), (10**5,)),
+}
+
+
+def measure(mode: str, path: Path) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-c", _CHILD, mode, str(path)], capture_output=True, text=True,
+                         timeout=3600, check=False)
+    if out.returncode != 0:
+        return {"seconds": float("nan"), "peak": 0, "error": f"exit {out.returncode}: {out.stderr[-300:]}"}
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def within(safe: dict[str, Any], base: dict[str, Any]) -> bool:
+    """2x + 64 MiB memory, 3x + 1 s time (only checkable when the baseline finished)."""
+    if base["error"] is not None:
+        return True
+    return safe["peak"] <= 2 * base["peak"] + (64 << 20) and safe["seconds"] <= 3 * base["seconds"] + 1.0
+
+
+def run(quick: bool) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (build, full, small) in CASES.items():
+            for n in small if quick else full:
+                path = Path(tmp) / "case.pkl"
+                path.write_bytes(build(n))
+                row: dict[str, Any] = {"case": name, "n": n, "bytes": path.stat().st_size}
+                for mode in ("pickle", "load", "read", "scan"):
+                    row[mode] = measure(mode, path)
+                row["load_ok"] = within(row["load"], row["pickle"])
+                row["scan_ok"] = within(row["scan"], row["read"])
+                rows.append(row)
+                os.unlink(path)
+    return rows
+
+
+def _fmt(m: dict[str, Any]) -> str:
+    err = f" [{m['error']}]" if m["error"] else ""
+    return f"{m['peak'] / 2**20:8.1f} MiB {m['seconds']:7.2f} s{err}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes only")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    args = parser.parse_args(argv)
+    t0 = time.perf_counter()
+    rows = run(args.quick)
+    print(f"{'case':32} {'n':>11} {'file':>10}  {'pickle.load':>22}  {'safeload.load':>22}  ok  "
+          f"{'read file':>22}  {'safeload.scan':>22}  ok")
+    for r in rows:
+        print(f"{r['case']:32} {r['n']:>11} {r['bytes'] / 2**20:8.1f}MB  {_fmt(r['pickle']):>22}  "
+              f"{_fmt(r['load']):>22}  {'yes' if r['load_ok'] else 'NO ':3} {_fmt(r['read']):>22}  "
+              f"{_fmt(r['scan']):>22}  {'yes' if r['scan_ok'] else 'NO'}")
+    print(f"({time.perf_counter() - t0:.0f} s)")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    return 0 if all(r["load_ok"] and r["scan_ok"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,118 @@
+"""Allocation bounds of allowed names (issue 11): each runtime guard, and the walker's static mirror.
+
+A guard runs at load time on the real arguments (defence in depth); the walker refuses the
+same thing statically so that ``scan`` agrees. Both sides are exercised here with arguments a
+file could supply, and the bounds are the ones the README's Limits table lists.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import numpy as np
+import pytest
+
+import safeload
+from safeload._guards import MAX_MATERIALISED_ELEMENTS, MAX_PLACEHOLDER_BYTES, MAX_PLACEHOLDER_ELEMENTS
+from safeload._policy import Policy
+from safeload._walker import walk
+
+P = Policy.default()
+
+
+def guarded(name: str) -> Any:
+    module, _, qual = name.rpartition(".")
+    return P.resolve(module, qual)
+
+
+def su(text: str) -> bytes:
+    raw = text.encode()
+    return b"\x8c" + bytes([len(raw)]) + raw
+
+
+def sg(module: str, name: str) -> bytes:
+    return su(module) + su(name) + b"\x93"
+
+
+def rng(n: int) -> bytes:
+    return sg("builtins", "range") + b"\x8a\x08" + n.to_bytes(8, "little", signed=True) + b"\x85R"
+
+
+def rules(data: bytes) -> list[str]:
+    return [i.rule for i in walk(data, P).issues]
+
+
+@pytest.mark.parametrize("name", ["builtins.set", "builtins.frozenset", "collections.Counter",
+                                  "collections.OrderedDict", "collections.defaultdict",
+                                  "numpy.random.mtrand.RandomState", "numpy.random._mt19937.MT19937",
+                                  "numpy.random.bit_generator.SeedSequence"])
+def test_materialising_a_long_range_is_refused_at_load_and_by_the_walker(name: str) -> None:
+    fn = guarded(name)
+    with pytest.raises(safeload.LimitExceededError):
+        fn(range(10**9))
+    if name not in ("collections.OrderedDict", "collections.defaultdict"):  # (these take pairs / a factory)
+        fn(range(10))  # a short range is fine
+    module, _, qual = name.rpartition(".")
+    data = b"\x80\x04" + sg(module, qual) + rng(MAX_MATERIALISED_ELEMENTS + 1) + b"\x85R."
+    assert "limit-array" in rules(data)
+    ok = b"\x80\x04" + sg(module, qual) + rng(10) + b"\x85R."
+    assert "limit-array" not in rules(ok)
+
+
+def test_range_takes_plain_integers_only() -> None:
+    with pytest.raises(safeload.UnsafeModelError):
+        guarded("builtins.range")(np.int64(5))  # __index__ objects would hide the length from the walker
+    assert guarded("builtins.range")(1, 10, 2) == range(1, 10, 2)
+    assert "guard" in rules(b"\x80\x04" + sg("builtins", "range") + b"G@\x14\x00\x00\x00\x00\x00\x00\x85R.")
+
+
+@pytest.mark.parametrize("dtype", ["(200000000,)O", "V2000000000", "(4096,)f8"])
+def test_placeholder_counts_subarray_elements_and_bytes(dtype: str) -> None:
+    fn = guarded("numpy._core.multiarray._reconstruct")
+    dt = np.dtype(dtype)
+    count = 1 if dt.itemsize > MAX_PLACEHOLDER_BYTES else (MAX_PLACEHOLDER_ELEMENTS // max(1, dt.itemsize // 8)) + 1
+    with pytest.raises(safeload.LimitExceededError):
+        fn(np.ndarray, (count,), dt)
+    data = (b"\x80\x04" + sg("numpy._core.multiarray", "_reconstruct") + sg("numpy", "ndarray")
+            + b"J" + count.to_bytes(4, "little") + b"\x85" + sg("numpy", "dtype") + su(dtype) + b"\x85R\x87R.")
+    assert "limit-array" in rules(data)
+    assert fn(np.ndarray, (0,), b"b").shape == (0,)  # what real pickles ask for
+
+
+def test_ndarray_state_counts_subarray_elements() -> None:
+    state_list = b"]" + b"(" + b"K\x01" + b"e"  # a one-item list
+    data = (b"\x80\x04" + sg("numpy._core.multiarray", "_reconstruct") + sg("numpy", "ndarray") + b"K\x00\x85C\x01b\x87R"
+            + b"(K\x01K\x01\x85" + sg("numpy", "dtype") + su("(200000000,)O") + b"\x85R\x89" + state_list + b"tb.")
+    assert "limit-array" in rules(data)
+
+
+def test_newobj_passes_no_arguments_to_new_classes() -> None:
+    data = b"\x80\x04" + sg("numpy", "ndarray") + b"(J\x00\x00\x00\x02\x85" + su("u1") + b"t\x81."
+    assert "new-args" in rules(data)
+    plain = b"\x80\x04" + sg("sklearn._loss.link", "Interval") + b")\x81."
+    assert rules(plain) == []
+    guarded_cls = b"\x80\x04" + sg("builtins", "frozenset") + b")\x81."  # NEWOBJ would bypass the guard
+    assert "new-args" in rules(guarded_cls)
+
+
+def test_obj_and_inst_calls_go_through_the_guard_statically() -> None:
+    data = b"\x80\x04(" + sg("builtins", "set") + rng(10**9) + b"o."
+    assert "limit-array" in rules(data)
+
+
+def test_reconstructor_state_is_bounded() -> None:
+    fn = guarded("copyreg._reconstructor")
+    with pytest.raises(safeload.LimitExceededError):
+        fn(frozenset, frozenset, range(10**9))
+    with pytest.raises(safeload.UnsafeModelError):
+        fn(bytes, bytes, 10**9)
+
+
+def test_a_guarded_name_only_referenced_comes_back_as_itself() -> None:
+    import _codecs
+
+    out = safeload.loads(pickle.dumps(_codecs.encode, protocol=4))
+    assert out is _codecs.encode  # what pickle.load returns, not safeload's guard wrapper
+    called = safeload.loads(pickle.dumps(b"\xffab", protocol=2))  # protocol 2 spells bytes as _codecs.encode(...)
+    assert called == b"\xffab"
