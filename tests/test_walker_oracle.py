@@ -41,6 +41,7 @@ MATCHERS: dict[str, Callable[[Any, int, int], tuple[int, int]]] = {
     "regex": _walker._regex_run, "none": _no_runs}
 if _walker._speedups is not None:
     MATCHERS["compiled"] = _walker._compiled_run
+DEFAULT_MATCHER = "compiled" if _walker._speedups is not None else "regex"
 
 
 @pytest.fixture(params=sorted(MATCHERS))
@@ -87,9 +88,13 @@ def test_the_corpus_is_there() -> None:
 
 @pytest.mark.parametrize("run_matcher", sorted(MATCHERS))
 def test_malicious_samples_and_fuzz_reproducers(run_matcher: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small streams compared in full at every step; longer ones in full every 32 steps (offset, memo_len
+    and marks at every step, the stack's top and targets before every opcode that acts on them)."""
     monkeypatch.setattr(_walker, "_match_run", MATCHERS[run_matcher])
     for label, data in CORPUS:
-        assert_agrees(data, label, every=1 if len(data) < 50_000 else 64, memo_every=1 if len(data) < 50_000 else 512)
+        if run_matcher == DEFAULT_MATCHER or b"\x8c" in data:  # the matcher only matters where runs can be
+            small = len(data) < 3000
+            assert_agrees(data, label, every=1 if small else 32, memo_every=1 if small else 256)
 
 
 ZOO_FORMATS = [f for f in zoo.FORMATS if f != "skops"]
@@ -97,10 +102,11 @@ ZOO_FORMATS = [f for f in zoo.FORMATS if f != "skops"]
 
 @pytest.mark.parametrize("fmt", ZOO_FORMATS)
 def test_zoo_slice(zoo_store: zoo.Zoo, fmt: str) -> None:
-    """Every artifact once, in a format that rotates with its name (all formats: the campaign's --corpus)."""
+    """Every fourth artifact once, in a format that rotates with its name (CI's one-core budget; the
+    campaign's ``--corpus`` runs every artifact in every format)."""
     k = ZOO_FORMATS.index(fmt)
     names = [name for name, f in zoo.cases() if f == fmt]
-    picked = [name for i, name in enumerate(sorted(names)) if i % len(ZOO_FORMATS) == k]
+    picked = [name for i, name in enumerate(sorted(names)) if i % (4 * len(ZOO_FORMATS)) == 4 * k]
     assert picked
     for name in picked:
         for data in pickle_streams(zoo_store.path(name, fmt).read_bytes()):
@@ -110,11 +116,11 @@ def test_zoo_slice(zoo_store: zoo.Zoo, fmt: str) -> None:
 # -- generated streams ------------------------------------------------------------------------------
 
 @given(st.randoms(use_true_random=False))
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_generated_streams_are_valid_for_cpython(rnd: random.Random) -> None:
     """The grammar emits what CPython's C unpickler loads (with stand-in globals), and the oracle runs
     the same streams to their STOP: otherwise the property below would say little."""
-    data = generate(rnd)
+    data = generate(rnd, budget=rnd.choice((5, 15, 30)))
     cpython_loads(data)
     oracle = Oracle(data)
     oracle.run()
@@ -122,10 +128,10 @@ def test_generated_streams_are_valid_for_cpython(rnd: random.Random) -> None:
 
 
 @given(st.randoms(use_true_random=False))
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 def test_generated_streams(matcher: str, rnd: random.Random) -> None:
-    data = generate(rnd)
+    data = generate(rnd, budget=rnd.choice((5, 15, 30)))  # CI's share; the campaign draws bigger ones too
     out = differential(data, POLICY)
     assert out.ok, f"{matcher}: {out.divergence}\n{data!r}"
     assert out.unsure is None
@@ -133,8 +139,8 @@ def test_generated_streams(matcher: str, rnd: random.Random) -> None:
 
 
 def test_a_fixed_slice_of_the_grammar(matcher: str) -> None:
-    """Seeds 0..149 in every protocol: what CI always runs, whatever hypothesis draws."""
-    for seed in range(150):
+    """Seeds 0..89 in every protocol: what CI always runs, whatever hypothesis draws."""
+    for seed in range(90):
         data = generate(random.Random(seed), proto=seed % 6)
         out = differential(data, POLICY)
         assert out.ok, f"seed {seed} ({matcher}): {out.divergence}"
@@ -209,7 +215,7 @@ def test_unmutated_copy_passes() -> None:
 @pytest.mark.parametrize("name", sorted(MUTATIONS))
 def test_the_property_catches_a_mutated_walker(name: str) -> None:
     module = mutant(name)
-    streams = [READ_INTO_RUN] + [generate(random.Random(s), proto=4 + s % 2) for s in range(300)]
+    streams = [READ_INTO_RUN] + [generate(random.Random(s), proto=4 + s % 2) for s in range(120)]
     caught = _caught(module, streams)
     assert caught > 0, f"mutation {name} went unnoticed on {len(streams)} streams"
 
