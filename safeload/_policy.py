@@ -283,6 +283,16 @@ class _Entries(Mapping[str, "Entry"]):
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
 
+    def get(self, name: str, default: Any = None) -> Any:  # the walker's hot path: no exception per miss
+        entry = self._data.get(name)
+        if entry is not None:
+            return entry
+        target = ALIASES.get(name)
+        return self._data.get(f"{target[0]}.{target[1]}", default) if target is not None else default
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
     def holds(self, name: str) -> bool:
         """Whether ``name`` is an entry itself (not found through an alias)."""
         return name in self._data
