@@ -41,8 +41,11 @@ import math
 import pickle
 import re
 import struct
+import sys
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -1359,3 +1362,36 @@ def cpython_loads(data: bytes) -> Any:
     import io
 
     return StandInUnpickler(io.BytesIO(data)).load()
+
+
+# -- mutated walkers: the property must catch them ----------------------------------------------------
+
+#: (old, new) textual patches of safeload/_walker.py, each a known way to get the memo or marks wrong.
+MUTATIONS = {
+    # Round 1: a read that materialises a lazy run leaves its slots counted twice.
+    "double-count": ("mlen += 1  # ORACLE-MUTATION-POINT",
+                     "mlen = len(memo) + sum(r.count for _, r in lazy)  # ORACLE-MUTATION-POINT"),
+    # A PUT that does not update memo_len: the next MEMOIZE lands on the PUT's slot.
+    "put-not-counted": ("self.put(i, int.from_bytes(data[i + 1:j], \"little\"), ops, stack, fence, memo)\n"
+                        "                mlen = len(memo)",
+                        "self.put(i, int.from_bytes(data[i + 1:j], \"little\"), ops, stack, fence, memo)"),
+    # POP that ignores a MARK on top (C pops the mark): the walker then refuses valid streams.
+    "pop-ignores-mark": ("if marks and marks[-1] == len(stack):", "if False:"),
+}
+
+
+def mutant(name: str) -> types.ModuleType:
+    """A copy of safeload/_walker.py with mutation ``name`` applied, exec'd as its own module."""
+    old, new = MUTATIONS[name]
+    from safeload import _walker
+
+    source = Path(_walker.__file__).read_text()
+    assert source.count(old) == 1, f"mutation {name}: the walker no longer contains {old!r}"
+    module = types.ModuleType(f"safeload._walker_mutant_{name.replace('-', '_')}")
+    module.__file__ = _walker.__file__
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    try:
+        exec(compile(source.replace(old, new), f"<walker mutant {name}>", "exec"), module.__dict__)
+    finally:
+        del sys.modules[module.__name__]
+    return module

@@ -12,7 +12,6 @@ with known memo-model bugs (round 1's double count among them) must fail it.
 from __future__ import annotations
 
 import random
-import sys
 import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 import pytest
 import zoo
-from _oracle import Oracle, cpython_loads, differential, generate
+from _oracle import MUTATIONS, Oracle, cpython_loads, differential, generate, mutant
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -162,34 +161,6 @@ def test_crafted_streams(matcher: str, data: bytes) -> None:
 
 
 # -- the property catches a broken model -------------------------------------------------------------
-
-#: (old, new) textual patches of safeload/_walker.py, each a known way to get the memo or marks wrong.
-MUTATIONS = {
-    # Round 1: a read that materialises a lazy run leaves its slots counted twice.
-    "double-count": ("mlen += 1  # ORACLE-MUTATION-POINT",
-                     "mlen = len(memo) + sum(r.count for _, r in lazy)  # ORACLE-MUTATION-POINT"),
-    # A PUT that does not update memo_len: the next MEMOIZE lands on the PUT's slot.
-    "put-not-counted": ("self.put(i, int.from_bytes(data[i + 1:j], \"little\"), ops, stack, fence, memo)\n"
-                        "                mlen = len(memo)",
-                        "self.put(i, int.from_bytes(data[i + 1:j], \"little\"), ops, stack, fence, memo)"),
-    # POP with a MARK on top pops a value instead (pickle.py's old reading of POP).
-    "pop-ignores-mark": ("if marks and marks[-1] == len(stack):", "if False:"),
-}
-
-
-def mutant(name: str) -> types.ModuleType:
-    old, new = MUTATIONS[name]
-    source = Path(_walker.__file__).read_text()
-    assert source.count(old) == 1, f"mutation {name}: the walker no longer contains {old!r}"
-    module = types.ModuleType(f"safeload._walker_mutant_{name.replace('-', '_')}")
-    module.__file__ = _walker.__file__
-    sys.modules[module.__name__] = module  # dataclasses look their module up
-    try:
-        exec(compile(source.replace(old, new), f"<walker mutant {name}>", "exec"), module.__dict__)
-    finally:
-        del sys.modules[module.__name__]
-    return module
-
 
 def _caught(module: types.ModuleType, streams: list[bytes]) -> int:
     """Valid streams on which the mutant diverges, or stops short of STOP (the walker completes every

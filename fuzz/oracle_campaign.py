@@ -1,0 +1,194 @@
+"""Differential campaign: the walker's machine model against CPython's unpickler (issue 11, part 1).
+
+Each case draws one valid pickle stream from the grammar in ``tests/_oracle.py`` (protocols 0-5,
+vocabulary runs, memo reads into and past them, PUT overwrites and holes, MEMOIZE after POP / POP_MARK
+/ DUP, frames, nested containers and objects), then walks it with the walker's observer stepping the
+oracle in lockstep: before every walker step, offset, ``memo_len``, marks and the whole stack (the
+whole memo every 4th step and at STOP) must equal CPython's, and the walker must reach STOP (every grammar stream is valid). The
+run matcher rotates per case between the compiled one, the regular expressions and none.
+
+``--corpus`` instead runs the property over every malicious sample, fuzz reproducer and zoo artifact
+in every format (joblib's and pickle's reading of each; long streams compared in full every 50 steps).
+``--mutation NAME`` runs the cases against a mutated walker (see ``_oracle.MUTATIONS``) and reports
+how many catch it.
+
+Usage::
+
+    python fuzz/oracle_campaign.py --count 100000 --seed 1 --jobs 1
+    python fuzz/oracle_campaign.py --seconds 480 --seed 7
+    python fuzz/oracle_campaign.py --replay 1:12345          # seed:index of a reported failure
+    python fuzz/oracle_campaign.py --corpus
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import multiprocessing
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+import _oracle  # noqa: E402
+
+from safeload import _walker  # noqa: E402
+from safeload._load import effective_policy  # noqa: E402
+
+POLICY = effective_policy(None, ())
+
+
+def _no_runs(data: Any, i: int, end: int) -> tuple[int, int]:
+    return i, 0
+
+
+MATCHERS: dict[str, Any] = {"regex": _walker._regex_run, "none": _no_runs}
+if _walker._speedups is not None:
+    MATCHERS["compiled"] = _walker._compiled_run
+ORDER = sorted(MATCHERS)
+
+
+def case(seed: int, index: int) -> tuple[bytes, str]:
+    """The stream and run matcher of case ``index`` of campaign ``seed`` (reproducible)."""
+    rnd = random.Random(f"{seed}:{index}")
+    return _oracle.generate(rnd), ORDER[index % len(ORDER)]
+
+
+def run_case(seed: int, index: int, walk: Any) -> tuple[str, int, int, int, str | None]:
+    """(outcome, protocol, bytes, steps, message); outcome 'ok', 'divergence', 'short' or 'unsure'."""
+    data, matcher = case(seed, index)
+    _walker._match_run = MATCHERS[matcher]
+    proto = data[1] if data[:1] == b"\x80" else 1  # protocols 0 and 1 have no PROTO opcode: counted as "<=1"
+    # the memo (O(memo) per comparison) every 4 steps and at STOP; everything else at every step
+    out = _oracle.differential(data, POLICY, walk=walk, memo_every=4)
+    if not out.ok:
+        return "divergence", proto, len(data), out.steps, f"{matcher}: {out.divergence}"
+    if out.unsure is not None:
+        return "unsure", proto, len(data), out.steps, out.unsure
+    if out.walker_end != len(data):
+        return "short", proto, len(data), out.steps, f"{matcher}: the walker stopped before STOP"
+    return "ok", proto, len(data), out.steps, None
+
+
+def worker(args: tuple[int, int, int, int, float, str | None]) -> dict[str, Any]:
+    seed, start, stop, step, deadline, mutation = args
+    walk = _oracle.mutant(mutation).walk if mutation else _walker.walk
+    counts: collections.Counter[str] = collections.Counter()
+    by_proto: collections.Counter[int] = collections.Counter()
+    failures: list[tuple[int, str]] = []
+    size = steps = 0
+    done = 0
+    for index in range(start, stop, step):
+        if deadline and time.time() > deadline:
+            break
+        try:
+            outcome, proto, n, k, message = run_case(seed, index, walk)
+        except Exception as exc:  # noqa: BLE001 - a crash of the harness or the walker is a failure too
+            outcome, proto, n, k, message = "error", -1, 0, 0, f"{type(exc).__name__}: {exc}"
+        done += 1
+        counts[outcome] += 1
+        by_proto[proto] += 1
+        size += n
+        steps += k
+        if outcome not in ("ok", "unsure") and len(failures) < 20:
+            failures.append((index, message or outcome))
+    return {"done": done, "counts": counts, "by_proto": by_proto, "failures": failures, "bytes": size, "steps": steps}
+
+
+def campaign(opts: argparse.Namespace) -> int:
+    jobs = max(1, opts.jobs)
+    deadline = time.time() + opts.seconds if opts.seconds else 0.0
+    count = opts.count if opts.count else 10**12
+    started = time.time()
+    tasks = [(opts.seed, j, count, jobs, deadline, opts.mutation) for j in range(jobs)]
+    if jobs == 1:
+        results = [worker(tasks[0])]
+    else:
+        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            results = pool.map(worker, tasks)
+    elapsed = time.time() - started
+    counts: collections.Counter[str] = collections.Counter()
+    by_proto: collections.Counter[int] = collections.Counter()
+    failures: list[tuple[int, str]] = []
+    for r in results:
+        counts.update(r["counts"])
+        by_proto.update(r["by_proto"])
+        failures.extend(r["failures"])
+    done = sum(r["done"] for r in results)
+    print(f"seed {opts.seed}: {done} generated streams in {elapsed:.0f} s ({done / max(elapsed, 1e-9):.0f}/s, "
+          f"{jobs} job(s)), {sum(r['bytes'] for r in results)} bytes, {sum(r['steps'] for r in results)} walker "
+          f"steps compared" + (f", mutation {opts.mutation}" if opts.mutation else ""))
+    print("outcomes:", dict(sorted(counts.items())))
+    print("protocols:", dict(sorted(by_proto.items())))
+    print("matchers:", {m: (done + len(ORDER) - 1 - k) // len(ORDER) for k, m in enumerate(ORDER)})
+    for index, message in failures[:20]:
+        print(f"  FAIL {opts.seed}:{index}  {message[:300]}")
+    failed = sum(v for k, v in counts.items() if k not in ("ok", "unsure"))
+    print(f"failures: {failed}")
+    if opts.mutation:
+        return 0 if failed else 1  # a mutation nobody catches is the failure
+    return 1 if failed else 0
+
+
+def corpus(opts: argparse.Namespace) -> int:
+    import zoo
+    from test_walker_oracle import CORPUS, pickle_streams
+
+    started = time.time()
+    items: list[tuple[str, bytes]] = list(CORPUS)
+    store = zoo.ensure_zoo()
+    for name, fmt in zoo.cases():
+        if fmt != "skops":
+            items.extend((f"{name}.{fmt}", d) for d in pickle_streams(store.path(name, fmt).read_bytes()))
+    bad = unsure = walks = 0
+    for label, data in items:
+        for joblib in (True, False):
+            small = len(data) < 3000
+            out = _oracle.differential(data, POLICY, joblib=joblib, every=1 if small else 50,
+                                       memo_every=1 if small else 1000)
+            walks += 1
+            if not out.ok:
+                bad += 1
+                print(f"  FAIL {label} (joblib={joblib}): {out.divergence}")
+            elif out.unsure:
+                unsure += 1
+    print(f"corpus: {len(items)} streams, {walks} walks in {time.time() - started:.0f} s; "
+          f"divergences {bad}, unsure {unsure}")
+    return 1 if bad else 0
+
+
+def replay(spec: str) -> int:
+    seed, _, index = spec.partition(":")
+    data, matcher = case(int(seed), int(index))
+    print(f"{len(data)} bytes, matcher {matcher}: {data!r}")
+    _walker._match_run = MATCHERS[matcher]
+    out = _oracle.differential(data, POLICY)
+    print(out)
+    return 0 if out.ok and out.walker_end == len(data) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--count", type=int, default=0, help="number of generated streams (default: until --seconds)")
+    ap.add_argument("--seconds", type=float, default=0, help="wall-clock limit")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--mutation", choices=sorted(_oracle.MUTATIONS), help="run against a mutated walker")
+    ap.add_argument("--corpus", action="store_true", help="samples, reproducers and the whole zoo instead")
+    ap.add_argument("--replay", metavar="SEED:INDEX", help="rerun one generated case and print it")
+    opts = ap.parse_args(argv)
+    if opts.replay:
+        return replay(opts.replay)
+    if opts.corpus:
+        return corpus(opts)
+    if not opts.count and not opts.seconds:
+        opts.count = 1000
+    return campaign(opts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
