@@ -896,7 +896,9 @@ class Grammar:
         else:
             t = "x" * r.randint(0, 255)
         raw = t.encode("utf-8", "surrogatepass")[:max_bytes]
-        return raw.decode("utf-8", "surrogatepass") if _decodes(raw) else t.encode("ascii", "ignore")[:max_bytes].decode()
+        if _decodes(raw):
+            return raw.decode("utf-8", "surrogatepass")
+        return t.encode("ascii", "ignore")[:max_bytes].decode()  # the cut fell inside a character
 
     def small_int(self) -> tuple[bytes, int]:
         r = self.r
@@ -1350,8 +1352,14 @@ class StandInUnpickler(pickle.Unpickler):
     """CPython's C unpickler, with every global a harmless class: generated streams must load."""
 
     classes: dict[str, type] = {}
+    proto = 0  # of the stream (set by the caller): names are mapped as the C find_class maps them
 
     def find_class(self, module: str, name: str) -> Any:
+        if self.proto < 3:
+            if (module, name) in _compat_pickle.NAME_MAPPING:
+                module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+            elif module in _compat_pickle.IMPORT_MAPPING:
+                module = _compat_pickle.IMPORT_MAPPING[module]
         key = f"{module}.{name}"
         if key not in self.classes:
             self.classes[key] = type("StandIn", (_Stand,), {"name": key})
@@ -1395,3 +1403,64 @@ def mutant(name: str) -> types.ModuleType:
     finally:
         del sys.modules[module.__name__]
     return module
+
+
+def cpython_shape(value: Any, ids: dict[int, int], depth: int = 0) -> Any:
+    """A term for a value CPython's real unpickler built (stand-in globals), comparable with
+    :func:`oracle_shape`: objects by kind and identity class (numbered in order of first sight)."""
+    if isinstance(value, (str, bool, int, float, bytes)) or value is None:
+        return canon(value)
+    if isinstance(value, tuple):
+        return ("tuple",) + tuple(cpython_shape(v, ids, depth + 1) for v in value) if depth < 64 else ("deep",)
+    if isinstance(value, type) and issubclass(value, _Stand):
+        return ("G", value.name, ids.setdefault(id(value), len(ids)))  # type: ignore[attr-defined]
+    if isinstance(value, _Stand):
+        return ("Obj", ids.setdefault(id(value), len(ids)))
+    if isinstance(value, (list, dict, set)):
+        return ("Cont", type(value).__name__, ids.setdefault(id(value), len(ids)))
+    if isinstance(value, frozenset):
+        return ("frozenset",)
+    if isinstance(value, bytearray):
+        return ("bytearray", bytes(value))
+    return ("?", type(value).__name__)
+
+
+def oracle_shape(value: Any, ids: dict[Any, int], depth: int = 0) -> Any:
+    """The same for the oracle's values: identity is the origin (a global: the name, as find_class
+    returns one object per name)."""
+    if isinstance(value, (str, bool, int, float, bytes)) or value is None:
+        return canon(value)
+    if isinstance(value, tuple):
+        return ("tuple",) + tuple(oracle_shape(v, ids, depth + 1) for v in value) if depth < 64 else ("deep",)
+    if isinstance(value, OGlobal):
+        return ("G", value.name, ids.setdefault(("G", value.name), len(ids)))
+    if isinstance(value, OObj):
+        return ("Obj", ids.setdefault(("O", value.origin), len(ids)))
+    if isinstance(value, OCont):
+        return ("Cont", value.kind, ids.setdefault(("O", value.origin), len(ids)))
+    if isinstance(value, OFrozen):
+        return ("frozenset",)
+    if isinstance(value, bytearray):
+        return ("bytearray", bytes(value))
+    return ("?", type(value).__name__)
+
+
+def cpython_memo_and_result(data: bytes) -> tuple[Any, Any]:
+    """CPython's own memo after loading ``data`` (C unpickler, stand-in globals) and its result,
+    as terms; the oracle's :meth:`Oracle.shapes` must give the same."""
+    import io
+
+    u = StandInUnpickler(io.BytesIO(data))
+    # the C find_class applies fix_imports before importing; an overriding find_class gets raw names
+    u.proto = data[1] if data[:1] == b"\x80" else 0
+    result = u.load()
+    ids: dict[int, int] = {}
+    memo = u.memo.copy()
+    return {k: cpython_shape(memo[k], ids) for k in sorted(memo)}, cpython_shape(result, ids)
+
+
+def oracle_memo_and_result(data: bytes) -> tuple[Any, Any]:
+    o = Oracle(data)
+    result = o.run()
+    ids: dict[Any, int] = {}
+    return {k: oracle_shape(o.memo[k], ids) for k in sorted(o.memo)}, oracle_shape(result, ids)

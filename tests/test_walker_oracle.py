@@ -19,7 +19,16 @@ from typing import Any
 
 import pytest
 import zoo
-from _oracle import MUTATIONS, Oracle, cpython_loads, differential, generate, mutant
+from _oracle import (
+    MUTATIONS,
+    Oracle,
+    cpython_loads,
+    cpython_memo_and_result,
+    differential,
+    generate,
+    mutant,
+    oracle_memo_and_result,
+)
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -118,12 +127,14 @@ def test_zoo_slice(zoo_store: zoo.Zoo, fmt: str) -> None:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_generated_streams_are_valid_for_cpython(rnd: random.Random) -> None:
     """The grammar emits what CPython's C unpickler loads (with stand-in globals), and the oracle runs
-    the same streams to their STOP: otherwise the property below would say little."""
+    the same streams to their STOP with the same memo: otherwise the property below would say little."""
     data = generate(rnd, budget=rnd.choice((5, 15, 30)))
-    cpython_loads(data)
     oracle = Oracle(data)
     oracle.run()
     assert oracle.end == len(data)
+    # The oracle against the real thing: CPython's own memo after the load (slot -> value, objects by
+    # identity class) and its result equal the oracle's.
+    assert oracle_memo_and_result(data) == cpython_memo_and_result(data)
 
 
 @given(st.randoms(use_true_random=False))
@@ -155,6 +166,7 @@ READ_INTO_RUN = (b"\x80\x04}\x94(" + RUN + b"u\x94"  # dict at slot 0, run at 1.
 @pytest.mark.parametrize("data", [READ_INTO_RUN], ids=["read-into-run"])
 def test_crafted_streams(matcher: str, data: bytes) -> None:
     cpython_loads(data)
+    assert oracle_memo_and_result(data) == cpython_memo_and_result(data)
     out = differential(data, POLICY)
     assert out.ok, out.divergence
     assert out.walker_end == len(data)
