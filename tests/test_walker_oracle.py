@@ -22,6 +22,7 @@ import zoo
 from _oracle import (
     MUTATIONS,
     Oracle,
+    canon,
     cpython_loads,
     cpython_memo_and_result,
     differential,
@@ -214,5 +215,48 @@ def test_the_double_count_is_caught_on_the_crafted_stream() -> None:
 @settings(max_examples=100, deadline=None)
 def test_random_bytes_agree_where_the_walker_goes(data: bytes) -> None:
     """Arbitrary bytes: wherever the walker steps, CPython's unpickler is in the same state."""
+    out = differential(data, POLICY)
+    assert out.ok, out.divergence
+
+
+# -- protocol 0/1 text arguments: the oracle parses them as _pickle.c does ---------------------------
+
+_TEXT_ALPHABET = st.sampled_from(list(b"0123456789+-_ .eExXLlnaifINFo\x00\t\v'\"\\ub"))
+
+
+def _c_result(data: bytes) -> Any:
+    try:
+        return ("value", canon(cpython_loads(data)))
+    except Exception:  # noqa: BLE001 - any refusal: the oracle must refuse too
+        return ("refused",)
+
+
+def _oracle_result(data: bytes) -> Any:
+    try:
+        return ("value", canon(Oracle(data).run()))
+    except Exception:  # noqa: BLE001
+        return ("refused",)
+
+
+@example(op=b"I", text=b"+1")
+@example(op=b"I", text=b"010")
+@example(op=b"I", text=b"1\x00x")
+@example(op=b"F", text=b"1_0")
+@example(op=b"F", text=b"1e999")
+@example(op=b"L", text=b"0x1fL")
+@example(op=b"g", text=b" 0")
+@given(op=st.sampled_from([b"I", b"L", b"F", b"S", b"V", b"g", b"p"]),
+       text=st.lists(_TEXT_ALPHABET, max_size=12).map(bytes))
+@settings(max_examples=300, deadline=None)
+def test_text_arguments_parse_as_in_cpython(op: bytes, text: bytes) -> None:
+    """INT / LONG / FLOAT / STRING / UNICODE / GET / PUT texts: the oracle accepts exactly what the C
+    unpickler accepts, with the same value; and the walker agrees with both wherever it goes."""
+    if op == b"g":
+        data = b"K\x05p0\n" + op + text + b"\n."
+    elif op == b"p":
+        data = b"K\x05" + op + text + b"\n0g0\n."
+    else:
+        data = op + text + b"\n."
+    assert _oracle_result(data) == _c_result(data), data
     out = differential(data, POLICY)
     assert out.ok, out.divergence
