@@ -351,3 +351,22 @@ def test_zoo_skops_scan_equals_load(zoo_store: zoo.Zoo) -> None:
                  "x_sparse_csr_KNeighborsClassifier", "GradientBoostingClassifier"):
         path = Path(zoo_store.path(name, "skops"))
         assert outcome(path.read_bytes()) == (Verdict.SAFE, "ok")
+
+
+def test_scan_imports_nothing_the_file_names() -> None:
+    """scan judges an allowed class without importing its module (nor skops); load then imports it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import io, sys, safeload\n"
+        "data = sys.stdin.buffer.read()\n"
+        "module = 'sklearn.neural_network._multilayer_perceptron'\n"
+        "report = safeload.scan(io.BytesIO(data))\n"
+        "print(report.verdict, module in sys.modules, 'skops.io' in sys.modules)\n"
+        "safeload.loads(data)\n"
+        "print(module in sys.modules)\n"
+    )
+    data = archive(node("ObjectNode", "sklearn.neural_network._multilayer_perceptron", "MLPClassifier"))
+    out = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, check=True).stdout.decode()
+    assert out.split() == ["safe", "False", "False", "True"], out
