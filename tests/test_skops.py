@@ -370,3 +370,14 @@ def test_scan_imports_nothing_the_file_names() -> None:
     data = archive(node("ObjectNode", "sklearn.neural_network._multilayer_perceptron", "MLPClassifier"))
     out = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, check=True).stdout.decode()
     assert out.split() == ["safe", "False", "False", "True"], out
+
+
+def test_sparse_inner_archive_capped_like_the_outer_one() -> None:
+    """A sparse matrix's .npz is itself a zip: its members are capped by what they inflate to."""
+    buf = io.BytesIO()
+    scipy.sparse.save_npz(buf, scipy.sparse.csr_matrix(np.ones((1, 1 << 14))), compressed=True)
+    data = archive(node("SparseMatrixNode", "scipy.sparse._csr", "csr_matrix", type="scipy", file="m.npz"),
+                   {"m.npz": buf.getvalue()})
+    assert outcome(data) == (Verdict.SAFE, "ok")
+    small = Policy.default().extended((), limits=Limits(max_decompressed_bytes=1 << 13))
+    assert outcome(data, small) == (Verdict.ERROR, "LimitExceededError")
