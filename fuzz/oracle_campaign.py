@@ -5,7 +5,9 @@ vocabulary runs, memo reads into and past them, PUT overwrites and holes, MEMOIZ
 / DUP, frames, nested containers and objects), then walks it with the walker's observer stepping the
 oracle in lockstep: before every walker step, offset, ``memo_len``, marks and the whole stack (the
 whole memo every 4th step and at STOP) must equal CPython's, and the walker must reach STOP (every grammar stream is valid). The
-run matcher rotates per case between the compiled one, the regular expressions and none.
+run matcher rotates per case between the compiled one, the regular expressions and none; every 4th
+case is a joblib stream (NumpyArrayWrapper arrays, object arrays as nested pickles), walked both as
+joblib reads it and as pickle would.
 
 ``--corpus`` instead runs the property over every malicious sample, fuzz reproducer and zoo artifact
 in every format (joblib's and pickle's reading of each; long streams compared in full every 50 steps).
@@ -52,21 +54,27 @@ if _walker._speedups is not None:
 ORDER = sorted(MATCHERS)
 
 
-def case(seed: int, index: int) -> tuple[bytes, str]:
-    """The stream and run matcher of case ``index`` of campaign ``seed`` (reproducible)."""
+def case(seed: int, index: int) -> tuple[bytes, str, bool]:
+    """The stream, run matcher and joblib flag of case ``index`` of campaign ``seed`` (reproducible):
+    every 4th case is a joblib stream (wrapper arrays, nested object-array pickles)."""
     rnd = random.Random(f"{seed}:{index}")
-    return _oracle.generate(rnd), ORDER[index % len(ORDER)]
+    joblib = index % 4 == 3
+    return _oracle.generate(rnd, joblib=joblib), ORDER[index % len(ORDER)], joblib
 
 
 def run_case(seed: int, index: int, walk: Any) -> tuple[str, int, int, int, str | None]:
     """(outcome, protocol, bytes, steps, message); outcome 'ok', 'divergence', 'short' or 'unsure'."""
-    data, matcher = case(seed, index)
+    data, matcher, joblib = case(seed, index)
     _walker._match_run = MATCHERS[matcher]
     proto = data[1] if data[:1] == b"\x80" else 1  # protocols 0 and 1 have no PROTO opcode: counted as "<=1"
     # the memo (O(memo) per comparison) every 4 steps and at STOP; everything else at every step
-    out = _oracle.differential(data, POLICY, walk=walk, memo_every=4)
+    out = _oracle.differential(data, POLICY, walk=walk, memo_every=4, joblib=joblib)
+    if out.ok and joblib:  # and pickle's reading of the same bytes, wherever the walker goes
+        plain = _oracle.differential(data, POLICY, walk=walk, memo_every=4)
+        if not plain.ok:
+            return "divergence", proto, len(data), out.steps, f"{matcher} (joblib, pickle's reading): {plain.divergence}"
     if not out.ok:
-        return "divergence", proto, len(data), out.steps, f"{matcher}: {out.divergence}"
+        return "divergence", proto, len(data), out.steps, f"{matcher}{' (joblib)' * joblib}: {out.divergence}"
     if out.unsure is not None:
         return "unsure", proto, len(data), out.steps, out.unsure
     if out.walker_end != len(data):
@@ -163,10 +171,10 @@ def corpus(opts: argparse.Namespace) -> int:
 
 def replay(spec: str) -> int:
     seed, _, index = spec.partition(":")
-    data, matcher = case(int(seed), int(index))
-    print(f"{len(data)} bytes, matcher {matcher}: {data!r}")
+    data, matcher, joblib = case(int(seed), int(index))
+    print(f"{len(data)} bytes, matcher {matcher}, joblib {joblib}: {data!r}")
     _walker._match_run = MATCHERS[matcher]
-    out = _oracle.differential(data, POLICY)
+    out = _oracle.differential(data, POLICY, joblib=joblib)
     print(out)
     return 0 if out.ok and out.walker_end == len(data) else 1
 

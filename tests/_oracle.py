@@ -858,6 +858,9 @@ _NAMES = {o.code.encode("latin1")[0]: o.name for o in __import__("pickletools").
 GLOBAL_NAMES = (("mod", "Cls"), ("pkg.sub", "Thing"), ("sklearn.linear_model._logistic", "LogisticRegression"),
                 ("__builtin__", "object"), ("copy_reg", "_reconstructor"), ("UserDict", "UserDict"),
                 ("m", "a.b"))
+#: numpy dtypes as pickled: (type string, state) with itemsize as the last character of the string.
+_DTYPES = (("f8", (3, "<", None, None, None, -1, -1, 0)), ("u1", (3, "|", None, None, None, -1, -1, 0)),
+           ("i4", (3, ">", None, None, None, -1, -1, 0)), ("O8", (3, "|", None, None, None, -1, -1, 63)))
 _SAMPLE_TEXTS = ("", "a", "w", "\x94", "\u0514", "\u9400", "\ud800", "\U0001f600", "key\n", "\\", "'\"")
 
 
@@ -870,10 +873,14 @@ class Grammar:
     aimed into, across and just past vocabulary runs and dict keys stay hashable.
     """
 
-    def __init__(self, rnd: Any, proto: int, budget: int = 40) -> None:
+    def __init__(self, rnd: Any, proto: int, budget: int = 40, joblib: bool = False,
+                 globals_: bool = True) -> None:
         self.r = rnd
         self.proto = proto
+        self.joblib = joblib and proto >= 2  # NumpyArrayWrapper arrays (their bytes follow the BUILD)
+        self.globals = globals_  # False: a nested object-array pickle, loaded by joblib for real
         self.units: list[bytes] = []
+        self.raw: set[int] = set()  # indices of units that are array bytes: never inside a FRAME
         self.memo: dict[int, tuple[bool, str | None]] = {}  # slot -> (hashable, text if a str)
         self.runs: list[tuple[int, int]] = []  # (first slot, count) of each vocabulary run emitted
         self.budget = budget
@@ -993,7 +1000,11 @@ class Grammar:
         p = self.proto
         choices = ["scalar", "scalar", "text"]
         if depth < 4 and self.budget > 0:
-            choices += ["tuple", "list", "dict", "obj", "obj", "global"] + (["set", "run", "run"] if p >= 4 else [])
+            choices += ["tuple", "list", "dict"] + (["set", "run", "run"] if p >= 4 else [])
+            if self.globals:
+                choices += ["obj", "obj", "global"]
+            if self.joblib:
+                choices += ["array", "array", "array"]
         if self.memo:
             choices += ["get", "get"]
         what = r.choice(choices)
@@ -1022,6 +1033,9 @@ class Grammar:
         elif what == "global":
             self.global_(depth)
             kind = (True, None)
+        elif what == "array":
+            self.joblib_array(depth)
+            kind = (False, None)
         else:
             kind = self.obj(depth)
         self.noise(kind)
@@ -1286,6 +1300,71 @@ class Grammar:
     def args(self, depth: int) -> None:
         self.tuple_(depth + 1)
 
+    def joblib_array(self, depth: int) -> None:
+        """A NumpyArrayWrapper as joblib writes it (NEWOBJ, BUILD with its state dict), then the
+        array's bytes after an alignment padding, or for an object dtype a nested pickle."""
+        r = self.r
+        code, state = r.choice(_DTYPES)
+        self.stack_global("joblib.numpy_pickle", "NumpyArrayWrapper")
+        self.emit(b")", b"\x81")
+        if r.random() < 0.5:
+            self.remember((True, None))
+        self.emit(b"}")
+        if r.random() < 0.5:
+            self.remember((False, None))
+        self.emit(b"(")
+        shape = tuple(r.choice((0, 1, 2, 3, 7)) for _ in range(r.choice((0, 1, 1, 2))))
+        fields: list[tuple[str, Callable[[], None]]] = [
+            ("subclass", lambda: self.stack_global("numpy", r.choice(("ndarray", "ndarray", "matrix")))),
+            ("shape", lambda: self.emit(*self.shape_units(shape))),
+            ("order", lambda: self.emit(self.text_unit(r.choice("CF")))),
+            ("dtype", lambda: self.dtype_units(code, state)),
+            ("allow_mmap", lambda: self.emit(b"\x89" if code == "O8" or r.random() < 0.5 else b"\x88")),
+        ]
+        align = r.random() < 0.7 and code != "O8"
+        if align:
+            fields.append(("numpy_array_alignment_bytes", lambda: self.emit(b"K\x10")))
+        r.shuffle(fields)
+        for key, emit_value in fields:
+            self.emit(self.text_unit(key))
+            if r.random() < 0.3:
+                self.remember((True, key))
+            emit_value()
+        self.emit(b"u", b"b")  # SETITEMS, BUILD: the wrapper becomes the array
+        count = 1
+        for d in shape:
+            count *= d
+        if code == "O8":
+            nested = Grammar(r, r.choice((2, 3, 4, 5)), max(3, self.budget // 3), globals_=False)
+            self.raw.add(len(self.units))
+            self.emit(nested.stream())
+            self.budget -= 5
+            return
+        pad = r.randint(0, 15) if align else -1
+        itemsize = int(code[-1])
+        self.raw.add(len(self.units))
+        self.emit((bytes([pad]) + b"\xff" * pad if pad >= 0 else b"") + r.randbytes(count * itemsize))
+
+    def stack_global(self, module: str, name: str) -> None:
+        if self.proto >= 4:
+            self.emit(self.text_unit(module), self.text_unit(name), b"\x93")
+        else:
+            self.emit(b"c" + module.encode() + b"\n" + name.encode() + b"\n")
+
+    def shape_units(self, shape: tuple[int, ...]) -> list[bytes]:
+        ints = [b"K" + bytes([d]) for d in shape]
+        if 1 <= len(shape) <= 3:
+            return ints + [bytes([0x84 + len(shape)])]
+        return [b"("] + ints + [b"t"] if shape else [b")"]
+
+    def dtype_units(self, code: str, state: tuple[Any, ...]) -> None:
+        self.stack_global("numpy", "dtype")
+        self.emit(self.text_unit(code), b"\x89", b"\x88", b"\x87", b"R")
+        if self.r.random() < 0.5:
+            self.remember((True, None))
+        self.emit(b"(K\x03" + self.text_unit(state[1]) + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK"
+                  + bytes([state[7]]) + b"t", b"b")
+
     # -- the stream -----------------------------------------------------------------------------
     def stream(self) -> bytes:
         r = self.r
@@ -1297,15 +1376,17 @@ class Grammar:
         body = self.units
         head = b"\x80" + bytes([self.proto]) if self.proto >= 2 else b""
         if self.proto < 4 or r.random() < 0.2:
-            return head + b"".join(body)
+            return head + b"".join(body)  # (a nested pickle's frames are its own)
         out = [head]
         k = 0
+        raw = sorted(self.raw)
         while k < len(body):  # frames cut at opcode boundaries; some opcodes outside any frame
-            if r.random() < 0.15:
-                out.append(body[k])
+            if r.random() < 0.15 or k in self.raw:
+                out.append(body[k])  # array bytes follow their BUILD outside any frame, as joblib writes
                 k += 1
                 continue
             m = k + r.choice((1, 2, 3, 5, 8, 20, 60, 200, len(body)))
+            m = min([m] + [x for x in raw if x > k])
             chunk = b"".join(body[k:m])
             out.append(b"\x95" + len(chunk).to_bytes(8, "little") + chunk)
             k = m
@@ -1320,10 +1401,12 @@ def _decodes(raw: bytes) -> bool:
     return True
 
 
-def generate(rnd: Any, proto: int | None = None, budget: int | None = None) -> bytes:
-    """One valid stream from the grammar (protocol and size drawn from ``rnd`` unless given)."""
-    proto = rnd.choice((0, 1, 2, 3, 4, 4, 5, 5)) if proto is None else proto
-    return Grammar(rnd, proto, rnd.choice((5, 15, 40, 80)) if budget is None else budget).stream()
+def generate(rnd: Any, proto: int | None = None, budget: int | None = None, joblib: bool = False) -> bytes:
+    """One valid stream from the grammar (protocol and size drawn from ``rnd`` unless given); with
+    ``joblib``, a joblib file's stream (protocol 2+) with NumpyArrayWrapper arrays in it."""
+    if proto is None:
+        proto = rnd.choice((2, 3, 4, 4, 5, 5)) if joblib else rnd.choice((0, 1, 2, 3, 4, 4, 5, 5))
+    return Grammar(rnd, proto, rnd.choice((5, 15, 40, 80)) if budget is None else budget, joblib).stream()
 
 
 class _Stand:
@@ -1464,3 +1547,23 @@ def oracle_memo_and_result(data: bytes) -> tuple[Any, Any]:
     result = o.run()
     ids: dict[Any, int] = {}
     return {k: oracle_shape(o.memo[k], ids) for k in sorted(o.memo)}, oracle_shape(result, ids)
+
+
+def joblib_loads(data: bytes) -> Any:
+    """joblib's own reading of a generated joblib stream (NumpyUnpickler: arrays read after their
+    BUILD, object arrays through a nested unpickler), with stand-ins for every global that is not
+    numpy's or joblib's own: generated joblib streams must load."""
+    import io
+
+    from joblib.numpy_pickle import NumpyUnpickler
+
+    class StandInNumpyUnpickler(NumpyUnpickler):  # type: ignore[misc]
+        classes = StandInUnpickler.classes
+
+        def find_class(self, module: str, name: str) -> Any:
+            if module in ("numpy", "joblib.numpy_pickle"):
+                return super().find_class(module, name)
+            return StandInUnpickler.find_class(self, module, name)  # type: ignore[arg-type]
+
+    u = StandInNumpyUnpickler("<generated>", io.BytesIO(data), ensure_native_byte_order=False)
+    return u.load()  # (the pure-Python unpickler sets .proto from PROTO: fix_imports as in C)

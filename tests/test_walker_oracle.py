@@ -27,6 +27,7 @@ from _oracle import (
     cpython_memo_and_result,
     differential,
     generate,
+    joblib_loads,
     mutant,
     oracle_memo_and_result,
 )
@@ -147,6 +148,32 @@ def test_generated_streams(matcher: str, rnd: random.Random) -> None:
     assert out.ok, f"{matcher}: {out.divergence}\n{data!r}"
     assert out.unsure is None
     assert out.walker_end == len(data), "the walker stopped short on a valid stream"
+
+
+@given(st.randoms(use_true_random=False))
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_generated_joblib_streams_are_valid_for_joblib(rnd: random.Random) -> None:
+    """joblib's own NumpyUnpickler (stand-ins for the other globals) reads the generated joblib streams
+    (arrays after their BUILD, object arrays as nested pickles), and so does the oracle, to the end."""
+    data = generate(rnd, budget=rnd.choice((5, 15, 30)), joblib=True)
+    joblib_loads(data)
+    oracle = Oracle(data, joblib=True)
+    oracle.run()
+    assert oracle.end == len(data)
+
+
+@given(st.randoms(use_true_random=False))
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+def test_generated_joblib_streams(matcher: str, rnd: random.Random) -> None:
+    """Nested object-array pickles start with a fresh memo (depth 1) and the outer memo goes on after
+    them; pickle's reading of the same bytes (array bytes as opcodes) agrees wherever the walker goes."""
+    data = generate(rnd, budget=rnd.choice((5, 15, 30)), joblib=True)
+    out = differential(data, POLICY, joblib=True)
+    assert out.ok, f"{matcher}: {out.divergence}\n{data!r}"
+    assert out.walker_end == len(data), "the walker stopped short on a valid joblib stream"
+    plain = differential(data, POLICY, joblib=False)
+    assert plain.ok, f"{matcher} (pickle's reading): {plain.divergence}\n{data!r}"
 
 
 def test_a_fixed_slice_of_the_grammar(matcher: str) -> None:
