@@ -186,17 +186,16 @@ def _by_analysis(data: Buffer, policy: Policy, name: str, explain: bool,
     size = len(data)
     fmt = sniff(data)
     try:
-        analysis = analyse(data, policy, filling)
+        analysis = analyse(data, policy, filling, numpy_files=True)  # .npy/.npz exactly as load judges them
         if filling is not None:
             filling.finish()
-    except UnsupportedFormatError as exc:
-        if fmt in (Format.NPY, Format.ZIP):
-            return None
-        return ScanReport(name, _fmt_name(fmt), _verdict_for(exc), (_finding_for(exc),), (), size)
     except SafeloadError as exc:
-        if fmt in (Format.NPY, Format.ZIP) and not (fmt is Format.ZIP and _is_skops(data)):
-            return None
-        return ScanReport(name, _fmt_name(fmt), _verdict_for(exc), (_finding_for(exc),), (), size)
+        if isinstance(exc, UnsupportedFormatError) and fmt in (Format.NPY, Format.ZIP):
+            return None  # a numpy file load does not open: judged by _scan_npy instead
+        fmt_name = _fmt_name(fmt) if fmt is not Format.ZIP or _is_skops(data) else "npz"
+        return ScanReport(name, fmt_name, _verdict_for(exc), (_finding_for(exc),), (), size)
+    if analysis.npy is not None:
+        return _npy_report(name, analysis, policy, size)
     findings = _analysis_findings(analysis)
     globs = _globals(analysis.trace.all_globals() if analysis.trace else [], policy)
     fmt_name = analysis.format + (f"+{analysis.compression}" if analysis.compression else "")
@@ -206,6 +205,19 @@ def _by_analysis(data: Buffer, policy: Policy, name: str, explain: bool,
     if explain:  # fickling is advisory: only on request (and slow on big streams)
         findings = _with_fickling(analysis, findings)
     return _report(name, fmt_name, findings, globs, size)
+
+
+def _npy_report(name: str, analysis: Analysis, policy: Policy, size: int) -> ScanReport:
+    """``.npy``/``.npz`` as ``load`` judges them: object arrays through the policy, plain arrays carry no code."""
+    findings = _analysis_findings(analysis)
+    globs: list[GlobalVerdict] = []
+    for member in analysis.npy or ():
+        if member.trace is not None:
+            globs.extend(_globals(member.trace.all_globals(), policy, member.name or None))
+    if not findings and not any(m.trace is not None for m in analysis.npy or ()):
+        what = "numeric .npy array" if analysis.format == "npy" else "numeric .npz arrays"
+        return _no_code(name, analysis.format, f"{what}: loading unpickles nothing", size)
+    return _report(name, analysis.format, findings, tuple(globs), size)
 
 
 def _recognised(data: Buffer, policy: Policy, name: str, found: Recognised) -> ScanReport:

@@ -276,7 +276,7 @@ def test_text_no_allow_hint_for_containers_load_cannot_open() -> None:
     """Allowing a name cannot make load() open a torch checkpoint, a tar or a zip: no hint there (nor in pre-commit)."""
     finding = Finding("disallowed-global", "high", "global mypkg.Net is not in the allowlist", ("mypkg.Net",),
                       Location(3, "archive/data.pkl"))
-    for fmt in ("torch-zip", "torch-legacy", "tar+gzip", "zip", "npz"):
+    for fmt in ("torch-zip", "torch-legacy", "tar+gzip", "zip"):
         out = text.render([_report("m.bin", Verdict.UNSAFE, (finding,), fmt=fmt)], ROOT)
         assert "--allow" not in out and "allow=[" not in out, fmt
     assert "--allow mypkg.Net" in text.render([_report("m.pkl", Verdict.UNSAFE, (finding,))], ROOT)

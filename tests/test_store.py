@@ -207,12 +207,23 @@ def test_numpy_files_without_objects_carry_no_code(tmp_path: Path) -> None:
     np.save(tmp_path / "x.npy", np.arange(6.0))
     np.savez(tmp_path / "xs.npz", a=np.arange(3), b=np.ones(2))
     np.save(tmp_path / "objects.npy", np.array([print], dtype=object), allow_pickle=True)
-    code, doc = scan_json("x.npy", "xs.npz", "objects.npy", cwd=tmp_path)
+    np.save(tmp_path / "strings.npy", np.array([1, "a"], dtype=object), allow_pickle=True)
+    np.savez(tmp_path / "mixed.npz", ok=np.arange(3), evil=np.array([print], dtype=object))
+    names = ["x.npy", "xs.npz", "objects.npy", "strings.npy", "mixed.npz"]
+    code, doc = scan_json(*names, cwd=tmp_path)
     results = by_path(doc)
-    assert results["x.npy"]["verdict"] in ("no-code", "safe") and results["x.npy"]["failed"] is False
-    assert results["xs.npz"]["verdict"] in ("no-code", "safe") and results["xs.npz"]["failed"] is False
-    assert results["objects.npy"]["verdict"] == "unsafe" and code == 1
-    assert "builtins.print" in json.dumps(results["objects.npy"]["findings"])
+    assert {n: results[n]["verdict"] for n in names} == {
+        "x.npy": "no-code", "xs.npz": "no-code", "objects.npy": "unsafe", "strings.npy": "safe", "mixed.npz": "unsafe"}
+    assert code == 1 and "builtins.print" in json.dumps(results["objects.npy"]["findings"])
+    import safeload  # scan and load agree on every one of them
+
+    for n in names:
+        try:
+            safeload.load(tmp_path / n)
+            accepted = True
+        except safeload.UnsafeModelError:
+            accepted = False
+        assert accepted is (not results[n]["failed"]), n
 
 
 def test_image_named_like_a_checkpoint_is_not_a_model(tmp_path: Path) -> None:

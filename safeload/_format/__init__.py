@@ -41,7 +41,7 @@ FORMATS: tuple[str, ...] = ("text", "json", "sarif")
 FAILING_VERDICTS: frozenset[str] = frozenset({Verdict.UNSAFE, Verdict.ERROR, Verdict.UNSUPPORTED,
                                               Verdict.NOT_JUDGED})
 # Formats ``safeload.load`` opens: only for those can allowing a name make a refused file load.
-LOADABLE_FORMATS = re.compile(r"^(pickle|joblib(\+\w+)?|skops)$")
+LOADABLE_FORMATS = re.compile(r"^(pickle|joblib(\+\w+)?|skops|npy|npz)$")
 _SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2, "info": 3}
 
 
