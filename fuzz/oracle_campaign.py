@@ -63,12 +63,15 @@ def case(seed: int, index: int) -> tuple[bytes, str, bool]:
 
 
 def run_case(seed: int, index: int, walk: Any) -> tuple[str, int, int, int, str | None]:
-    """(outcome, protocol, bytes, steps, message); outcome 'ok', 'divergence', 'short' or 'unsure'."""
+    """(outcome, protocol, bytes, steps, message); outcome 'ok', 'divergence', 'short' (the walker
+    stopped before STOP on a valid stream), 'unsure' (the oracle cannot tell) or 'lenient' (pickle's
+    reading of a joblib stream: the walker went on past an opcode CPython refuses; not a failure)."""
     data, matcher, joblib = case(seed, index)
     _walker._match_run = MATCHERS[matcher]
     proto = data[1] if data[:1] == b"\x80" else 1  # protocols 0 and 1 have no PROTO opcode: counted as "<=1"
     # the memo (O(memo) per comparison) every 4 steps and at STOP; everything else at every step
     out = _oracle.differential(data, POLICY, walk=walk, memo_every=4, joblib=joblib)
+    plain = out
     if out.ok and joblib:  # and pickle's reading of the same bytes, wherever the walker goes
         plain = _oracle.differential(data, POLICY, walk=walk, memo_every=4)
         if not plain.ok:
@@ -77,6 +80,8 @@ def run_case(seed: int, index: int, walk: Any) -> tuple[str, int, int, int, str 
         return "divergence", proto, len(data), out.steps, f"{matcher}{' (joblib)' * joblib}: {out.divergence}"
     if out.unsure is not None:
         return "unsure", proto, len(data), out.steps, out.unsure
+    if out.lenient is not None or (joblib and plain.lenient is not None):
+        return "lenient", proto, len(data), out.steps, out.lenient or plain.lenient
     if out.walker_end != len(data):
         return "short", proto, len(data), out.steps, f"{matcher}: the walker stopped before STOP"
     return "ok", proto, len(data), out.steps, None
@@ -103,7 +108,7 @@ def worker(args: tuple[int, int, int, int, float, str | None]) -> dict[str, Any]
         size += n
         steps += k
         if outcome not in ("ok", "unsure") and len(failures) < 20:
-            failures.append((index, message or outcome))
+            failures.append((index, f"[{outcome}] {message or ''}"))
     return {"done": done, "counts": counts, "by_proto": by_proto, "failures": failures, "bytes": size, "steps": steps}
 
 
@@ -134,8 +139,8 @@ def campaign(opts: argparse.Namespace) -> int:
     print("protocols:", dict(sorted(by_proto.items())))
     print("matchers:", {m: (done + len(ORDER) - 1 - k) // len(ORDER) for k, m in enumerate(ORDER)})
     for index, message in failures[:20]:
-        print(f"  FAIL {opts.seed}:{index}  {message[:300]}")
-    failed = sum(v for k, v in counts.items() if k not in ("ok", "unsure"))
+        print(f"  {'NOTE' if message.startswith('[lenient]') else 'FAIL'} {opts.seed}:{index}  {message[:300]}")
+    failed = sum(v for k, v in counts.items() if k not in ("ok", "unsure", "lenient"))
     print(f"failures: {failed}")
     if opts.mutation:
         return 0 if failed else 1  # a mutation nobody catches is the failure

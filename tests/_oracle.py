@@ -157,7 +157,7 @@ def canon(value: Any, depth: int = 0) -> Any:
     if name in ("OGlobal", "G"):
         return ("G", value.name, value.origin)
     if name in ("OObj", "Obj"):
-        return ("Obj", value.origin)
+        return ("Obj", value.origin, value.callee)
     if name in ("OCont", "Cont"):
         return ("Cont", value.kind, value.origin)
     if name in ("OFrozen", "_Other"):
@@ -748,6 +748,7 @@ class Outcome:
     walker_end: int = -1
     divergence: str | None = None
     unsure: str | None = None
+    lenient: str | None = None  # the walker went on past an opcode CPython refuses (see observer)
 
     @property
     def ok(self) -> bool:
@@ -773,7 +774,8 @@ def differential(data: Any, policy: Any, *, joblib: bool = False, walk: Callable
     """Walk ``data`` with an observer that steps the oracle in lockstep and compares, before every
     walker step, the offset, ``memo_len`` and the mark stack, and (every ``every`` steps, before every
     opcode that acts on a target, after every memo read and at STOP) the whole stack; the memo every
-    ``memo_every`` steps and at STOP. Comparison ends where the walker stops or the oracle is unsure.
+    ``memo_every`` steps and at STOP. Comparison ends where the walker stops, where the oracle is unsure,
+    or where CPython refuses an opcode the walker goes past (``Outcome.lenient``).
 
     ``walk``: ``safeload._walker.walk`` or a mutated copy's (the mutation tests)."""
     if walk is None:
@@ -786,7 +788,7 @@ def differential(data: Any, policy: Any, *, joblib: bool = False, walk: Callable
 
     def observer(offset: int, view: Any) -> None:
         nonlocal previous
-        if out.unsure is not None:
+        if out.unsure is not None or out.lenient is not None:
             return
         while True:
             try:
@@ -794,8 +796,11 @@ def differential(data: Any, policy: Any, *, joblib: bool = False, walk: Callable
             except StopIteration:
                 raise Divergence(f"walker steps at offset {offset} after CPython's STOP") from None
             except OracleRefused as exc:
-                raise Divergence(f"walker steps at offset {offset} past offset {exc.offset}, where CPython "
-                                 f"refuses ({exc.reason})") from None
+                # CPython raises there and builds nothing more; the walker judging further is harmless
+                # (it refuses no less), so this ends the comparison without failing it.
+                out.lenient = f"walker steps at offset {offset} past offset {exc.offset}, where CPython " \
+                              f"refuses ({exc.reason})"
+                return
             except Unsure as exc:
                 out.unsure = str(exc)
                 return
