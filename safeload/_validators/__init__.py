@@ -26,14 +26,17 @@ Design notes:
 
 from __future__ import annotations
 
+import array
+import ctypes
 import functools
 import types
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = [
     "MAX_DEPTH",
@@ -57,7 +60,8 @@ from safeload._validators._base import (
     _leaf_types,
     _short,
 )
-from safeload._validators.cluster import _check_birch, _check_bisecting_kmeans, _check_kmeans
+from safeload._validators.cluster import _check_birch, _check_bisecting_kmeans, _check_kmeans, _check_n_threads
+from safeload._validators.encoders import _check_multilabel_binarizer, _check_one_hot_encoder
 from safeload._validators.linear import _check_sgd
 from safeload._validators.neighbors import (
     _check_distance_metric,
@@ -66,6 +70,7 @@ from safeload._validators.neighbors import (
     _make_binary_tree_check,
 )
 from safeload._validators.random import _check_random_state
+from safeload._validators.shadow import _check_shadowing
 from safeload._validators.sparse import _check_bspline, _check_sparse
 from safeload._validators.svm import _check_libsvm
 from safeload._validators.text import _check_n_features_param, _check_vocabulary
@@ -168,18 +173,22 @@ _RULES: Final[tuple[_Rule, ...]] = (
         "sklearn.ensemble._gb.BaseGradientBoosting",
         _check_gradient_boosting,
         "estimators_ 2-d of Trees, columns == n_trees_per_iteration_, tree "
-        "widths == n_features_in_; init_ yields that many columns",
+        "widths == n_features_in_; init_ ('zero', DummyClassifier, DummyRegressor; others refused) "
+        "recomputed to yield exactly that many columns",
     ),
     _Rule(
         "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.BaseHistGradientBoosting",
         _check_hist_gradient_boosting,
         "split feature_idx < n_features_in_ == len(_bin_mapper.is_categorical_); "
-        "categorical splits only on categorical features; preprocessor width",
+        "categorical splits only on categorical features; _preprocessor output width recomputed "
+        "(passthrough, OrdinalEncoder, check_array FunctionTransformer; anything else refused) == n_features_in_",
     ),
     _Rule(
         "sklearn.neighbors._base.NeighborsBase",
         _check_neighbors,
-        "_fit_X width == n_features_in_; _tree.data matches _fit_X; DistanceMetric objects sized for n_features",
+        "_fit_X width == n_features_in_; _tree.data matches _fit_X; DistanceMetric objects sized for n_features; "
+        "metric strings' parameter dicts (metric_params, effective_metric_params_: VI n x n, V/w n, p > 0, "
+        "no other arrays); n_samples_fit_ and _y rows == _fit_X rows; classifier _y codes in [0, len(classes_))",
     ),
     _Rule(
         "sklearn.neighbors._kde.KernelDensity",
@@ -189,7 +198,7 @@ _RULES: Final[tuple[_Rule, ...]] = (
     _Rule(
         "sklearn.svm._base.BaseLibSVM",
         _check_libsvm,
-        "_n_support sums to len(support_); _intercept_ / _probA / _probB sized "
+        "_impl read as sklearn reads it (instance, then class); _n_support sums to len(support_); _intercept_ / _probA / _probB sized "
         "n_class*(n_class-1)/2; _dual_coef_ (n_class-1, n_SV); support_vectors_ "
         "(n_SV, n_features_in_) or valid CSR; precomputed support_ < n_train",
     ),
@@ -239,6 +248,22 @@ _RULES: Final[tuple[_Rule, ...]] = (
         "its bit generator's state (MT19937 pos, Philox buffer_pos) in range",
     ),
     _Rule(
+        "sklearn.preprocessing._encoders.OneHotEncoder",
+        _check_one_hot_encoder,
+        "_n_features_outs recomputed from categories_, _infrequent_indices (distinct, in range), "
+        "_default_to_infrequent_mappings (in range) and _drop_idx_after_grouping; must be equal",
+    ),
+    _Rule(
+        "sklearn.preprocessing._label.MultiLabelBinarizer",
+        _check_multilabel_binarizer,
+        "_cached_dict values a permutation of range(len(classes_))",
+    ),
+    _Rule(
+        "sklearn.base.BaseEstimator",
+        _check_n_threads,
+        "_n_threads (OpenMP thread count) in [1, 1024]",
+    ),
+    _Rule(
         "sklearn.feature_extraction.text.HashingVectorizer",
         _check_n_features_param,
         "n_features in [1, 2**31 - 1]",
@@ -270,6 +295,14 @@ REFUSED_TYPES: Final[tuple[str, ...]] = (
     "sklearn.utils._vector_sentinel.",
     "sklearn.utils._weight_vector.",
     "sklearn.utils._seq_dataset.",
+)
+
+#: The rule applied to every object with an instance ``__dict__`` (not keyed by type).
+SHADOWING_RULE: Final = _Rule(
+    "*",
+    _check_shadowing,
+    "instance __dict__ keys naming a class-level attribute (method, property, descriptor, "
+    "constant) are refused unless real fitted instances carry them (_shadow_data, from the zoo)",
 )
 
 #: (type, what is checked) for every type with structural checks; for docs.
@@ -306,6 +339,8 @@ def _checks_for(cls: type) -> tuple[_Check, ...]:
 
 def _compute_checks(cls: type) -> tuple[_Check, ...]:
     found: list[_Check] = []
+    if getattr(cls, "__dictoffset__", 0) and not issubclass(cls, (type, types.ModuleType, types.FunctionType)):
+        found.append(_check_shadowing)  # instance state must not shadow the class (any type)
     for base in cls.__mro__:
         name = _fullname(base)
         if name.startswith(REFUSED_TYPES):
@@ -321,8 +356,12 @@ def _compute_checks(cls: type) -> tuple[_Check, ...]:
 # --------------------------------------------------------------------------
 
 
-def _children(obj: object) -> Iterator[tuple[str, object]]:
-    """(path suffix, child) pairs of a container or instance."""
+def _children_with_suffix(obj: object) -> Iterator[tuple[str, object]]:
+    """(path suffix, child) pairs of a container or instance.
+
+    Builds a string per child: used only to name the path of a failing object
+    (and by ``tools/gen_shadow_keys.py``), never by the walk itself.
+    """
     if isinstance(obj, np.ndarray):
         if obj.dtype == object:
             if obj.ndim == 1:
@@ -341,7 +380,7 @@ def _children(obj: object) -> Iterator[tuple[str, object]]:
         if _leaf_types(_dict_types(obj, keys=False)) and _leaf_types(_dict_types(obj, keys=True)):
             # e.g. a 500,000-word vocabulary
             return
-        for i, (key, value) in enumerate(list(obj.items())):
+        for i, (key, value) in enumerate(list(dict.items(obj))):
             if not isinstance(key, _LEAF_TYPES):
                 yield f"<key {i}>", key
             yield f"[{_short(key)}]", value
@@ -381,12 +420,130 @@ def _children(obj: object) -> Iterator[tuple[str, object]]:
             yield f".{name}", value
 
 
-def _render(index: int, parents: Sequence[int], keys: Sequence[str]) -> str:
-    parts: list[str] = []
-    while index >= 0:
-        parts.append(keys[index])
-        index = parents[index]
-    return _join("", "".join(reversed(parts)))
+#: Elements deduplicated per numpy pass: bounds the temporary id buffer (512 KiB).
+_CHUNK: Final = 1 << 16
+
+
+def _addresses(chunk: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
+    """The object pointers (``id``s) stored in a contiguous 1-d object array, as integers, without a Python loop."""
+    raw = ctypes.cast(chunk.ctypes.data, ctypes.POINTER(ctypes.c_ssize_t))
+    return np.ctypeslib.as_array(raw, shape=(chunk.size,)).copy()
+
+
+def _distinct(items: Sequence[Any] | npt.NDArray[Any]) -> Iterator[object]:
+    """The distinct non-leaf objects of a sequence, in order of first appearance.
+
+    Per element this costs a C-level ``type`` lookup and one pointer copy; Python
+    code runs once per *distinct* object, so an array or list of 10**7 references
+    to one object, or of 10**7 ``None``, allocates nothing per element.
+    """
+    n = len(items)
+    for start in range(0, n, _CHUNK):
+        part = items[start : start + _CHUNK]
+        if isinstance(part, np.ndarray):
+            chunk = np.ascontiguousarray(part)
+        else:
+            chunk = np.fromiter(part, dtype=object, count=len(part))
+        ids = _addresses(chunk)
+        if (ids == ids[0]).all():  # one object repeated (or all None): no per-element work at all
+            first = np.zeros(1, dtype=np.intp)
+        elif _leaf_types(frozenset(map(type, chunk.tolist()))):
+            continue
+        else:
+            first = np.sort(np.unique(ids, return_index=True)[1])
+        for j in first.tolist():
+            item = chunk[j]
+            if not isinstance(item, _LEAF_TYPES):
+                yield item
+
+
+def _child_objects(obj: object) -> Iterator[object]:
+    """Children of a container or instance that the walk must visit (no paths, no per-element objects)."""
+    if isinstance(obj, np.ndarray):
+        if obj.dtype == object:
+            yield from _distinct(obj.reshape(-1))
+        elif obj.dtype.hasobject and obj.dtype.names:
+            for name in obj.dtype.names:
+                if obj.dtype[name].hasobject:
+                    yield from _distinct(np.asarray(obj[name]).reshape(-1))
+        return
+    if isinstance(obj, dict):
+        if not _leaf_types(_dict_types(obj, keys=True)):
+            yield from _distinct(list(dict.keys(obj)))  # the dict's own, not an overridden __iter__ (dok)
+        if not _leaf_types(_dict_types(obj, keys=False)):
+            yield from _distinct(list(dict.values(obj)))
+    elif isinstance(obj, (list, tuple)):
+        yield from _distinct(obj)
+    elif isinstance(obj, (deque, set, frozenset)):
+        yield from _distinct(list(obj))
+    elif isinstance(obj, functools.partial):
+        yield obj.func
+        yield from obj.args
+        yield from obj.keywords.values()
+        return
+    elif isinstance(obj, types.MethodType):
+        yield obj.__self__
+        return
+    for _, child in _instance_children(obj):
+        yield child
+
+
+def _instance_children(obj: object) -> Iterator[tuple[str, object]]:
+    """``__dict__`` values and slots of an instance, with their (short) suffixes."""
+    d = getattr(obj, "__dict__", None)
+    if isinstance(d, dict):
+        for name, value in list(d.items()):
+            yield f".{name}", value
+    for cls in type(obj).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name in ("__dict__", "__weakref__"):
+                continue
+            if name.startswith("__") and not name.endswith("__"):
+                name = f"_{cls.__name__.lstrip('_')}{name}"  # private-name mangling
+            try:
+                value = object.__getattribute__(obj, name)
+            except AttributeError:
+                continue
+            yield f".{name}", value
+
+
+def _suffix_of(parent: object, child: object) -> str:
+    """The path suffix under which ``child`` hangs from ``parent`` (failure path only)."""
+    for suffix, item in _children_with_suffix(parent):
+        if item is child:
+            return suffix
+    return "<?>"
+
+
+class _Graph:
+    """Visited objects in BFS order with parent links: O(objects) ints, no strings.
+
+    Paths are rendered only when something fails, by finding each hop's suffix
+    again in its parent.
+    """
+
+    __slots__ = ("depths", "index", "nodes", "parents")
+
+    def __init__(self) -> None:
+        self.index: dict[int, int] = {}
+        self.nodes: list[object] = []
+        self.parents = array.array("q")
+        self.depths = array.array("I")
+
+    def add(self, obj: object, parent: int, depth: int) -> None:
+        self.index[id(obj)] = len(self.nodes)
+        self.nodes.append(obj)
+        self.parents.append(parent)
+        self.depths.append(depth)
+
+    def path(self, i: int) -> str:
+        parts: list[str] = []
+        while self.parents[i] >= 0:
+            p = self.parents[i]
+            parts.append(_suffix_of(self.nodes[p], self.nodes[i]))
+            i = p
+        return _join("", "".join(reversed(parts)))
 
 
 def validate(obj: object, *, max_depth: int = MAX_DEPTH, prechecked: frozenset[str] = frozenset()) -> None:
@@ -404,48 +561,53 @@ def validate(obj: object, *, max_depth: int = MAX_DEPTH, prechecked: frozenset[s
         _VALIDATED.reset(token)
 
 
+def _run_check(check: _Check, item: object, graph: _Graph, i: int) -> None:
+    """Run a check without a path; on failure, render the path and run it again for the message."""
+    try:
+        check(item, "")
+        return
+    except Exception:  # noqa: BLE001 - any failure is reported below, with its path
+        pass
+    path = graph.path(i)
+    try:
+        check(item, path)
+    except SafeloadError:
+        raise
+    except Exception as exc:  # fail closed on malformed state
+        raise UnsafeModelError(
+            f"{path or '<model>'}: cannot validate {_fullname(type(item))} ({type(exc).__name__}: {exc})",
+            path=path,
+        ) from exc
+    raise UnsafeModelError(f"{path or '<model>'}: {_fullname(type(item))} failed a check once", path=path)
+
+
 def _walk(obj: object, max_depth: int, prechecked: frozenset[str] = frozenset()) -> None:
-    seen: set[int] = set()
-    parents: list[int] = []
-    keys: list[str] = []
-    queue: deque[tuple[object, int, str, int]] = deque([(obj, -1, "", 0)])
-    while queue:
-        item, parent, key, depth = queue.popleft()
-        if id(item) in seen:
-            continue
-        seen.add(id(item))
-        index = len(parents)
-        parents.append(parent)
-        keys.append(key)
+    graph = _Graph()
+    graph.add(obj, -1, 0)
+    nodes, index = graph.nodes, graph.index
+    i = 0
+    while i < len(nodes):
+        item = nodes[i]
         checks = _checks_for(type(item))
         if checks and prechecked and _fullname(type(item)) in prechecked:
-            checks = ()  # its state was validated from the stream's bytes before it was built
-        if checks:
-            path = _render(index, parents, keys)
-            for check in checks:
-                try:
-                    check(item, path)
-                except SafeloadError:
-                    raise
-                except Exception as exc:  # fail closed on malformed state
-                    raise UnsafeModelError(
-                        f"{path or '<model>'}: cannot validate {_fullname(type(item))} ({type(exc).__name__}: {exc})",
-                        path=path,
-                    ) from exc
-        if isinstance(item, np.ndarray) and not item.dtype.hasobject:
-            continue
-        try:
-            children = list(_children(item))
-        except Exception as exc:  # a container that cannot be listed cannot be checked
-            path = _render(index, parents, keys)
-            raise UnsafeModelError(
-                f"{path or '<model>'}: cannot walk {_fullname(type(item))} ({type(exc).__name__}: {exc})",
-                path=path,
-            ) from exc
-        for suffix, child in children:
-            if isinstance(child, _LEAF_TYPES) or id(child) in seen:
-                continue
-            if depth >= max_depth:
-                path = _render(index, parents, keys)
-                _fail(path, suffix, f"object graph nested deeper than {max_depth}")
-            queue.append((child, index, suffix, depth + 1))
+            checks = tuple(c for c in checks if c is _check_shadowing)  # state validated from the stream's bytes
+        for check in checks:
+            _run_check(check, item, graph, i)
+        if not (isinstance(item, np.ndarray) and not item.dtype.hasobject):
+            depth = graph.depths[i]
+            try:
+                for child in _child_objects(item):
+                    if isinstance(child, _LEAF_TYPES) or id(child) in index:
+                        continue
+                    if depth >= max_depth:
+                        _fail(graph.path(i), _suffix_of(item, child), f"object graph nested deeper than {max_depth}")
+                    graph.add(child, i, depth + 1)
+            except SafeloadError:
+                raise
+            except Exception as exc:  # a container that cannot be listed cannot be checked
+                path = graph.path(i)
+                raise UnsafeModelError(
+                    f"{path or '<model>'}: cannot walk {_fullname(type(item))} ({type(exc).__name__}: {exc})",
+                    path=path,
+                ) from exc
+        i += 1

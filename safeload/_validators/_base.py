@@ -159,7 +159,7 @@ def _dict_types(d: dict[Any, Any], *, keys: bool) -> frozenset[type]:
     entry = cache.get((id(d), keys)) if cache is not None else None
     if entry is not None and entry[0] is d:
         return entry[1]
-    types = frozenset(map(type, d if keys else d.values()))
+    types = frozenset(map(type, dict.keys(d) if keys else dict.values(d)))
     if cache is not None:
         cache[(id(d), keys)] = (d, types)
     return types

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -10,6 +10,7 @@ from safeload._validators._base import (
     _array,
     _attr,
     _fail,
+    _int,
     _n_features_in,
 )
 
@@ -61,3 +62,20 @@ def _check_birch(est: Any, path: str) -> None:
             "._subcluster_norms",
             f"shape {np.shape(norms)} for {arr.shape[0]} centers; read per center unchecked",
         )
+
+
+#: OpenMP thread counts: ``prange(num_threads=n)`` with n < 1 or huge makes libgomp
+#: abort the process (no Python exception). sklearn stores the machine's core count.
+MAX_THREADS: Final = 1024
+
+
+def _check_n_threads(est: Any, path: str) -> None:
+    """``_n_threads`` is handed to OpenMP by predict/transform/score."""
+    d = getattr(est, "__dict__", None)
+    if not isinstance(d, dict) or "_n_threads" not in d:
+        return
+    if isinstance(d["_n_threads"], bool):
+        _fail(path, "._n_threads", "must be an integer thread count, got a bool")
+    n = _int(d["_n_threads"], path, "._n_threads")
+    if not 1 <= n <= MAX_THREADS:
+        _fail(path, "._n_threads", f"= {n} outside [1, {MAX_THREADS}]; OpenMP aborts the process on it")

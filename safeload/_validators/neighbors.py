@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -198,6 +198,106 @@ def _check_neighbors(est: Any, path: str) -> None:
         metric = _attr(est, name)
         if metric is not None and _is_instance_of(metric, "sklearn.metrics._dist_metrics.DistanceMetric"):
             _check_distance_metric_state(metric, _join(path, f".{name}"), width)
+    for name, params in (("metric", "metric_params"), ("effective_metric_", "effective_metric_params_")):
+        _check_metric_params(est, path, name, params, width)
+    _check_neighbor_labels(est, path, int(shape[0]))
+
+
+#: scipy/sklearn distance parameters that are arrays sized by the number of features:
+#: (ndim, "square" or "vector"). Their C loops index them up to n_features unchecked.
+_METRIC_ARRAYS: Final = {"VI": 2, "V": 1, "w": 1}
+
+
+def _check_metric_params(est: Any, path: str, metric_name: str, params_name: str, width: int) -> None:
+    """Metric strings with parameter dicts reach scipy's ``cdist`` / sklearn's DistanceMetric.
+
+    Checked like a DistanceMetric object: every array parameter is sized for
+    ``width`` features; ``p`` is a positive number; an array under any other key
+    cannot be shown safe and is refused (fail closed).
+    """
+    metric = _attr(est, metric_name)
+    if isinstance(metric, str) and metric == "haversine" and width != 2:
+        _fail(path, f".{metric_name}", f"haversine needs 2 features, the model has {width}")
+    params = _attr(est, params_name)
+    if params is None:
+        p = _attr(est, "p")
+        if p is not None:
+            _check_p(p, path, ".p")
+        return
+    if not isinstance(params, dict):
+        _fail(path, f".{params_name}", f"must be a dict, got {type(params).__name__}")
+    for key, value in params.items():
+        suffix = f".{params_name}[{key!r}]"
+        if not isinstance(key, str):
+            _fail(path, suffix, "metric parameter names must be strings")
+        ndim = _METRIC_ARRAYS.get(key)
+        if ndim is not None and value is None:
+            continue  # not given: scipy / sklearn derive it from the data
+        if ndim is not None:
+            arr = _array(value, path, suffix, ndim=ndim)
+            if arr.dtype.kind not in "biuf" or arr.shape != (width,) * ndim:
+                _fail(
+                    path,
+                    suffix,
+                    f"{arr.dtype} {arr.shape} but the data has {width} features; "
+                    "the distance code reads it up to n_features unchecked",
+                )
+        elif key == "p":
+            _check_p(value, path, suffix)
+        elif not isinstance(value, (bool, int, float, str, np.number, type(None))):
+            _fail(path, suffix, f"a {type(value).__name__} metric parameter cannot be shown safe for native code")
+    p = _attr(est, "p")
+    if p is not None:
+        _check_p(p, path, ".p")
+
+
+def _check_p(value: object, path: str, suffix: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not value > 0:
+        _fail(path, suffix, f"= {value!r}: the Minkowski power must be a number > 0")
+
+
+def _check_neighbor_labels(est: Any, path: str, n_fit: int) -> None:
+    """Training labels: one per row of ``_fit_X``; class codes index a histogram natively.
+
+    The class-mode distance-reduction kernels (``ArgKminClassMode``,
+    ``RadiusNeighborsClassMode``) add a weight at ``outputs[label]`` for each
+    neighbour's ``_y`` without a bounds check.
+    """
+    n_samples_fit = _attr(est, "n_samples_fit_")
+    if n_samples_fit is not None and _int(n_samples_fit, path, ".n_samples_fit_") != n_fit:
+        _fail(path, ".n_samples_fit_", f"= {n_samples_fit} but _fit_X has {n_fit} rows")
+    labels = _attr(est, "_y")
+    if labels is None:
+        return
+    arr = _array(labels, path, "._y")
+    if arr.ndim not in (1, 2) or arr.shape[0] != n_fit:
+        _fail(path, "._y", f"shape {arr.shape} but _fit_X has {n_fit} rows; neighbour indices select labels")
+    classes = _attr(est, "classes_")
+    if classes is None:
+        return  # a regressor: labels are values, indexed by numpy
+    if arr.dtype.kind not in "iu":
+        _fail(path, "._y", f"class codes must be integers, got {arr.dtype}")
+    outputs_2d = _attr(est, "outputs_2d_")
+    if arr.ndim == 1:
+        if outputs_2d is True:
+            _fail(path, ".outputs_2d_", "is True but _y is 1-d")
+        per_output = [classes]
+    else:
+        if outputs_2d is not True or not isinstance(classes, list) or len(classes) != arr.shape[1]:
+            _fail(path, ".classes_", f"must be a list of {arr.shape[1]} class arrays for a 2-d _y")
+        per_output = classes
+    for k, cls in enumerate(per_output):
+        n_classes = len(cls)
+        col = arr if arr.ndim == 1 else arr[:, k]
+        if col.size and (int(col.min()) < 0 or int(col.max()) >= n_classes):
+            bad = (col < 0) | (col >= n_classes)
+            i = _first(bad)
+            where = f"._y[{i}]" if arr.ndim == 1 else f"._y[{i}, {k}]"
+            _fail(
+                path,
+                where,
+                f"= {int(col[i])} outside [0, {n_classes}); the class-mode kernels use it as a histogram index",
+            )
 
 
 def _check_kernel_density(est: Any, path: str) -> None:

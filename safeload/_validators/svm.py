@@ -25,7 +25,10 @@ def _check_libsvm(est: Any, path: str) -> None:
     support = _attr(est, "support_")
     if support is None:
         return
-    impl = getattr(type(est), "_impl", None)  # a class constant
+    # sklearn reads ``self._impl``: the instance first, then the class constant. (An
+    # instance key that shadows the constant is refused by the shadowing rule too.)
+    d = getattr(est, "__dict__", None) or {}
+    impl = d["_impl"] if "_impl" in d else getattr(type(est), "_impl", None)
     if impl not in _LIBSVM_IMPL:
         _fail(path, "._impl", f"unknown libsvm implementation {impl!r}")
     svm_type = _LIBSVM_IMPL.index(impl)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Final
 
 import numpy as np
@@ -185,39 +186,56 @@ def _column_count(cols: object, n_in: int) -> int | None:
             return 0
         if arr.dtype == np.bool_:
             return int(arr.sum()) if arr.shape == (n_in,) else None
-        if arr.dtype.kind in "iu" and arr.ndim == 1:
+        if arr.dtype.kind in "iu" and arr.ndim == 1 and int(arr.min()) >= 0 and int(arr.max()) < n_in:
             return int(arr.size)
     return None
 
 
-_WIDTH_PRESERVING: Final = frozenset(
-    {
-        "sklearn.preprocessing._encoders.OrdinalEncoder",
-        "sklearn.preprocessing._function_transformer.FunctionTransformer",
-    }
-)
+def _width_preserving(trans: object, count: int) -> bool:
+    """Transformers whose output has exactly as many columns as their input (HGB's own)."""
+    name = _fullname(type(trans))
+    if name == "sklearn.preprocessing._encoders.OrdinalEncoder":
+        cats = _attr(trans, "categories_")
+        return isinstance(cats, list) and len(cats) == count
+    if name == "sklearn.preprocessing._function_transformer.FunctionTransformer":
+        func = _attr(trans, "func")
+        if func is None:
+            return True
+        if isinstance(func, np.ufunc):
+            return func.nin == 1 and func.nout == 1  # elementwise: same shape out
+        # HGB's numerical preprocessor: functools.partial(check_array, ...) keeps the width.
+        inner = getattr(func, "func", None) if isinstance(func, functools.partial) else None
+        return inner is not None and f"{getattr(inner, '__module__', '')}.{getattr(inner, '__qualname__', '')}" == (
+            "sklearn.utils.validation.check_array"
+        )
+    return False
 
 
-def _preprocessor_width(ct: object, n_in: int) -> int | None:
-    """Output width of HGB's internal ColumnTransformer, or None if unknown."""
+def _preprocessor_width(ct: object, n_in: int, path: str) -> int:
+    """Output width of HGB's internal ColumnTransformer; refuses what cannot be established."""
+    where = "._preprocessor.transformers_"
     entries = _attr(ct, "transformers_")
     if not isinstance(entries, list):
-        return None
+        _fail(path, where, "missing: the preprocessed width cannot be established")
+    ct_in = _attr(ct, "n_features_in_")
+    if ct_in is not None and _int(ct_in, path, "._preprocessor.n_features_in_") != n_in:
+        _fail(path, "._preprocessor.n_features_in_", f"= {ct_in} but the model has n_features_in_ = {n_in}")
     total = 0
-    for entry in entries:
+    for i, entry in enumerate(entries):
         if not isinstance(entry, tuple) or len(entry) < 3:
-            return None
+            _fail(path, f"{where}[{i}]", "must be a (name, transformer, columns) tuple")
         trans, cols = entry[1], entry[2]
         if isinstance(trans, str) and trans == "drop":
             continue
         count = _column_count(cols, n_in)
         if count is None:
-            return None
-        if isinstance(trans, str):
-            if trans != "passthrough":
-                return None
-        elif _fullname(type(trans)) not in _WIDTH_PRESERVING:
-            return None
+            _fail(path, f"{where}[{i}]", f"selects columns that cannot be counted for {n_in} input features")
+        if not (isinstance(trans, str) and trans == "passthrough") and not _width_preserving(trans, count):
+            _fail(
+                path,
+                f"{where}[{i}]",
+                f"{_fullname(type(trans))}: its output width cannot be established",
+            )
         total += count
     return total
 
@@ -246,8 +264,8 @@ def _check_hist_gradient_boosting(est: Any, path: str) -> None:
         )
     preprocessor = _attr(est, "_preprocessor")
     if preprocessor is not None:
-        width = _preprocessor_width(preprocessor, n_features)
-        if width is not None and width != n_features:
+        width = _preprocessor_width(preprocessor, n_features, path)
+        if width != n_features:
             _fail(
                 path,
                 "._preprocessor.transformers_",
@@ -445,13 +463,78 @@ def _check_gradient_boosting(est: Any, path: str) -> None:
         if _tree_of(sub) is None:
             _fail(spath, ".tree_", "must be a sklearn.tree._tree.Tree")
         _check_tree_width(sub, spath, width)
+    _check_gb_init(est, path, k)
+
+
+_DUMMY_STRATEGIES: Final = frozenset({"most_frequent", "prior", "stratified", "uniform", "constant"})
+
+
+def _type_name(obj: object) -> str:
+    return _fullname(type(obj))
+
+
+def _regressor_width(init: object, path: str) -> int:
+    """Columns of ``init.predict(X)`` (1 for a 1-d result), for regressors whose width is known."""
+    if _is_instance_of(init, "sklearn.dummy.DummyRegressor"):
+        n_out = _int(_attr(init, "n_outputs_"), path, ".init_.n_outputs_")
+        constant = _array(_attr(init, "constant_"), path, ".init_.constant_")
+        if constant.size != n_out:
+            _fail(path, ".init_.constant_", f"{constant.size} values for n_outputs_ = {n_out}")
+        return n_out
+    if _is_instance_of(init, "sklearn.linear_model._base.LinearModel"):
+        coef = _array(_attr(init, "coef_"), path, ".init_.coef_")
+        if coef.ndim == 1:
+            return 1
+        if coef.ndim == 2:
+            return int(coef.shape[0])
+        _fail(path, ".init_.coef_", f"must be 1-d or 2-d, got shape {coef.shape}")
+    if _is_instance_of(init, "sklearn.tree._classes.BaseDecisionTree"):
+        return _int(_attr(init, "n_outputs_"), path, ".init_.n_outputs_")
+    _fail(path, ".init_", f"{_type_name(init)}: its predict width cannot be established")
+
+
+def _check_gb_init(est: Any, path: str, k: int) -> None:
+    """The init estimator's raw predictions are the array ``predict_stages`` writes ``k`` columns of.
+
+    Its output width is recomputed from its own state, which is only possible for
+    the estimators gradient boosting builds itself (``'zero'``, ``DummyClassifier``,
+    ``DummyRegressor``) and, for regression, linear models and decision trees; any
+    other ``init_`` cannot be shown to produce ``k`` columns and is refused (fail closed).
+    """
     init = _attr(est, "init_")
-    if k > 1 and not (isinstance(init, str) and init == "zero"):
-        classes = _attr(init, "classes_")
-        is_multi = getattr(_attr(est, "_loss"), "is_multiclass", False)
-        if classes is None or len(classes) < k or is_multi is not True:
+    if isinstance(init, str) and init == "zero":
+        return  # np.zeros((n, n_trees_per_iteration_))
+    loss = _attr(est, "_loss")
+    multiclass = getattr(type(loss), "is_multiclass", None)
+    if "is_multiclass" in (getattr(loss, "__dict__", None) or {}):
+        multiclass = _attr(loss, "is_multiclass")
+    if _is_instance_of(est, "sklearn.ensemble._gb.GradientBoostingClassifier"):
+        if not _is_instance_of(init, "sklearn.dummy.DummyClassifier"):
+            _fail(path, ".init_", f"{_type_name(init)}: its predict_proba width cannot be established")
+        if _attr(init, "n_outputs_") != 1:
+            _fail(path, ".init_.n_outputs_", "must be 1")
+        if _attr(init, "_strategy") not in _DUMMY_STRATEGIES:
+            _fail(path, ".init_._strategy", "unknown strategy: its output width cannot be established")
+        n_classes = _int(_attr(init, "n_classes_"), path, ".init_.n_classes_")
+        prior = _array(_attr(init, "class_prior_"), path, ".init_.class_prior_", ndim=1)
+        classes = _array(_attr(init, "classes_"), path, ".init_.classes_", ndim=1)
+        if prior.size != n_classes or classes.size != n_classes:
             _fail(
                 path,
-                ".init_",
-                f"cannot be shown to produce {k} raw-prediction columns",
+                ".init_.class_prior_",
+                f"{prior.size} priors and {classes.size} classes for n_classes_ = {n_classes}",
             )
+        if multiclass is not True and n_classes < 2:
+            _fail(path, ".init_.n_classes_", "binary boosting reads predict_proba(X)[:, 1]")
+        width = n_classes if multiclass is True else 1  # binary: proba[:, 1]
+    else:
+        width = _regressor_width(init, path)
+        if width >= 1:
+            return  # predict_stages writes column 0 only (k == 1 for regression)
+    if width != k:
+        _fail(
+            path,
+            ".init_",
+            f"produces {width} raw-prediction columns, the estimator grid has {k}; "
+            "predict_stages writes every column unchecked",
+        )

@@ -1,0 +1,388 @@
+"""Native-state invariants of issue 12, one general rule each (safeload._validators).
+
+Each test takes a real fitted model, changes only its state (every name stays
+allowed), writes it with ``joblib.dump`` and PROVES in a child process that plain
+``joblib.load`` + the model's ordinary method kills the interpreter (a fatal
+signal, or OpenMP aborting without a Python exception). ``safeload.load`` must
+refuse the same file, naming the field. Healthy variants of the same models
+must load.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pytest
+
+import safeload
+from safeload._errors import UnsafeModelError
+
+pytest.importorskip("sklearn")
+
+from sklearn.datasets import make_classification  # noqa: E402
+
+X, y = make_classification(200, 6, n_informative=4, n_classes=3, random_state=0)
+ALARM_SECONDS = 20
+
+
+def child(tmp_path: Path, model: Any, action: str, data: Any) -> subprocess.CompletedProcess[str]:
+    """Dump ``model`` with joblib; a fresh interpreter loads it with plain joblib and runs ``action``."""
+    joblib.dump(model, tmp_path / "model.joblib")
+    joblib.dump(data, tmp_path / "X.joblib")
+    code = textwrap.dedent(
+        f"""
+        import signal, sys, warnings
+        import joblib
+        import numpy as np
+        warnings.simplefilter("ignore")
+        m = joblib.load(sys.argv[1])
+        X = joblib.load(sys.argv[2])
+        print("loaded", flush=True)
+        signal.alarm({ALARM_SECONDS})
+        {action}
+        print("survived", flush=True)
+        """
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "model.joblib"), str(tmp_path / "X.joblib")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def assert_kills(proc: subprocess.CompletedProcess[str], *, abort_ok: bool = False) -> None:
+    assert proc.stdout.startswith("loaded"), proc.stderr[-2000:]
+    assert "survived" not in proc.stdout, proc.stdout
+    if abort_ok and proc.returncode > 0:
+        # the runtime ended the process itself: no Python exception was raised
+        assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        return
+    assert proc.returncode < 0, f"expected a fatal signal, got rc={proc.returncode}\n{proc.stderr[-2000:]}"
+
+
+def assert_load_refuses(tmp_path: Path, fragment: str) -> UnsafeModelError:
+    with pytest.raises(UnsafeModelError) as info:
+        safeload.load(tmp_path / "model.joblib")
+    assert info.value.path is not None and fragment in info.value.path, str(info.value)
+    return info.value
+
+
+def proven(tmp_path: Path, model: Any, action: str, data: Any, fragment: str, *, abort_ok: bool = False) -> None:
+    assert_kills(child(tmp_path, model, action, data), abort_ok=abort_ok)
+    assert_load_refuses(tmp_path, fragment)
+
+
+def loads(tmp_path: Path, model: Any) -> Any:
+    joblib.dump(model, tmp_path / "good.joblib")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return safeload.load(tmp_path / "good.joblib")
+
+
+# --------------------------------------------------------------------------
+# (a) neighbour classifiers: stored labels index the class-mode histograms
+# --------------------------------------------------------------------------
+
+
+def _knn() -> Any:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    return KNeighborsClassifier(metric="manhattan", algorithm="brute").fit(X, y)
+
+
+def test_knn_label_values_out_of_range_segfault(tmp_path: Path) -> None:
+    m = _knn()
+    m._y = np.full_like(m._y, 10**6)
+    proven(tmp_path, m, "m.predict_proba(X)", X, "_y[0]")
+
+
+def test_knn_fewer_labels_than_training_rows_segfault(tmp_path: Path) -> None:
+    m = _knn()
+    m._y = m._y[:5].copy()
+    proven(tmp_path, m, "m.predict_proba(X)", X, "_y")
+
+
+def test_radius_neighbors_negative_label_refused(tmp_path: Path) -> None:
+    from sklearn.neighbors import RadiusNeighborsClassifier
+
+    m = RadiusNeighborsClassifier(radius=10.0, metric="manhattan").fit(X, y)
+    m._y = m._y.copy()
+    m._y[3] = -1
+    joblib.dump(m, tmp_path / "model.joblib")
+    assert_load_refuses(tmp_path, "_y[3]")
+
+
+def test_multioutput_knn_labels_checked_per_output(tmp_path: Path) -> None:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    Y = np.stack([y, y % 2], axis=1)
+    m = KNeighborsClassifier().fit(X, Y)
+    assert loads(tmp_path, m).predict(X[:3]).shape == (3, 2)
+    m._y = m._y.copy()
+    m._y[7, 1] = 2  # output 1 has 2 classes
+    joblib.dump(m, tmp_path / "model.joblib")
+    assert_load_refuses(tmp_path, "_y[7, 1]")
+
+
+# --------------------------------------------------------------------------
+# (b) derived widths that become sparse column indices
+# --------------------------------------------------------------------------
+
+XC = np.random.RandomState(0).randint(0, 3, (100, 2))
+
+
+def test_one_hot_widths_that_sum_right_segfault(tmp_path: Path) -> None:
+    from sklearn.preprocessing import OneHotEncoder
+
+    m = OneHotEncoder().fit(XC)
+    m._n_features_outs = [10**6, 6 - 10**6]  # same total, wrong per feature
+    proven(tmp_path, m, "m.transform(X).toarray()", XC, "_n_features_outs[0]")
+
+
+def test_one_hot_inside_kbins_discretizer_segfault(tmp_path: Path) -> None:
+    from sklearn.preprocessing import KBinsDiscretizer
+
+    m = KBinsDiscretizer(n_bins=3, encode="onehot").fit(X)
+    outs = list(m._encoder._n_features_outs)
+    m._encoder._n_features_outs = [10**6, *outs[1:-1], outs[-1] + outs[0] - 10**6]
+    proven(tmp_path, m, "m.transform(X).toarray()", X, "_encoder._n_features_outs[0]")
+
+
+def test_one_hot_infrequent_mapping_out_of_range_refused(tmp_path: Path) -> None:
+    from sklearn.preprocessing import OneHotEncoder
+
+    data = np.array([[0] * 20 + [1] * 20 + [2] * 2 + [3] * 2]).T
+    m = OneHotEncoder(min_frequency=5, handle_unknown="infrequent_if_exist").fit(data)
+    assert loads(tmp_path, m).transform(data).shape == (44, 3)
+    m._default_to_infrequent_mappings = [np.array([0, 1, 2, 10**6])]
+    joblib.dump(m, tmp_path / "model.joblib")
+    assert_load_refuses(tmp_path, "_default_to_infrequent_mappings[0]")
+
+
+def test_one_hot_drop_and_infrequent_healthy(tmp_path: Path) -> None:
+    from sklearn.preprocessing import OneHotEncoder
+
+    data = np.array([[0] * 20 + [1] * 20 + [2] * 2 + [3] * 2, [5, 6] * 22]).T
+    for params in ({"drop": "first"}, {"drop": "if_binary"}, {"min_frequency": 5, "drop": "first"}):
+        m = OneHotEncoder(**params).fit(data)
+        np.testing.assert_array_equal(loads(tmp_path, m).transform(data).toarray(), m.transform(data).toarray())
+
+
+def test_multilabel_binarizer_cached_map_segfault(tmp_path: Path) -> None:
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    labels = [[1, 2], [3]]
+    m = MultiLabelBinarizer().fit(labels)
+    m.transform([[1]])  # fills the cache
+    m._cached_dict = {1: 10**7, 2: 1, 3: 2}
+    proven(tmp_path, m, "m.transform(X).toarray() if hasattr(m.transform(X), 'toarray') else None", labels, "_cached_dict")
+
+
+# --------------------------------------------------------------------------
+# (c) gradient boosting: init_ output width vs the estimator grid
+# --------------------------------------------------------------------------
+
+
+def test_gradient_boosting_init_narrower_than_grid_aborts(tmp_path: Path) -> None:
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    m = GradientBoostingClassifier(n_estimators=3).fit(X, y)
+    m.init_.class_prior_ = m.init_.class_prior_[:1].copy()
+    m.init_.n_classes_ = 1
+    proven(tmp_path, m, "m.predict(X)", X, "init_")
+
+
+def test_gradient_boosting_custom_init_fails_closed(tmp_path: Path) -> None:
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    m = GradientBoostingClassifier(n_estimators=2, init=LogisticRegression()).fit(X, y)
+    joblib.dump(m, tmp_path / "model.joblib")
+    err = assert_load_refuses(tmp_path, "init_")
+    assert "cannot be established" in str(err)
+
+
+def test_gradient_boosting_default_inits_load(tmp_path: Path) -> None:
+    from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
+
+    for m in (
+        GradientBoostingClassifier(n_estimators=2).fit(X, y),
+        GradientBoostingClassifier(n_estimators=2).fit(X, y % 2),
+        GradientBoostingClassifier(n_estimators=2, init="zero").fit(X, y),
+        GradientBoostingRegressor(n_estimators=2).fit(X, y),
+        GradientBoostingRegressor(n_estimators=2, loss="quantile").fit(X, y),
+    ):
+        np.testing.assert_array_equal(loads(tmp_path, m).predict(X), m.predict(X))
+
+
+# --------------------------------------------------------------------------
+# (d) instance keys shadowing class attributes
+# --------------------------------------------------------------------------
+
+
+def test_svr_with_instance_impl_segfaults(tmp_path: Path) -> None:
+    from sklearn.svm import SVR
+
+    m = SVR().fit(X, y)
+    n = m.support_.size
+    m.__dict__["_impl"] = "c_svc"  # shadows SVR._impl = "epsilon_svr"
+    m._n_support = np.array([n + 10**7, -(10**7)], dtype=np.int32)  # sums to n
+    proven(tmp_path, m, "m.predict(X)", X, "_impl")
+
+
+def test_svm_check_reads_impl_as_sklearn_does() -> None:
+    from sklearn.svm import SVR
+
+    from safeload._validators.svm import _check_libsvm
+
+    m = SVR().fit(X, y)
+    n = m.support_.size
+    m.__dict__["_impl"] = "c_svc"
+    m._n_support = np.array([n + 10**7, -(10**7)], dtype=np.int32)
+    with pytest.raises(UnsafeModelError, match="_n_support"):
+        _check_libsvm(m, "m")
+
+
+def test_shadowing_a_method_is_refused(tmp_path: Path) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    m = LogisticRegression().fit(X, y)
+    m.__dict__["predict"] = np.zeros(3)
+    joblib.dump(m, tmp_path / "model.joblib")
+    assert_load_refuses(tmp_path, "predict")
+
+
+def test_shadowing_a_class_constant_of_a_loss_is_refused(tmp_path: Path) -> None:
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    m = GradientBoostingClassifier(n_estimators=2).fit(X, y % 2)
+    m._loss.__dict__["is_multiclass"] = True
+    joblib.dump(m._loss, tmp_path / "model.joblib")
+    assert_load_refuses(tmp_path, "is_multiclass")
+    joblib.dump(m, tmp_path / "model.joblib")  # the boosting check also sees the widened init output
+    assert_load_refuses(tmp_path, "")
+
+
+def test_shadow_keys_real_instances_carry_are_allowed(tmp_path: Path) -> None:
+    from sklearn.linear_model import LassoLars
+
+    m = LassoLars(positive=True).fit(X, y)  # LassoLars.positive is also a class attribute
+    assert "positive" in vars(m)
+    np.testing.assert_array_equal(loads(tmp_path, m).predict(X), m.predict(X))
+
+
+# --------------------------------------------------------------------------
+# (e) integers handed to the runtime
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [-1])
+def test_kmeans_thread_count_aborts(tmp_path: Path, value: int) -> None:
+    from sklearn.cluster import KMeans
+
+    m = KMeans(3, n_init=1, random_state=0).fit(X)
+    m._n_threads = value
+    proven(tmp_path, m, "m.predict(X)", X, "_n_threads", abort_ok=True)
+
+
+@pytest.mark.parametrize("value", [0, 10**9, 2**31, True, 2.0])
+def test_thread_counts_out_of_range_refused(tmp_path: Path, value: Any) -> None:
+    from sklearn.cluster import BisectingKMeans
+
+    m = BisectingKMeans(3, random_state=0).fit(X)
+    m._n_threads = value
+    joblib.dump(m, tmp_path / "model.joblib")
+    assert_load_refuses(tmp_path, "_n_threads")
+
+
+# --------------------------------------------------------------------------
+# (f) metric parameters handed to scipy / sklearn distance code
+# --------------------------------------------------------------------------
+
+
+def test_mahalanobis_params_smaller_than_features_segfault(tmp_path: Path) -> None:
+    from sklearn.neighbors import NearestNeighbors
+
+    wide = np.random.RandomState(0).rand(30, 3000)
+    m = NearestNeighbors(metric="mahalanobis", metric_params={"VI": np.eye(3000)}, algorithm="brute").fit(wide)
+    m.metric_params = {"VI": np.eye(1)}
+    m.effective_metric_params_ = {"VI": np.eye(1)}
+    m._fit_X = np.asfortranarray(m._fit_X)  # not C-ordered: sklearn hands the work to scipy's cdist
+    proven(tmp_path, m, "m.kneighbors(X)", wide, "metric_params['VI']")
+
+
+@pytest.mark.parametrize(
+    ("metric", "params", "bad"),
+    [
+        ("seuclidean", {"V": np.ones(2)}, {"V": np.ones(1)}),
+        ("minkowski", {"w": np.ones(6), "p": 3}, {"w": np.ones(7), "p": 3}),
+        ("minkowski", {"p": 3}, {"p": -1}),
+        ("minkowski", {"p": 3}, {"p": 3, "extra": np.ones(4)}),
+    ],
+)
+def test_metric_parameter_shapes(tmp_path: Path, metric: str, params: dict[str, Any], bad: dict[str, Any]) -> None:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    good = KNeighborsClassifier(metric=metric, metric_params=params, algorithm="brute")
+    if metric == "seuclidean":
+        good.set_params(metric_params={"V": np.ones(6)})
+    good.fit(X, y)
+    np.testing.assert_array_equal(loads(tmp_path, good).predict(X[:5]), good.predict(X[:5]))
+    good.metric_params = bad
+    joblib.dump(good, tmp_path / "model.joblib")
+    assert_load_refuses(tmp_path, "metric_params")
+
+
+# --------------------------------------------------------------------------
+# (g) checks that used to fail open now fail closed
+# --------------------------------------------------------------------------
+
+
+def _hgb() -> Any:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    Xc = X.copy()
+    Xc[:, 0] = np.random.RandomState(0).randint(0, 4, len(X))
+    return HistGradientBoostingClassifier(max_iter=2, categorical_features=[0]).fit(Xc, y)
+
+
+def test_hgb_preprocessor_of_unknown_width_refused(tmp_path: Path) -> None:
+    """A transformer whose output width cannot be computed: refused, not skipped."""
+    from sklearn.feature_selection import VarianceThreshold
+
+    m = _hgb()
+    assert loads(tmp_path, m).predict(X[:3]).shape == (3,)
+    ct = m._preprocessor
+    name, trans, cols = ct.transformers_[1]
+    ct.transformers_[1] = (name, VarianceThreshold().fit(X[:, 1:]), cols)
+    joblib.dump(m, tmp_path / "model.joblib")
+    err = assert_load_refuses(tmp_path, "_preprocessor.transformers_[1]")
+    assert "cannot be established" in str(err)
+
+
+def test_hgb_preprocessor_mask_of_wrong_length_refused(tmp_path: Path) -> None:
+    m = _hgb()
+    ct = m._preprocessor
+    name, trans, cols = ct.transformers_[1]
+    ct.transformers_[1] = (name, trans, np.ones(9, dtype=bool))
+    joblib.dump(m, tmp_path / "model.joblib")
+    assert_load_refuses(tmp_path, "_preprocessor.transformers_[1]")
+
+
+def test_hgb_function_transformer_with_other_func_refused(tmp_path: Path) -> None:
+    m = _hgb()
+    ct = m._preprocessor
+    ct.transformers_[1][1].func = np.log1p  # elementwise: width kept, still loads
+    assert loads(tmp_path, m).predict(X[:3]).shape == (3,)
+    ct = m._preprocessor
+    ct.transformers_[1][1].func = np.mean  # allowlisted, and it collapses the columns
+    joblib.dump(m, tmp_path / "model.joblib")
+    assert_load_refuses(tmp_path, "_preprocessor.transformers_[1]")
