@@ -163,7 +163,7 @@ def test_generated_joblib_streams_are_valid_for_joblib(rnd: random.Random) -> No
 
 
 @given(st.randoms(use_true_random=False))
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 def test_generated_joblib_streams(matcher: str, rnd: random.Random) -> None:
     """Nested object-array pickles start with a fresh memo (depth 1) and the outer memo goes on after
@@ -274,7 +274,7 @@ def _oracle_result(data: bytes) -> Any:
 @example(op=b"g", text=b" 0")
 @given(op=st.sampled_from([b"I", b"L", b"F", b"S", b"V", b"g", b"p"]),
        text=st.lists(_TEXT_ALPHABET, max_size=12).map(bytes))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 def test_text_arguments_parse_as_in_cpython(op: bytes, text: bytes) -> None:
     """INT / LONG / FLOAT / STRING / UNICODE / GET / PUT texts: the oracle accepts exactly what the C
     unpickler accepts, with the same value; and the walker agrees with both wherever it goes."""
