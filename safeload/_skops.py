@@ -946,13 +946,14 @@ class _Builder:
         self.policy = policy
         self.built: dict[int, Any] = {}
         self.building: set[int] = set()
-        self.resolved: dict[str, Any] = {}
+        self.resolved: dict[tuple[str, bool], Any] = {}
 
-    def resolve(self, name: str) -> Any:
-        """The policy's object for a full name (guarded when its entry has a guard)."""
-        got = self.resolved.get(name)
+    def resolve(self, name: str, guarded: bool = True) -> Any:
+        """The policy's object for a full name: guarded when the file calls it and its entry has a guard,
+        the plain object when it is only a value (as the pickle engine hands out referenced names)."""
+        got = self.resolved.get((name, guarded))
         if got is None:
-            got = self.resolved[name] = _resolve_exact(self.policy, name)
+            got = self.resolved[(name, guarded)] = _resolve_exact(self.policy, name, guarded)
         return got
 
     def build(self, node: _Node) -> Any:
@@ -1009,7 +1010,7 @@ class _Builder:
         return self.resolve("builtins.slice")(*node.kids["args"])
 
     def _FunctionNode(self, node: _Node) -> Any:
-        return self.resolve(node.name)
+        return self.resolve(node.name, guarded=False)
 
     _TypeNode = _FunctionNode
 
@@ -1140,13 +1141,13 @@ class _Builder:
         return out
 
 
-def _resolve_exact(policy: Policy, name: str) -> Any:
+def _resolve_exact(policy: Policy, name: str, guarded: bool = True) -> Any:
     """``policy.resolve`` for a full name: try each module/qualname split until one imports."""
     parts = name.split(".")
     last: SafeloadError | None = None
     for cut in range(len(parts) - 1, 0, -1):
         try:
-            return policy.resolve(".".join(parts[:cut]), ".".join(parts[cut:]))
+            return policy.resolve(".".join(parts[:cut]), ".".join(parts[cut:]), guarded=guarded)
         except UnsafeModelError as exc:
             last = exc
     assert last is not None
