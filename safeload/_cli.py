@@ -603,10 +603,10 @@ def _plausible_zip(path: str, policy: Policy) -> bool:
                 if fmt in (Format.PICKLE, Format.NPY) and _plausible(fmt, head, info.file_size, policy):
                     return True
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, ValueError, EOFError,
-            zlib.error, lzma.LZMAError):
-        return True  # damaged or unusual: let the scan report it
-    except OSError as exc:
-        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
+            zlib.error, lzma.LZMAError, OSError):
+        # Damaged or unusual (a central directory that seeks before the file start is an OSError too):
+        # the file was readable (its head was read), so let the scan report what is wrong with it.
+        return True
     return False
 
 

@@ -343,7 +343,7 @@ def _report(name: str, fmt: str, findings: list[Finding], globs: tuple[GlobalVer
 def _is_skops(data: Buffer) -> bool:
     try:
         return "schema.json" in zipfile.ZipFile(io.BytesIO(data)).namelist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
         return False
 
 
@@ -359,7 +359,7 @@ def _scan_zip(data: Buffer, policy: Policy, name: str, size: int, explain: bool 
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
         return ScanReport(name, "zip", Verdict.ERROR, (Finding("malformed", "medium", f"corrupt zip: {exc}"),),
                           (), size)
     if len(infos) > policy.limits.max_zip_members:

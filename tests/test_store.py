@@ -472,3 +472,39 @@ def test_compressed_members_inside_tar_are_judged(tmp_path: Path) -> None:
     assert code == 1
     members = {f["member"] for f in doc["results"][0]["findings"] if f["severity"] == "high"}
     assert members == set(inner)
+
+
+def test_damaged_store_formats_are_reported_never_raised(tmp_path: Path) -> None:
+    """Mutants of every format the store scan parses: scan reports, discovery decides, nothing raises."""
+    import random
+
+    import safeload
+    from safeload._cli import _artifact_or_unknown
+    from safeload._policy import Policy
+
+    header = {"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}
+    seeds = [safetensors(header, bytes(16)), onnx_model(), gguf_model(),
+             torch_zip(tmp_path / "a.pt", state_dict()).read_bytes(),
+             torch_legacy(tmp_path / "b.pth", state_dict(_tensor("0", legacy=True))).read_bytes(),
+             tar_of({"m.pkl": CLEAN, "n.pkl": EVIL}, "w:gz"), tar_of({"m.pkl": CLEAN})]
+    zipped = bytearray(seeds[3])
+    directory = zipped.rfind(b"PK\x01\x02")
+    zipped[directory + 6:directory + 8] = b"\xff\x00"  # "version needed to extract": 25.5
+    rng = random.Random(11)
+    mutants = [bytes(zipped)]
+    for seed in seeds:
+        for _ in range(150):
+            data = bytearray(seed)
+            for _ in range(rng.randint(1, 3)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+            mutants.append(bytes(data[:rng.randrange(len(data) // 2, len(data) + 1)]))
+    policy = Policy.default()
+    path = tmp_path / "mutant.bin"
+    for mutant in mutants:
+        path.write_bytes(mutant)
+        report = safeload.scan(path)
+        assert not any("cannot analyse" in f.message for f in report.findings), report
+        assert isinstance(_artifact_or_unknown(str(path), policy), bool)
+    path.write_bytes(mutants[0])
+    report = safeload.scan(path)
+    assert report.verdict == "error" and report.findings[0].rule == "malformed"
