@@ -122,6 +122,10 @@ def analyse(data: Buffer, policy: Policy, filling: Filling | None = None, *, num
             npz = _npz_members(data, policy)
             if npz is not None:
                 return _analyse_npz(data, npz, policy, options)
+            if not _has_member(data, "schema.json"):
+                raise UnsupportedFormatError(
+                    "a zip archive that is neither a skops file nor an .npz (a PyTorch checkpoint?): "
+                    "safeload.load does not open it; `safeload scan` judges the pickles inside")
         result = audit(data, policy)
         return Analysis("skops", None, data, skops=result)
     if fmt is not Format.PICKLE:
@@ -176,6 +180,14 @@ def _npz_members(data: Buffer, policy: Policy) -> list[tuple[str, bytes]] | None
                 return None
             out.append((info.filename, raw))
         return out
+
+
+def _has_member(data: Buffer, name: str) -> bool:
+    try:
+        with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
+            return name in zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+        return True  # let the skops reader say what is wrong with it
 
 
 def _analyse_npz(data: Buffer, members: list[tuple[str, bytes]], policy: Policy,
@@ -250,10 +262,21 @@ def raise_for(analysis: Analysis, source: str | None, *, hint: bool = True) -> N
     raise cls(f"cannot load{where}: {first.message} (offset {first.offset})")
 
 
+def _is_tar(head: bytes) -> bool:
+    from safeload._archive import is_tar
+
+    return is_tar(head)
+
+
 def analyse_or_raise(data: Buffer, policy: Policy, source: str | None, filling: Filling | None = None,
                      **options: Any) -> Analysis:
     """``analyse`` as ``load`` uses it (``.npy``/``.npz`` accepted), then ``raise_for``."""
     try:
+        if filling is not None:
+            filling.wait(min(len(data), 512))
+        if _is_tar(bytes(data[:512])):
+            raise UnsupportedFormatError("a tar archive: safeload.load does not open archives (extract the model "
+                                         "first); `safeload scan` judges the files inside")
         analysis = analyse(data, policy, filling, numpy_files=True, **options)
     except SafeloadError as exc:
         if source and source not in str(exc):

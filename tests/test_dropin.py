@@ -464,3 +464,22 @@ def test_patched_finds_config_from_the_loaded_file(tmp_path: Path, monkeypatch: 
             assert pickle.load(fh) == fractions.Fraction(1, 3)
         with pytest.raises(safeload.UnsafeModelError):
             pickle.loads(FRACTION)  # bytes have no directory: the working directory's (none) applies
+
+
+def test_containers_load_cannot_open_get_no_allow_hint(tmp_path: Path) -> None:
+    import tarfile
+    import zipfile
+
+    torch_like = tmp_path / "model.pt"
+    with zipfile.ZipFile(torch_like, "w") as zf:
+        zf.writestr("archive/data.pkl", FRACTION)
+        zf.writestr("archive/version", b"3\n")
+    archive = tmp_path / "models.tar"
+    member = tmp_path / "m.pkl"
+    member.write_bytes(FRACTION)
+    with tarfile.open(archive, "w") as tf:
+        tf.add(member, arcname="m.pkl")
+    for path in (torch_like, archive):
+        with pytest.raises(safeload.UnsupportedFormatError) as excinfo:
+            safeload.load(path)
+        assert "allow" not in str(excinfo.value) and str(path) in str(excinfo.value)
