@@ -886,6 +886,9 @@ class Grammar:
         self.globals = globals_  # False: a nested object-array pickle, loaded by joblib for real
         self.units: list[bytes] = []
         self.raw: set[int] = set()  # indices of units that are array bytes: never inside a FRAME
+        # Half the protocol 4+ streams memoize with MEMOIZE only, as pickle writes them: the walker
+        # keeps runs lazy until the first PUT, so reads into lazy runs happen only in these.
+        self.puts = proto < 4 or rnd.random() < 0.5
         self.memo: dict[int, tuple[bool, str | None]] = {}  # slot -> (hashable, text if a str)
         self.runs: list[tuple[int, int]] = []  # (first slot, count) of each vocabulary run emitted
         self.budget = budget
@@ -949,7 +952,7 @@ class Grammar:
     def remember(self, kind: tuple[bool, str | None]) -> None:
         """MEMOIZE or PUT the value on top (its ``kind``)."""
         r = self.r
-        if self.proto >= 4 and r.random() < 0.6:
+        if self.proto >= 4 and (not self.puts or r.random() < 0.6):
             self.emit(b"\x94")
             self.memo[len(self.memo)] = kind
             return
@@ -1222,6 +1225,8 @@ class Grammar:
             k = r.random()
             if k < 0.08 and self.memo:  # a read into this run (or an earlier one), then a value
                 slot = self.pick_slot(hashable=True)
+                if count and r.random() < 0.5:  # an entry of this very run
+                    slot = r.choice((first, first + count - 1, first + r.randrange(count)))
                 if slot is not None:
                     self.emit(self.slot_read(slot))
                     self.emit(self.small_int()[0])
