@@ -508,3 +508,36 @@ def test_damaged_store_formats_are_reported_never_raised(tmp_path: Path) -> None
     path.write_bytes(mutants[0])
     report = safeload.scan(path)
     assert report.verdict == "error" and report.findings[0].rule == "malformed"
+
+
+def test_progress_goes_to_a_terminal_only(tmp_path: Path) -> None:
+    """Many files: a progress bar on stderr when stderr is a terminal (a pty here), nothing when it is a pipe."""
+    import pty
+    import select
+
+    for i in range(30):
+        (tmp_path / f"m{i:02}.pkl").write_bytes(CLEAN)
+    assert EXE is not None
+    env = dict(os.environ, SAFELOAD_CACHE_DIR=str(tmp_path / "cache"))
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([EXE, "scan", "--no-cache", str(tmp_path)], stdout=subprocess.PIPE,
+                                stderr=slave, env=env)
+        os.close(slave)
+        out, _ = proc.communicate(timeout=120)
+        seen = b""
+        while select.select([master], [], [], 0.5)[0]:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(master)
+    assert proc.returncode == 0
+    assert b"scanning [" in seen and b"30/30" in seen
+    assert b"scanning" not in out  # the report on stdout stays clean
+    piped = run("scan", "--no-cache", str(tmp_path), cwd=tmp_path)
+    assert piped.returncode == 0 and piped.stderr == ""
