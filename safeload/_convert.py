@@ -117,6 +117,7 @@ def convert(
     *,
     force: bool = False,
     allow: Iterable[str] | Mapping[str, str] = (),
+    allow_unsafe: bool = False,
     policy: Policy | None = None,
 ) -> ConvertResult:
     """Convert the pickle/joblib model ``src`` into the skops file ``dst``, verified by a round trip.
@@ -125,10 +126,12 @@ def convert(
     policy refuses, before anything is built; ``UnrepresentableError`` when skops
     cannot represent the object; ``RoundTripError`` when the copy differs;
     ``DestinationError`` when ``dst`` exists and ``force`` is false.  On any
-    error nothing is written.
+    error nothing is written.  ``allow`` obeys the dangerous-name rule
+    (``DangerousAllowError`` unless ``allow_unsafe=True``); the configuration is found
+    from ``src``'s directory.
     """
     src_path, dst_path = os.fspath(src), os.fspath(dst)
-    pol = effective_policy(policy, allow)
+    pol = effective_policy(policy, allow, allow_unsafe=allow_unsafe, near=src_path)
     _check_paths(src_path, dst_path, force)
     report = scan(src_path, policy=pol)
     _raise_unless_safe(report)

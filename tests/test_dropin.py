@@ -483,3 +483,11 @@ def test_containers_load_cannot_open_get_no_allow_hint(tmp_path: Path) -> None:
         with pytest.raises(safeload.UnsupportedFormatError) as excinfo:
             safeload.load(path)
         assert "allow" not in str(excinfo.value) and str(path) in str(excinfo.value)
+
+
+def test_convert_applies_the_dangerous_name_rule(tmp_path: Path) -> None:
+    src = tmp_path / "m.pkl"
+    src.write_bytes(PLAIN)
+    with pytest.raises(safeload.DangerousAllowError):
+        safeload.convert(src, tmp_path / "m.skops", allow=["os.system"])
+    assert not (tmp_path / "m.skops").exists()
