@@ -140,6 +140,18 @@ class _Node:
 class _Npy:
     dtype: np.dtype[Any]
     shape: tuple[int, ...]
+    fortran: bool = False
+    offset: int = 0
+
+    def array(self, raw: bytes, where: str) -> np.ndarray[Any, Any]:
+        """What numpy.load(allow_pickle=False) returns for ``raw``, from the header already checked (a
+        writable copy, as numpy.load makes), without parsing the header a second time."""
+        if len(raw) != self.offset + math.prod(self.shape) * self.dtype.itemsize:
+            raise MalformedModelError(f"member {where} changed size between reads")
+        flat = np.frombuffer(raw, dtype=self.dtype, count=math.prod(self.shape), offset=self.offset).copy()
+        if self.fortran:
+            return flat.reshape(self.shape[::-1]).transpose()
+        return flat.reshape(self.shape)
 
 
 class _Opaque(Exception):
@@ -247,7 +259,7 @@ def _npy_check(head: bytes, size: int, where: str, limits_bytes: int) -> _Npy:
             raise LimitExceededError(f"member {where} declares an array of {nbytes} bytes but holds "
                                      f"{size - offset}")
         raise MalformedModelError(f"member {where} holds {size - offset - nbytes} bytes after its array")
-    return _Npy(dtype, tuple(shape))
+    return _Npy(dtype, tuple(shape), header["fortran_order"], offset)
 
 
 # -- parsing -----------------------------------------------------------------------------------
@@ -557,7 +569,7 @@ class _Judge:
     def load_array(self, node: _Node) -> np.ndarray[Any, Any]:
         assert node.file is not None
         if node.file not in self.arrays:
-            self.arrays[node.file] = _np_load(self.archive.read(node.file))
+            self.arrays[node.file] = self.npy[node.file].array(self.archive.read(node.file), node.file)
         return self.arrays[node.file]
 
     # the walk
@@ -1092,7 +1104,7 @@ class _Builder:
                     out[index] = cell
             return out
         assert node.file is not None
-        arr = _np_load(self.plan.archive.read(node.file))
+        arr = judge.npy[node.file].array(self.plan.archive.read(node.file), node.file)
         kind = judge.array_kind(node)
         if kind == "array":
             self.resolve(node.name)
