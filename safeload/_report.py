@@ -123,6 +123,11 @@ RULES: dict[str, tuple[str, str]] = {
     "negative-length": ("Negative length", "A length-prefixed opcode has a negative length."),
     "no-mark": ("Missing MARK", "An opcode needs a MARK that is not on the stack."),
     "odd-dict": ("Odd DICT items", "DICT needs key/value pairs."),
+    "unhashable": ("Unhashable key or set item",
+                   "A list, dict or set is used as a dict key or set item: the unpickler fails on it."),
+    "new-args": ("Arguments to a class that takes none",
+                 "NEWOBJ passes arguments to the __new__ of a class the policy only rebuilds (or to a guarded "
+                 "callable, which NEWOBJ would instantiate without its guard)."),
     "odd-setitems": ("Odd SETITEMS items", "SETITEMS needs key/value pairs."),
     "protocol": ("Unsupported protocol", "The PROTO opcode names a protocol above 5."),
     "internal-error": ("Internal error", "safeload could not analyse this input; it is refused."),

@@ -763,10 +763,13 @@ class _Walker:
             elif op == 0x90:  # ADDITEMS
                 items = pop_mark()
                 fix_top()
+                if len(stack) > fence and type(stack[-1]) is Cont and _has_unhashable(items):
+                    raise fatal("unhashable", MALFORMED, i, "a set item is a list, dict or set (unhashable)")
                 self.appends(i, stack, fence, len(items), what="ADDITEMS")
                 i += 1
             elif op == 0x91:  # FROZENSET
-                pop_mark()
+                if _has_unhashable(pop_mark()):
+                    raise fatal("unhashable", MALFORMED, i, "a frozenset item is a list, dict or set (unhashable)")
                 push(OTHER)
                 i += 1
             elif op == 0x6C or op == 0x64:  # LIST, DICT
@@ -775,8 +778,10 @@ class _Walker:
                 if op == 0x64:
                     if len(items) % 2:
                         raise fatal("odd-dict", MALFORMED, i, "odd number of items for DICT")
-                    c.items = list(zip(items[::2], items[1::2], strict=True))[:_DICT_CAP]
-                c.count = len(items)
+                    if _has_unhashable(items[::2]):
+                        raise fatal("unhashable", MALFORMED, i, "a dict key is a list, dict or set (unhashable)")
+                    c.items = list(zip(items[: 2 * _DICT_CAP : 2], items[1 : 2 * _DICT_CAP : 2], strict=True))
+                c.count = len(items) // 2 if op == 0x64 else len(items)  # a dict counts pairs, as SETITEMS does
                 push(c)
                 i += 1
             elif op == 0x30:  # POP: pops a MARK if one sits on top, as CPython does
@@ -894,9 +899,12 @@ class _Walker:
         if isinstance(target, G):
             self.issue("mutate-global", UNSAFE, i, f"SETITEM(S) on the global {target.name}", (target.name,))
         elif isinstance(target, Cont):
+            runs = Run in map(type, items)
+            if target.kind == "dict" and not runs and _has_unhashable(items[::2]):
+                raise self.fatal("unhashable", MALFORMED, i, "a dict key is a list, dict or set (unhashable)")
             target.count += _values(items) // 2
             room = _DICT_CAP - len(target.items)
-            if room > 0 and Run not in map(type, items):
+            if room > 0 and not runs:
                 target.items.extend(zip(items[: 2 * room : 2], items[1 : 2 * room : 2], strict=True))
         elif not isinstance(target, Obj):
             raise self.fatal("bad-target", MALFORMED, i, f"SETITEM(S) on a {type(target).__name__}")
@@ -1325,6 +1333,15 @@ _RNG_STATE_TARGETS = _BIT_GENERATOR_MAKERS | {"numpy.random._pickle.__randomstat
 _BIT_GENERATOR_CLASSES = frozenset({"numpy.random._mt19937.MT19937", "numpy.random._pcg64.PCG64",
                                     "numpy.random._pcg64.PCG64DXSM", "numpy.random._philox.Philox",
                                     "numpy.random._sfc64.SFC64"})
+
+
+def _has_unhashable(values: Any) -> bool:
+    """Would CPython fail to hash one of ``values``? Lists, dicts and sets built in the stream (and
+    tuples holding them) are unhashable; other objects may or may not be, and are let through."""
+    types = set(map(type, values))
+    if Cont in types:
+        return True
+    return tuple in types and any(type(v) is tuple and _has_unhashable(v) for v in values)
 
 
 def _static_dtype(value: Any) -> np.dtype[Any] | None:
