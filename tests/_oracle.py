@@ -39,6 +39,8 @@ import _compat_pickle
 import codecs
 import math
 import pickle
+import pickletools
+import random
 import re
 import struct
 import sys
@@ -283,10 +285,13 @@ def _unhashable(value: Any) -> bool:
     return isinstance(value, bytearray)
 
 
-class Oracle(pickle._Unpickler):  # type: ignore[name-defined,misc]
+_PyUnpickler: Any = pickle._Unpickler  # the pure-Python unpickler (typeshed leaves it out)
+
+
+class Oracle(_PyUnpickler):  # type: ignore[misc]
     """Step through one pickle stream as CPython's C unpickler would, running nothing."""
 
-    dispatch: dict[int, Callable[[Any], None]] = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+    dispatch: dict[int, Callable[[Any], None]] = dict(_PyUnpickler.dispatch)
 
     def __init__(self, data: Any, start: int = 0, *, joblib: bool = False, depth: int = 0) -> None:
         if isinstance(data, memoryview):
@@ -715,11 +720,11 @@ def _dtype(value: Any) -> np.dtype[Any] | None:
         args = _concrete(value.args)
         if not args or not isinstance(args[0], (str, bytes)) or len(args) > 3:
             return None
-        dt = np.dtype(*args)
+        dt: np.dtype[Any] = np.dtype(*args)
         if value.state is not None:
             st = _concrete(value.state)
             _check_dtype_state(st)
-            dt.__setstate__(st)
+            dt.__setstate__(st)  # type: ignore[attr-defined]
             _check_dtype_layout(dt)
         return dt
     except Exception:  # noqa: BLE001 - not evaluable: the caller stops comparing
@@ -853,7 +858,7 @@ def pickle_name(op: int) -> str:
     return _NAMES.get(op, f"{op:#04x}")
 
 
-_NAMES = {o.code.encode("latin1")[0]: o.name for o in __import__("pickletools").opcodes}
+_NAMES: dict[int, str] = {o.code.encode("latin1")[0]: o.name for o in pickletools.opcodes}
 
 
 # -- a grammar of valid streams ---------------------------------------------------------------------
@@ -878,7 +883,7 @@ class Grammar:
     aimed into, across and just past vocabulary runs and dict keys stay hashable.
     """
 
-    def __init__(self, rnd: Any, proto: int, budget: int = 40, joblib: bool = False,
+    def __init__(self, rnd: random.Random, proto: int, budget: int = 40, joblib: bool = False,
                  globals_: bool = True) -> None:
         self.r = rnd
         self.proto = proto
@@ -1070,15 +1075,15 @@ class Grammar:
         if k == 0:
             self.emit(b"N")
         elif k == 1:
-            v = r.random() < 0.5
-            self.emit((b"\x88" if v else b"\x89") if p >= 2 else (b"I01\n" if v else b"I00\n"))
+            yes = r.random() < 0.5
+            self.emit((b"\x88" if yes else b"\x89") if p >= 2 else (b"I01\n" if yes else b"I00\n"))
         elif k == 2:
             unit, _ = self.small_int()
             self.emit(unit if p >= 1 else b"I%d\n" % r.randint(-(1 << 40), 1 << 40))
         elif k == 3:
             v = r.choice((0, -1, 1 << 70, -(1 << 64), r.randint(-(1 << 100), 1 << 100)))
             if p >= 2:
-                raw = pickle.encode_long(v)  # type: ignore[attr-defined]
+                raw = pickle.encode_long(v)
                 self.emit(b"\x8a" + bytes([len(raw)]) + raw)
             else:
                 self.emit(b"L%dL\n" % v)
@@ -1411,7 +1416,7 @@ def _decodes(raw: bytes) -> bool:
     return True
 
 
-def generate(rnd: Any, proto: int | None = None, budget: int | None = None, joblib: bool = False) -> bytes:
+def generate(rnd: random.Random, proto: int | None = None, budget: int | None = None, joblib: bool = False) -> bytes:
     """One valid stream from the grammar (protocol and size drawn from ``rnd`` unless given); with
     ``joblib``, a joblib file's stream (protocol 2+) with NumpyArrayWrapper arrays in it."""
     if proto is None:
@@ -1573,7 +1578,7 @@ def joblib_loads(data: bytes) -> Any:
         def find_class(self, module: str, name: str) -> Any:
             if module in ("numpy", "joblib.numpy_pickle"):
                 return super().find_class(module, name)
-            return StandInUnpickler.find_class(self, module, name)  # type: ignore[arg-type]
+            return StandInUnpickler.find_class(self, module, name)
 
     u = StandInNumpyUnpickler("<generated>", io.BytesIO(data), ensure_native_byte_order=False)
     return u.load()  # (the pure-Python unpickler sets .proto from PROTO: fix_imports as in C)

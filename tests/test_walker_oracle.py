@@ -53,9 +53,9 @@ def _no_runs(data: Any, i: int, end: int) -> tuple[int, int]:
 
 MATCHERS: dict[str, Callable[[Any, int, int], tuple[int, int]]] = {
     "regex": _walker._regex_run, "none": _no_runs}
-if _walker._speedups is not None:
+if getattr(_walker, "_speedups", None) is not None:
     MATCHERS["compiled"] = _walker._compiled_run
-DEFAULT_MATCHER = "compiled" if _walker._speedups is not None else "regex"
+DEFAULT_MATCHER = "compiled" if "compiled" in MATCHERS else "regex"
 
 
 @pytest.fixture(params=sorted(MATCHERS))
