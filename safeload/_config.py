@@ -161,21 +161,36 @@ def find_config(start: str | os.PathLike[str] | None = None) -> Path | None:
     In each directory ``safeload.toml`` wins over ``pyproject.toml``; a
     ``pyproject.toml`` counts only if it has a ``[tool.safeload]`` table.  The
     search ends after the first directory that holds ``.git`` (the project root).
+    Plain ``os.path`` calls: this runs on every ``load``.
     """
+    found, _ = _search(start)
+    return found
+
+
+def _search(start: str | os.PathLike[str] | None) -> tuple[Path | None, str | None]:
+    """The nearest configuration and the last directory searched (where the search stopped)."""
     try:
-        here = Path(start if start is not None else os.getcwd()).resolve()
-    except OSError:  # the working directory was deleted
-        return None
-    for directory in (here, *here.parents):
-        candidate = directory / "safeload.toml"
-        if candidate.is_file():
-            return candidate
-        candidate = directory / "pyproject.toml"
-        if candidate.is_file() and _has_table(candidate):
-            return candidate
-        if (directory / ".git").exists():
-            return None
-    return None
+        here = os.path.realpath(os.fspath(start) if start is not None else os.getcwd())
+    except (OSError, ValueError):  # the working directory was deleted
+        return None, None
+    directory = here
+    while True:
+        candidate = os.path.join(directory, "safeload.toml")
+        if os.path.isfile(candidate):
+            return Path(candidate), directory
+        candidate = os.path.join(directory, "pyproject.toml")
+        if os.path.isfile(candidate) and _has_table(Path(candidate)):
+            return Path(candidate), directory
+        if os.path.exists(os.path.join(directory, ".git")):
+            return None, directory
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return None, directory
+        directory = parent
+
+
+def _within(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
 
 
 def config_path(near: str | os.PathLike[str] | None = None) -> Path | None:
@@ -191,12 +206,21 @@ def config_path(near: str | os.PathLike[str] | None = None) -> Path | None:
         return Path(env)
     if near is not None:
         try:
-            start = Path(os.path.abspath(os.fspath(near))).parent
+            start: str | None = os.path.dirname(os.path.abspath(os.fspath(near)))
         except (OSError, ValueError, TypeError):
             start = None
-        found = find_config(start) if start is not None else None
-        if found is not None:
-            return found
+        if start is not None:
+            found, stopped = _search(start)
+            if found is not None:
+                return found
+            try:
+                cwd = os.path.realpath(os.getcwd())
+            except OSError:
+                return None
+            real = os.path.realpath(start)
+            # The working directory's search would walk a chain already searched: skip it.
+            if stopped is not None and _within(real, cwd) and _within(cwd, stopped):
+                return None
     return find_config()
 
 
