@@ -331,3 +331,49 @@ def test_scan_cli_uses_discovered_config(_isolated: Path, capsys: pytest.Capture
     _config.clear_cache()
     assert cli.main(["scan", str(model)]) == 0
     capsys.readouterr()
+
+
+# -- discovery from the loaded file (config_path(near=...)) -------------------------------------
+
+
+def test_config_of_the_files_own_project_wins_over_the_working_directorys(
+        tmp_path: Path, _isolated: Path) -> None:
+    write(_isolated / "safeload.toml", "")  # the working directory's project allows nothing extra
+    other = tmp_path / "other"
+    (other / ".git").mkdir(parents=True)
+    write(other / "models" / "safeload.toml", allow_toml())
+    model = other / "models" / "deep" / "m.pkl"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(FRACTION)
+    assert _config.config_path(model) == other / "models" / "safeload.toml"
+    assert safeload.load(model) == fractions.Fraction(1, 3)
+    with pytest.raises(safeload.UnsafeModelError):
+        safeload.loads(FRACTION)  # bytes: the working directory's configuration
+
+
+def test_working_directory_fallback_below_the_files_directory(
+        tmp_path: Path, _isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model in a parent directory with no configuration of its own: the cwd's still applies."""
+    write(_isolated / "sub" / "safeload.toml", allow_toml())
+    model = _isolated / "m.pkl"
+    model.write_bytes(FRACTION)
+    monkeypatch.chdir(_isolated / "sub")
+    assert _config.config_path(model) == _isolated / "sub" / "safeload.toml"
+
+
+def test_nested_repository_stops_the_files_search(tmp_path: Path, _isolated: Path) -> None:
+    write(_isolated / "safeload.toml", allow_toml())
+    vendored = _isolated / "vendor" / "models"
+    (vendored / ".git").mkdir(parents=True)
+    model = vendored / "m.pkl"
+    model.write_bytes(FRACTION)
+    # The file's own repository has no configuration; the working directory (the outer project) does.
+    assert _config.config_path(model) == _isolated / "safeload.toml"
+
+
+def test_env_and_override_still_win_over_the_files_directory(
+        tmp_path: Path, _isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(_isolated / "models" / "safeload.toml", allow_toml())
+    explicit = write(tmp_path / "explicit.toml", "")
+    monkeypatch.setenv(CONFIG_ENV, str(explicit))
+    assert _config.config_path(_isolated / "models" / "m.pkl") == explicit
