@@ -612,21 +612,23 @@ def _plausible_zip(path: str, policy: Policy) -> bool:
 
 # --------------------------------------------------------------------------- scanning
 
-_WORKER_POLICY: Policy | None = None
+_WORKER_POLICIES: Sequence[Policy] = ()
 _WORKER_EXPLAIN = False
 _WORKER_CACHE: ResultCache | None = None
-_WORKER_FINGERPRINT = ""
+_WORKER_FINGERPRINTS: Sequence[str] = ()
 _BIG_FILE = 64 << 20
 
 
-def _init_worker(policy: Policy, explain: bool, cache: ResultCache | None, fingerprint: str) -> None:
-    global _WORKER_POLICY, _WORKER_EXPLAIN, _WORKER_CACHE, _WORKER_FINGERPRINT
-    _WORKER_POLICY, _WORKER_EXPLAIN, _WORKER_CACHE, _WORKER_FINGERPRINT = policy, explain, cache, fingerprint
+def _init_worker(policies: Sequence[Policy], explain: bool, cache: ResultCache | None,
+                 fingerprints: Sequence[str]) -> None:
+    global _WORKER_POLICIES, _WORKER_EXPLAIN, _WORKER_CACHE, _WORKER_FINGERPRINTS
+    _WORKER_POLICIES, _WORKER_EXPLAIN, _WORKER_CACHE, _WORKER_FINGERPRINTS = policies, explain, cache, fingerprints
 
 
-def _scan_chunk(paths: Sequence[str]) -> list[tuple[ScanReport, bool]]:
-    assert _WORKER_POLICY is not None
-    return [_scan_one(p, _WORKER_POLICY, _WORKER_EXPLAIN, _WORKER_CACHE, _WORKER_FINGERPRINT) for p in paths]
+def _scan_chunk(items: Sequence[tuple[str, int]]) -> list[tuple[ScanReport, bool]]:
+    """``items``: (path, index of its policy)."""
+    return [_scan_one(p, _WORKER_POLICIES[k], _WORKER_EXPLAIN, _WORKER_CACHE, _WORKER_FINGERPRINTS[k])
+            for p, k in items]
 
 
 def _scan_one(path: str, policy: Policy, explain: bool, cache: ResultCache | None,
@@ -736,21 +738,33 @@ class ScanStats:
     seconds: float = 0.0
 
 
-def scan_all(files: Sequence[str], policy: Policy, *, jobs: int = 1, explain: bool = False,
+def scan_all(files: Sequence[str], policy: Policy | Sequence[Policy], *, jobs: int = 1, explain: bool = False,
              cache: ResultCache | None = None, stats: ScanStats | None = None) -> list[ScanReport]:
-    """Scan ``files`` (in a process pool when ``jobs > 1``); reports come back in the order of ``files``."""
+    """Scan ``files`` (in a process pool when ``jobs > 1``); reports come back in the order of ``files``.
+
+    ``policy``: one for all files, or one per file (each file under the configuration found from it).
+    """
     started = time.perf_counter()
-    fingerprint = policy_fingerprint(policy, explain) if cache is not None else ""
+    per_file = [policy] * len(files) if isinstance(policy, Policy) else list(policy)
+    policies: list[Policy] = []
+    which: list[int] = []
+    for pol in per_file:
+        k = next((i for i, known in enumerate(policies) if known is pol), -1)
+        if k < 0:
+            policies.append(pol)
+            k = len(policies) - 1
+        which.append(k)
+    fingerprints = [policy_fingerprint(p, explain) if cache is not None else "" for p in policies]
     progress = _Progress(len(files), sys.stderr)
     results: list[tuple[ScanReport, bool] | None] = [None] * len(files)
     try:
         if jobs > 1 and len(files) > 1:
-            _scan_parallel(files, policy, explain, jobs, results, progress, cache, fingerprint)
+            _scan_parallel(files, which, policies, explain, jobs, results, progress, cache, fingerprints)
         for i, path in enumerate(files):  # serial scans, and whatever a pool could not start on
             if results[i] is None:
                 ticker = progress.big_file(path)
                 try:
-                    results[i] = _scan_one(path, policy, explain, cache, fingerprint)
+                    results[i] = _scan_one(path, policies[which[i]], explain, cache, fingerprints[which[i]])
                 finally:
                     if ticker is not None:
                         ticker.close()
@@ -759,7 +773,9 @@ def scan_all(files: Sequence[str], policy: Policy, *, jobs: int = 1, explain: bo
         progress.close()
     reports = [r[0] if r is not None else _crash_report(files[i], "not scanned") for i, r in enumerate(results)]
     if cache is not None:
-        cache.put_many((r[0] for r in results if r is not None and not r[1]), fingerprint)
+        for k, fingerprint in enumerate(fingerprints):
+            cache.put_many((r[0] for i, r in enumerate(results) if r is not None and not r[1] and which[i] == k),
+                           fingerprint)
         cache.close()
     if stats is not None:
         stats.files += len(files)
@@ -799,9 +815,9 @@ def _fork_context() -> Any:
         return None
 
 
-def _scan_parallel(files: Sequence[str], policy: Policy, explain: bool, jobs: int,
+def _scan_parallel(files: Sequence[str], which: Sequence[int], policies: Sequence[Policy], explain: bool, jobs: int,
                    results: list[tuple[ScanReport, bool] | None], progress: _Progress,
-                   cache: ResultCache | None, fingerprint: str) -> None:
+                   cache: ResultCache | None, fingerprints: Sequence[str]) -> None:
     from concurrent.futures import ProcessPoolExecutor, as_completed  # imported here: --help stays fast
     from concurrent.futures.process import BrokenProcessPool
 
@@ -812,9 +828,9 @@ def _scan_parallel(files: Sequence[str], policy: Policy, explain: bool, jobs: in
     chunks = [list(range(i, min(i + size, len(files)))) for i in range(0, len(files), size)]
     try:
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=_fork_context(), initializer=_init_worker,
-                                   initargs=(policy, explain, cache, fingerprint))
+                                   initargs=(policies, explain, cache, fingerprints))
         futures: dict[Future[list[tuple[ScanReport, bool]]], list[int]] = {
-            pool.submit(_scan_chunk, [files[i] for i in chunk]): chunk for chunk in chunks}
+            pool.submit(_scan_chunk, [(files[i], which[i]) for i in chunk]): chunk for chunk in chunks}
     except (OSError, NotImplementedError, ImportError):  # no process support here (sandbox, no /dev/shm)
         return
     try:
@@ -875,7 +891,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     files = discover(local, policy, ignore)
     named = {os.path.realpath(p) for p in local if os.path.isfile(p)}
     cache = None if args.no_cache else ResultCache()
-    reports = scan_all(files, policy, jobs=args.jobs, explain=args.explain, cache=cache)
+    per_file = _policies_near(files, args) if args.config is None else policy
+    reports = scan_all(files, per_file, jobs=args.jobs, explain=args.explain, cache=cache)
     expected = [expectation(p, os.path.realpath(p) in named) for p in files]
     if remote:
         from safeload._remote import scan_urls
@@ -919,6 +936,26 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         except BrokenPipeError:  # `safeload scan . | head`: the verdict still decides the exit status
             _silence_stdout()
     return code
+
+
+def _policies_near(files: Sequence[str], args: argparse.Namespace) -> list[Policy]:
+    """Each file's policy: the configuration found from the file's directory upward (as ruff and mypy
+    find theirs), else from the working directory, plus ``--allow``; one policy per configuration file."""
+    from safeload._config import config_path
+
+    by_config: dict[str, Policy] = {}
+    out: list[Policy] = []
+    for path in files:
+        try:
+            found = config_path(path)
+        except (OSError, ValueError) as exc:
+            raise CliError(f"configuration for {path}: {exc}") from None
+        key = str(found) if found is not None else ""
+        if key not in by_config:
+            by_config[key] = _policy(key or None, args.allow, args.allow_unsafe) if key else _policy(
+                None, args.allow, args.allow_unsafe)
+        out.append(by_config[key])
+    return out
 
 
 def is_url(path: str) -> bool:

@@ -216,7 +216,8 @@ def test_config_file_is_passed_through(tmp_path: Path, capsys: pytest.CaptureFix
         pytest.skip("safeload._config has no load_config yet")
     target = tmp_path / "timeit.bin"
     shutil.copy(SAMPLES / "s1_timeit_timeit.pkl", target)
-    config = tmp_path / "safeload.toml"
+    config = tmp_path / "cfg" / "safeload.toml"  # not beside the target: there it would apply without --config
+    config.parent.mkdir()
     # timeit runs code, so the configuration must acknowledge it explicitly
     config.write_text('unsafe = true\nallow = [{name = "timeit.timeit", reason = "test fixture"}]\n')
     assert main(["scan", str(target)]) == 1

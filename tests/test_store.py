@@ -541,3 +541,23 @@ def test_progress_goes_to_a_terminal_only(tmp_path: Path) -> None:
     assert b"scanning" not in out  # the report on stdout stays clean
     piped = run("scan", "--no-cache", str(tmp_path), cwd=tmp_path)
     assert piped.returncode == 0 and piped.stderr == ""
+
+
+def test_configuration_is_found_from_the_scanned_file(tmp_path: Path) -> None:
+    """Like ruff and mypy: a project's safeload.toml applies to its files wherever the scan starts."""
+    custom = b"\x80\x02" + _g("mypkg.nets", "Net") + b")R."
+    project = tmp_path / "project"
+    (project / "models").mkdir(parents=True)
+    (project / "models" / "net.pkl").write_bytes(custom)
+    (project / "safeload.toml").write_text('allow = [{name = "mypkg.nets.Net", reason = "our class"}]\n')
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "net.pkl").write_bytes(custom)
+    code, doc = scan_json("project/models/net.pkl", "other/net.pkl", cwd=tmp_path)
+    verdicts = {r["path"]: r["verdict"] for r in doc["results"]}
+    assert verdicts == {"project/models/net.pkl": "safe", "other/net.pkl": "unsafe"} and code == 1
+    code, doc = scan_json("--jobs", "2", ".", cwd=tmp_path)
+    assert {r["path"]: r["verdict"] for r in doc["results"]} == {"other/net.pkl": "unsafe",
+                                                               "project/models/net.pkl": "safe"}
+    import safeload
+
+    assert safeload.scan(project / "models" / "net.pkl").safe
