@@ -561,3 +561,21 @@ def test_configuration_is_found_from_the_scanned_file(tmp_path: Path) -> None:
     import safeload
 
     assert safeload.scan(project / "models" / "net.pkl").safe
+
+
+def test_sarif_of_a_mixed_store_validates(tmp_path: Path) -> None:
+    from test_formats import assert_valid_sarif
+
+    (tmp_path / "empty.pkl").write_bytes(b"")
+    (tmp_path / "model.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))
+    (tmp_path / "evil.tar.gz").write_bytes(tar_of({"m.pkl": EVIL}, "w:gz"))
+    torch_zip(tmp_path / "ok.pt", state_dict())
+    (tmp_path / "w.safetensors").write_bytes(
+        safetensors({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, bytes(4)))
+    proc = run("scan", "--no-cache", "--format", "sarif", ".", cwd=tmp_path)
+    assert proc.returncode == 1
+    doc = json.loads(proc.stdout)
+    assert_valid_sarif(doc)
+    rules = {r["ruleId"] for r in doc["runs"][0]["results"]}
+    assert rules == {"empty", "not-loadable", "not-judged", "disallowed-global"}
+    assert len(doc["runs"][0]["artifacts"]) == 5
