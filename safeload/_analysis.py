@@ -262,6 +262,22 @@ def raise_for(analysis: Analysis, source: str | None, *, hint: bool = True) -> N
     raise cls(f"cannot load{where}: {first.message} (offset {first.offset})")
 
 
+def _refuse_recognised(data: Buffer, filling: Filling | None) -> None:
+    """Files that are something else by their header (an image, HDF5, a Git LFS pointer,
+    safetensors/ONNX/GGUF) are "not a model safeload loads", never "a malformed pickle"."""
+    from safeload._nocode import might_recognise, recognise
+
+    if filling is not None:
+        filling.wait(min(len(data), 64))
+    if not might_recognise(bytes(data[:64])):
+        return
+    if filling is not None:
+        filling.finish()
+    found = recognise(data)
+    if found is not None:
+        raise UnsupportedFormatError(f"{found.message}; safeload.load does not load this format")
+
+
 def _is_tar(head: bytes) -> bool:
     from safeload._archive import is_tar
 
@@ -277,6 +293,7 @@ def analyse_or_raise(data: Buffer, policy: Policy, source: str | None, filling: 
         if _is_tar(bytes(data[:512])):
             raise UnsupportedFormatError("a tar archive: safeload.load does not open archives (extract the model "
                                          "first); `safeload scan` judges the files inside")
+        _refuse_recognised(data, filling)
         analysis = analyse(data, policy, filling, numpy_files=True, **options)
     except SafeloadError as exc:
         if source and source not in str(exc):

@@ -491,3 +491,16 @@ def test_convert_applies_the_dangerous_name_rule(tmp_path: Path) -> None:
     with pytest.raises(safeload.DangerousAllowError):
         safeload.convert(src, tmp_path / "m.skops", allow=["os.system"])
     assert not (tmp_path / "m.skops").exists()
+
+
+@pytest.mark.parametrize(("head", "word"), [
+    (b"\x89PNG\r\n\x1a\n" + bytes(64), "PNG"),
+    (b"\x89HDF\r\n\x1a\n" + bytes(64), "HDF5"),
+    (b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"0" * 64 + b"\nsize 12345\n", "LFS"),
+])
+def test_files_that_are_something_else_are_unsupported_not_malformed(tmp_path: Path, head: bytes, word: str) -> None:
+    path = tmp_path / "model.pt"
+    path.write_bytes(head)
+    with pytest.raises(safeload.UnsupportedFormatError, match=word) as excinfo:
+        safeload.load(path)
+    assert "allow" not in str(excinfo.value) and not isinstance(excinfo.value, safeload.MalformedModelError)
