@@ -899,6 +899,8 @@ class _Walker:
         if isinstance(target, G):
             self.issue("mutate-global", UNSAFE, i, f"SETITEM(S) on the global {target.name}", (target.name,))
         elif isinstance(target, Cont):
+            if target.kind != "dict":  # a list takes integer indices in range only, a set no items at all
+                raise self.fatal("bad-target", MALFORMED, i, f"SETITEM(S) on a {target.kind}")
             runs = Run in map(type, items)
             if target.kind == "dict" and not runs and _has_unhashable(items[::2]):
                 raise self.fatal("unhashable", MALFORMED, i, "a dict key is a list, dict or set (unhashable)")
@@ -916,6 +918,8 @@ class _Walker:
         if isinstance(target, G):
             self.issue("mutate-global", UNSAFE, i, f"{what} on the global {target.name}", (target.name,))
         elif isinstance(target, Cont):
+            if target.kind != ("set" if what == "ADDITEMS" else "list"):  # a dict has no append, a list no add
+                raise self.fatal("bad-target", MALFORMED, i, f"{what} on a {target.kind}")
             target.count += count
         elif not isinstance(target, Obj):
             raise self.fatal("bad-target", MALFORMED, i, f"{what} on a {type(target).__name__}")
