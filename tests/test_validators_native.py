@@ -183,7 +183,9 @@ def test_multilabel_binarizer_cached_map_segfault(tmp_path: Path) -> None:
     m = MultiLabelBinarizer().fit(labels)
     m.transform([[1]])  # fills the cache
     m._cached_dict = {1: 10**7, 2: 1, 3: 2}
-    proven(tmp_path, m, "m.transform(X).toarray() if hasattr(m.transform(X), 'toarray') else None", labels, "_cached_dict")
+    proven(
+        tmp_path, m, "m.transform(X).toarray() if hasattr(m.transform(X), 'toarray') else None", labels, "_cached_dict"
+    )
 
 
 # --------------------------------------------------------------------------

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 def census(objects: list[Any]) -> dict[str, set[str]]:
     """(type name -> shadowing keys) over every object reachable from ``objects``."""
-    from safeload._validators import _children_with_suffix
+    from safeload._validators import _GLOBAL_CALLABLES, _children_with_suffix
     from safeload._validators._base import _LEAF_TYPES, _fullname
     from safeload._validators.shadow import shadowing_keys
 
@@ -40,7 +40,7 @@ def census(objects: list[Any]) -> dict[str, set[str]]:
         if id(obj) in seen:
             continue
         seen.add(id(obj))
-        keys = shadowing_keys(obj)
+        keys = frozenset() if isinstance(obj, _GLOBAL_CALLABLES) else shadowing_keys(obj)
         if keys:
             found.setdefault(_fullname(type(obj)), set()).update(keys)
         for _, child in _children_with_suffix(obj):

@@ -337,9 +337,22 @@ def _checks_for(cls: type) -> tuple[_Check, ...]:
     return result
 
 
+#: Module-level singletons a file can only *name* (classes, functions, ufuncs, numpy's
+#: array-function dispatchers): their ``__dict__`` is process state (e.g. a cached
+#: ``__signature__``), not state the file built, so the shadowing rule does not apply.
+_GLOBAL_CALLABLES: Final = (
+    type,
+    types.ModuleType,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    np.ufunc,
+    type(np.mean),
+)
+
+
 def _compute_checks(cls: type) -> tuple[_Check, ...]:
     found: list[_Check] = []
-    if getattr(cls, "__dictoffset__", 0) and not issubclass(cls, (type, types.ModuleType, types.FunctionType)):
+    if getattr(cls, "__dictoffset__", 0) and not issubclass(cls, _GLOBAL_CALLABLES):
         found.append(_check_shadowing)  # instance state must not shadow the class (any type)
     for base in cls.__mro__:
         name = _fullname(base)

@@ -6,7 +6,6 @@ from typing import Final
 
 #: type -> instance keys that shadow a class attribute and that real fitted instances carry.
 SHADOW_KEYS: Final[dict[str, frozenset[str]]] = {
-    "numpy._ArrayFunctionDispatcher": frozenset({"__doc__"}),
     "numpy.ma.MaskedArray": frozenset({"_baseclass"}),
     "sklearn.linear_model._least_angle.LassoLars": frozenset({"positive"}),
     "sklearn.linear_model._least_angle.LassoLarsCV": frozenset({"positive"}),
