@@ -3,9 +3,13 @@
 * Plain pickle streams run on CPython's C unpickler, reading the in-memory
   buffer linearly (a ``peek`` that returns everything), so nothing here costs a
   Python call per opcode; the buffer reader learns the exact end position.
-* joblib streams carry raw array bytes after each ``NumpyArrayWrapper``; they
-  run on a subclass of the pure-Python unpickler (as joblib itself does) whose
-  BUILD turns the wrapper into an array from the bytes the walker located.
+* joblib streams carry raw array bytes after each ``NumpyArrayWrapper``. The
+  walker located every one of them (and proved each starts outside any frame),
+  so ``run_joblib`` builds a copy of the stream with each array's bytes replaced
+  by ``POP <k> BINPERSID`` and runs the C unpickler on it: memo slots and frame
+  lengths are untouched, and the persistent-id hook hands out array ``k``. The
+  pure-Python unpickler (as joblib itself uses) remains as ``run_joblib_py``,
+  the reference the C path is tested against.
 
 Both resolve globals through ``find_class`` against the walker's list of
 approved names (defence in depth: a name the walker did not approve is
@@ -14,7 +18,7 @@ refused even if the policy would allow it).
 
 from __future__ import annotations
 
-import mmap
+import mmap as mmap_module
 import pickle
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +31,7 @@ from safeload._policy import Policy
 from safeload._textops import Decoding, parse_float, parse_get, parse_int, parse_long, parse_put
 from safeload._walker import ArraySpan, Trace
 
-__all__ = ["run_c", "run_joblib"]
+__all__ = ["run_c", "run_joblib", "run_joblib_py"]
 
 
 class _Resolver:
@@ -226,28 +230,102 @@ class _JoblibUnpickler(pickle._Unpickler):
     del _op, _fn
 
     def _array(self, span: ArraySpan) -> Any:
-        if span.nested is not None:
-            return run_c(self._buffer, span.nested, self._policy)
-        if self._mmap is not None and span.allow_mmap:
-            return self._mmap(span)
-        count = span.nbytes // span.dtype.itemsize
-        arr = np.frombuffer(self._buffer, dtype=span.dtype, count=count, offset=span.data_offset)
-        if span.order == "F":
-            arr = arr.reshape(span.shape[::-1]).transpose()
-        else:
-            arr = arr.reshape(span.shape)
-        if not arr.dtype.isnative:
-            return arr.astype(arr.dtype.newbyteorder("="))  # joblib's ensure_native_byte_order
-        if isinstance(self._buffer, (bytearray, mmap.mmap)) and span.nbytes >= _VIEW_THRESHOLD:
-            # Zero-copy view into the buffer read once from disk. Small arrays are copied so that a
-            # tiny surviving array (classes_, ...) does not keep the whole file buffer alive; large
-            # ones are usually either kept (then they are most of the buffer) or copied by their owner
-            # (Tree.__setstate__) and dropped.
-            return arr
-        return arr.copy(order="K")
+        return _array(self._buffer, span, self._policy, self._mmap)
 
 
 _VIEW_THRESHOLD = 1 << 16
+
+
+def run_joblib_py(
+    data: Buffer,
+    trace: Trace,
+    policy: Policy,
+    mmap: Callable[[ArraySpan], Any] | None = None,
+) -> Any:
+    """The pure-Python joblib engine: one Python call per opcode (the reference for ``run_joblib``)."""
+    unpickler = _JoblibUnpickler(data, trace, policy, mmap)
+    obj = unpickler.load()
+    end = unpickler._file.tell()
+    if end != trace.end:
+        raise MalformedModelError(f"the unpickler stopped at offset {end}, the static check at {trace.end}")
+    return obj
+
+
+def _array(data: Buffer, span: ArraySpan, policy: Policy, mmap: Callable[[ArraySpan], Any] | None) -> Any:
+    """The array a located span holds (as joblib's ``read_array`` builds it)."""
+    if span.nested is not None:
+        return run_c(data, span.nested, policy)
+    if mmap is not None and span.allow_mmap:
+        return mmap(span)
+    count = span.nbytes // span.dtype.itemsize
+    arr = np.frombuffer(data, dtype=span.dtype, count=count, offset=span.data_offset)
+    arr = arr.reshape(span.shape[::-1]).transpose() if span.order == "F" else arr.reshape(span.shape)
+    if not arr.dtype.isnative:
+        return arr.astype(arr.dtype.newbyteorder("="))  # joblib's ensure_native_byte_order
+    if isinstance(data, (bytearray, mmap_module.mmap)) and span.nbytes >= _VIEW_THRESHOLD:
+        # Zero-copy view into the buffer read once from disk. Small arrays are copied so that a
+        # tiny surviving array (classes_, ...) does not keep the whole file buffer alive; large
+        # ones are usually either kept (then they are most of the buffer) or copied by their owner
+        # (Tree.__setstate__) and dropped.
+        return arr
+    return arr.copy(order="K")
+
+
+def _span_end(span: ArraySpan) -> int:
+    return span.nested.end if span.nested is not None else span.data_offset + span.nbytes
+
+
+def _without_arrays(data: Buffer, trace: Trace) -> bytes:
+    """``data[trace.start:trace.end]`` with each array's bytes (from just after its BUILD, padding
+    included, to its end) replaced by ``POP; BININT k; BINPERSID``.
+
+    The walker refused any array whose bytes start inside a frame, so every replaced region lies
+    between frames and no FRAME length changes; nothing replaced was ever memoized (joblib pushes
+    the array without a PUT), so every memo slot keeps its number.
+    """
+    view = memoryview(data)
+    parts: list[bytes | memoryview] = []
+    pos = trace.start
+    for k, span in enumerate(trace.arrays):
+        cut, end = span.build_offset + 1, _span_end(span)
+        if not pos <= cut <= end <= trace.end:
+            raise MalformedModelError(f"joblib array at offset {cut} overlaps what precedes it; refusing")
+        parts.append(view[pos:cut])
+        parts.append(b"0J" + k.to_bytes(4, "little") + b"Q")
+        pos = end
+    parts.append(view[pos:trace.end])
+    return b"".join(parts)
+
+
+class _CJoblibUnpickler(pickle.Unpickler):
+    """The C unpickler over a stream rewritten by ``_without_arrays``."""
+
+    def __init__(self, file: _WholeBuffer, resolver: _Resolver, decoding: Decoding,
+                 arrays: Callable[[int], Any]) -> None:
+        super().__init__(file, fix_imports=decoding.fix_imports, encoding=decoding.encoding, errors=decoding.errors)
+        self._resolver = resolver
+        self._arrays = arrays
+        self.builds = 0
+        unpickler = self
+
+        class Wrapper(_WrapperStandIn):
+            """A per-load stand-in that counts the BUILDs applied to wrappers."""
+
+            __slots__ = ()
+
+            def __setstate__(self, state: Any) -> None:
+                unpickler.builds += 1
+
+        self._wrapper = Wrapper
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "joblib.numpy_pickle" and name == "NumpyArrayWrapper":
+            self._resolver(module, name)  # still must be approved
+            return self._wrapper
+        return self._resolver(module, name)
+
+    def persistent_load(self, pid: Any) -> Any:
+        return self._arrays(pid)
 
 
 def run_joblib(
@@ -256,9 +334,25 @@ def run_joblib(
     policy: Policy,
     mmap: Callable[[ArraySpan], Any] | None = None,
 ) -> Any:
-    unpickler = _JoblibUnpickler(data, trace, policy, mmap)
+    """Build a joblib stream on the C unpickler: arrays come from the spans the walker located."""
+    spans = trace.arrays
+    stream = _without_arrays(data, trace)
+    served = 0
+
+    def arrays(pid: Any) -> Any:
+        nonlocal served
+        # Only our own BINPERSIDs exist (the walker refuses persistent ids), each in stream order.
+        if type(pid) is not int or pid != served or pid >= len(spans):
+            raise MalformedModelError("joblib arrays were not built in the order the static check located them")
+        served += 1
+        return _array(data, spans[pid], policy, mmap)
+
+    reader = _WholeBuffer(stream, 0)
+    unpickler = _CJoblibUnpickler(reader, _Resolver(policy, trace), trace.decoding, arrays)
     obj = unpickler.load()
-    end = unpickler._file.tell()
-    if end != trace.end:
-        raise MalformedModelError(f"the unpickler stopped at offset {end}, the static check at {trace.end}")
+    if reader.pos != len(stream):
+        raise MalformedModelError("the unpickler stopped before the end the static check found; refusing")
+    if served != len(spans) or unpickler.builds != len(spans):
+        raise MalformedModelError(f"{unpickler.builds} joblib arrays were built where the static check located "
+                                  f"{len(spans)}; refusing")
     return obj
