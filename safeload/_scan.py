@@ -51,7 +51,8 @@ def scan(file: Any, *, allow: Iterable[str] | Mapping[str, str] = (), policy: Po
     ``digest=True`` fills ``ScanReport.sha256`` (the CLI always asks for it): hashing a big file
     costs about as much as judging it, so callers who only want the verdict do not pay for it.
     """
-    pol = effective_policy(policy, allow, near=file)  # the configuration found from the file, as load finds it
+    # the configuration found from the file, as load finds it (bytes given to scan are data, not a path)
+    pol = effective_policy(policy, allow, near=None if isinstance(file, (bytes, bytearray, memoryview)) else file)
     try:
         source = read_source(file, pol.limits)
     except SafeloadError as exc:
