@@ -169,15 +169,16 @@ def _scan_bytes(data: Buffer, policy: Policy, name: str, explain: bool, filling:
         if filling is not None:
             filling.finish()
         return _scan_torch_legacy(data, policy, name, size)
-    if fmt is Format.PICKLE and filling is None and size < _TAR_SNIFF_MAX and is_tar(bytes(data[:512])):
-        return _scan_tar(data, policy, name, "tar", explain, depth)
+    if fmt is Format.PICKLE and size >= 512:
+        if filling is not None:
+            filling.wait(512)
+        if is_tar(bytes(data[:512])):  # a tar whose first member name starts with an opcode byte
+            if filling is not None:
+                filling.finish()
+            return _scan_tar(data, policy, name, "tar", explain, depth)
     judged = _by_analysis(data, policy, name, explain, filling)
     assert judged is not None
     return judged
-
-
-# A tar whose first member name starts with a pickle opcode byte sniffs as a pickle.
-_TAR_SNIFF_MAX = 1 << 62
 
 
 def _by_analysis(data: Buffer, policy: Policy, name: str, explain: bool,

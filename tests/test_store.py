@@ -579,3 +579,14 @@ def test_sarif_of_a_mixed_store_validates(tmp_path: Path) -> None:
     rules = {r["ruleId"] for r in doc["runs"][0]["results"]}
     assert rules == {"empty", "not-loadable", "not-judged", "disallowed-global"}
     assert len(doc["runs"][0]["artifacts"]) == 5
+
+
+def test_big_tar_read_in_the_background_is_still_inspected(tmp_path: Path) -> None:
+    """A raw tar whose first member is named like a pickle opcode ('data/...') and big enough to be read
+    on the background thread is still recognised as a tar and its members judged."""
+    big = tar_of({"data/filler.bin": os.urandom(6 << 20), "data/model.pkl": EVIL})
+    (tmp_path / "bundle.tar").write_bytes(big)
+    code, doc = scan_json("bundle.tar", cwd=tmp_path)
+    result = doc["results"][0]
+    assert code == 1 and result["format"] == "tar" and result["verdict"] == "unsafe"
+    assert [f["member"] for f in result["findings"] if f["severity"] == "high"] == ["data/model.pkl"]
