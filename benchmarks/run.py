@@ -368,7 +368,312 @@ BUILDERS: dict[str, tuple[Callable[[Path], dict[str, Any]], list[str]]] = {
 }
 
 
-def ensure_inputs(d: Path, rebuild: bool = False) -> dict[str, Any]:
+# --------------------------------------------------------------------------------------------------
+# Issue 16: many common model shapes (each group selectable with --only; --quick builds smaller ones)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Sizes of the issue-16 shapes: full, or small enough for --quick."""
+
+    name: str
+    sweep: tuple[int, ...]  # tree counts of the forest sweep
+    sweep_samples: int  # training samples per forest (~0.3 nodes per sample per tree on noisy labels)
+    hgb_iter: int
+    knn_rows: int
+    pipe_steps: int
+    tfidf_terms: int
+    vocab_terms: int
+    mid_trees: int  # the forest used for the compressed, protocol and skops files
+
+
+FULL = Scale("full", (10, 100, 300, 1000), 4000, 100, 400_000, 300, 1_000_000, 500_000, 100)
+QUICK = Scale("quick", (10, 30, 100), 2000, 30, 50_000, 60, 100_000, 50_000, 30)
+SHAPE_GROUPS = ("forest-sweep", "hgb", "knn", "pipeline", "tfidf", "compressed", "protocols", "skops")
+GROUPS = ("base", *SHAPE_GROUPS)
+COMPRESSORS = ("zlib", "gzip", "lz4", "xz")
+PROTOCOLS = (2, 3, 4, 5)
+
+
+def _sweep_forest(sc: Scale, trees: int) -> Any:
+    """A RandomForestClassifier of ``trees`` fully grown trees on noisy labels (fixed seed)."""
+    import numpy as np
+    from sklearn.ensemble import RandomForestClassifier
+
+    rng = np.random.default_rng(16)
+    x = rng.normal(size=(sc.sweep_samples, FOREST_FEATURES)).astype(np.float32)
+    y = (x[:, 0] + rng.normal(size=sc.sweep_samples) > 0).astype(np.int64)
+    model = RandomForestClassifier(n_estimators=trees, n_jobs=2, random_state=0).fit(x, y)
+    model.n_jobs = None
+    return model
+
+
+def _hgb3(sc: Scale) -> Any:
+    """HistGradientBoostingClassifier with 3 classes: 3 predictors per iteration."""
+    import numpy as np
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(17)
+    x = rng.normal(size=(20_000, 10))
+    y = np.digitize(x[:, 0] + x[:, 1] * x[:, 2] + rng.normal(size=20_000), [-0.5, 0.5])
+    return HistGradientBoostingClassifier(max_iter=sc.hgb_iter, max_leaf_nodes=31, early_stopping=False,
+                                          random_state=0).fit(x, y)
+
+
+def _vocab_model(sc: Scale) -> Any:
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    words = _words(sc.vocab_terms, seed=3)
+    vec = CountVectorizer().fit([" ".join(words[i: i + 50]) for i in range(0, 2000, 50)])
+    vec.vocabulary_ = {w: i for i, w in enumerate(words)}
+    return vec
+
+
+def shape_builder(group: str, sc: Scale) -> tuple[Callable[[Path], dict[str, Any]], list[str]]:
+    """(builder, files) of one issue-16 group at scale ``sc``; file names carry the group."""
+    import joblib
+
+    if group == "forest-sweep":
+        files = [f"sweep-{n}.joblib" for n in sc.sweep]
+
+        def build(d: Path) -> dict[str, Any]:
+            big = _sweep_forest(sc, max(sc.sweep))
+            trees = {}
+            for n in sc.sweep:  # nested prefixes of one forest: same tree sizes at every count
+                est = list(big.estimators_)
+                big.estimators_, big.n_estimators = est[:n], n
+                joblib.dump(big, d / f"sweep-{n}.joblib")
+                trees[str(n)] = sum(e.tree_.node_count for e in est[:n])
+                big.estimators_, big.n_estimators = est, len(est)
+            return {"desc": f"RandomForestClassifier on {sc.sweep_samples}x{FOREST_FEATURES}", "nodes": trees}
+        return build, files
+    if group == "hgb":
+        def build(d: Path) -> dict[str, Any]:
+            joblib.dump(_hgb3(sc), d / "hgb3.joblib")
+            return {"desc": f"HistGradientBoostingClassifier, 3 classes x {sc.hgb_iter} iterations"}
+        return build, ["hgb3.joblib"]
+    if group == "knn":
+        def build(d: Path) -> dict[str, Any]:
+            import numpy as np
+            from sklearn.neighbors import KNeighborsClassifier
+
+            rng = np.random.default_rng(18)
+            x = rng.normal(size=(sc.knn_rows, 10))
+            joblib.dump(KNeighborsClassifier().fit(x, (x[:, 0] > 0).astype(int)), d / "knn.joblib")
+            return {"desc": f"KNeighborsClassifier, _fit_X {sc.knn_rows}x10 float64 (KD tree)"}
+        return build, ["knn.joblib"]
+    if group == "pipeline":
+        def build(d: Path) -> dict[str, Any]:
+            import numpy as np
+            from sklearn import linear_model, pipeline, preprocessing
+
+            kinds = (preprocessing.StandardScaler, preprocessing.MinMaxScaler, preprocessing.MaxAbsScaler,
+                     preprocessing.RobustScaler)
+            steps = [kinds[i % len(kinds)]() for i in range(sc.pipe_steps)]
+            rng = np.random.default_rng(19)
+            x = rng.normal(size=(300, 6))
+            model = pipeline.make_pipeline(*steps, linear_model.LogisticRegression()).fit(x, x[:, 0] > 0)
+            joblib.dump(model, d / "pipeline.joblib")
+            return {"desc": f"Pipeline of {sc.pipe_steps} small scalers + LogisticRegression"}
+        return build, ["pipeline.joblib"]
+    if group == "tfidf":
+        def build(d: Path) -> dict[str, Any]:
+            import numpy as np
+            from sklearn.feature_extraction.text import TfidfVectorizer
+
+            words = _words(sc.tfidf_terms, seed=4)
+            vec = TfidfVectorizer().fit([" ".join(words[i: i + 50]) for i in range(0, 2000, 50)])
+            vec.vocabulary_ = {w: i for i, w in enumerate(words)}
+            vec._tfidf.idf_ = np.random.default_rng(20).uniform(1.0, 12.0, size=len(words))
+            joblib.dump(vec, d / "tfidf.joblib")
+            return {"desc": f"TfidfVectorizer, {sc.tfidf_terms}-term vocabulary_ and idf_"}
+        return build, ["tfidf.joblib"]
+    if group == "compressed":
+        files = [f"forest{sc.mid_trees}.{c}.joblib" for c in COMPRESSORS]
+
+        def build(d: Path) -> dict[str, Any]:
+            model = _sweep_forest(sc, sc.mid_trees)
+            for c, f in zip(COMPRESSORS, files, strict=True):
+                joblib.dump(model, d / f, compress=(c, 3))
+            return {"desc": f"RandomForestClassifier({sc.mid_trees}) on {sc.sweep_samples}x{FOREST_FEATURES}, "
+                            "joblib compress=(name, 3)"}
+        return build, files
+    if group == "protocols":
+        files = [f"{m}.p{k}.pkl" for m in ("vocab", f"forest{sc.mid_trees}", "hgb3") for k in PROTOCOLS]
+
+        def build(d: Path) -> dict[str, Any]:
+            models = {"vocab": _vocab_model(sc), f"forest{sc.mid_trees}": _sweep_forest(sc, sc.mid_trees),
+                      "hgb3": _hgb3(sc)}
+            for m, obj in models.items():
+                for k in PROTOCOLS:
+                    with open(d / f"{m}.p{k}.pkl", "wb") as f:
+                        pickle.dump(obj, f, protocol=k)
+            return {"desc": f"CountVectorizer ({sc.vocab_terms} terms), RandomForestClassifier({sc.mid_trees}), "
+                            f"HGB 3 classes x {sc.hgb_iter}: pickle protocols 2-5"}
+        return build, files
+    if group == "skops":
+        files = ["hgb3.skops", f"forest{sc.mid_trees}.skops"]
+
+        def build(d: Path) -> dict[str, Any]:
+            trusted = {"hgb3.skops": _skops_dump(_hgb3(sc), d / "hgb3.skops"),
+                       files[1]: _skops_dump(_sweep_forest(sc, sc.mid_trees), d / files[1])}
+            return {"desc": "skops.io.dump of HGB (3 classes) and a forest", "skops_trusted_by_file": trusted}
+        return build, files
+    raise ValueError(group)
+
+
+def shape_inputs(d: Path, groups: Sequence[str], sc: Scale, rebuild: bool) -> list[tuple[str, Input]]:
+    """Build (or reuse) the issue-16 files of ``groups`` under ``d/shapes-<scale>``; (group, Input) pairs."""
+    folder = d / f"shapes-{sc.name}"
+    builders = {g: shape_builder(g, sc) for g in groups}
+    manifest = ensure_inputs(folder, rebuild, builders)
+    out = []
+    for g in groups:
+        info = manifest[g]
+        for name in builders[g][1]:
+            p = folder / name
+            kind = ("skops" if name.endswith(".skops") else "pickle" if name.endswith(".pkl")
+                    else "joblib" if name.count(".") == 1 else "joblib-" + name.split(".")[-2])
+            trusted = list(info.get("skops_trusted_by_file", {}).get(name, []))
+            out.append((g, Input(name, p, kind, info["desc"], p.stat().st_size, trusted)))
+    return out
+
+
+def time_shape(inp: Input, rounds: int, budget: float, scan: bool = True) -> dict[str, Any]:
+    """baseline / safeload.load / safeload.scan on one issue-16 file (no peers).
+
+    Each contender stops when one more round would take it past ``budget`` seconds (the 1M-term
+    TfidfVectorizer takes joblib.load seconds per call), so slow files get fewer rounds; ratios pair
+    the rounds both ran.
+    """
+    import joblib
+
+    import safeload
+
+    p = str(inp.path)
+    if inp.kind.startswith("joblib"):
+        base = Contender("joblib.load", lambda: joblib.load(p), loader=True)
+    elif inp.kind == "pickle":
+        def pickle_load() -> Any:
+            with open(p, "rb") as f:
+                return pickle.load(f)
+        base = Contender("pickle.load", pickle_load, loader=True)
+    else:
+        import skops.io
+
+        trusted = list(inp.skops_trusted)
+        base = Contender("skops.io.load(trusted)", lambda: skops.io.load(p, trusted=trusted), loader=True)
+    base.core = False
+    cons = [base, Contender("safeload.load", lambda: safeload.load(p), loader=True, core=False)]
+    if scan:
+        cons.append(Contender("safeload.scan", lambda: safeload.scan(p), tool="safeload.scan", core=False))
+    _read(inp.path)  # page cache
+    results = time_interleaved(cons, rounds, budget)
+    rows = []
+    for r in results:
+        ok = r.ok and results[0].ok
+        rows.append({"name": r.name, "wall": r.wall, "cpu": r.cpu, "rounds": r.rounds_run, "stats": r.stats(),
+                     "ratio": paired_ratio(r, results[0]) if ok else None,
+                     "ratios": paired_ratios(r, results[0]) if ok else [],
+                     "cpu_ratio": paired_ratio(r, results[0], "cpu") if ok else None,
+                     "outcome": r.outcome, "verdict": r.verdict, "stopped": r.stopped, "core": False})
+    return {"file": inp.key, "kind": inp.kind, "size": inp.size, "model": inp.model, "contenders": rows}
+
+
+def _row(t: dict[str, Any], name: str) -> dict[str, Any] | None:
+    return next((c for c in t["contenders"] if c["name"] == name and c["ratio"] is not None), None)
+
+
+def shape_targets(shapes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Issue 16's goals, one line per (goal, file): median ratio and the min/max of the per-round ratios."""
+    out = []
+
+    def add(label: str, t: dict[str, Any], who: str, limit: float) -> None:
+        row = _row(t, who)
+        value = None if row is None else row["ratio"]
+        spread = [min(row["ratios"]), max(row["ratios"])] if row and row["ratios"] else None
+        status = "n/a" if value is None else "met" if value <= limit else "missed"
+        out.append({"label": f"{label}, {t['file']}", "file": t["file"], "contender": who, "value": value,
+                    "spread": spread, "limit": limit, "status": status})
+
+    for t in shapes:
+        g, kind = t["group"], t["kind"]
+        if kind == "joblib":
+            add("load / joblib.load (raw)", t, "safeload.load", 0.7)
+            add("scan / joblib.load (raw)", t, "safeload.scan", 0.3)
+            if g == "hgb":
+                add("HGB load / joblib.load", t, "safeload.load", 1.2)
+        elif kind.startswith("joblib-"):
+            add(f"load / joblib.load ({kind[7:]})", t, "safeload.load", 1.0)
+        elif kind == "pickle":
+            add("load / pickle.load", t, "safeload.load", 1.1)
+        elif kind == "skops":
+            add("load / skops.io.load", t, "safeload.load", 1.5)
+    return out
+
+
+def sweep_lines(shapes: list[dict[str, Any]], nodes: dict[str, int]) -> list[str]:
+    """Cost per tree of joblib.load and safeload.load over the forest sweep, and the slope between sizes."""
+    rows = []
+    for t in shapes:
+        if t["group"] != "forest-sweep":
+            continue
+        n = int(t["file"].split("-")[1].split(".")[0])
+        med = {c["name"]: c["stats"].get("median") for c in t["contenders"]}
+        rows.append((n, med.get("joblib.load"), med.get("safeload.load"), med.get("safeload.scan")))
+    rows.sort()
+    if not rows:
+        return []
+    lines = ["forest sweep: ms per tree (median time / trees); slope = extra ms per extra tree from the previous "
+             "size"]
+    prev = None
+    for n, j, s, sc_ in rows:
+        if j is None or s is None:
+            lines.append(f"  {n:>5} trees: failed")
+            continue
+        slope = ""
+        if prev is not None and n > prev[0]:
+            slope = (f"   slope joblib {1000 * (j - prev[1]) / (n - prev[0]):.2f}  "
+                     f"load {1000 * (s - prev[2]) / (n - prev[0]):.2f}")
+        lines.append(f"  {n:>5} trees ({nodes.get(str(n), 0):>8} nodes): joblib.load {1000 * j / n:6.2f}  "
+                     f"safeload.load {1000 * s / n:6.2f}  scan {1000 * (sc_ or 0) / n:6.2f}  "
+                     f"load/joblib {s / j:.2f}x{slope}")
+        prev = (n, j, s)
+    return lines
+
+
+def render_shapes(report: dict[str, Any]) -> list[str]:
+    """The issue-16 part of the table."""
+    shapes = report.get("shapes", [])
+    if not shapes:
+        return []
+    lines = [f"issue 16 shapes ({report['config']['scale']} scale), {report['config']['rounds']} interleaved rounds; "
+             "ratio = median of per-round ratios [min-max]", ""]
+    hdr = f"  {'contender':<24}{'median':>9}{'min':>9}{'max':>9}{'ratio':>8}{'spread':>14}{'cpu':>8}{'n':>3}  outcome"
+    for t in shapes:
+        lines.append(f"{t['file']}  [{t['kind']}, {t['size'] / MB:.1f} MB]  {t['model']}")
+        lines.append(hdr)
+        for c in t["contenders"]:
+            s = c["stats"]
+            spread = f"[{min(c['ratios']):.2f}-{max(c['ratios']):.2f}]" if c["ratios"] else "-"
+            lines.append(f"  {c['name']:<24}{fmt_s(s.get('median')):>9}{fmt_s(s.get('min')):>9}"
+                         f"{fmt_s(s.get('max')):>9}{fmt_r(c['ratio']):>8}{spread:>14}{fmt_r(c['cpu_ratio']):>8}"
+                         f"{len(c['wall']):>3}  {c['outcome'][:80]}")
+        lines.append("")
+    lines += sweep_lines(shapes, report.get("sweep_nodes", {}))
+    lines += ["", "issue 16 targets (median ratio, [min-max] of the per-round ratios):"]
+    for t in report.get("shape_targets", []):
+        value = "-" if t["value"] is None else f"{t['value']:.2f}x"
+        spread = f" [{t['spread'][0]:.2f}-{t['spread'][1]:.2f}]" if t["spread"] else ""
+        lines.append(f"  [{t['status']}] {t['label']}: {value}{spread} (limit {t['limit']:.2f}x)")
+    lines.append("")
+    return lines
+
+
+def ensure_inputs(d: Path, rebuild: bool = False,
+                  builders: dict[str, tuple[Callable[[Path], dict[str, Any]], list[str]]] | None = None,
+                  ) -> dict[str, Any]:
     """Build every missing or stale input group into ``d``; return the manifest."""
     d.mkdir(parents=True, exist_ok=True)
     manifest_path = d / "inputs.json"
@@ -378,7 +683,7 @@ def ensure_inputs(d: Path, rebuild: bool = False) -> dict[str, Any]:
             manifest = json.loads(manifest_path.read_text())
     zoo_src = ROOT / "tests" / "zoo.py"
     zoo_hash = hashlib.sha256(zoo_src.read_bytes()).hexdigest()[:12] if zoo_src.exists() else "none"
-    for group, (builder, files) in BUILDERS.items():
+    for group, (builder, files) in (BUILDERS if builders is None else builders).items():
         key = _cache_key(zoo_hash if group == "zoo" else "")
         entry = manifest.get(group, {})
         if entry.get("key") == key and all((d / f).exists() for f in files):
@@ -601,6 +906,12 @@ def paired_ratio(a: Result, base: Result, attr: str = "wall") -> float | None:
     bmap = dict(zip(base.rounds_run, getattr(base, attr), strict=True))
     ratios = [v / bmap[r] for r, v in zip(a.rounds_run, getattr(a, attr), strict=True) if bmap.get(r)]
     return statistics.median(ratios) if ratios else None
+
+
+def paired_ratios(a: Result, base: Result, attr: str = "wall") -> list[float]:
+    """Every per-round ratio a/base over the rounds both ran (their min and max are the run-to-run spread)."""
+    bmap = dict(zip(base.rounds_run, getattr(base, attr), strict=True))
+    return [v / bmap[r] for r, v in zip(a.rounds_run, getattr(a, attr), strict=True) if bmap.get(r)]
 
 
 def time_interleaved(contenders: list[Contender], rounds: int, budget: float) -> list[Result]:
@@ -932,6 +1243,10 @@ def render(report: dict[str, Any]) -> str:
         "[min-max]; ratio = median of per-round ratios to the first row (baseline); cpu = same on process CPU time",
         "",
     ]
+    lines += render_shapes(report)
+    if "peak_memory" not in report:  # a run without the base group
+        lines.append(f"total run time {report['elapsed_seconds']:.0f} s (input build {report['build_seconds']:.0f} s)")
+        return "\n".join(lines)
     hdr = f"  {'contender':<24}{'median':>9}{'min':>9}{'max':>9}{'ratio':>8}{'cpu':>8}{'n':>3}  outcome"
     for t in report["timings"]:
         lines.append(f"{t['file']}  [{t['kind']}, {t['size'] / MB:.1f} MB]  {t['model']}")
@@ -1013,7 +1328,12 @@ def targets(timings: list[dict[str, Any]], pm: dict[str, Any]) -> list[Target]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 7, --quick 3)")
-    ap.add_argument("--quick", action="store_true", help="3 rounds and tighter peer budgets")
+    ap.add_argument("--quick", action="store_true",
+                    help="3 rounds, the issue-16 shapes at small sizes, no base group unless --only names it "
+                         "(< 3 min once the inputs are built)")
+    ap.add_argument("--only", default=None,
+                    help=f"comma-separated groups to run: {', '.join(GROUPS)} (default: all; with --quick: "
+                         "every group but base)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results (default %(default)s)")
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="input cache folder (default %(default)s)")
     ap.add_argument("--rebuild", action="store_true", help="rebuild every input")
@@ -1035,13 +1355,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.disable(logging.CRITICAL)
     rounds = args.rounds or (3 if args.quick else 7)
     budget = args.budget or (15.0 if args.quick else 30.0)
+    groups = GROUPS if args.only is None and not args.quick else SHAPE_GROUPS if args.only is None else tuple(
+        g.strip() for g in args.only.split(",") if g.strip())
+    unknown = sorted(set(groups) - set(GROUPS))
+    if unknown:
+        print(f"unknown group(s) {', '.join(unknown)}; choose from {', '.join(GROUPS)}", file=sys.stderr)
+        return 2
+    scale = QUICK if args.quick else FULL
     start = time.perf_counter()
     info = machine()
     if not info["walker_runs"].startswith("compiled"):
         log("WARNING: safeload._speedups is not built, so the walker uses its pure-Python run matcher and the "
             "vocabulary pickle load will miss its target; run `pip install -e .` (needs a C compiler) first")
-    manifest = ensure_inputs(args.data, args.rebuild)
+    shape_files = shape_inputs(args.data, [g for g in SHAPE_GROUPS if g in groups], scale, args.rebuild)
+    manifest = ensure_inputs(args.data, args.rebuild) if "base" in groups else {}
     build_seconds = time.perf_counter() - start
+
+    shapes: list[dict[str, Any]] = []
+    for group, inp in shape_files:
+        log(f"timing {inp.key} ({inp.size / MB:.1f} MB), {rounds} rounds")
+        # --quick times scan only where it has a target (raw joblib files).
+        shapes.append(dict(time_shape(inp, rounds, 2 * budget, scan=not args.quick or inp.kind == "joblib"),
+                           group=group))
+    sweep_nodes: dict[str, int] = {}
+    if "forest-sweep" in groups:
+        with contextlib.suppress(ValueError, OSError, KeyError):
+            folder = args.data / f"shapes-{scale.name}"
+            sweep_nodes = json.loads((folder / "inputs.json").read_text())["forest-sweep"]["nodes"]
+    shape_report = {"shapes": shapes, "shape_targets": shape_targets(shapes), "sweep_nodes": sweep_nodes}
+    if "base" not in groups:
+        return _finish(args, info, {"rounds": rounds, "quick": args.quick, "budget": budget, "groups": list(groups),
+                                    "scale": scale.name}, shape_report, build_seconds, start)
     files = inputs_from(args.data, manifest)
 
     # Fresh children first, while this process is still small.
@@ -1104,7 +1448,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     tg = targets(timings, pm)
     report: dict[str, Any] = {
         "machine": info,
-        "config": {"rounds": rounds, "quick": args.quick, "budget": budget, "verdict_timeout": args.timeout},
+        "config": {"rounds": rounds, "quick": args.quick, "budget": budget, "verdict_timeout": args.timeout,
+                   "groups": list(groups), "scale": scale.name},
+        **shape_report,
         "inputs": {k: {kk: vv for kk, vv in v.items() if kk != "key"} for k, v in manifest.items()},
         "timings": timings,
         "peak_memory": peak,
@@ -1115,6 +1461,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "build_seconds": build_seconds,
         "elapsed_seconds": time.perf_counter() - start,
     }
+    return _write(args, report, failed=any(t.status == "FAIL" for t in tg))
+
+
+def _finish(args: argparse.Namespace, info: dict[str, Any], config: dict[str, Any], shape_report: dict[str, Any],
+            build_seconds: float, start: float) -> int:
+    """Report of a run without the base group (issue-16 shapes only)."""
+    info["loadavg_end"] = list(os.getloadavg())
+    report: dict[str, Any] = {"machine": info, "config": config, **shape_report, "timings": [], "targets": [],
+                              "build_seconds": build_seconds, "elapsed_seconds": time.perf_counter() - start}
+    return _write(args, report, failed=False)
+
+
+def _write(args: argparse.Namespace, report: dict[str, Any], failed: bool) -> int:
+    """Print the table, write the JSON; exit 1 under --strict when a target failed or was missed."""
     table = render(report)
     report["table"] = table
     print(table)
@@ -1123,7 +1483,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tmp.write_text(json.dumps(report, indent=1, default=str))
     tmp.replace(args.out)
     log(f"wrote {args.out}")
-    return 1 if args.strict and any(t.status == "FAIL" for t in tg) else 0
+    missed = any(t["status"] == "missed" for t in report.get("shape_targets", []))
+    return 1 if args.strict and (failed or missed) else 0
 
 
 if __name__ == "__main__":
