@@ -387,7 +387,7 @@ _CALL: dict[str, tuple[str, str | None]] = {
 }
 
 # Referenced as values inside models (dtype parameters, score functions, ufuncs).
-_NUMPY_TYPES = ("bool_", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+_NUMPY_TYPES = ("bool_", "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
                 "float16", "float32", "float64", "longdouble", "complex64", "complex128", "object_",
                 "str_", "bytes_", "intp", "uintp", "datetime64", "timedelta64")
 _UFUNCS = ("abs", "absolute", "arccos", "arcsin", "arctan", "arcsinh", "arctanh", "cbrt", "ceil",

@@ -30,6 +30,9 @@ MAX_PLACEHOLDER_BYTES = 1 << 24
 #: Elements a callable may take from a lazy iterable (``range``) that the file does not hold: ``set(range(10**9))``
 #: costs the file a few bytes and the loader gigabytes. Containers already in memory are paid for by the file.
 MAX_MATERIALISED_ELEMENTS = 1 << 20
+#: numpy's SeedSequence refuses pools under 4 words; real ones are 4 (the default) to a few hundred.
+MIN_POOL_SIZE = 4
+MAX_POOL_SIZE = 1 << 16
 MAX_SCALAR_BYTES = 1 << 20
 MAX_TREE_SIZE = 1 << 31
 PLAIN_BASES = (object, dict, list, set, frozenset, tuple, int, float, str, bytes)
@@ -234,12 +237,29 @@ def _bit_generator_ctor(policy: Policy) -> Callable[..., None]:
     return check
 
 
+def seed_sequence_problem(pool_size: object, pool_length: int | None) -> str | None:
+    """SeedSequence state: ``pool_size`` is trusted by spawn() and by the entropy mixing, which
+    allocate and loop over that many words (10**8 hangs the process); it must be the pool's length."""
+    if type(pool_size) is not int or not MIN_POOL_SIZE <= pool_size <= MAX_POOL_SIZE:
+        return f"SeedSequence pool_size {pool_size!r} outside [{MIN_POOL_SIZE}, {MAX_POOL_SIZE}]"
+    if pool_length is None or pool_length != pool_size:
+        return f"SeedSequence pool of {pool_length} words for pool_size {pool_size}"
+    return None
+
+
 def _pyx_unpickle_seedsequence(policy: Policy) -> Callable[..., None]:
     def check(cls: object, checksum: object, state: object = None) -> None:
         from numpy.random.bit_generator import SeedSequence
 
         if cls is not SeedSequence:
             raise UnsafeModelError("SeedSequence unpickle helper called for another class")
+        if state is not None:
+            if not isinstance(state, tuple) or len(state) != 5:
+                raise UnsafeModelError("SeedSequence state must be a 5-tuple")
+            pool = state[2]
+            problem = seed_sequence_problem(state[3], len(pool) if isinstance(pool, np.ndarray) else None)
+            if problem is not None:
+                raise UnsafeModelError(problem)
 
     return check
 

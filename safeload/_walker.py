@@ -44,6 +44,7 @@ from safeload._guards import (
     materialise_problem,
     placeholder_problem,
     rng_state_problem,
+    seed_sequence_problem,
 )
 from safeload._policy import Limits, Policy
 from safeload._textops import Decoding, parse_float, parse_get, parse_int, parse_long, parse_put
@@ -1001,6 +1002,16 @@ class _Walker:
         elif guard == "pyx_unpickle_seedsequence":
             if not args or not isinstance(args[0], G) or args[0].name != "numpy.random.bit_generator.SeedSequence":
                 self.issue("guard", UNSAFE, i, "SeedSequence unpickle helper called for another class")
+            elif len(args) > 2 and args[2] is not None:
+                state = args[2]
+                if not isinstance(state, tuple) or len(state) != 5:
+                    self.issue("guard", UNSAFE, i, "SeedSequence state must be a 5-tuple")
+                else:
+                    pool = self.static_array(state[2])
+                    problem = seed_sequence_problem(state[3], pool.shape[0] if pool is not None and pool.ndim == 1
+                                                    else None)
+                    if problem is not None:
+                        self.issue("guard", UNSAFE, i, problem)
         elif guard == "pyx_unpickle":
             expected = name.rpartition("__pyx_unpickle_")[2]
             if not args or not isinstance(args[0], G) or not args[0].name.endswith("." + expected):

@@ -116,3 +116,27 @@ def test_a_guarded_name_only_referenced_comes_back_as_itself() -> None:
     assert out is _codecs.encode  # what pickle.load returns, not safeload's guard wrapper
     called = safeload.loads(pickle.dumps(b"\xffab", protocol=2))  # protocol 2 spells bytes as _codecs.encode(...)
     assert called == b"\xffab"
+
+
+@pytest.mark.parametrize(("pool_size", "pool"), [(10**8, 4), (4, 3), (2, 2), (8, 8)])
+def test_seed_sequence_pool_size_is_the_pool_length(pool_size: int, pool: int) -> None:
+    """spawn() and the entropy mixing allocate and loop over pool_size words: 10**8 hangs the process."""
+    ss = np.random.SeedSequence(1)
+    fn, args, _ = ss.__reduce__()
+
+    class Tampered:
+        def __reduce__(self) -> Any:
+            return fn, (args[0], args[1], (1, 0, np.arange(pool, dtype=np.uint32), pool_size, ()))
+
+    for proto in (2, 4, 5):
+        data = pickle.dumps(Tampered(), proto)
+        ok = pool_size == pool and 4 <= pool_size
+        assert (rules(data) == []) == ok, (proto, rules(data))
+        if ok:
+            assert safeload.loads(data).pool_size == pool_size
+        else:
+            with pytest.raises(safeload.UnsafeModelError):
+                safeload.loads(data)
+    with pytest.raises(safeload.UnsafeModelError):
+        guarded("numpy.random.bit_generator.__pyx_unpickle_SeedSequence")(
+            args[0], args[1], (1, 0, np.arange(4, dtype=np.uint32), 10**8, ()))
