@@ -1493,7 +1493,7 @@ def _check_dtype_state(st: Any) -> None:
     ver, order, sub, names, fields, elsize, align, flags = st[:8]
     if not all(isinstance(x, int) and not isinstance(x, bool) for x in (ver, elsize, align, flags)) or ver not in (3, 4):
         raise ValueError("dtype state header is not integers")
-    if order not in ("<", ">", "|", "="):
+    if order not in ("<", ">", "|", "=", b"<", b">", b"|", b"="):  # bytes: a Python 2 pickle read with encoding='bytes'
         raise ValueError("dtype byte order")
     if sub is not None and not (isinstance(sub, tuple) and len(sub) == 2 and isinstance(sub[0], np.dtype)
                                 and isinstance(sub[1], tuple) and all(isinstance(d, int) and d >= 0 for d in sub[1])):

@@ -236,12 +236,13 @@ def _py2_array_pickle(arr: np.ndarray) -> bytes:
 def test_python2_numpy_pickle_loads_with_latin1(tmp_path: Path) -> None:
     arr = np.array([0, 1, 2, 300], dtype=np.int64)
     data = _py2_array_pickle(arr)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        expected = pickle.loads(data, encoding="latin1")
-    got = safeload.loads(data, encoding="latin1")
-    np.testing.assert_array_equal(got, expected)
-    assert got.dtype == expected.dtype
+    for encoding in ("latin1", "bytes"):  # 'bytes': the dtype's byte order arrives as b'<'
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            expected = pickle.loads(data, encoding=encoding)
+        got = safeload.loads(data, encoding=encoding)
+        np.testing.assert_array_equal(got, expected)
+        assert got.dtype == expected.dtype
     path = tmp_path / "py2.pkl"
     path.write_bytes(data)
     np.testing.assert_array_equal(safeload.load(path, encoding="latin1"), arr)
