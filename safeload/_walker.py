@@ -903,7 +903,7 @@ class _Walker:
             if target.kind != "dict":  # a list takes integer indices in range only, a set no items at all
                 raise self.fatal("bad-target", MALFORMED, i, f"SETITEM(S) on a {target.kind}")
             runs = Run in map(type, items)
-            if target.kind == "dict" and not runs and _has_unhashable(items[::2]):
+            if _has_unhashable(items[::2] if not runs else _keys_beside_runs(items)):
                 raise self.fatal("unhashable", MALFORMED, i, "a dict key is a list, dict or set (unhashable)")
             target.count += _values(items) // 2
             room = _DICT_CAP - len(target.items)
@@ -1348,6 +1348,20 @@ _RNG_STATE_TARGETS = _BIT_GENERATOR_MAKERS | {"numpy.random._pickle.__randomstat
 _BIT_GENERATOR_CLASSES = frozenset({"numpy.random._mt19937.MT19937", "numpy.random._pcg64.PCG64",
                                     "numpy.random._pcg64.PCG64DXSM", "numpy.random._philox.Philox",
                                     "numpy.random._sfc64.SFC64"})
+
+
+def _keys_beside_runs(items: list[Any]) -> list[Any]:
+    """The keys among SETITEMS items that are not inside a vocabulary run (a run's keys are strings)."""
+    keys: list[Any] = []
+    position = 0
+    for x in items:
+        if type(x) is Run:
+            position += 2 * x.count
+        else:
+            if not position % 2:
+                keys.append(x)
+            position += 1
+    return keys
 
 
 def _has_unhashable(values: Any) -> bool:

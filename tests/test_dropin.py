@@ -505,3 +505,16 @@ def test_files_that_are_something_else_are_unsupported_not_malformed(tmp_path: P
     with pytest.raises(safeload.UnsupportedFormatError, match=word) as excinfo:
         safeload.load(path)
     assert "allow" not in str(excinfo.value) and not isinstance(excinfo.value, safeload.MalformedModelError)
+
+
+def test_public_names_are_exported_lazily_and_completely() -> None:
+    import subprocess
+    import sys
+
+    assert sorted(safeload.__all__) == sorted(safeload._EXPORTS)
+    for name in safeload.__all__:
+        assert getattr(safeload, name) is not None
+    # `import safeload` (and so the CLI's --help/--version) imports none of the heavy libraries
+    code = "import sys, safeload; print(sorted(m for m in ('numpy', 'sklearn', 'skops', 'scipy') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -9,9 +9,10 @@ valid pickles and joblib files (checked against CPython's and joblib's own unpic
 text arguments and on random bytes, for both vocabulary-run matchers and with runs disabled. Mutated
 copies of the walker with known memo-model bugs (round 1's double count among them) must fail it.
 
-Where the walker goes on past an opcode CPython refuses (``Outcome.lenient``: e.g. an unhashable dict
-key among vocabulary-run items, see the xfail at the end), the comparison ends without failing:
-CPython builds nothing after that opcode.
+Where the walker goes on past an opcode CPython refuses (``Outcome.lenient``: e.g. a key whose
+hashability the walker cannot know, such as an object built by REDUCE), the comparison ends without
+failing: CPython builds nothing after that opcode. (An unhashable key between vocabulary runs was such a
+case until the walker learnt to check it: see the test at the end.)
 """
 
 from __future__ import annotations
@@ -295,12 +296,11 @@ def test_text_arguments_parse_as_in_cpython(op: bytes, text: bytes) -> None:
 
 
 # A dict key read from the memo between two vocabulary runs in one SETITEMS: CPython raises TypeError
-# (unhashable dict key), the walker skips its unhashable-key check when the items hold a run and walks
-# on, so scan says safe where load fails. Found by fuzz/oracle_campaign.py (seed 20261203, case 12059).
+# (unhashable dict key); the walker used to skip its unhashable-key check when the items held a run and
+# walked on, so scan said safe where load failed. Found by fuzz/oracle_campaign.py (seed 20261203, case 12059).
 UNHASHABLE_KEY_BETWEEN_RUNS = b"\x80\x04}\x94(" + RUN[:56] + b"h\x00K\x00" + RUN[:56] + b"u."  # 8 entries each
 
 
-@pytest.mark.xfail(strict=True, reason="walker: no unhashable-key check when SETITEMS items hold a run (reported)")
 @pytest.mark.parametrize("run_matcher", sorted(set(MATCHERS) - {"none"}))  # without runs the walker stops
 def test_the_walker_stops_where_cpython_refuses_an_unhashable_key_between_runs(
         run_matcher: str, monkeypatch: pytest.MonkeyPatch) -> None:
