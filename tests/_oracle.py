@@ -1489,12 +1489,14 @@ MUTATIONS = {
 def mutant(name: str) -> types.ModuleType:
     """A copy of safeload/_walker.py with mutation ``name`` applied, exec'd as its own module."""
     old, new = MUTATIONS[name]
-    from safeload import _walker
+    import safeload
 
-    source = Path(_walker.__file__).read_text()
+    # The source file, not _walker.__file__: the installed walker may be compiled by mypyc.
+    path = Path(safeload.__file__).resolve().parent / "_walker.py"
+    source = path.read_text(encoding="utf-8")
     assert source.count(old) == 1, f"mutation {name}: the walker no longer contains {old!r}"
     module = types.ModuleType(f"safeload._walker_mutant_{name.replace('-', '_')}")
-    module.__file__ = _walker.__file__
+    module.__file__ = str(path)
     sys.modules[module.__name__] = module  # dataclasses look their module up
     try:
         exec(compile(source.replace(old, new), f"<walker mutant {name}>", "exec"), module.__dict__)
