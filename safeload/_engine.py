@@ -288,8 +288,9 @@ def _without_arrays(data: Buffer, trace: Trace) -> bytes:
     pos = trace.start
     for k, span in enumerate(trace.arrays):
         cut, end = span.build_offset + 1, _span_end(span)
-        if not pos <= cut <= end <= trace.end:
-            raise MalformedModelError(f"joblib array at offset {cut} overlaps what precedes it; refusing")
+        if not pos <= cut <= end <= trace.end or view[cut - 1] != pickle.BUILD[0]:
+            raise MalformedModelError(f"joblib array at offset {cut} does not follow a BUILD the static check saw; "
+                                      "refusing")
         parts.append(view[pos:cut])
         parts.append(b"0J" + k.to_bytes(4, "little") + b"Q")
         pos = end
