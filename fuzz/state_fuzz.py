@@ -127,7 +127,9 @@ def mutate_array(arr: np.ndarray[Any, Any], rng: random.Random) -> Any:
     a = arr.copy()
     if kind <= 3 and a.size and a.dtype.kind in "iu":
         flat = a.reshape(-1)
-        flat[rng.randrange(flat.size)] = rng.choice([-1, a.size, int(flat.max()) + 1, 10**6, np.iinfo(a.dtype).max])
+        value = rng.choice([-1, a.size, int(flat.max()) + 1, 10**6, int(np.iinfo(a.dtype).max)])
+        info = np.iinfo(a.dtype)
+        flat[rng.randrange(flat.size)] = min(max(value, int(info.min)), int(info.max))
         return a
     if kind <= 3 and a.size and a.dtype.kind == "f":
         flat = a.reshape(-1)
@@ -200,7 +202,9 @@ def mutate(root: Any, rng: random.Random) -> str | None:
     found = targets(root)
     if not found:
         return None
-    t = rng.choice(found)
+    # fitted state (arrays, integers, private attributes) is what native code reads: favour it
+    fitted = [t for t in found if t.key is not None and _fitted(t)]
+    t = rng.choice(fitted) if fitted and rng.random() < 0.7 else rng.choice(found)
     if t.key is None:  # a new key on an instance
         pair = shadow(t.owner, rng)
         if pair is None:
@@ -214,6 +218,13 @@ def mutate(root: Any, rng: random.Random) -> str | None:
     new = mutate_value(old, rng)
     t.holder[t.key] = new
     return f"{t.where}: {_short(old)} -> {_short(new)}"
+
+
+def _fitted(t: Target) -> bool:
+    value = t.holder[t.key]
+    if isinstance(value, (np.ndarray, int, np.integer)) and not isinstance(value, bool):
+        return True
+    return isinstance(t.key, str) and (t.key.endswith("_") or t.key.startswith("_"))
 
 
 def _short(v: Any) -> str:
@@ -371,9 +382,10 @@ def make_case(store: Any, names: list[str], seed: int, index: int) -> tuple[str,
     with open(store.path(name, "pickle-p5"), "rb") as f, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         obj = pickle.load(f)  # our own zoo: trusted
-    what = mutate(obj, rng)
-    if what is None:
+    done = [mutate(obj, rng) for _ in range(rng.choice((1, 1, 1, 2, 3)))]
+    if not any(done):
         return None
+    what = "; ".join(d for d in done if d)
     buf = io.BytesIO()
     try:
         import joblib

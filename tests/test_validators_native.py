@@ -388,3 +388,29 @@ def test_hgb_function_transformer_with_other_func_refused(tmp_path: Path) -> Non
     ct.transformers_[1][1].func = np.mean  # allowlisted, and it collapses the columns
     joblib.dump(m, tmp_path / "model.joblib")
     assert_load_refuses(tmp_path, "_preprocessor.transformers_[1]")
+
+
+# --------------------------------------------------------------------------
+# found by the state fuzzer (fuzz/state_crashes/d2ad0f3573354ce7)
+# --------------------------------------------------------------------------
+
+
+def test_sparse_svc_probability_flag_without_platt_pairs_segfaults(tmp_path: Path) -> None:
+    import scipy.sparse as sp
+    from sklearn.svm import SVC
+
+    data = sp.csr_matrix(X)
+    m = SVC().fit(data, y)
+    m._effective_probability = True  # libsvm then reads _probA/_probB, which are empty
+    proven(tmp_path, m, "m.predict(X)", data, "_probA")
+
+
+def test_dense_svc_probability_flag_without_platt_pairs_refused(tmp_path: Path) -> None:
+    from sklearn.svm import SVC
+
+    m = SVC().fit(X, y)
+    m._effective_probability = True
+    joblib.dump(m, tmp_path / "model.joblib")
+    assert_load_refuses(tmp_path, "_probA")
+    good = SVC(probability=True, random_state=0).fit(X, y)
+    np.testing.assert_array_equal(loads(tmp_path, good).predict_proba(X[:4]), good.predict_proba(X[:4]))

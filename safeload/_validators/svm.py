@@ -52,10 +52,22 @@ def _check_libsvm(est: Any, path: str) -> None:
     intercept = _array(_attr(est, "_intercept_"), path, "._intercept_", ndim=1)
     if intercept.size != n_pairs:
         _fail(path, "._intercept_", f"has {intercept.size} entries, expected {n_pairs}")
+    probability = _attr(est, "_effective_probability")
+    if probability is None:
+        probability = _attr(est, "probability")
+    if probability not in (None, True, False):
+        _fail(path, "._effective_probability", f"must be a bool, got {type(probability).__name__}")
+    # predict_proba makes libsvm read one Platt pair per class pair: sized, or none at all
+    allowed = {n_pairs} if probability and svm_type < 2 else {0, n_pairs}
     for name in ("_probA", "_probB"):
         prob = _array(_attr(est, name), path, f".{name}", ndim=1)
-        if prob.size not in (0, n_pairs):
-            _fail(path, f".{name}", f"has {prob.size} entries, expected 0 or {n_pairs}")
+        if prob.size not in allowed:
+            _fail(
+                path,
+                f".{name}",
+                f"has {prob.size} entries, expected {' or '.join(map(str, sorted(allowed)))}"
+                + (" (probability estimates are enabled)" if probability else ""),
+            )
     sv = _attr(est, "support_vectors_")
     dual = _attr(est, "_dual_coef_")
     if _attr(est, "_sparse") is True:
