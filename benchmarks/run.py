@@ -1373,6 +1373,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     shape_files = shape_inputs(args.data, [g for g in SHAPE_GROUPS if g in groups], scale, args.rebuild)
     manifest = ensure_inputs(args.data, args.rebuild) if "base" in groups else {}
     build_seconds = time.perf_counter() - start
+    peak: list[dict[str, Any]] = []
+    if "base" in groups:
+        # Fresh children first, while this process is still small (before any shape is timed).
+        log("peak memory (fresh processes)")
+        mem_files = [("forest.joblib", "joblib.load")]
+        if args.memory_all:
+            mem_files += [("forest.zlib3.joblib", "joblib.load"), ("forest.p5.pkl", "pickle.load")]
+        peak = [peak_memory(args.data / f, b, 3) for f, b in mem_files]
 
     shapes: list[dict[str, Any]] = []
     for group, inp in shape_files:
@@ -1391,12 +1399,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     "scale": scale.name}, shape_report, build_seconds, start)
     files = inputs_from(args.data, manifest)
 
-    # Fresh children first, while this process is still small.
-    log("peak memory (fresh processes)")
-    mem_files = [("forest.joblib", "joblib.load")]
-    if args.memory_all:
-        mem_files += [("forest.zlib3.joblib", "joblib.load"), ("forest.p5.pkl", "pickle.load")]
-    peak = [peak_memory(args.data / f, b, 3) for f, b in mem_files]
     pm = peak[0]
 
     timings: list[dict[str, Any]] = []
