@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import safeload
-from safeload._engine import run_joblib
+from safeload._engine import run_joblib_py
 from safeload._policy import Policy
 from safeload._textops import parse_float, parse_get, parse_int, parse_long, parse_put
 from safeload._walker import walk
@@ -99,7 +99,7 @@ def test_walker_and_joblib_engine_see_the_c_value(stream: bytes, value: object) 
 
     trace = walk(stream, Policy.default(), observer=observer)
     assert not trace.issues and seen == [value] and type(seen[0]) is type(value)
-    built = run_joblib(stream, trace, Policy.default())  # the pure-Python engine, with the C parsers
+    built = run_joblib_py(stream, trace, Policy.default())  # the pure-Python engine, with the C parsers
     assert built == value and type(built) is type(value)
     assert safeload.loads(stream) == value
 
