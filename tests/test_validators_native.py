@@ -414,3 +414,26 @@ def test_dense_svc_probability_flag_without_platt_pairs_refused(tmp_path: Path) 
     assert_load_refuses(tmp_path, "_probA")
     good = SVC(probability=True, random_state=0).fit(X, y)
     np.testing.assert_array_equal(loads(tmp_path, good).predict_proba(X[:4]), good.predict_proba(X[:4]))
+
+
+# --------------------------------------------------------------------------
+# models pickled by other scikit-learn versions (README, Structural validation)
+# --------------------------------------------------------------------------
+
+
+def test_other_version_with_current_layout_loads(tmp_path: Path) -> None:
+    from sklearn.preprocessing import OneHotEncoder
+
+    m = OneHotEncoder().fit(XC)
+    m._sklearn_version = "1.0"
+    assert loads(tmp_path, m).transform(XC).shape == (100, 6)
+
+
+def test_other_version_with_missing_native_state_fails_closed(tmp_path: Path) -> None:
+    from sklearn.preprocessing import OneHotEncoder
+
+    m = OneHotEncoder().fit(XC)
+    m._sklearn_version = "1.0"
+    del m._n_features_outs  # an older layout
+    joblib.dump(m, tmp_path / "model.joblib")
+    assert_load_refuses(tmp_path, "_n_features_outs")

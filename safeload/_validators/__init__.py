@@ -199,7 +199,7 @@ _RULES: Final[tuple[_Rule, ...]] = (
         "sklearn.svm._base.BaseLibSVM",
         _check_libsvm,
         "_impl read as sklearn reads it (instance, then class); _n_support sums to len(support_); _intercept_ / _probA / _probB sized "
-        "n_class*(n_class-1)/2; _dual_coef_ (n_class-1, n_SV); support_vectors_ "
+        "n_class*(n_class-1)/2 (exactly, when _effective_probability is set); _dual_coef_ (n_class-1, n_SV); support_vectors_ "
         "(n_SV, n_features_in_) or valid CSR; precomputed support_ < n_train",
     ),
     _Rule(
