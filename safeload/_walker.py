@@ -487,10 +487,13 @@ class _Walker:
         view = _View(self.depth, lambda: plain(list(stack)), lambda: list(marks), memo_view, lambda: mlen)
 
         def pop() -> Any:
-            fix_top()
             if len(stack) <= fence:
                 raise fatal("stack-underflow", MALFORMED, i, "stack underflow")
-            return stack.pop()
+            top = stack.pop()
+            if type(top) is Run:  # expand it (its last value is the top) and pop that
+                stack.extend(_expand(data, top)[0])
+                top = stack.pop()
+            return top
 
         def pop_mark() -> list[Any]:
             nonlocal fence
@@ -902,10 +905,12 @@ class _Walker:
         elif isinstance(target, Cont):
             if target.kind != "dict":  # a list takes integer indices in range only, a set no items at all
                 raise self.fatal("bad-target", MALFORMED, i, f"SETITEM(S) on a {target.kind}")
-            runs = Run in map(type, items)
-            if _has_unhashable(items[::2] if not runs else _keys_beside_runs(items)):
+            types = set(map(type, items))
+            runs = Run in types
+            if (runs or Cont in types or tuple in types) and _has_unhashable(
+                    _keys_beside_runs(items) if runs else items[::2]):
                 raise self.fatal("unhashable", MALFORMED, i, "a dict key is a list, dict or set (unhashable)")
-            target.count += _values(items) // 2
+            target.count += (_values(items) if runs else len(items)) // 2
             room = _DICT_CAP - len(target.items)
             if room > 0 and not runs:
                 target.items.extend(zip(items[: 2 * room : 2], items[1 : 2 * room : 2], strict=True))
@@ -1387,6 +1392,8 @@ def _static_dtype(value: Any) -> np.dtype[Any] | None:
 def _values(items: Any) -> int:
     """How many stack values ``items`` stands for (a Run is two per entry)."""
     total = len(items)
+    if Run not in map(type, items):  # the common case, without a Python-level loop
+        return total
     for x in items:
         if type(x) is Run:
             total += 2 * x.count - 1

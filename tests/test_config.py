@@ -316,9 +316,12 @@ def test_pre_commit_hook_definition() -> None:
     (hook,) = [h for h in hooks if h["id"] == "safeload-scan"]
     assert hook["entry"] == "safeload scan" and hook["language"] == "python"
     pattern = re.compile(hook["files"])
-    for name in ("model.pkl", "a/b/Model.JOBLIB", "clf.joblib.gz", "m.skops", "x.pickle", "y.sav"):
+    # every format scan judges (pickles, joblib, skops, torch checkpoints, numpy, formats
+    # without a code path, Keras, tar archives), and nothing else
+    for name in ("model.pkl", "a/b/Model.JOBLIB", "clf.joblib.gz", "m.skops", "x.pickle", "y.sav", "weights.npy",
+                 "ckpt.pt", "m.safetensors", "m.onnx", "m.gguf", "m.h5", "models.tar.gz"):
         assert pattern.search(name), name
-    for name in ("README.md", "train.py", "weights.npy", "ckpt.pt", "pyproject.toml"):
+    for name in ("README.md", "train.py", "pyproject.toml", "data.csv", "notes.txt"):
         assert not pattern.search(name), name
 
 

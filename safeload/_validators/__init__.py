@@ -415,22 +415,7 @@ def _children_with_suffix(obj: object) -> Iterator[tuple[str, object]]:
     elif isinstance(obj, types.MethodType):
         yield ".__self__", obj.__self__
         return
-    d = getattr(obj, "__dict__", None)
-    if isinstance(d, dict):
-        for name, value in list(d.items()):
-            yield f".{name}", value
-    for cls in type(obj).__mro__:
-        slots = cls.__dict__.get("__slots__", ())
-        for name in (slots,) if isinstance(slots, str) else slots:
-            if name in ("__dict__", "__weakref__"):
-                continue
-            if name.startswith("__") and not name.endswith("__"):
-                name = f"_{cls.__name__.lstrip('_')}{name}"  # private-name mangling
-            try:
-                value = object.__getattribute__(obj, name)
-            except AttributeError:
-                continue
-            yield f".{name}", value
+    yield from _instance_children(obj)
 
 
 #: Elements deduplicated per numpy pass: bounds the temporary id buffer (512 KiB).

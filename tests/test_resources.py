@@ -1,0 +1,43 @@
+"""safeload's own cost stays proportional to plain pickle's on adversarial inputs (short version).
+
+``benchmarks/resources.py`` measures the full set (object arrays up to 10**8 elements); this runs
+its ``--quick`` sizes in child processes and holds ``safeload.load`` to the memory bound of issue 11
+(peak RSS growth <= 2x plain ``pickle.load``'s + 64 MiB). Time is only held to a loose bound here
+(8x + 5 s) because the test shares two cores with the rest of the suite; the benchmark script
+checks 3x + 1 s on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _resources() -> Any:
+    spec = importlib.util.spec_from_file_location("safeload_resources_bench", ROOT / "benchmarks" / "resources.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+R = _resources()
+
+
+@pytest.mark.parametrize("case", list(R.CASES))
+def test_load_costs_what_pickle_costs(case: str, tmp_path: Path) -> None:
+    build, _, quick = R.CASES[case]
+    path = tmp_path / "case.pkl"
+    path.write_bytes(build(quick[0]))
+    base = R.measure("pickle", path)
+    safe = R.measure("load", path)
+    assert base["error"] is None, base
+    assert safe["peak"] <= 2 * base["peak"] + (64 << 20), (case, base, safe)
+    assert safe["seconds"] <= 8 * base["seconds"] + 5.0, (case, base, safe)
