@@ -66,13 +66,18 @@ def npy(arr: np.ndarray[Any, Any]) -> bytes:
     return buf.getvalue()
 
 
+def _entry(name: str) -> zipfile.ZipInfo:
+    return zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
+
+
 def archive(root: dict[str, Any], members: dict[str, bytes] | None = None, *,
             compress: int = zipfile.ZIP_STORED, protocol: Any = 2) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("schema.json", json.dumps({**root, "protocol": protocol, "_skops_version": "0.16.0"}))
+        # fixed timestamps: the bytes are pytest ids, and xdist workers must collect the same ones
+        zf.writestr(_entry("schema.json"), json.dumps({**root, "protocol": protocol, "_skops_version": "0.16.0"}))
         for name, data in (members or {}).items():
-            zf.writestr(name, data, compress_type=compress)
+            zf.writestr(_entry(name), data, compress_type=compress)
     return buf.getvalue()
 
 
