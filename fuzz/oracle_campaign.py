@@ -116,8 +116,9 @@ def run_case(seed: int, index: int, walk: Any) -> tuple[str, int, int, int, str 
     return "ok", proto, len(data), out.steps, None
 
 
-def worker(args: tuple[int, int, int, int, float, str | None]) -> dict[str, Any]:
-    seed, start, stop, step, deadline, mutation = args
+def worker(args: tuple[int, int, int, int, float, str | None, int]) -> dict[str, Any]:
+    seed, start, stop, step, deadline, mutation, progress = args
+    began = time.time()
     walk = _oracle.mutant(mutation).walk if mutation else _walker.walk
     counts: collections.Counter[str] = collections.Counter()
     by_proto: collections.Counter[int] = collections.Counter()
@@ -138,6 +139,12 @@ def worker(args: tuple[int, int, int, int, float, str | None]) -> dict[str, Any]
         steps += k
         if outcome not in ("ok", "ok-mutated", "unsure") and len(failures) < 20:
             failures.append((index, f"[{outcome}] {message or ''}"))
+            if progress:
+                print(f"[job {start}] {seed}:{index} [{outcome}] {(message or '')[:300]}", file=sys.stderr, flush=True)
+        if progress and done % progress == 0:  # a long campaign leaves a trail if it is cut short
+            bad = sum(v for o, v in counts.items() if o not in ("ok", "ok-mutated", "unsure", "lenient"))
+            print(f"[job {start}] {done} streams in {time.time() - began:.0f} s, failures {bad}, "
+                  f"{dict(sorted(counts.items()))}", file=sys.stderr, flush=True)
     return {"done": done, "counts": counts, "by_proto": by_proto, "failures": failures, "bytes": size, "steps": steps}
 
 
@@ -146,7 +153,7 @@ def campaign(opts: argparse.Namespace) -> int:
     deadline = time.time() + opts.seconds if opts.seconds else 0.0
     count = opts.count if opts.count else 10**12
     started = time.time()
-    tasks = [(opts.seed, j, count, jobs, deadline, opts.mutation) for j in range(jobs)]
+    tasks = [(opts.seed, j, count, jobs, deadline, opts.mutation, opts.progress) for j in range(jobs)]
     if jobs == 1:
         results = [worker(tasks[0])]
     else:
@@ -225,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=0, help="wall-clock limit")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--progress", type=int, default=0, metavar="N", help="print a line to stderr every N streams per job")
     ap.add_argument("--mutation", choices=sorted(_oracle.MUTATIONS), help="run against a mutated walker")
     ap.add_argument("--corpus", action="store_true", help="samples, reproducers and the whole zoo instead")
     ap.add_argument("--replay", metavar="SEED:INDEX", help="rerun one generated case and print it")

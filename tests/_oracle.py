@@ -135,6 +135,13 @@ class OFrozen:
         self.origin = origin
 
 
+_CHAR_CLASSES: tuple[Any, ...] = (
+    lambda r: r.randint(0x20, 0x7E), lambda r: r.randint(0x80, 0x7FF), lambda r: r.randint(0x800, 0xD7FF),
+    lambda r: 0x94, lambda r: 0x514, lambda r: 0x9494, lambda r: r.randint(0xD800, 0xDFFF),
+    lambda r: r.randint(0x10000, 0x10FFFF),
+)
+
+
 def canon(value: Any, depth: int = 0) -> Any:
     """A comparable term for a value of the oracle *or* the walker (``safeload._walker``'s G/Obj/Cont/
     OTHER/Run-free values): objects by kind and origin, immutable values by type and value."""
@@ -790,6 +797,19 @@ def differential(data: Any, policy: Any, *, joblib: bool = False, walk: Callable
     gen = oracle.steps()
     out = Outcome()
     previous = -1
+    # Terms by identity for this stream (objects kept alive so ids are not reused). Every kind canon
+    # reads is fixed once built (G/Obj/Cont fields are set in __init__, tuples are immutable), so a
+    # term never goes stale; bytearrays, whose bytes could change, are left out.
+    terms: dict[int, tuple[Any, Any]] = {}
+
+    def canon(value: Any) -> Any:
+        hit = terms.get(id(value))
+        if hit is not None and hit[0] is value:
+            return hit[1]
+        term = _canon(value)
+        if type(value) is not bytearray:
+            terms[id(value)] = (value, term)
+        return term
 
     def observer(offset: int, view: Any) -> None:
         nonlocal previous
@@ -854,6 +874,9 @@ def differential(data: Any, policy: Any, *, joblib: bool = False, walk: Callable
     return out
 
 
+_canon = canon
+
+
 def pickle_name(op: int) -> str:
     return _NAMES.get(op, f"{op:#04x}")
 
@@ -908,11 +931,11 @@ class Grammar:
         if k < 0.3:
             t = r.choice(_SAMPLE_TEXTS)
         elif k < 0.55:
-            t = "".join(r.choice("abcxyz_0123456789") for _ in range(r.choice((1, 2, 3, 8, r.randint(0, 255)))))
+            t = "".join(r.choices("abcxyz_0123456789", k=r.choice((1, 2, 3, 8, r.randint(0, 255)))))
         elif k < 0.8:
-            t = "".join(chr(r.choice((r.randint(0x20, 0x7e), r.randint(0x80, 0x7ff), r.randint(0x800, 0xd7ff),
-                                      0x94, 0x514, 0x9494, r.randint(0xd800, 0xdfff), r.randint(0x10000, 0x10ffff))))
-                        for _ in range(r.randint(0, 90)))
+            # per character: one of eight classes (ASCII, 2-, 3-byte, three fixed code points, a lone
+            # surrogate, 4-byte), drawn class first so only the drawn class costs a random number
+            t = "".join(chr(_CHAR_CLASSES[c](r)) for c in r.choices(range(8), k=r.randint(0, 90)))
         else:
             t = "x" * r.randint(0, 255)
         raw = t.encode("utf-8", "surrogatepass")[:max_bytes]
