@@ -484,7 +484,11 @@ class _Walker:
                     out.setdefault(first + k, text)
             return out
 
-        view = _View(self.depth, lambda: plain(list(stack)), lambda: list(marks), memo_view, lambda: mlen)
+        def marks_view() -> list[int]:
+            # ``marks`` are positions in ``stack``, where a Run is one item; CPython's count its values
+            return [m + sum(2 * x.count - 1 for x in stack[:m] if type(x) is Run) for m in marks]
+
+        view = _View(self.depth, lambda: plain(list(stack)), marks_view, memo_view, lambda: mlen)
 
         def pop() -> Any:
             if len(stack) <= fence:

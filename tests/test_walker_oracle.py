@@ -197,7 +197,12 @@ READ_INTO_RUN = (b"\x80\x04}\x94(" + RUN + b"u\x94"  # dict at slot 0, run at 1.
                  + b"h\x03\x94" + b"\x8c\x01x\x94" + b"h\x0c" + b"\x86\x94.")
 
 
-@pytest.mark.parametrize("data", [READ_INTO_RUN], ids=["read-into-run"])
+# A run left on the stack under a MARK (no SETITEMS takes it): the walker's mark positions count a run
+# as one item, CPython's as its values; the observer must translate (campaign seed 11, case 11718).
+RUN_UNDER_MARK = b"\x80\x04]\x94" + RUN + b"(K\x01l(K\x02K\x03t\x94h\x05."
+
+
+@pytest.mark.parametrize("data", [READ_INTO_RUN, RUN_UNDER_MARK], ids=["read-into-run", "run-under-mark"])
 def test_crafted_streams(matcher: str, data: bytes) -> None:
     cpython_loads(data)
     assert oracle_memo_and_result(data) == cpython_memo_and_result(data)
