@@ -64,6 +64,8 @@ def mutate(rnd: random.Random, data: bytes) -> bytes:
     b = bytearray(data)
     for _ in range(rnd.choice((1, 1, 2, 3))):
         k = rnd.random()
+        if not b:  # earlier edits deleted every byte (a stream of one or two bytes)
+            break
         i = rnd.randrange(len(b))
         if k < 0.3:
             b[i] = rnd.randrange(256)

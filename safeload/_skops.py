@@ -914,7 +914,7 @@ _NODE_FIELDS = ("left_child", "right_child", "feature", "threshold", "impurity",
 
 def _check_states(parser: _Parser, judge: _Judge) -> None:
     """States that compiled __setstate__ methods index without checks, checked before anything is built."""
-    from safeload._walker import STATE_LENGTHS
+    from safeload._mirrors import STATE_LENGTHS
 
     for node in parser.nodes:
         name = node.name

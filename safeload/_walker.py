@@ -7,6 +7,11 @@ remapping), which value every BUILD, REDUCE and NEWOBJ acts on, and where the
 stream ends.  Both ``scan`` and ``load`` run it first, so their verdicts agree by
 construction; ``load`` then executes only a stream the walker accepted.
 
+This module is the machine model only: which value each opcode acts on. What ``load``'s
+runtime guards and validators would say about those values is judged by the static mirrors
+in ``_mirrors`` (called from ``call``/``instantiate``/``build``); the values themselves are
+``_simulated``'s.
+
 Rules beyond what CPython checks (each refused, never guessed around):
 * an opcode argument that starts inside a FRAME and ends past it, and a FRAME
   that begins before the previous one is used up (CPython's C and Python
@@ -25,7 +30,6 @@ import codecs
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,20 +37,22 @@ import numpy as np
 from safeload._allowlist import Kind
 from safeload._containers import Buffer
 from safeload._filling import Filling
-from safeload._guards import (
-    BIT_GENERATORS,
-    MAX_PLACEHOLDER_ELEMENTS,
-    MAX_SCALAR_BYTES,
-    MAX_TREE_SIZE,
-    PLAIN_BASES,
-    TEXT_CODECS,
-    dtype_elements,
-    materialise_problem,
-    placeholder_problem,
-    rng_state_problem,
-    seed_sequence_problem,
-)
+from safeload._mirrors import StaticChecks, wrapper_state
 from safeload._policy import Limits, Policy
+from safeload._simulated import (
+    LIMIT,
+    MALFORMED,
+    OTHER,
+    UNSAFE,
+    ArraySpan,
+    Cont,
+    G,
+    GlobalRef,
+    Issue,
+    Obj,
+    Run,
+    Trace,
+)
 from safeload._textops import Decoding, parse_float, parse_get, parse_int, parse_long, parse_put
 
 try:
@@ -54,11 +60,7 @@ try:
 except ImportError:  # installed without a C compiler: the regular expressions below do the same job, slower
     _speedups = None  # type: ignore[assignment]
 
-__all__ = ["ArraySpan", "GlobalRef", "Issue", "Trace", "walk"]
-
-UNSAFE = "unsafe"
-MALFORMED = "malformed"
-LIMIT = "limit"
+__all__ = ["LIMIT", "MALFORMED", "UNSAFE", "ArraySpan", "GlobalRef", "Issue", "Trace", "walk"]
 
 WRAPPER = "joblib.numpy_pickle.NumpyArrayWrapper"
 _LEGACY_WRAPPERS = frozenset(
@@ -73,136 +75,11 @@ _LEGACY_WRAPPERS = frozenset(
         "sklearn.externals.joblib.numpy_pickle_compat.ZNDArrayWrapper",
     }
 )
-_PLAIN_BASES = frozenset(f"builtins.{t.__name__}" for t in PLAIN_BASES)
-_ARRAY_TYPES = frozenset({"numpy.ndarray", "numpy.matrix", "numpy.ma.core.MaskedArray", "numpy.ma.MaskedArray"})
-_RECONSTRUCT = frozenset({"numpy._core.multiarray._reconstruct", "numpy.core.multiarray._reconstruct"})
-_MARECONSTRUCT = "numpy.ma.core._mareconstruct"
 _DICT_CAP = 64
-
-
-@dataclass(frozen=True)
-class GlobalRef:
-    """One global the stream resolves, with the policy's verdict."""
-
-    name: str
-    module: str
-    qualname: str
-    raw_module: str
-    raw_qualname: str
-    offset: int
-    opcode: str
-    allowed: bool
-
-
-@dataclass(frozen=True)
-class Issue:
-    """A reason to refuse the stream; ``severity`` picks the exception class."""
-
-    rule: str
-    severity: str
-    offset: int
-    message: str
-    names: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ArraySpan:
-    """Where a joblib array's raw bytes (or nested pickle) sit in the stream."""
-
-    build_offset: int
-    data_offset: int
-    nbytes: int
-    dtype: np.dtype[Any]
-    shape: tuple[int, ...]
-    order: str
-    allow_mmap: bool
-    nested: Trace | None = None
-
-
-@dataclass
-class Trace:
-    start: int
-    end: int = -1
-    protocol: int = 0
-    opcodes: int = 0
-    globals: list[GlobalRef] = field(default_factory=list)
-    #: The simulated globals, parallel to ``globals``: ``.called`` says whether the stream ever calls
-    #: that occurrence, so the engine hands out the guarded form only where a call can happen.
-    nodes: list[G] = field(default_factory=list)
-    issues: list[Issue] = field(default_factory=list)
-    arrays: list[ArraySpan] = field(default_factory=list)
-    #: How protocol 0-2 text was read (``pickle.load``'s encoding/errors/fix_imports); the engine builds with it.
-    decoding: Decoding = field(default_factory=Decoding)
-
-    @property
-    def ok(self) -> bool:
-        return not self.issues
-
-    def approved(self) -> dict[tuple[str, str], tuple[str, str]]:
-        """Raw (module, name) pairs the engine may resolve, mapped to what to import."""
-        out: dict[tuple[str, str], tuple[str, str]] = {}
-        for g in self.globals:
-            out[(g.raw_module, g.raw_qualname)] = (g.module, g.qualname)
-        for span in self.arrays:
-            if span.nested is not None:
-                out.update(span.nested.approved())
-        return out
-
-    def all_globals(self) -> list[GlobalRef]:
-        out = list(self.globals)
-        for span in self.arrays:
-            if span.nested is not None:
-                out.extend(span.nested.all_globals())
-        return out
-
-    def all_issues(self) -> list[Issue]:
-        out = list(self.issues)
-        for span in self.arrays:
-            if span.nested is not None:
-                out.extend(span.nested.all_issues())
-        return out
 
 
 class _Stop(Exception):
     """Internal: the walk cannot continue."""
-
-
-class G:
-    """A resolved global on the simulated stack (``origin``: offset of the opcode that resolved it)."""
-
-    __slots__ = ("name", "kind", "origin", "called")
-
-    def __init__(self, name: str, kind: Kind | None, origin: int = -1) -> None:
-        self.name = name
-        self.kind = kind
-        self.origin = origin
-        self.called = False  # REDUCE/NEWOBJ/OBJ/INST used it: the engine must hand out its guarded form
-
-
-class Obj:
-    """The result of a call or instantiation; ``callee`` names what built it."""
-
-    __slots__ = ("callee", "args", "state", "array", "value", "origin")
-
-    def __init__(self, callee: str | None, args: Any = None, origin: int = -1) -> None:
-        self.callee = callee
-        self.args = args
-        self.origin = origin
-        self.state: Any = None
-        self.array = False
-        self.value: Any = None  # the evaluated dtype, once checked
-
-
-class Cont:
-    """A list, dict or set under construction (dict items kept up to a cap)."""
-
-    __slots__ = ("kind", "items", "count", "origin")
-
-    def __init__(self, kind: str, origin: int = -1) -> None:
-        self.kind = kind
-        self.items: list[tuple[Any, Any]] = []
-        self.count = 0
-        self.origin = origin
 
 
 class _View:
@@ -224,28 +101,6 @@ class _View:
 #: ``observer(offset, view)``: called before every opcode the walker executes (a vocabulary run is
 #: one step) and once after STOP with ``view.stopped`` set. Tests only; ``None`` costs nothing.
 Observer = Callable[[int, _View], None]
-
-
-class _Other:
-    __slots__ = ()
-
-
-OTHER = _Other()
-
-
-class Run:
-    """A run of >= 8 (SHORT_BINUNICODE, MEMOIZE, BININT*) entries delimited in one step (_match_run).
-
-    It stands for 2*count stack values (key, value, key, value...) and ``count`` memo
-    entries; it is expanded into real values only if an opcode looks inside it.
-    """
-
-    __slots__ = ("start", "end", "count")
-
-    def __init__(self, start: int, end: int, count: int) -> None:
-        self.start = start
-        self.end = end
-        self.count = count
 
 
 def _entry_head() -> bytes:
@@ -338,6 +193,7 @@ class _Walker:
         self.joblib = joblib
         self.depth = depth
         self.trace = Trace(start=start, decoding=decoding)
+        self.checks = StaticChecks(policy, data, filling, self.trace.issues)
         self.seen: dict[tuple[str, str], str] = {}
         self.nested_count = 0
 
@@ -949,132 +805,11 @@ class _Walker:
                        (func.name,))
             return Obj(func.name, origin=i)
         name = func.name
-        self.check_guard(i, name, args)
+        self.checks.check_guard(i, name, args)
         entry = self.policy.entries.get(name)
         if entry is not None and entry.guard in _BUILDS_FIRST_ARG and args and isinstance(args[0], G):
             return Obj(args[0].name, origin=i)  # copyreg._reconstructor / newObj: an instance of their first argument
         return Obj(name, args if name in _KEEP_ARGS else None, i)
-
-    def check_guard(self, i: int, name: str, args: tuple[Any, ...]) -> None:
-        """The static mirror of ``_guards``: refuse what the runtime guard would refuse."""
-        entry = self.policy.entries.get(name)
-        guard = entry.guard if entry is not None else None
-        if guard is None:
-            return
-        if guard in ("reconstruct", "mareconstruct"):
-            shape = args[1] if guard == "reconstruct" and len(args) > 1 else (args[2] if len(args) > 2 else None)
-            sub = args[0] if args else None
-            count = _elements(shape)
-            if not isinstance(sub, G) or sub.name not in _ARRAY_TYPES:
-                self.issue("guard", UNSAFE, i, f"{name} called without an allowed array type")
-            elif count is None:
-                self.issue("guard", UNSAFE, i, f"{name} called with a non-integer shape")
-            else:
-                dtype_arg = (args[2] if len(args) > 2 else b"b") if guard == "reconstruct" else (
-                    args[3] if len(args) > 3 else None)
-                dt = _static_dtype(dtype_arg)
-                if dt is None:
-                    self.issue("guard", UNSAFE, i, f"{name} called with a dtype that is not a type string or dtype")
-                else:
-                    problem = placeholder_problem(count, dt)
-                    if problem is not None:
-                        self.issue("limit-array", LIMIT, i, f"{name}: {problem}")
-        elif guard == "reconstructor":
-            if len(args) != 3 or not isinstance(args[0], G) or not isinstance(args[1], G) or \
-                    args[1].name not in _PLAIN_BASES or (args[1].name == "builtins.object" and args[2] is not None):
-                self.issue("guard", UNSAFE, i, "copyreg._reconstructor with an unexpected class, base or state")
-            elif args[0].kind not in (Kind.NEW, Kind.CALL):
-                self.issue("guard", UNSAFE, i, f"copyreg._reconstructor may not build {args[0].name}",
-                           (args[0].name,))
-            elif args[1].name == "builtins.bytes" and not isinstance(args[2], (bytes, memoryview, str)) \
-                    and _raw_bytes(args[2]) is None:
-                self.issue("guard", UNSAFE, i, "copyreg._reconstructor with a bytes base needs bytes or text as its state")
-            else:
-                self.check_materialise(i, name, (args[2],))
-        elif guard in ("materialise", "seeded"):
-            self.check_materialise(i, name, args)
-        elif guard == "range":
-            if not 1 <= len(args) <= 3 or not all(type(a) is int for a in args):
-                self.issue("guard", UNSAFE, i, "range() may only be built from plain integers")
-        elif guard == "scalar":
-            dtype = args[0] if args else None
-            try:
-                dt = concrete(dtype) if isinstance(dtype, Obj) and dtype.callee == "numpy.dtype" else None
-            except Exception:  # noqa: BLE001
-                dt = None
-            if not isinstance(dt, np.dtype) or dt.itemsize > MAX_SCALAR_BYTES:
-                self.issue("guard", UNSAFE, i, "numpy scalar reconstruction needs a (small) dtype")
-            elif dt.hasobject and len(args) > 1 and isinstance(args[1], (bytes, memoryview, str, G)) or (
-                    dt.hasobject and len(args) > 1 and _raw_bytes(args[1]) is not None):
-                self.issue("guard", UNSAFE, i,
-                           "object-dtype scalar from raw bytes (read as pointers) or wrapping a class refused")
-        elif guard == "pyx_unpickle_seedsequence":
-            if not args or not isinstance(args[0], G) or args[0].name != "numpy.random.bit_generator.SeedSequence":
-                self.issue("guard", UNSAFE, i, "SeedSequence unpickle helper called for another class")
-            elif len(args) > 2 and args[2] is not None:
-                state = args[2]
-                if not isinstance(state, tuple) or len(state) != 5:
-                    self.issue("guard", UNSAFE, i, "SeedSequence state must be a 5-tuple")
-                else:
-                    pool = self.static_array(state[2])
-                    problem = seed_sequence_problem(state[3], pool.shape[0] if pool is not None and pool.ndim == 1
-                                                    else None)
-                    if problem is not None:
-                        self.issue("guard", UNSAFE, i, problem)
-        elif guard == "pyx_unpickle":
-            expected = name.rpartition("__pyx_unpickle_")[2]
-            if not args or not isinstance(args[0], G) or not args[0].name.endswith("." + expected):
-                self.issue("guard", UNSAFE, i, f"{name} called for another class")
-        elif guard == "partial":
-            if not args or not isinstance(args[0], G) or args[0].kind not in (Kind.CALL, Kind.VALUE):
-                self.issue("guard", UNSAFE, i, "functools.partial may only wrap an allowed function")
-        elif guard == "new_obj":
-            if len(args) != 1 or not isinstance(args[0], G) or args[0].kind not in (Kind.NEW, Kind.CALL):
-                self.issue("guard", UNSAFE, i, f"{name} needs an allowed class")
-        elif guard == "codecs_encode":
-            if not args or not isinstance(args[0], str) or (len(args) > 1 and not (
-                    isinstance(args[1], str) and args[1].lower() in TEXT_CODECS)):
-                self.issue("guard", UNSAFE, i, "_codecs.encode is only allowed for str with a text codec")
-        elif guard == "sized_buffer":
-            if args and not isinstance(args[0], (bytes, memoryview, str, tuple, Cont)):
-                self.issue("guard", UNSAFE, i, f"{name} may only be built from in-pickle data")
-        elif guard == "sklearn_tree":
-            ok = len(args) == 3 and all(isinstance(a, int) and not isinstance(a, bool) for a in (args[0], args[2]))
-            if ok and (0 <= args[0] < MAX_TREE_SIZE) and (1 <= args[2] < MAX_TREE_SIZE):
-                arr = self.static_array(args[1])
-                ok = (arr is not None and arr.ndim == 1 and arr.shape[0] == args[2] and arr.dtype.kind in "iu"
-                      and (arr.size == 0 or (int(arr.min()) >= 1 and int(arr.max()) < MAX_TREE_SIZE)))
-            else:
-                ok = False
-            if not ok:
-                self.issue("guard", UNSAFE, i, "Tree(n_features, n_classes, n_outputs) with out-of-range sizes")
-        elif guard in ("randomstate_ctor", "generator_ctor"):
-            if len(args) > 1 and not (isinstance(args[1], G) and args[1].name == "numpy.random._pickle.__bit_generator_ctor"):
-                self.issue("guard", UNSAFE, i, f"{name} given an unexpected bit-generator constructor")
-            first = args[0] if args else "MT19937"
-            if not ((isinstance(first, str) and first in BIT_GENERATORS)
-                    or (isinstance(first, G) and first.name in _BIT_GENERATOR_CLASSES)
-                    or (isinstance(first, Obj) and first.callee in _BIT_GENERATOR_MAKERS)):
-                self.issue("guard", UNSAFE, i, f"{name} given an unknown bit generator")
-        elif guard == "bit_generator_ctor":
-            if args and not (isinstance(args[0], str) and args[0] in BIT_GENERATORS) and not (
-                    isinstance(args[0], G) and args[0].name in _BIT_GENERATOR_CLASSES):
-                self.issue("guard", UNSAFE, i, "unknown bit generator")
-
-    def check_materialise(self, i: int, name: str, args: tuple[Any, ...]) -> None:
-        """Static mirror of ``_guards.materialise_problem``: a range argument is counted, not trusted."""
-        for value in args:
-            if isinstance(value, Obj) and value.callee == "builtins.range":
-                bounds = value.args if isinstance(value.args, tuple) else ()
-                if not 1 <= len(bounds) <= 3 or not all(type(a) is int for a in bounds):
-                    self.issue("guard", UNSAFE, i, f"{name} given a range whose bounds cannot be established")
-                    continue
-                try:
-                    problem = materialise_problem(range(*bounds))
-                except ValueError:  # range() refuses a zero step: the load fails before anything is built
-                    continue
-                if problem is not None:
-                    self.issue("limit-array", LIMIT, i, f"{name}: {problem}")
 
     def new(self, i: int, cls: Any, args: Any, kwargs: Any) -> Obj:
         if not isinstance(cls, G):
@@ -1109,7 +844,7 @@ class _Walker:
                        f"{cls.name} is allowed only as a {cls.kind.value} and may not be called with arguments",
                        (cls.name,))
         elif cls.kind is Kind.CALL:
-            self.check_guard(i, cls.name, tuple(args))  # OBJ/INST call cls(*args): the same guard as REDUCE
+            self.checks.check_guard(i, cls.name, tuple(args))  # OBJ/INST call cls(*args): the same guard as REDUCE
         return Obj(cls.name, origin=i)
 
     def build(self, i: int, target: Any, state: Any, fend: int) -> tuple[Obj, int] | None:
@@ -1119,37 +854,9 @@ class _Walker:
             return None
         if not isinstance(target, Obj):
             raise self.fatal("bad-target", MALFORMED, i, f"BUILD on a {type(target).__name__}")
-        if target.callee == "numpy.dtype":
-            if target.state is not None:
-                raise self.fatal("dtype-state", UNSAFE, i, "BUILD applied twice to one numpy dtype")
-            target.state = state
-            try:
-                concrete(target)
-            except Exception as exc:  # noqa: BLE001 - numpy raises SystemError & co on hostile states
-                self.issue("dtype-state", UNSAFE, i,
-                           f"invalid numpy dtype state ({exc}); numpy would build a corrupt dtype")
-            return None
-        # Only an ndarray's state is read again later (static_array); every other state is judged here
-        # and dropped, so the simulated graph does not keep every object's state alive (memory ~ file).
-        target.state = state if target.callee in _RECONSTRUCT else None
-        if target.callee in _RECONSTRUCT:
-            self.check_array_state(i, state)
-        elif target.callee == _MARECONSTRUCT:
-            self.check_array_state(i, state, masked=True)
-        elif target.callee in _RNG_STATE_TARGETS:
-            problem = rng_state_problem(static_mapping(state))
-            if problem is not None:
-                self.issue("guard", UNSAFE, i, problem)
-        elif target.callee == _TREE:
-            self.check_tree(i, target, state)
-        elif target.callee in _STATE_LENGTHS and not (isinstance(state, tuple)
-                                                     and len(state) == _STATE_LENGTHS[target.callee]):
-            # Their Cython __setstate__ indexes the tuple without a length check.
-            self.issue("guard", UNSAFE, i, f"{target.callee} state must be a {_STATE_LENGTHS[target.callee]}-tuple")
-        elif target.callee == "functools.partial":
-            func = state[0] if isinstance(state, tuple) and state else None
-            if not isinstance(func, G) or func.kind not in (Kind.CALL, Kind.VALUE):
-                self.issue("guard", UNSAFE, i, "functools.partial state may only name an allowed function")
+        if target.callee == "numpy.dtype" and target.state is not None:
+            raise self.fatal("dtype-state", UNSAFE, i, "BUILD applied twice to one numpy dtype")
+        self.checks.check_state(i, target, state)
         if target.callee == WRAPPER and not target.array and self.joblib:
             if fend and i + 1 < fend:
                 raise self.fatal("frame-crossing", UNSAFE, i,
@@ -1157,134 +864,9 @@ class _Walker:
             return self.joblib_array(i, state)
         return None
 
-    def check_tree(self, i: int, target: Obj, state: Any) -> None:
-        """Validate a decision tree's node arrays *before* Tree.__setstate__ sees them.
-
-        The same checks run again on the built object at load time; running them here
-        too means ``scan`` refuses what ``load`` refuses, without building anything."""
-        from safeload._errors import UnsafeModelError
-        from safeload._validate import _check_tree
-
-        args = target.args
-        try:
-            fields = dict(state.items) if isinstance(state, Cont) and state.count == len(state.items) else None
-            n_classes = self.static_array(args[1], limit=1 << 20) if isinstance(args, tuple) and len(args) == 3 else None
-            nodes = self.static_array(fields.get("nodes"), limit=None) if fields else None
-            values = self.static_array(fields.get("values"), limit=None) if fields else None
-            if fields is None or n_classes is None or nodes is None or values is None:
-                raise ValueError("tree state cannot be read statically")
-            _check_tree(_StaticTree(args[0], n_classes, args[2], fields, nodes, values), "tree")
-        except UnsafeModelError as exc:
-            self.issue("tree-structure", UNSAFE, i, f"decision tree state is unsafe to use: {exc}")
-        except Exception as exc:  # noqa: BLE001 - unverifiable state is refused, never guessed
-            self.issue("tree-structure", UNSAFE, i, f"decision tree state cannot be verified: {exc}")
-
-    def static_array(self, value: Any, limit: int | None = 1 << 20) -> np.ndarray[Any, Any] | None:
-        """Rebuild an array from the stream's own bytes (zero-copy), to check it before anything is built."""
-        cap = limit if limit is not None else 1 << 62
-        try:
-            if isinstance(value, Obj) and value.array and isinstance(value.state, ArraySpan):
-                span = value.state
-                if span.nested is not None or span.nbytes > cap:
-                    return None
-                if self.filling is not None:
-                    self.filling.wait(span.data_offset + span.nbytes)
-                raw = memoryview(self.data)[span.data_offset:span.data_offset + span.nbytes]
-                arr = np.frombuffer(raw, span.dtype)
-                return arr.reshape(span.shape[::-1]).T if span.order == "F" else arr.reshape(span.shape)
-            if isinstance(value, Obj) and value.callee in _RECONSTRUCT and isinstance(value.state, tuple) \
-                    and len(value.state) == 5:
-                _, shape, dtype, fortran, raw = value.state
-                data = _raw_bytes(raw)
-                dt = concrete(dtype)
-                if data is None or not isinstance(dt, np.dtype) or dt.hasobject or len(data) > cap:
-                    return None
-                return np.frombuffer(data, dt).reshape(shape, order="F" if fortran else "C")
-            if isinstance(value, Obj) and value.callee in _FROMBUFFER and isinstance(value.args, tuple) \
-                    and len(value.args) == 4:
-                buf, dtype, shape, order = value.args
-                data = _raw_bytes(buf)
-                dt = concrete(dtype)
-                if data is None or not isinstance(dt, np.dtype) or dt.hasobject or len(data) > cap:
-                    return None
-                return np.frombuffer(data, dt).reshape(shape, order=order)
-        except Exception:  # noqa: BLE001 - unverifiable means refused by the caller
-            return None
-        return None
-
-    def check_array_state(self, i: int, state: Any, masked: bool = False) -> None:
-        """What ndarray.__setstate__ will meet (MaskedArray's passes it the first fields of its own)."""
-        if not isinstance(state, tuple):
-            return
-        version: Any = 1
-        if masked:  # (version, shape, dtype, is_fortran, raw, mask, fill_value); it ignores its version
-            if len(state) != 7:
-                return
-            shape, dtype, raw = state[1], state[2], state[4]
-        elif len(state) == 5:  # (version, shape, dtype, is_fortran, raw)
-            version, shape, dtype, raw = state[0], state[1], state[2], state[4]
-        elif len(state) == 4:  # the version-0 form numpy still accepts
-            shape, dtype, raw = state[0], state[1], state[3]
-        else:
-            return
-        count = _elements(shape)
-        data = _raw_bytes(raw)  # bytes, or protocol 0-2 bytes spelled as _codecs.encode(str, 'latin1')
-        have = len(data) if data is not None else (
-            len(raw) if isinstance(raw, str) else (raw.count if isinstance(raw, Cont) else None))
-        if count is None:
-            self.issue("guard", UNSAFE, i, "ndarray state with a non-integer shape")
-            return
-        try:
-            dt = concrete(dtype)
-        except Exception:  # noqa: BLE001 - an unevaluable dtype: only the checks that need none apply
-            dt = None
-        # A subarray dtype ('(N,)O') multiplies what numpy allocates: it sizes the array from
-        # shape x item size before it looks at the data (and fills object subarrays by broadcasting).
-        elements = count * dtype_elements(dt) if isinstance(dt, np.dtype) else count
-        if elements > MAX_PLACEHOLDER_ELEMENTS and (have is None or elements > have):
-            self.issue("limit-array", LIMIT, i,
-                       f"ndarray state claims {elements} elements but carries only {have} bytes/items")
-            return
-        if not isinstance(dt, np.dtype) and isinstance(raw, Cont):
-            self.issue("guard", UNSAFE, i, "ndarray state with an item list and a dtype that cannot be established "
-                       "statically (its size and object layout decide what numpy reads)")
-            return
-        self.check_object_items(i, count, dt, raw)
-        if not isinstance(dt, np.dtype) or dt.hasobject:
-            return
-        # numpy's own refusals, mirrored so that scan reports what load will meet
-        if type(version) is int and version not in (0, 1):
-            self.issue("array-state", MALFORMED, i, f"numpy cannot read version {version} of an ndarray pickle")
-        elif isinstance(raw, str) and not all(ord(c) < 256 for c in raw):
-            self.issue("array-state", MALFORMED, i, "ndarray data is a str that is not latin-1")
-        elif isinstance(raw, str) or data is not None:
-            size = len(raw) if isinstance(raw, str) else len(data)  # type: ignore[arg-type]
-            if size != count * dt.itemsize:
-                self.issue("array-state", MALFORMED, i, f"ndarray data holds {size} bytes for {count} elements "
-                           f"of {dt.itemsize} bytes (numpy: buffer size does not match array size)")
-        elif raw is None or isinstance(raw, (int, float, Cont)):
-            self.issue("array-state", MALFORMED, i, "ndarray data must be bytes for a dtype without objects")
-
-    def check_object_items(self, i: int, count: int, dt: Any, raw: Any) -> None:
-        """An object array is filled from a list: numpy copies ``count`` items out of it without
-        checking its length, so a shorter list makes it read (and keep) pointers past the end."""
-        if _raw_bytes(raw) is not None or raw is None or isinstance(raw, (str, int, float)):
-            return  # numpy checks the byte count itself, or refuses a non-list with a TypeError
-        if isinstance(raw, Cont) and raw.kind != "list":
-            return  # a dict or a set: not a list, a TypeError
-        if isinstance(dt, np.dtype) and not dt.hasobject:
-            return  # numpy wants bytes for this dtype and refuses a list
-        if isinstance(raw, Cont):
-            if raw.count < count:
-                self.issue("guard", UNSAFE, i, f"object array state lists {raw.count} items for {count} "
-                           "elements: numpy would read pointers past the end of the list")
-            return
-        self.issue("guard", UNSAFE, i, "object array state whose item list is not a list literal: "
-                   "its length cannot be checked before numpy reads it")
-
     # -- joblib arrays -----------------------------------------------------------------
     def joblib_array(self, i: int, state: Any) -> tuple[Obj, int]:
-        spec = _wrapper_state(state)
+        spec = wrapper_state(state)
         if isinstance(spec, str):
             raise self.fatal("joblib-wrapper", MALFORMED, i, f"invalid NumpyArrayWrapper state: {spec}")
         subclass, shape, order, dtype, allow_mmap, align = spec
@@ -1333,30 +915,11 @@ class _Walker:
 _MARGIN = 64 * 1024
 _AHEAD = 256 * 1024
 _TEXT_OPS = frozenset({0x49, 0x4C, 0x46, 0x53, 0x56, 0x67, 0x70, 0x50})
-_TREE = "sklearn.tree._tree.Tree"
 # Calls whose arguments later checks read (dtype evaluation, raw bytes, Tree sizes).
+_TREE = "sklearn.tree._tree.Tree"
 _KEEP_ARGS = frozenset({"numpy.dtype", "_codecs.encode", "builtins.bytes", "numpy._core.numeric._frombuffer",
                         "numpy.core.numeric._frombuffer", _TREE, "builtins.range"})
 _BUILDS_FIRST_ARG = frozenset({"reconstructor", "new_obj"})
-_BINARY_TREES = tuple(f"sklearn.neighbors._{m}.{c}{b}" for m, c in (("kd_tree", "KDTree"), ("ball_tree", "BallTree"))
-                      for b in ("", "32", "64"))
-_METRICS = tuple(f"sklearn.metrics._dist_metrics.{n}{b}" for n in (
-    "BrayCurtisDistance", "CanberraDistance", "ChebyshevDistance", "DiceDistance", "EuclideanDistance",
-    "HammingDistance", "HaversineDistance", "JaccardDistance", "MahalanobisDistance", "ManhattanDistance",
-    "MatchingDistance", "MinkowskiDistance", "RogersTanimotoDistance", "RussellRaoDistance", "SEuclideanDistance",
-    "SokalMichenerDistance", "SokalSneathDistance") for b in ("32", "64"))
-# Allowed Cython classes whose __setstate__ reads a fixed-size tuple without checking its length.
-STATE_LENGTHS: dict[str, int] = {**{n: 13 for n in _BINARY_TREES}, **{n: 3 for n in _METRICS}}
-_STATE_LENGTHS = STATE_LENGTHS
-_FROMBUFFER = frozenset({"numpy._core.numeric._frombuffer", "numpy.core.numeric._frombuffer"})
-_BIT_GENERATOR_MAKERS = frozenset({"numpy.random._pickle.__bit_generator_ctor", "numpy.random._mt19937.MT19937",
-                                   "numpy.random._pcg64.PCG64", "numpy.random._pcg64.PCG64DXSM",
-                                   "numpy.random._philox.Philox", "numpy.random._sfc64.SFC64"})
-#: BUILD targets whose state dict numpy's bit-generator setters read (see _guards.rng_state_problem).
-_RNG_STATE_TARGETS = _BIT_GENERATOR_MAKERS | {"numpy.random._pickle.__randomstate_ctor"}
-_BIT_GENERATOR_CLASSES = frozenset({"numpy.random._mt19937.MT19937", "numpy.random._pcg64.PCG64",
-                                    "numpy.random._pcg64.PCG64DXSM", "numpy.random._philox.Philox",
-                                    "numpy.random._sfc64.SFC64"})
 
 
 def _keys_beside_runs(items: list[Any]) -> list[Any]:
@@ -1382,17 +945,6 @@ def _has_unhashable(values: Any) -> bool:
     return tuple in types and any(type(v) is tuple and _has_unhashable(v) for v in values)
 
 
-def _static_dtype(value: Any) -> np.dtype[Any] | None:
-    """The dtype a reconstruction argument stands for, as the runtime guard accepts it (type string or dtype)."""
-    try:
-        dt = concrete(value)
-        if isinstance(dt, (str, bytes)):
-            dt = np.dtype(dt if isinstance(dt, str) else dt.decode("latin1"))
-    except Exception:  # noqa: BLE001 - numpy raises many types on hostile specs; unknown means refused
-        return None
-    return dt if isinstance(dt, np.dtype) else None
-
-
 def _values(items: Any) -> int:
     """How many stack values ``items`` stands for (a Run is two per entry)."""
     total = len(items)
@@ -1402,212 +954,6 @@ def _values(items: Any) -> int:
         if type(x) is Run:
             total += 2 * x.count - 1
     return total
-
-
-def _elements(shape: Any) -> int | None:
-    if isinstance(shape, int) and not isinstance(shape, bool):
-        dims: tuple[Any, ...] = (shape,)
-    elif isinstance(shape, tuple):
-        dims = shape
-    else:
-        return None
-    total = 1
-    for d in dims:
-        if not isinstance(d, int) or isinstance(d, bool) or d < 0:
-            return None
-        total *= d
-    return total
-
-
-def static_mapping(value: Any, depth: int = 0) -> Any:
-    """A dict built in the stream as a plain dict of what is known statically (ints, strings, nested
-    dicts), anything else as None. The lenient twin of :func:`concrete`, which refuses what it cannot
-    evaluate (here a state dict holds arrays beside the ints we check); dicts the walker did not keep
-    whole (runs, over the cap) stay unknown."""
-    if isinstance(value, Cont) and value.kind == "dict" and depth < 4:
-        if value.count != len(value.items):
-            return None
-        return {key: static_mapping(item, depth + 1) for key, item in value.items if isinstance(key, str)}
-    return value if isinstance(value, (int, str)) else None
-
-
-def concrete(value: Any, depth: int = 0) -> Any:
-    """Turn a simulated value back into data (only dtypes are evaluated)."""
-    if depth > 32:
-        raise ValueError("value nested too deeply")
-    if value is None or isinstance(value, (bool, int, float, str, bytes)):
-        return value
-    if isinstance(value, memoryview):
-        if value.nbytes > 1 << 20:
-            raise ValueError("bytes too large to evaluate")
-        return value.tobytes()
-    if isinstance(value, tuple):
-        return tuple(concrete(v, depth + 1) for v in value)
-    if isinstance(value, Cont) and value.kind == "dict":
-        if value.count > len(value.items):
-            raise ValueError("dict too large to evaluate")
-        return {concrete(k, depth + 1): concrete(v, depth + 1) for k, v in value.items}
-    if isinstance(value, Obj) and value.callee == "numpy.dtype" and value.value is not None:
-        return value.value
-    if isinstance(value, Obj) and value.callee == "numpy.dtype" and isinstance(value.args, tuple):
-        args = concrete(value.args, depth + 1)
-        if not args or not isinstance(args[0], (str, bytes)) or len(args) > 3 or \
-                not all(isinstance(a, (bool, int)) for a in args[1:]):
-            raise ValueError("dtype built from something other than a type string")
-        dt = np.dtype(*args)
-        if value.state is not None:
-            state = concrete(value.state, depth + 1)
-            _check_dtype_state(state)
-            if dt.kind in "mM" and not _datetime_metadata_ok(state):
-                # numpy dereferences NULL when a datetime dtype is restored without its unit metadata
-                raise ValueError("datetime dtype state without valid unit metadata")
-            dt.__setstate__(state)
-            _check_dtype_layout(dt)
-            value.value = dt  # only a complete (stated) dtype is cached: BUILD may still follow otherwise
-        return dt
-    raw = _raw_bytes(value)
-    if isinstance(raw, (bytes, memoryview)):
-        return bytes(raw)
-    raise ValueError(f"cannot evaluate {type(value).__name__} statically")
-
-
-class _StaticTree:
-    """The attributes ``_validate._check_tree`` reads, taken from a Tree's pickled arguments and state."""
-
-    def __init__(self, n_features: Any, n_classes: np.ndarray[Any, Any], n_outputs: Any, fields: dict[Any, Any],
-                 nodes: np.ndarray[Any, Any], values: np.ndarray[Any, Any]) -> None:
-        if nodes.ndim != 1 or not nodes.dtype.names:
-            raise ValueError("tree nodes must be a 1-d structured array")
-        self.n_features = n_features
-        self.n_outputs = n_outputs
-        self.n_classes = n_classes
-        self.max_n_classes = int(n_classes.max()) if n_classes.size else 0
-        self.node_count = fields.get("node_count")
-        self.max_depth = fields.get("max_depth")
-        self.capacity = nodes.shape[0]
-        count = self.node_count if isinstance(self.node_count, int) else 0
-        self._state = {"nodes": nodes[:count], "values": values[:count]}
-
-    def __getstate__(self) -> dict[str, Any]:
-        return self._state
-
-
-def _raw_bytes(value: Any) -> bytes | memoryview | None:
-    if isinstance(value, (bytes, memoryview)):
-        return value
-    if isinstance(value, Obj) and value.callee == "_codecs.encode" and isinstance(value.args, tuple) \
-            and value.args and isinstance(value.args[0], str):
-        return value.args[0].encode("latin1")
-    if isinstance(value, Obj) and value.callee == "builtins.bytes" and value.args == ():
-        return b""
-    return None
-
-
-def _datetime_metadata_ok(st: tuple[Any, ...]) -> bool:
-    if len(st) != 9 or not isinstance(st[8], tuple) or len(st[8]) != 2:
-        return False
-    extra, unit = st[8]
-    return (extra is None or isinstance(extra, dict)) and isinstance(unit, tuple) and len(unit) == 4 \
-        and isinstance(unit[0], bytes) and all(isinstance(x, int) and not isinstance(x, bool) for x in unit[1:])
-
-
-def _check_dtype_state(st: Any) -> None:
-    """numpy's dtype.__setstate__ trusts its argument: check its shape before calling it."""
-    if not isinstance(st, tuple) or len(st) not in (8, 9):
-        raise ValueError("dtype state must be an 8- or 9-tuple")
-    ver, order, sub, names, fields, elsize, align, flags = st[:8]
-    if not all(isinstance(x, int) and not isinstance(x, bool) for x in (ver, elsize, align, flags)) or ver not in (3, 4):
-        raise ValueError("dtype state header is not integers")
-    if order not in ("<", ">", "|", "=", b"<", b">", b"|", b"="):  # bytes: a Python 2 pickle read with encoding='bytes'
-        raise ValueError("dtype byte order")
-    if sub is not None and not (isinstance(sub, tuple) and len(sub) == 2 and isinstance(sub[0], np.dtype)
-                                and isinstance(sub[1], tuple) and all(isinstance(d, int) and d >= 0 for d in sub[1])):
-        raise ValueError("dtype subarray must be (dtype, shape)")
-    if (names is None) != (fields is None):
-        raise ValueError("dtype names and fields must come together")
-    if names is not None:
-        if not isinstance(names, tuple) or not all(isinstance(n, str) for n in names) or not isinstance(fields, dict):
-            raise ValueError("dtype names must be strings and fields a dict")
-        if not set(names) <= set(fields) or len(set(names)) != len(names):
-            raise ValueError("dtype fields do not match names")
-        for f in fields.values():
-            if not (isinstance(f, tuple) and len(f) in (2, 3) and isinstance(f[0], np.dtype)
-                    and isinstance(f[1], int) and not isinstance(f[1], bool)):
-                raise ValueError("dtype field must be (dtype, offset[, title])")
-        titles = {fields[n][2] for n in names if len(fields[n]) == 3}
-        if set(fields) - set(names) - titles:  # extra keys may only be the titles of named fields
-            raise ValueError("dtype fields do not match names")
-    if len(st) == 9 and not (st[8] is None or isinstance(st[8], (dict, tuple))):
-        raise ValueError("dtype metadata")
-
-
-def _canonical(dt: np.dtype[Any]) -> np.dtype[Any]:
-    """The same dtype built by numpy's public constructors, which compute its flags themselves."""
-    if dt.fields:
-        names = list(dt.names or ())
-        fields: dict[str, tuple[Any, ...]] = dict(dt.fields)
-        spec: dict[str, Any] = {"names": names, "formats": [fields[n][0] for n in names],
-                                "offsets": [fields[n][1] for n in names], "itemsize": dt.itemsize}
-        titles = [fields[n][2] if len(fields[n]) > 2 else None for n in names]
-        if any(t is not None for t in titles):
-            spec["titles"] = titles
-        built: np.dtype[Any] = np.dtype(spec, align=dt.isalignedstruct)  # type: ignore[call-overload]
-        return built
-    if dt.subdtype is not None:
-        return np.dtype((dt.subdtype[0], dt.subdtype[1]))
-    return np.dtype(dt.str)
-
-
-def _check_dtype_layout(dt: np.dtype[Any]) -> None:
-    """Every field and subarray must lie inside the item, object fields must not overlap, and the
-    flags a state may set (has-object, needs-init, ...) must be the ones numpy itself would compute:
-    an object dtype whose state clears them makes numpy read raw bytes as pointers."""
-    if dt.itemsize < 0:
-        raise ValueError("negative itemsize")
-    canon = _canonical(dt)
-    if (canon.flags & 0x7F) != (dt.flags & 0x7F) or canon.itemsize != dt.itemsize or canon.kind != dt.kind:
-        raise ValueError(f"dtype flags/size differ from what numpy computes for {dt!r}")
-    if dt.subdtype is not None:
-        base, shape = dt.subdtype
-        count = 1
-        for d in shape:
-            count *= d
-        if base.itemsize * count != dt.itemsize:
-            raise ValueError("subarray size does not match the item size")
-    if dt.fields:
-        for sub, off, *_ in dt.fields.values():
-            if off < 0 or off + sub.itemsize > dt.itemsize:
-                raise ValueError("dtype field lies outside the item")
-        if dt.hasobject:
-            names = list(dt.names or ())
-            np.dtype({"names": names, "formats": [dt.fields[n][0] for n in names],
-                      "offsets": [dt.fields[n][1] for n in names], "itemsize": dt.itemsize})
-
-
-def _wrapper_state(state: Any) -> tuple[str, tuple[int, ...], str, np.dtype[Any], bool, int | None] | str:
-    if not isinstance(state, Cont) or state.kind != "dict" or state.count > len(state.items):
-        return "state is not a small dict"
-    fields: dict[Any, Any] = dict(state.items)
-    sub = fields.get("subclass")
-    shape = fields.get("shape")
-    order = fields.get("order")
-    if not isinstance(sub, G):
-        return "subclass is not a global"
-    if not isinstance(shape, tuple) or _elements(shape) is None:
-        return "shape is not a tuple of non-negative integers"
-    if order not in ("C", "F"):
-        return f"order must be 'C' or 'F', got {order!r}"
-    try:
-        dtype = concrete(fields.get("dtype"))
-    except Exception as exc:  # noqa: BLE001 - numpy raises SystemError & co on hostile states
-        return f"dtype cannot be evaluated ({exc})"
-    if not isinstance(dtype, np.dtype):
-        return "dtype is not a numpy dtype"
-    allow_mmap = fields.get("allow_mmap", False)
-    align = fields.get("numpy_array_alignment_bytes", None)
-    if not isinstance(allow_mmap, bool) or not (align is None or (isinstance(align, int) and 0 < align <= 4096)):
-        return "invalid allow_mmap or alignment"
-    return sub.name, shape, order, dtype, allow_mmap, align
 
 
 def walk(data: Buffer, policy: Policy, *, start: int = 0, joblib: bool = False,

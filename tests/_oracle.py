@@ -719,7 +719,7 @@ def _concrete(value: Any, depth: int = 0) -> Any:
 def _dtype(value: Any) -> np.dtype[Any] | None:
     """Evaluate a pickled numpy dtype (REDUCE numpy.dtype + BUILD state) without trusting it: the
     walker's own state and layout checks run first (numpy's ``__setstate__`` trusts its argument)."""
-    from safeload._walker import _check_dtype_layout, _check_dtype_state
+    from safeload._mirrors import _check_dtype_layout, _check_dtype_state
 
     if not (isinstance(value, OObj) and value.callee in ("numpy.dtype",) and isinstance(value.args, tuple)):
         return None

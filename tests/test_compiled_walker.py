@@ -23,20 +23,31 @@ from safeload._containers import COMPRESSED, Format, decompress, sniff
 from safeload._policy import Policy
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE = ROOT / "safeload" / "_walker.py"
+#: What setup.py compiles together, in import order.
+MODULES = ("_simulated", "_mirrors", "_walker")
+SOURCES = [ROOT / "safeload" / f"{name}.py" for name in MODULES]
+SOURCE = SOURCES[-1]
 COMPILED = not str(_walker.__file__).endswith(".py")
 
 
 def _pure_walker() -> Any:
-    spec = importlib.util.spec_from_file_location("safeload._walker_source", SOURCE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
+    """The three compiled modules run from their sources, importing one another (not the compiled
+    ones): swapped into ``sys.modules`` under their own names while they import, then put back."""
+    saved = {name: sys.modules[f"safeload.{name}"] for name in MODULES}
+    try:
+        for name, path in zip(MODULES, SOURCES, strict=True):
+            spec = importlib.util.spec_from_file_location(f"safeload.{name}", path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module  # dataclasses and the next module's imports resolve it by name
+            spec.loader.exec_module(module)
+        assert str(module.__file__).endswith("_walker.py")
+        return module
+    finally:
+        sys.modules.update({f"safeload.{name}": mod for name, mod in saved.items()})
 
 
-_OBJECT_REPR = re.compile(r"<safeload\._walker(_source)?\.(\w+) object at 0x[0-9a-f]+>")
+_OBJECT_REPR = re.compile(r"<safeload\._(?:walker|simulated|mirrors)\.(\w+) object at 0x[0-9a-f]+>")
 
 
 def _norm(trace: Any) -> Any:
@@ -45,7 +56,7 @@ def _norm(trace: Any) -> Any:
         trace.start, trace.end, trace.protocol, trace.opcodes,
         [(g.name, g.raw_module, g.raw_qualname, g.offset, g.opcode, g.allowed) for g in trace.globals],
         [node.called for node in trace.nodes],
-        [(i.rule, i.severity, i.offset, _OBJECT_REPR.sub(r"<\2>", i.message), i.names) for i in trace.issues],
+        [(i.rule, i.severity, i.offset, _OBJECT_REPR.sub(r"<\1>", i.message), i.names) for i in trace.issues],
         [(a.build_offset, a.data_offset, a.nbytes, str(a.dtype), a.shape, a.order, a.allow_mmap,
           _norm(a.nested) if a.nested is not None else None) for a in trace.arrays],
     )
@@ -76,8 +87,9 @@ def test_ci_runs_the_compiled_walker() -> None:
         assert COMPILED, "pip install did not compile safeload/_walker.py with mypyc (see setup.py)"
     if COMPILED:
         built = Path(str(_walker.__file__)).stat().st_mtime
-        assert SOURCE.stat().st_mtime <= built + 1, \
-            "safeload/_walker.py changed after it was compiled: rebuild with `pip install -e .`"
+        for source in SOURCES:
+            assert source.stat().st_mtime <= built + 1, \
+                f"safeload/{source.name} changed after it was compiled: rebuild with `pip install -e .`"
 
 
 @pytest.mark.skipif(not COMPILED, reason="the walker is not compiled in this install (nothing to compare)")

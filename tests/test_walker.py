@@ -134,12 +134,12 @@ def test_every_runtime_guard_has_a_static_mirror() -> None:
     from safeload._guards import GUARDS, _passthrough
 
     # Read from the source file: the installed walker may be compiled (mypyc), which has no source.
-    tree = ast.parse((Path(__file__).resolve().parents[1] / "safeload" / "_walker.py").read_text(encoding="utf-8"))
+    tree = ast.parse((Path(__file__).resolve().parents[1] / "safeload" / "_mirrors.py").read_text(encoding="utf-8"))
     method = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "check_guard")
     source = ast.unparse(method).replace("'", '"')
     checked = [gid for gid, make in GUARDS.items() if make is not _passthrough]
     missing = [gid for gid in checked if f'"{gid}"' not in source]
-    assert not missing, f"runtime guards without a static mirror in _Walker.check_guard: {missing}"
+    assert not missing, f"runtime guards without a static mirror in StaticChecks.check_guard: {missing}"
 
 
 def _trace_key(trace: Any) -> Any:

@@ -1,0 +1,167 @@
+"""What the opcode walker puts on its simulated stack instead of objects, and what it reports.
+
+The walker (``_walker``) moves these values the way CPython's unpickler moves objects; the static
+mirrors (``_mirrors``) judge them. Nothing here is built from the file's names: a ``G`` is a name
+and the policy's kind for it, an ``Obj`` what a call or instantiation would return, a ``Cont`` a
+list/dict/set under construction, a ``Run`` a vocabulary run taken in one step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from safeload._allowlist import Kind
+from safeload._textops import Decoding
+
+__all__ = ["LIMIT", "MALFORMED", "OTHER", "UNSAFE", "ArraySpan", "Cont", "G", "GlobalRef", "Issue", "Obj", "Run",
+           "Trace"]
+
+UNSAFE = "unsafe"
+MALFORMED = "malformed"
+LIMIT = "limit"
+
+
+@dataclass(frozen=True)
+class GlobalRef:
+    """One global the stream resolves, with the policy's verdict."""
+
+    name: str
+    module: str
+    qualname: str
+    raw_module: str
+    raw_qualname: str
+    offset: int
+    opcode: str
+    allowed: bool
+
+
+@dataclass(frozen=True)
+class Issue:
+    """A reason to refuse the stream; ``severity`` picks the exception class."""
+
+    rule: str
+    severity: str
+    offset: int
+    message: str
+    names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ArraySpan:
+    """Where a joblib array's raw bytes (or nested pickle) sit in the stream."""
+
+    build_offset: int
+    data_offset: int
+    nbytes: int
+    dtype: np.dtype[Any]
+    shape: tuple[int, ...]
+    order: str
+    allow_mmap: bool
+    nested: Trace | None = None
+
+
+@dataclass
+class Trace:
+    start: int
+    end: int = -1
+    protocol: int = 0
+    opcodes: int = 0
+    globals: list[GlobalRef] = field(default_factory=list)
+    #: The simulated globals, parallel to ``globals``: ``.called`` says whether the stream ever calls
+    #: that occurrence, so the engine hands out the guarded form only where a call can happen.
+    nodes: list[G] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
+    arrays: list[ArraySpan] = field(default_factory=list)
+    #: How protocol 0-2 text was read (``pickle.load``'s encoding/errors/fix_imports); the engine builds with it.
+    decoding: Decoding = field(default_factory=Decoding)
+
+    @property
+    def ok(self) -> bool:
+        return not self.issues
+
+    def approved(self) -> dict[tuple[str, str], tuple[str, str]]:
+        """Raw (module, name) pairs the engine may resolve, mapped to what to import."""
+        out: dict[tuple[str, str], tuple[str, str]] = {}
+        for g in self.globals:
+            out[(g.raw_module, g.raw_qualname)] = (g.module, g.qualname)
+        for span in self.arrays:
+            if span.nested is not None:
+                out.update(span.nested.approved())
+        return out
+
+    def all_globals(self) -> list[GlobalRef]:
+        out = list(self.globals)
+        for span in self.arrays:
+            if span.nested is not None:
+                out.extend(span.nested.all_globals())
+        return out
+
+    def all_issues(self) -> list[Issue]:
+        out = list(self.issues)
+        for span in self.arrays:
+            if span.nested is not None:
+                out.extend(span.nested.all_issues())
+        return out
+
+
+class G:
+    """A resolved global on the simulated stack (``origin``: offset of the opcode that resolved it)."""
+
+    __slots__ = ("name", "kind", "origin", "called")
+
+    def __init__(self, name: str, kind: Kind | None, origin: int = -1) -> None:
+        self.name = name
+        self.kind = kind
+        self.origin = origin
+        self.called = False  # REDUCE/NEWOBJ/OBJ/INST used it: the engine must hand out its guarded form
+
+
+class Obj:
+    """The result of a call or instantiation; ``callee`` names what built it."""
+
+    __slots__ = ("callee", "args", "state", "array", "value", "origin")
+
+    def __init__(self, callee: str | None, args: Any = None, origin: int = -1) -> None:
+        self.callee = callee
+        self.args = args
+        self.origin = origin
+        self.state: Any = None
+        self.array = False
+        self.value: Any = None  # the evaluated dtype, once checked
+
+
+class Cont:
+    """A list, dict or set under construction (dict items kept up to a cap)."""
+
+    __slots__ = ("kind", "items", "count", "origin")
+
+    def __init__(self, kind: str, origin: int = -1) -> None:
+        self.kind = kind
+        self.items: list[tuple[Any, Any]] = []
+        self.count = 0
+        self.origin = origin
+
+
+class _Other:
+    __slots__ = ()
+
+
+OTHER = _Other()
+
+
+class Run:
+    """A run of >= 8 (SHORT_BINUNICODE, MEMOIZE, BININT*) entries delimited in one step (_match_run).
+
+    It stands for 2*count stack values (key, value, key, value...) and ``count`` memo
+    entries; it is expanded into real values only if an opcode looks inside it.
+    """
+
+    __slots__ = ("start", "end", "count")
+
+    def __init__(self, start: int, end: int, count: int) -> None:
+        self.start = start
+        self.end = end
+        self.count = count
