@@ -28,11 +28,10 @@ from __future__ import annotations
 import _compat_pickle
 import codecs
 import re
+import struct
 import sys
 from collections.abc import Callable
 from typing import Any
-
-import numpy as np
 
 from safeload._allowlist import Kind
 from safeload._containers import Buffer
@@ -76,6 +75,7 @@ _LEGACY_WRAPPERS = frozenset(
     }
 )
 _DICT_CAP = 64
+_BINFLOAT = struct.Struct(">d")  # what CPython's _PyFloat_Unpack8 reads
 
 
 class _Stop(Exception):
@@ -544,7 +544,7 @@ class _Walker:
                 if j > fend:
                     fend = self.frame_units(i, fend, (1,), big)
                 need(j)
-                push(float(np.frombuffer(bytes(data[i + 1:j]), ">f8")[0]))
+                push(_BINFLOAT.unpack_from(data, i + 1)[0])
                 i = j
             elif op == 0x8A or op == 0x8B:  # LONG1, LONG4
                 w = 1 if op == 0x8A else 4
@@ -767,13 +767,18 @@ class _Walker:
                 raise self.fatal("bad-target", MALFORMED, i, f"SETITEM(S) on a {target.kind}")
             types = set(map(type, items))
             runs = Run in types
+            total = _values(items) if runs else len(items)  # even: the SETITEMS opcode checked it
             if (runs or Cont in types or tuple in types) and _has_unhashable(
                     _keys_beside_runs(items) if runs else items[::2]):
                 raise self.fatal("unhashable", MALFORMED, i, "a dict key is a list, dict or set (unhashable)")
-            target.count += (_values(items) if runs else len(items)) // 2
+            target.count += total // 2
             room = _DICT_CAP - len(target.items)
             if room > 0 and not runs:
-                target.items.extend(zip(items[: 2 * room : 2], items[1 : 2 * room : 2], strict=True))
+                if total <= 2 * room:  # the common case: every pair kept, no slicing
+                    pairs = iter(items)
+                    target.items.extend(zip(pairs, pairs, strict=False))
+                else:
+                    target.items.extend(zip(items[: 2 * room : 2], items[1 : 2 * room : 2], strict=True))
         elif not isinstance(target, Obj):
             raise self.fatal("bad-target", MALFORMED, i, f"SETITEM(S) on a {type(target).__name__}")
 
@@ -948,6 +953,8 @@ def _has_unhashable(values: Any) -> bool:
 def _values(items: Any) -> int:
     """How many stack values ``items`` stands for (a Run is two per entry)."""
     total = len(items)
+    if not total:
+        return 0
     if Run not in map(type, items):  # the common case, without a Python-level loop
         return total
     for x in items:

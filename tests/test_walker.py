@@ -277,3 +277,15 @@ def test_compiled_runs_leave_undecodable_text_to_the_opcode_path(monkeypatch: py
         assert keys["compiled"] == keys["none"]
         assert keys["none"][0], "the opcode-by-opcode walk reports the text"
         assert verdict(data)[0] is False  # scan and load agree (verdict() asserts it)
+
+
+@pytest.mark.parametrize("size", [3, 70])  # under and over the walker's kept-items cap (64)
+def test_odd_setitems_refused_like_cpython(size: int) -> None:
+    """CPython refuses SETITEMS with an odd number of items, whether or not the walker keeps the
+    dict's items (it pairs them up without a length check)."""
+    body = b"".join(b"K" + bytes([k % 256]) + b"K\x00" for k in range(size))
+    data = b"\x80\x04}(" + body + b"u(K\x01K\x02K\x03u."
+    with pytest.raises(pickle.UnpicklingError, match="odd number of items"):
+        pickle.loads(data)
+    trace = walk(data, Policy.default())
+    assert [i.rule for i in trace.issues] == ["odd-setitems"]

@@ -455,8 +455,23 @@ def _distinct(items: Sequence[Any] | npt.NDArray[Any]) -> Iterator[object]:
                 yield item
 
 
+#: Exact types known to be plain instances (none of the container kinds below): one lookup instead
+#: of six isinstance calls per object on models made of many small objects.
+_PLAIN_INSTANCE_TYPES: Final[set[type]] = set()
+_CONTAINER_TYPES: Final = (np.ndarray, dict, list, tuple, deque, set, frozenset, functools.partial, types.MethodType)
+
+
 def _child_objects(obj: object) -> Iterator[object]:
     """Children of a container or instance that the walk must visit (no paths, no per-element objects)."""
+    cls = type(obj)
+    if cls in _PLAIN_INSTANCE_TYPES:
+        yield from _instance_values(obj)
+        return
+    if not issubclass(cls, _CONTAINER_TYPES):
+        if len(_PLAIN_INSTANCE_TYPES) < 4096:
+            _PLAIN_INSTANCE_TYPES.add(cls)
+        yield from _instance_values(obj)
+        return
     if isinstance(obj, np.ndarray):
         if obj.dtype == object:
             yield from _distinct(obj.reshape(-1))
@@ -482,28 +497,58 @@ def _child_objects(obj: object) -> Iterator[object]:
     elif isinstance(obj, types.MethodType):
         yield obj.__self__
         return
-    for _, child in _instance_children(obj):
-        yield child
+    yield from _instance_values(obj)
+
+
+def _instance_values(obj: object) -> Iterator[object]:
+    """An instance's __dict__ values (skipped at once when they are all leaves, e.g. floats and
+    strings) and its slots. No suffix strings: paths are rendered only on failure."""
+    d = getattr(obj, "__dict__", None)
+    if isinstance(d, dict) and d:
+        values = list(dict.values(d))
+        if not _leaf_types(frozenset(map(type, values))):
+            yield from values
+    for name in _slot_names(type(obj)):
+        try:
+            yield object.__getattribute__(obj, name)
+        except AttributeError:
+            continue
+
+
+#: Slot names per type (mangled), computed once: the walk visits many instances of few types.
+_SLOTS: Final[dict[type, tuple[str, ...]]] = {}
+
+
+def _slot_names(cls: type) -> tuple[str, ...]:
+    names = _SLOTS.get(cls)
+    if names is None:
+        found: list[str] = []
+        for base in cls.__mro__:
+            slots = base.__dict__.get("__slots__", ())
+            for name in (slots,) if isinstance(slots, str) else slots:
+                if name in ("__dict__", "__weakref__"):
+                    continue
+                if name.startswith("__") and not name.endswith("__"):
+                    name = f"_{base.__name__.lstrip('_')}{name}"  # private-name mangling
+                found.append(name)
+        names = tuple(found)
+        if len(_SLOTS) < 4096:
+            _SLOTS[cls] = names
+    return names
 
 
 def _instance_children(obj: object) -> Iterator[tuple[str, object]]:
-    """``__dict__`` values and slots of an instance, with their (short) suffixes."""
+    """``__dict__`` values and slots of an instance, with their (short) suffixes (failure paths)."""
     d = getattr(obj, "__dict__", None)
     if isinstance(d, dict):
         for name, value in list(d.items()):
             yield f".{name}", value
-    for cls in type(obj).__mro__:
-        slots = cls.__dict__.get("__slots__", ())
-        for name in (slots,) if isinstance(slots, str) else slots:
-            if name in ("__dict__", "__weakref__"):
-                continue
-            if name.startswith("__") and not name.endswith("__"):
-                name = f"_{cls.__name__.lstrip('_')}{name}"  # private-name mangling
-            try:
-                value = object.__getattribute__(obj, name)
-            except AttributeError:
-                continue
-            yield f".{name}", value
+    for name in _slot_names(type(obj)):
+        try:
+            value = object.__getattribute__(obj, name)
+        except AttributeError:
+            continue
+        yield f".{name}", value
 
 
 def _suffix_of(parent: object, child: object) -> str:

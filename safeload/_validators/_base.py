@@ -149,8 +149,17 @@ def _all_leaves(items: Iterable[object]) -> bool:
     return _leaf_types(frozenset(map(type, items)))
 
 
+_LEAF_SETS: Final[dict[frozenset[type], bool]] = {}
+
+
 def _leaf_types(types: frozenset[type]) -> bool:
-    return all(issubclass(t, _LEAF_TYPES) for t in types)
+    """All of ``types`` are leaves (cached: a model holds few distinct type sets, met many times)."""
+    known = _LEAF_SETS.get(types)
+    if known is None:
+        known = all(issubclass(t, _LEAF_TYPES) for t in types)
+        if len(_LEAF_SETS) < 4096:
+            _LEAF_SETS[types] = known
+    return known
 
 
 def _dict_types(d: dict[Any, Any], *, keys: bool) -> frozenset[type]:

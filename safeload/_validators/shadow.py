@@ -43,9 +43,10 @@ def _check_shadowing(obj: Any, path: str) -> None:
     d = getattr(obj, "__dict__", None)
     if not isinstance(d, dict) or not d:
         return
-    found = d.keys() & class_level_names(type(obj))
-    if not found:
+    names = class_level_names(type(obj))
+    if names.isdisjoint(d):  # the common case, without building a set per instance
         return
+    found = d.keys() & names
     extra = found - SHADOW_KEYS.get(_fullname(type(obj)), frozenset())
     if extra:
         key = sorted(map(str, extra))[0]
