@@ -432,7 +432,8 @@ class _Walker:
                 j = i + (3 if op == 0x4D else 5)
                 if j > fend:
                     fend = self.frame_units(i, fend, (1,), big)
-                need(j)
+                if j > avail:  # (inline test: need() is a closure call)
+                    need(j)
                 push(int.from_bytes(data[i + 1:j], "little", signed=(op == 0x4A)))
                 i = j
                 continue
@@ -440,7 +441,8 @@ class _Walker:
                 j = i + (2 if op == 0x68 else 5)
                 if j > fend:
                     fend = self.frame_units(i, fend, (1,), big)
-                need(j)
+                if j > avail:
+                    need(j)
                 idx = data[i + 1] if op == 0x68 else int.from_bytes(data[i + 1:j], "little")
                 push(memo[idx] if idx in memo else memo_get(idx))
                 i = j
@@ -472,7 +474,8 @@ class _Walker:
                 j = i + (2 if op == 0x71 else 5)
                 if j > fend:
                     fend = self.frame_units(i, fend, (1,), big)
-                need(j)
+                if j > avail:
+                    need(j)
                 if use_runs:
                     flush_lazy()
                 fix_top()
@@ -481,7 +484,8 @@ class _Walker:
                 i = j
             elif op == 0x95:  # FRAME
                 j = i + 9
-                need(j)
+                if j > avail:
+                    need(j)
                 if fend != big and i < fend:
                     raise fatal("frame-overlap", UNSAFE, i, "FRAME begins before the end of the current frame")
                 flen = int.from_bytes(data[i + 1:j], "little")
@@ -516,14 +520,16 @@ class _Walker:
             elif op == 0x58 or op == 0x42 or op == 0x54 or op == 0x8D or op == 0x8E or op == 0x96:
                 # BINUNICODE, BINBYTES, BINSTRING (4-byte length), BINUNICODE8, BINBYTES8, BYTEARRAY8
                 w = 4 if op in (0x58, 0x42, 0x54) else 8
-                need(i + 1 + w)
+                if i + 1 + w > avail:
+                    need(i + 1 + w)
                 ln = int.from_bytes(data[i + 1:i + 1 + w], "little", signed=(op == 0x54))
                 if ln < 0:
                     raise fatal("negative-length", MALFORMED, i, "negative byte count")
                 j = i + 1 + w + ln
                 if j > fend:
                     fend = self.frame_units(i, fend, (1, w), big)
-                need(j)
+                if j > avail:
+                    need(j)
                 if op == 0x58 or op == 0x8D:
                     push(str(data[i + 1 + w:j], "utf-8", "surrogatepass"))
                 elif op == 0x54:
@@ -532,34 +538,40 @@ class _Walker:
                     push(memoryview(data)[i + 1 + w:j])
                 i = j
             elif op == 0x43 or op == 0x55:  # SHORT_BINBYTES, SHORT_BINSTRING
-                need(i + 2)
+                if i + 2 > avail:
+                    need(i + 2)
                 j = i + 2 + data[i + 1]
                 if j > fend:
                     fend = self.frame_units(i, fend, (1, 1), big)
-                need(j)
+                if j > avail:
+                    need(j)
                 push(memoryview(data)[i + 2:j] if op == 0x43 else decoding.string(bytes(data[i + 2:j])))
                 i = j
             elif op == 0x47:  # BINFLOAT
                 j = i + 9
                 if j > fend:
                     fend = self.frame_units(i, fend, (1,), big)
-                need(j)
+                if j > avail:
+                    need(j)
                 push(_BINFLOAT.unpack_from(data, i + 1)[0])
                 i = j
             elif op == 0x8A or op == 0x8B:  # LONG1, LONG4
                 w = 1 if op == 0x8A else 4
-                need(i + 1 + w)
+                if i + 1 + w > avail:
+                    need(i + 1 + w)
                 ln = int.from_bytes(data[i + 1:i + 1 + w], "little", signed=(op == 0x8B))
                 if ln < 0:
                     raise fatal("negative-length", MALFORMED, i, "LONG pickle has negative byte count")
                 j = i + 1 + w + ln
                 if j > fend:
                     fend = self.frame_units(i, fend, (1, w), big)
-                need(j)
+                if j > avail:
+                    need(j)
                 push(int.from_bytes(data[i + 1 + w:j], "little", signed=True))
                 i = j
             elif op == 0x80:  # PROTO
-                need(i + 2)
+                if i + 2 > avail:
+                    need(i + 2)
                 proto = data[i + 1]
                 if proto > 5:
                     raise fatal("protocol", MALFORMED, i, f"unsupported pickle protocol: {proto}")
