@@ -237,7 +237,7 @@ class StaticChecks:
 
         args = target.args
         try:
-            fields = dict(state.items) if isinstance(state, Cont) and state.count == len(state.items) else None
+            fields = dict(state.pairs()) if isinstance(state, Cont) and state.whole() else None
             n_classes = self.static_array(args[1], limit=1 << 20) if isinstance(args, tuple) and len(args) == 3 else None
             nodes = self.static_array(fields.get("nodes"), limit=None) if fields else None
             values = self.static_array(fields.get("values"), limit=None) if fields else None
@@ -385,9 +385,9 @@ def static_mapping(value: Any, depth: int = 0) -> Any:
     evaluate (here a state dict holds arrays beside the ints we check); dicts the walker did not keep
     whole (runs, over the cap) stay unknown."""
     if isinstance(value, Cont) and value.kind == "dict" and depth < 4:
-        if value.count != len(value.items):
+        if not value.whole():
             return None
-        return {key: static_mapping(item, depth + 1) for key, item in value.items if isinstance(key, str)}
+        return {key: static_mapping(item, depth + 1) for key, item in value.pairs() if isinstance(key, str)}
     return value if isinstance(value, (int, str)) else None
 
 
@@ -404,9 +404,9 @@ def concrete(value: Any, depth: int = 0) -> Any:
     if isinstance(value, tuple):
         return tuple(concrete(v, depth + 1) for v in value)
     if isinstance(value, Cont) and value.kind == "dict":
-        if value.count > len(value.items):
+        if value.count > value.kept():
             raise ValueError("dict too large to evaluate")
-        return {concrete(k, depth + 1): concrete(v, depth + 1) for k, v in value.items}
+        return {concrete(k, depth + 1): concrete(v, depth + 1) for k, v in value.pairs()}
     if isinstance(value, Obj) and value.callee == "numpy.dtype" and value.value is not None:
         return value.value
     if isinstance(value, Obj) and value.callee == "numpy.dtype" and isinstance(value.args, tuple):
@@ -545,9 +545,9 @@ def _check_dtype_layout(dt: np.dtype[Any]) -> None:
 
 
 def wrapper_state(state: Any) -> tuple[str, tuple[int, ...], str, np.dtype[Any], bool, int | None] | str:
-    if not isinstance(state, Cont) or state.kind != "dict" or state.count > len(state.items):
+    if not isinstance(state, Cont) or state.kind != "dict" or state.count > state.kept():
         return "state is not a small dict"
-    fields: dict[Any, Any] = dict(state.items)
+    fields: dict[Any, Any] = dict(state.pairs())
     sub = fields.get("subclass")
     shape = fields.get("shape")
     order = fields.get("order")

@@ -134,15 +134,31 @@ class Obj:
 
 
 class Cont:
-    """A list, dict or set under construction (dict items kept up to a cap)."""
+    """A list, dict or set under construction.
 
-    __slots__ = ("kind", "items", "count", "origin")
+    A dict keeps its first items (up to the walker's cap) flat, ``[k0, v0, k1, v1, ...]``: one
+    list and no pair tuples per dict, which is most of the walker's memory on models made of
+    many small objects (each with a state dict). ``count`` counts every item (pairs for a dict)."""
+
+    __slots__ = ("kind", "flat", "count", "origin")
 
     def __init__(self, kind: str, origin: int = -1) -> None:
         self.kind = kind
-        self.items: list[tuple[Any, Any]] = []
+        self.flat: list[Any] = []
         self.count = 0
         self.origin = origin
+
+    def kept(self) -> int:
+        """How many pairs are kept."""
+        return len(self.flat) // 2
+
+    def whole(self) -> bool:
+        """Every pair is kept (the dict can be judged statically)."""
+        return self.count == len(self.flat) // 2
+
+    def pairs(self) -> list[tuple[Any, Any]]:
+        flat = self.flat
+        return list(zip(flat[::2], flat[1::2], strict=True))
 
 
 class _Other:

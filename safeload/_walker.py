@@ -656,7 +656,7 @@ class _Walker:
                         raise fatal("odd-dict", MALFORMED, i, "odd number of items for DICT")
                     if _has_unhashable(items[::2]):
                         raise fatal("unhashable", MALFORMED, i, "a dict key is a list, dict or set (unhashable)")
-                    c.items = list(zip(items[: 2 * _DICT_CAP : 2], items[1 : 2 * _DICT_CAP : 2], strict=True))
+                    c.flat = items[: 2 * _DICT_CAP]
                 c.count = len(items) // 2 if op == 0x64 else len(items)  # a dict counts pairs, as SETITEMS does
                 push(c)
                 i += 1
@@ -784,13 +784,9 @@ class _Walker:
                     _keys_beside_runs(items) if runs else items[::2]):
                 raise self.fatal("unhashable", MALFORMED, i, "a dict key is a list, dict or set (unhashable)")
             target.count += total // 2
-            room = _DICT_CAP - len(target.items)
+            room = 2 * _DICT_CAP - len(target.flat)
             if room > 0 and not runs:
-                if total <= 2 * room:  # the common case: every pair kept, no slicing
-                    pairs = iter(items)
-                    target.items.extend(zip(pairs, pairs, strict=False))
-                else:
-                    target.items.extend(zip(items[: 2 * room : 2], items[1 : 2 * room : 2], strict=True))
+                target.flat.extend(items if total <= room else items[:room])
         elif not isinstance(target, Obj):
             raise self.fatal("bad-target", MALFORMED, i, f"SETITEM(S) on a {type(target).__name__}")
 
