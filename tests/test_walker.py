@@ -289,3 +289,18 @@ def test_odd_setitems_refused_like_cpython(size: int) -> None:
         pickle.loads(data)
     trace = walk(data, Policy.default())
     assert [i.rule for i in trace.issues] == ["odd-setitems"]
+
+
+def test_the_walk_pauses_the_cyclic_gc_and_restores_it() -> None:
+    import gc
+
+    seen: list[bool] = []
+    data = pickle.dumps({"a": [1, 2]}, protocol=4)
+    walk(data, Policy.default(), observer=lambda offset, view: seen.append(gc.isenabled()))
+    assert seen and not any(seen) and gc.isenabled()
+    gc.disable()
+    try:
+        walk(data, Policy.default())
+        assert not gc.isenabled()  # a caller's choice is left as it was
+    finally:
+        gc.enable()
