@@ -35,6 +35,9 @@ MIN_POOL_SIZE = 4
 MAX_POOL_SIZE = 1 << 16
 MAX_SCALAR_BYTES = 1 << 20
 MAX_TREE_SIZE = 1 << 31
+#: OpenMP thread counts: ``prange(num_threads=n)`` with n < 1 or huge makes libgomp
+#: abort the process (no Python exception). sklearn stores the machine's core count.
+MAX_THREADS = 1024
 PLAIN_BASES = (object, dict, list, set, frozenset, tuple, int, float, str, bytes)
 TEXT_CODECS = frozenset({"latin1", "latin-1", "iso8859-1", "iso-8859-1", "utf-8", "utf8", "ascii"})
 BIT_GENERATORS = frozenset({"MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64"})

@@ -22,6 +22,7 @@ from safeload._guards import (
     BIT_GENERATORS,
     MAX_PLACEHOLDER_ELEMENTS,
     MAX_SCALAR_BYTES,
+    MAX_THREADS,
     MAX_TREE_SIZE,
     PLAIN_BASES,
     TEXT_CODECS,
@@ -226,6 +227,28 @@ class StaticChecks:
             func = state[0] if isinstance(state, tuple) and state else None
             if not isinstance(func, G) or func.kind not in (Kind.CALL, Kind.VALUE):
                 self.issue("guard", UNSAFE, i, "functools.partial state may only name an allowed function")
+        elif target.callee is not None and target.callee.startswith("sklearn.") and isinstance(state, Cont) \
+                and state.kind == "dict":
+            self.check_estimator_state(i, state)
+
+    def check_estimator_state(self, i: int, state: Cont) -> None:
+        """The estimator-level validators whose inputs are plain values in the state dict.
+
+        Mirrored so far: ``_n_threads`` (``_validators.cluster._check_n_threads``). A value the
+        walker cannot see (a numpy scalar built by a call) is left to ``load``'s validator; the
+        other estimator-level rules are listed in the README's Known gaps."""
+        flat = state.flat
+        for k in range(0, len(flat) - 1, 2):
+            if flat[k] == "_n_threads":
+                value = flat[k + 1]
+                if isinstance(value, (Obj, G)):
+                    continue  # e.g. a numpy integer: its value is load's to check
+                if type(value) is not int:
+                    self.issue("estimator-state", UNSAFE, i,
+                               f"_n_threads must be an integer thread count, got {type(value).__name__}")
+                elif not 1 <= value <= MAX_THREADS:
+                    self.issue("estimator-state", UNSAFE, i,
+                               f"_n_threads = {value} outside [1, {MAX_THREADS}]; OpenMP aborts the process on it")
 
     def check_tree(self, i: int, target: Obj, state: Any) -> None:
         """Validate a decision tree's node arrays *before* Tree.__setstate__ sees them.

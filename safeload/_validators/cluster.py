@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
 import numpy as np
 
+from safeload._guards import MAX_THREADS
 from safeload._validators._base import (
     _array,
     _attr,
@@ -64,9 +65,6 @@ def _check_birch(est: Any, path: str) -> None:
         )
 
 
-#: OpenMP thread counts: ``prange(num_threads=n)`` with n < 1 or huge makes libgomp
-#: abort the process (no Python exception). sklearn stores the machine's core count.
-MAX_THREADS: Final = 1024
 
 
 def _check_n_threads(est: Any, path: str) -> None:
