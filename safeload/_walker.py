@@ -503,6 +503,13 @@ class _Walker:
             elif op == 0x85 or op == 0x86 or op == 0x87:  # TUPLE1/2/3
                 k = op - 0x84
                 fix_top()
+                # A run under the top stands for its 2*count values, not one item: TUPLE2/3 take
+                # only its last values (campaign seed 11, case 430845: the walker took the whole
+                # run as one item, and its stack fell 27 values short of CPython's).
+                for p in range(len(stack) - 2, max(fence, len(stack) - k) - 1, -1):
+                    if type(stack[p]) is Run:
+                        stack[p:p + 1] = _expand(data, stack[p])[0]
+                        break  # at least 16 values now fill the top k places
                 if len(stack) - k < fence:
                     raise fatal("stack-underflow", MALFORMED, i, "stack underflow in TUPLEn")
                 t = tuple(stack[-k:])

@@ -202,7 +202,14 @@ READ_INTO_RUN = (b"\x80\x04}\x94(" + RUN + b"u\x94"  # dict at slot 0, run at 1.
 RUN_UNDER_MARK = b"\x80\x04]\x94" + RUN + b"(K\x01l(K\x02K\x03t\x94h\x05."
 
 
-@pytest.mark.parametrize("data", [READ_INTO_RUN, RUN_UNDER_MARK], ids=["read-into-run", "run-under-mark"])
+# TUPLE2/TUPLE3 over a run and a value: they take the run's last values, not the run as one item
+# (campaign seed 11, case 430845: the walker's stack fell 27 values short of CPython's).
+TUPLE2_OVER_RUN = b"\x80\x04" + RUN + b"\x8c\x01a\x94\x86\x94h\x0b."
+TUPLE3_OVER_RUN = b"\x80\x04" + RUN + b"\x8c\x01a\x94\x87\x94h\x0b."
+
+
+@pytest.mark.parametrize("data", [READ_INTO_RUN, RUN_UNDER_MARK, TUPLE2_OVER_RUN, TUPLE3_OVER_RUN],
+                         ids=["read-into-run", "run-under-mark", "tuple2-over-run", "tuple3-over-run"])
 def test_crafted_streams(matcher: str, data: bytes) -> None:
     cpython_loads(data)
     assert oracle_memo_and_result(data) == cpython_memo_and_result(data)
