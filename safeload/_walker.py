@@ -649,7 +649,7 @@ class _Walker:
                 fix_top()
                 if len(stack) > fence and type(stack[-1]) is Cont and _has_unhashable(items):
                     raise fatal("unhashable", MALFORMED, i, "a set item is a list, dict or set (unhashable)")
-                self.appends(i, stack, fence, len(items), what="ADDITEMS")
+                self.appends(i, stack, fence, _values(items), what="ADDITEMS")  # a run is its values
                 i += 1
             elif op == 0x91:  # FROZENSET
                 if _has_unhashable(pop_mark()):
