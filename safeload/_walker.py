@@ -299,9 +299,13 @@ class _Walker:
             fill_soft = n + 1 if avail >= n else avail - _MARGIN
             soft = -1 if observer is not None else fill_soft
 
-        def fix_top() -> None:
-            if len(stack) > fence and type(stack[-1]) is Run:
-                stack.extend(_expand(data, stack.pop())[0])
+        def fix_top(k: int = 1) -> None:
+            """Make the top ``k`` places (above the fence) values: a Run among them stands for its
+            2*count values, not one item (TUPLE2/3 read two and three; campaign seed 11, case 430845)."""
+            for p in range(len(stack) - 1, max(fence, len(stack) - k) - 1, -1):
+                if type(stack[p]) is Run:
+                    stack[p:p + 1] = _expand(data, stack[p])[0]
+                    return  # at least 16 values now fill every one of the top k places (k <= 3)
 
         def plain(items: list[Any]) -> list[Any]:
             if not any(type(x) is Run for x in items):
@@ -502,14 +506,7 @@ class _Walker:
                 i += 1
             elif op == 0x85 or op == 0x86 or op == 0x87:  # TUPLE1/2/3
                 k = op - 0x84
-                fix_top()
-                # A run under the top stands for its 2*count values, not one item: TUPLE2/3 take
-                # only its last values (campaign seed 11, case 430845: the walker took the whole
-                # run as one item, and its stack fell 27 values short of CPython's).
-                for p in range(len(stack) - 2, max(fence, len(stack) - k) - 1, -1):
-                    if type(stack[p]) is Run:
-                        stack[p:p + 1] = _expand(data, stack[p])[0]
-                        break  # at least 16 values now fill the top k places
+                fix_top(k)
                 if len(stack) - k < fence:
                     raise fatal("stack-underflow", MALFORMED, i, "stack underflow in TUPLEn")
                 t = tuple(stack[-k:])

@@ -802,14 +802,14 @@ def differential(data: Any, policy: Any, *, joblib: bool = False, walk: Callable
     # term never goes stale; bytearrays, whose bytes could change, are left out.
     terms: dict[int, tuple[Any, Any]] = {}
 
-    def canon(value: Any) -> Any:
+    def term(value: Any) -> Any:
         hit = terms.get(id(value))
         if hit is not None and hit[0] is value:
             return hit[1]
-        term = _canon(value)
+        made = canon(value)
         if type(value) is not bytearray:
-            terms[id(value)] = (value, term)
-        return term
+            terms[id(value)] = (value, made)
+        return made
 
     def observer(offset: int, view: Any) -> None:
         nonlocal previous
@@ -845,8 +845,8 @@ def differential(data: Any, policy: Any, *, joblib: bool = False, walk: Callable
         out.steps += 1
         if view.stopped or k % every == 0:
             out.full += 1
-            a = [canon(x) for x in view.stack()]
-            b = [canon(x) for x in o.full_stack()]
+            a = [term(x) for x in view.stack()]
+            b = [term(x) for x in o.full_stack()]
             if a != b:
                 raise Divergence(f"{where}: stack {_first_difference(a, b)}")
         elif st.opcode in TARGET_OPS or previous in _GETS:
@@ -857,10 +857,10 @@ def differential(data: Any, policy: Any, *, joblib: bool = False, walk: Callable
                 raise Divergence(f"{where}: stack length walker {len(sa)} != CPython {len(sb)}")
             marks = o.marks()
             for p in {*range(max(0, len(sb) - 4), len(sb)), *(m - 1 for m in marks[-1:] if m > 0)}:
-                if canon(sa[p]) != canon(sb[p]):
-                    raise Divergence(f"{where}: stack[{p}] walker {canon(sa[p])!r} != CPython {canon(sb[p])!r}")
+                if term(sa[p]) != term(sb[p]):
+                    raise Divergence(f"{where}: stack[{p}] walker {term(sa[p])!r} != CPython {term(sb[p])!r}")
         if view.stopped or k % memo_every == 0:
-            am = {i: canon(x) for i, x in view.memo().items()}
+            am = {i: term(x) for i, x in view.memo().items()}
             bm = o.memo_terms()
             if am != bm:
                 raise Divergence(f"{where}: memo {_memo_difference(am, bm)}")
@@ -872,9 +872,6 @@ def differential(data: Any, policy: Any, *, joblib: bool = False, walk: Callable
     except Divergence as exc:
         out.divergence = str(exc)
     return out
-
-
-_canon = canon
 
 
 def pickle_name(op: int) -> str:
