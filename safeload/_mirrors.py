@@ -206,9 +206,13 @@ class StaticChecks:
                 self.issue("dtype-state", UNSAFE, i,
                            f"invalid numpy dtype state ({exc}); numpy would build a corrupt dtype")
             return
-        # Only an ndarray's state is read again later (static_array); every other state is judged here
-        # and dropped, so the simulated graph does not keep every object's state alive (memory ~ file).
-        target.state = state if target.callee in _RECONSTRUCT else None
+        # Only an ndarray's state (static_array) and a scikit-learn instance's state dict (the static
+        # model, _static_model) are read again later; every other state is judged here and dropped,
+        # so the simulated graph does not keep every object's state alive (memory ~ file).
+        callee = target.callee
+        keep = callee is not None and (callee in _RECONSTRUCT or (
+            callee.startswith(("sklearn.", "scipy.")) and isinstance(state, Cont) and state.kind == "dict"))
+        target.state = state if keep else None
         if target.callee in _RECONSTRUCT:
             self.check_array_state(i, state)
         elif target.callee == _MARECONSTRUCT:
@@ -343,6 +347,8 @@ class StaticChecks:
                        "statically (its size and object layout decide what numpy reads)")
             return
         self.check_object_items(i, count, dt, raw)
+        if masked and isinstance(dt, np.dtype):
+            self.check_mask(i, count, dt, state[5])
         if not isinstance(dt, np.dtype) or dt.hasobject:
             return
         # numpy's own refusals, mirrored so that scan reports what load will meet
@@ -357,6 +363,21 @@ class StaticChecks:
                            f"of {dt.itemsize} bytes (numpy: buffer size does not match array size)")
         elif raw is None or isinstance(raw, (int, float, Cont)):
             self.issue("array-state", MALFORMED, i, "ndarray data must be bytes for a dtype without objects")
+
+    def check_mask(self, i: int, count: int, dt: np.dtype[Any], msk: Any) -> None:
+        """MaskedArray.__setstate__ hands its mask bytes to ndarray.__setstate__ with the mask dtype
+        numpy derives from the data's (one bool per field): numpy refuses a size that differs."""
+        data = _raw_bytes(msk)
+        if data is None:
+            return
+        try:
+            itemsize = np.ma.make_mask_descr(dt).itemsize
+        except Exception:  # noqa: BLE001 - numpy cannot derive it: load fails as well
+            self.issue("array-state", MALFORMED, i, f"no mask dtype can be derived from {dt}")
+            return
+        if len(data) != count * itemsize:
+            self.issue("array-state", MALFORMED, i, f"masked array mask holds {len(data)} bytes for {count} "
+                       f"elements (numpy: buffer size does not match array size)")
 
     def check_object_items(self, i: int, count: int, dt: Any, raw: Any) -> None:
         """An object array is filled from a list: numpy copies ``count`` items out of it without

@@ -77,6 +77,8 @@ class Trace:
     arrays: list[ArraySpan] = field(default_factory=list)
     #: How protocol 0-2 text was read (``pickle.load``'s encoding/errors/fix_imports); the engine builds with it.
     decoding: Decoding = field(default_factory=Decoding)
+    #: The value STOP returns (what ``load`` would hand back), for the static model (``_static_model``).
+    root: Any = None
 
     @property
     def ok(self) -> bool:

@@ -76,6 +76,7 @@ _LEGACY_WRAPPERS = frozenset(
     }
 )
 _DICT_CAP = 64
+_LIST_CAP = 4096
 _BINFLOAT = struct.Struct(">d")  # what CPython's _PyFloat_Unpack8 reads
 
 
@@ -470,7 +471,7 @@ class _Walker:
             if op == 0x65:  # APPENDS
                 items = pop_mark()
                 fix_top()
-                self.appends(i, stack, fence, _values(items))
+                self.appends(i, stack, fence, _values(items), items)
                 i += 1
                 continue
             if ops > max_ops:
@@ -633,8 +634,7 @@ class _Walker:
                     stack[-1] = array[0]
                     i = array[1]
             elif op == 0x61:  # APPEND
-                pop()
-                self.appends(i, stack, fence, 1)
+                self.appends(i, stack, fence, 1, [pop()])
                 i += 1
             elif op == 0x73:  # SETITEM
                 value = pop()
@@ -646,7 +646,7 @@ class _Walker:
                 fix_top()
                 if len(stack) > fence and type(stack[-1]) is Cont and _has_unhashable(items):
                     raise fatal("unhashable", MALFORMED, i, "a set item is a list, dict or set (unhashable)")
-                self.appends(i, stack, fence, _values(items), what="ADDITEMS")  # a run is its values
+                self.appends(i, stack, fence, _values(items), None, "ADDITEMS")  # a run is its values
                 i += 1
             elif op == 0x91:  # FROZENSET
                 if _has_unhashable(pop_mark()):
@@ -662,6 +662,8 @@ class _Walker:
                     if _has_unhashable(items[::2]):
                         raise fatal("unhashable", MALFORMED, i, "a dict key is a list, dict or set (unhashable)")
                     c.flat = items[: 2 * _DICT_CAP]
+                else:
+                    c.flat = items[:_LIST_CAP]
                 c.count = len(items) // 2 if op == 0x64 else len(items)  # a dict counts pairs, as SETITEMS does
                 push(c)
                 i += 1
@@ -687,6 +689,7 @@ class _Walker:
                     raise fatal("stack-underflow", MALFORMED, i, "STOP with an empty stack")
                 trace.end = i + 1
                 trace.opcodes = ops
+                trace.root = stack[-1]
                 if observer is not None:
                     view.stopped = True
                     observer(i + 1, view)
@@ -788,14 +791,21 @@ class _Walker:
             if (runs or Cont in types or tuple in types) and _has_unhashable(
                     _keys_beside_runs(items) if runs else items[::2]):
                 raise self.fatal("unhashable", MALFORMED, i, "a dict key is a list, dict or set (unhashable)")
+            whole = target.whole()
             target.count += total // 2
             room = 2 * _DICT_CAP - len(target.flat)
+            if runs and whole and total <= room:
+                # a small dict (a short vocabulary) is kept whole for the static model; a large one
+                # stays partial, its runs unexpanded (the walk's speed on vocabularies)
+                items = [v for x in items for v in (_expand(self.data, x)[0] if type(x) is Run else (x,))]
+                runs = False
             if room > 0 and not runs:
                 target.flat.extend(items if total <= room else items[:room])
         elif not isinstance(target, Obj):
             raise self.fatal("bad-target", MALFORMED, i, f"SETITEM(S) on a {type(target).__name__}")
 
-    def appends(self, i: int, stack: list[Any], fence: int, count: int, what: str = "APPEND(S)") -> None:
+    def appends(self, i: int, stack: list[Any], fence: int, count: int, items: list[Any] | None = None,
+                what: str = "APPEND(S)") -> None:
         if len(stack) <= fence:
             raise self.fatal("stack-underflow", MALFORMED, i, f"{what} without a target")
         target = stack[-1]
@@ -804,6 +814,11 @@ class _Walker:
         elif isinstance(target, Cont):
             if target.kind != ("set" if what == "ADDITEMS" else "list"):  # a dict has no append, a list no add
                 raise self.fatal("bad-target", MALFORMED, i, f"{what} on a {target.kind}")
+            # A list keeps its first items (the static model reads lists of estimators and arrays); a
+            # run's values are not kept, so a list holding one stays partial (count > kept).
+            if items is not None and target.kind == "list" and target.count == len(target.flat) \
+                    and len(target.flat) + len(items) <= _LIST_CAP and Run not in map(type, items):
+                target.flat.extend(items)
             target.count += count
         elif not isinstance(target, Obj):
             raise self.fatal("bad-target", MALFORMED, i, f"{what} on a {type(target).__name__}")
@@ -906,7 +921,9 @@ class _Walker:
             nested = _Walker(self.data, pos, self.policy, False, self.depth + 1, self.filling, self.observer,
                              self.decoding)
             sub = nested.run(pos)
-            self.trace.arrays.append(ArraySpan(i, pos, 0, dtype, shape, order, allow_mmap, sub))
+            span = ArraySpan(i, pos, 0, dtype, shape, order, allow_mmap, sub)
+            self.trace.arrays.append(span)
+            array.state = span  # the static model rebuilds the object array from the nested walk's root
             if sub.end < 0:
                 raise _Stop()
             return array, sub.end
@@ -936,7 +953,8 @@ _TEXT_OPS = frozenset({0x49, 0x4C, 0x46, 0x53, 0x56, 0x67, 0x70, 0x50})
 # Calls whose arguments later checks read (dtype evaluation, raw bytes, Tree sizes).
 _TREE = "sklearn.tree._tree.Tree"
 _KEEP_ARGS = frozenset({"numpy.dtype", "_codecs.encode", "builtins.bytes", "numpy._core.numeric._frombuffer",
-                        "numpy.core.numeric._frombuffer", _TREE, "builtins.range"})
+                        "numpy.core.numeric._frombuffer", _TREE, "builtins.range",
+                        "numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar"})
 _BUILDS_FIRST_ARG = frozenset({"reconstructor", "new_obj"})
 
 
