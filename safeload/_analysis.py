@@ -92,12 +92,15 @@ def _importable(name: str) -> bool:
 
 
 def analyse(data: Buffer, policy: Policy, filling: Filling | None = None, *, numpy_files: bool = False,
-            **options: Any) -> Analysis:
+            model_checks: bool = False, **options: Any) -> Analysis:
     """``filling``: ``data`` is still being read; only the opcode walk can start before it ends.
 
     ``numpy_files``: also accept ``.npy`` / ``.npz`` files (``load`` does); otherwise they raise
     ``UnsupportedFormatError``.  ``options``: ``pickle.load``'s ``encoding``/``errors``/
     ``fix_imports`` for the walker (only non-default ones are passed).
+
+    ``model_checks``: also run load's estimator validators on the model's static twin
+    (``_static_model``; ``scan`` asks for it: ``load`` runs the validators on what it built).
     """
     if filling is not None:
         filling.wait(8)
@@ -134,6 +137,11 @@ def analyse(data: Buffer, policy: Policy, filling: Filling | None = None, *, num
     analysis = Analysis("joblib" if trace.arrays or compression else "pickle", compression, data, trace)
     if trace.arrays:
         analysis.plain_view = walk(data, policy, joblib=False, filling=filling, **options)
+    if model_checks and trace.ok and trace.root is not None:
+        from safeload._mirrors import StaticChecks
+        from safeload._static_model import check_model
+
+        trace.issues.extend(check_model(trace, StaticChecks(policy, data, filling, trace.issues)))
     return analysis
 
 

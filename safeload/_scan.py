@@ -188,7 +188,8 @@ def _by_analysis(data: Buffer, policy: Policy, name: str, explain: bool,
     size = len(data)
     fmt = sniff(data)
     try:
-        analysis = analyse(data, policy, filling, numpy_files=True)  # .npy/.npz exactly as load judges them
+        # .npy/.npz exactly as load judges them; load's estimator validators on the model's static twin
+        analysis = analyse(data, policy, filling, numpy_files=True, model_checks=True)
         if filling is not None:
             filling.finish()
     except SafeloadError as exc:

@@ -66,6 +66,8 @@ from safeload._validators.linear import _check_sgd
 from safeload._validators.neighbors import (
     _check_distance_metric,
     _check_kernel_density,
+    _check_neighbor_label_rule,
+    _check_neighbor_params,
     _check_neighbors,
     _make_binary_tree_check,
 )
@@ -186,9 +188,18 @@ _RULES: Final[tuple[_Rule, ...]] = (
     _Rule(
         "sklearn.neighbors._base.NeighborsBase",
         _check_neighbors,
-        "_fit_X width == n_features_in_; _tree.data matches _fit_X; DistanceMetric objects sized for n_features; "
+        "_fit_X width == n_features_in_; _tree.data matches _fit_X; DistanceMetric objects sized for n_features",
+    ),
+    _Rule(
+        "sklearn.neighbors._base.NeighborsBase",
+        _check_neighbor_params,
         "metric strings' parameter dicts (metric_params, effective_metric_params_: VI n x n, V/w n, p > 0, "
-        "no other arrays); n_samples_fit_ and _y rows == _fit_X rows; classifier _y codes in [0, len(classes_))",
+        "no other arrays)",
+    ),
+    _Rule(
+        "sklearn.neighbors._base.NeighborsBase",
+        _check_neighbor_label_rule,
+        "n_samples_fit_ and _y rows == _fit_X rows; classifier _y codes in [0, len(classes_))",
     ),
     _Rule(
         "sklearn.neighbors._kde.KernelDensity",

@@ -170,15 +170,23 @@ def _make_binary_tree_check(bounds_rows: int) -> _Check:
     return check
 
 
-def _check_neighbors(est: Any, path: str) -> None:
-    """kNN & co: _fit_X width is trusted by the pairwise-distance kernels."""
+def _fit_shape(est: Any, path: str) -> tuple[int, ...] | None:
+    """The shape of ``_fit_X`` (dense or sparse), None before fit."""
     fit_x = _attr(est, "_fit_X")
     if fit_x is None:
-        return
-    width = _n_features_in(est, path, needed_for="distance computations")
+        return None
     shape = getattr(fit_x, "shape", None) if _is_sparse(fit_x) else None
     if shape is None:
         shape = _array(fit_x, path, "._fit_X", ndim=2).shape
+    return tuple(shape)
+
+
+def _check_neighbors(est: Any, path: str) -> None:
+    """kNN & co: _fit_X width is trusted by the pairwise-distance kernels."""
+    shape = _fit_shape(est, path)
+    if shape is None:
+        return
+    width = _n_features_in(est, path, needed_for="distance computations")
     if len(shape) != 2 or shape[1] != width:
         _fail(
             path,
@@ -198,9 +206,25 @@ def _check_neighbors(est: Any, path: str) -> None:
         metric = _attr(est, name)
         if metric is not None and _is_instance_of(metric, "sklearn.metrics._dist_metrics.DistanceMetric"):
             _check_distance_metric_state(metric, _join(path, f".{name}"), width)
+
+
+# The parameter and label rules are separate entries (each needs only _fit_X's shape), so that
+# scan's static twin judges them even where it cannot see the search tree or a DistanceMetric.
+def _check_neighbor_params(est: Any, path: str) -> None:
+    """Metric strings' parameter dicts, sized against the fitted width."""
+    shape = _fit_shape(est, path)
+    if shape is None:
+        return
+    width = _n_features_in(est, path, needed_for="distance computations")
     for name, params in (("metric", "metric_params"), ("effective_metric_", "effective_metric_params_")):
         _check_metric_params(est, path, name, params, width)
-    _check_neighbor_labels(est, path, int(shape[0]))
+
+
+def _check_neighbor_label_rule(est: Any, path: str) -> None:
+    """Training labels against the rows of ``_fit_X`` and the classes."""
+    shape = _fit_shape(est, path)
+    if shape is not None and len(shape) == 2:
+        _check_neighbor_labels(est, path, int(shape[0]))
 
 
 #: scipy/sklearn distance parameters that are arrays sized by the number of features:

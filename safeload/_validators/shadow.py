@@ -30,6 +30,11 @@ def class_level_names(cls: type) -> frozenset[str]:
     return names
 
 
+def register_class_names(cls: type, names: frozenset[str]) -> None:
+    """A stand-in class (``_static_model``'s proxies) answers with the names of the class it stands for."""
+    _CLASS_NAMES[cls] = names
+
+
 def shadowing_keys(obj: object) -> frozenset[str]:
     """Keys of ``obj.__dict__`` that name a class-level attribute (the tool's census too)."""
     d = getattr(obj, "__dict__", None)

@@ -1,0 +1,484 @@
+"""The static twin of a model: ``scan`` runs ``load``'s estimator validators without building anything.
+
+The estimator-level invariants (neighbour labels, one-hot widths, SVM support counts, gradient-
+boosting ``init_`` widths, keys that shadow the class, ...) are judged by validators written for
+real objects (``_validators``). ``load`` runs them on what it built; ``scan`` builds nothing, so
+here the walker's simulated values become an inert twin of the model:
+
+* a scikit-learn instance becomes a *proxy*: an instance of a generated class that carries the
+  real class's name, bases, plain class constants and class-level names (``_class_data``,
+  generated from scikit-learn; nothing the file names is imported), with the state dict the
+  stream gives it, as ``BaseEstimator.__setstate__`` would apply it;
+* an array is read from the stream's own bytes (zero-copy), a dtype or numpy scalar evaluated,
+  lists, dicts and tuples rebuilt, plain values are themselves;
+* anything else (a function, a sparse matrix, a random state, a list past the walker's cap) is an
+  :class:`Unknown`.
+
+Every class-level name a proxy lacks a value for (a method, a property) and every use of an
+``Unknown`` (an attribute, a comparison, ``isinstance``, its type's name) marks the check
+*unknowable*: that check is left to ``load``. So a check that does finish judged only values that
+are exactly what ``load`` would build, and ``scan`` reports what ``load``'s validator reports.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, NoReturn
+
+import numpy as np
+
+from safeload._class_data import CLASSES, SETSTATE_CASTS
+from safeload._errors import SafeloadError
+from safeload._mirrors import StaticChecks, concrete
+from safeload._simulated import UNSAFE, ArraySpan, Cont, Issue, Obj, Trace
+from safeload._validators import _checks_for, _Graph
+from safeload._validators._base import _CENSUS, _VALIDATED, _fullname
+from safeload._validators.shadow import register_class_names
+
+__all__ = ["Unknowable", "Unknown", "check_model", "twin"]
+
+#: Simulated values rebuilt per stream at most (beyond it scan gives no static verdict: the walk
+#: already bounds the file, this bounds the twin's cost on a model of many small objects).
+MAX_VALUES = 200_000
+_MAX_DEPTH = 200
+_RECONSTRUCT = frozenset({"numpy._core.multiarray._reconstruct", "numpy.core.multiarray._reconstruct"})
+_FROMBUFFER = frozenset({"numpy._core.numeric._frombuffer", "numpy.core.numeric._frombuffer"})
+_SCALAR = frozenset({"numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar"})
+_TREE = "sklearn.tree._tree.Tree"
+_PLAIN = (type(None), bool, int, float, str, bytes)
+
+_touched = [False]
+
+
+class Unknowable(Exception):
+    """A check used a value scan does not have."""
+
+
+def _touch(*_: Any) -> NoReturn:
+    _touched[0] = True
+    raise Unknowable("a value that cannot be established without building the model")
+
+
+class _UnknownMeta(type):
+    """A by-name type check (``_mro_names`` reads ``__mro__``) on an Unknown is a use too."""
+
+    @property
+    def __mro__(cls) -> NoReturn:
+        _touch()
+
+
+class Unknown(metaclass=_UnknownMeta):
+    """A value scan cannot establish without building it: every use of it is unknowable."""
+
+    __slots__ = ()
+
+    # isinstance() falls back to __class__ when type() does not match
+    @property  # type: ignore[misc]
+    def __class__(self) -> NoReturn:  # type: ignore[override]
+        _touch()
+
+    __getattr__ = _touch
+    __len__ = __iter__ = __getitem__ = __contains__ = __bool__ = __int__ = __index__ = __float__ = _touch
+    __array__ = __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __hash__ = _touch
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __rtruediv__ = _touch
+    __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = __pow__ = __neg__ = __abs__ = __round__ = _touch
+    __and__ = __rand__ = __or__ = __ror__ = __xor__ = __invert__ = __matmul__ = __rmatmul__ = _touch
+
+
+UNKNOWN = Unknown()
+
+
+class _Opaque:
+    """A class-level name scan has no value for (a method, a non-literal constant)."""
+
+    __slots__ = ()
+
+    def __get__(self, obj: Any, owner: Any = None) -> NoReturn:
+        _touch()
+
+
+class _OpaqueData(_Opaque):
+    """The same for a data descriptor (a property wins over an instance key, as in the real class)."""
+
+    __slots__ = ()
+
+    def __set__(self, obj: Any, value: Any) -> NoReturn:
+        _touch()
+
+    def __delete__(self, obj: Any) -> NoReturn:
+        _touch()
+
+
+class _Alias(_OpaqueData):
+    """A property whose getter is only ``return self.<attribute>`` (scipy's ``format``, ``shape``)."""
+
+    __slots__ = ("attribute",)
+
+    def __init__(self, attribute: str) -> None:
+        self.attribute = attribute
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            _touch()
+        return getattr(obj, self.attribute)
+
+
+class _TreeView:
+    """What estimator validators read of a ``Tree`` (its own arrays are checked by ``check_tree``)."""
+
+    __slots__ = ("capacity", "max_depth", "max_n_classes", "n_classes", "n_features", "n_outputs", "node_count")
+    capacity: Any
+    max_depth: Any
+    max_n_classes: Any
+    n_classes: Any
+    n_features: Any
+    n_outputs: Any
+    node_count: Any
+
+    __getattr__ = _touch
+
+
+_TreeView.__module__ = "sklearn.tree._tree"
+_TreeView.__qualname__ = "Tree"
+_TreeView.__name__ = "Tree"
+
+_PROXIES: dict[str, type | None] = {}
+_PROXY_TYPES: set[type] = set()
+_OBJECT_NAMES = frozenset(vars(object)) | {"__dict__", "__weakref__", "__module__", "__doc__"}
+
+
+def _proxy_class(name: str) -> type | None:
+    """A stand-in for the class ``name``; None where one cannot be faithful."""
+    if name in _PROXIES:
+        return _PROXIES[name]
+    _PROXIES[name] = None  # (a base cycle in corrupt data cannot recurse)
+    info = CLASSES.get(name)
+    if info is None:
+        return None
+    base_names, consts, data, other, aliases = info
+    bases = tuple(_proxy_class(b) for b in base_names)
+    if any(b is None for b in bases):
+        return None
+    module, _, qualname = name.rpartition(".")
+    namespace: dict[str, Any] = {"__module__": module, "__qualname__": qualname}
+    for key, value in consts.items():
+        if not (key.startswith("__") and key.endswith("__")):
+            namespace[key] = value
+    for key in data:
+        if not (key.startswith("__") and key.endswith("__")):
+            namespace[key] = _Alias(aliases[key]) if key in aliases else _OpaqueData()
+    for key in other:
+        if not (key.startswith("__") and key.endswith("__")):
+            namespace[key] = _Opaque()
+    try:
+        cls = type(qualname.rpartition(".")[2], tuple(b for b in bases if b is not None) or (object,), namespace)
+    except TypeError:  # an MRO that does not linearise from the data
+        return None
+    _PROXIES[name] = cls
+    _PROXY_TYPES.add(cls)
+    register_class_names(cls, class_names(cls))
+    return cls
+
+
+def _faithful(name: str) -> type | None:
+    """A proxy only for classes whose instances get their state as pickle's default BUILD,
+    ``BaseEstimator.__setstate__`` or a known dtype cast (``SETSTATE_CASTS``) gives it, and that
+    have no ``__getattr__`` (a missing attribute is then an AttributeError, as on the proxy)."""
+    cls = _proxy_class(name)
+    if cls is None:
+        return None
+    for base in cls.__mro__:
+        base_name = f"{base.__module__}.{base.__qualname__}"
+        info = CLASSES.get(base_name)
+        if info is None:
+            continue
+        own = set(info[3]) | set(info[2]) | set(info[1])
+        if "__getattr__" in own or "__getattribute__" in own:
+            return None
+        if "__setstate__" in own:
+            return cls if base_name in ("sklearn.base.BaseEstimator", name) and (
+                base_name != name or name in SETSTATE_CASTS) else None
+    return cls
+
+
+def class_names(cls: type) -> frozenset[str]:
+    """The class-level names of the real class a proxy stands for (the shadowing rule's input)."""
+    names = set(_OBJECT_NAMES)
+    for base in cls.__mro__:
+        info = CLASSES.get(f"{base.__module__}.{base.__qualname__}")
+        if info is not None:
+            names.update(info[1], info[2], info[3])
+    return frozenset(names)
+
+
+class _Twin:
+    """Rebuilds simulated values; ``origins`` maps each proxy to the offset of the opcode that made it."""
+
+    def __init__(self, checks: StaticChecks) -> None:
+        self.checks = checks
+        self.done: dict[int, Any] = {}
+        self.origins: dict[int, int] = {}
+        self.budget = MAX_VALUES
+
+    def value(self, v: Any, depth: int = 0) -> Any:
+        if type(v) in _PLAIN:
+            return v
+        key = id(v)
+        if key in self.done:
+            return self.done[key]
+        self.budget -= 1
+        if self.budget < 0:
+            raise _OverBudget
+        if depth > _MAX_DEPTH:
+            return UNKNOWN
+        if type(v) is tuple:
+            out: Any = tuple(self.value(x, depth + 1) for x in v)
+        elif type(v) is memoryview:
+            out = v.tobytes() if v.nbytes <= 1 << 20 else UNKNOWN
+        elif type(v) is Cont:
+            out = self.container(v, depth)
+        elif type(v) is Obj:
+            out = self.obj(v, depth)
+        else:  # G (a global), a vocabulary run, a set, anything the walker does not model
+            out = UNKNOWN
+        self.done[key] = out
+        return out
+
+    def container(self, c: Cont, depth: int) -> Any:
+        if c.kind == "list":
+            if c.count != len(c.flat):
+                return UNKNOWN
+            items: list[Any] = []
+            self.done[id(c)] = items  # before its items: a list may hold itself
+            items.extend(self.value(x, depth + 1) for x in c.flat)
+            return items
+        if c.kind == "dict" and c.whole():
+            d: dict[Any, Any] = {}
+            self.done[id(c)] = d
+            for k, v in c.pairs():
+                key = self.value(k, depth + 1)
+                if not _hashable(key):
+                    return UNKNOWN
+                d[key] = self.value(v, depth + 1)
+            return d
+        return UNKNOWN
+
+    def obj(self, o: Obj, depth: int) -> Any:
+        callee = o.callee
+        if callee is None:
+            return UNKNOWN
+        if o.array:
+            span = o.state
+            if isinstance(span, ArraySpan) and span.nested is not None:
+                return self.value(span.nested.root, depth + 1) if span.nested.root is not None else UNKNOWN
+            return self.array(o)
+        if callee in _RECONSTRUCT:
+            arr = self.array(o)
+            return arr if arr is not UNKNOWN else self.object_array(o, depth)
+        if callee in _FROMBUFFER:
+            return self.array(o)
+        if callee == "numpy.dtype":
+            try:
+                dt = concrete(o)
+            except Exception:  # noqa: BLE001 - unevaluable: unknown
+                return UNKNOWN
+            return dt if isinstance(dt, np.dtype) else UNKNOWN
+        if callee in _SCALAR:
+            return _scalar(o.args)
+        if callee == _TREE:
+            return self.tree(o)
+        if callee.startswith(("sklearn.", "scipy.")):
+            return self.instance(o, callee, depth)
+        return UNKNOWN
+
+    def array(self, o: Obj) -> Any:
+        arr = self.checks.static_array(o, limit=None)
+        return UNKNOWN if arr is None else arr
+
+    def object_array(self, o: Obj, depth: int) -> Any:
+        """An object array pickled as ``_reconstruct`` + BUILD(version, shape, dtype, fortran, items)."""
+        state = o.state
+        if not (isinstance(state, tuple) and len(state) == 5 and isinstance(state[4], Cont)):
+            return UNKNOWN
+        _, shape, dtype, fortran, raw = state
+        try:
+            dt = concrete(dtype)
+        except Exception:  # noqa: BLE001
+            return UNKNOWN
+        if not (isinstance(dt, np.dtype) and dt == np.dtype(object) and isinstance(shape, tuple)
+                and all(type(d) is int and d >= 0 for d in shape) and type(fortran) is bool):
+            return UNKNOWN
+        items = self.value(raw, depth + 1)
+        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        if not isinstance(items, list) or len(items) != count:
+            return UNKNOWN
+        out = np.empty(count, dtype=object)
+        for j, item in enumerate(items):
+            out[j] = item
+        return out.reshape(shape, order="F" if fortran else "C")
+
+    def tree(self, o: Obj) -> Any:
+        args, state = o.args, o.state
+        if not (isinstance(args, tuple) and len(args) == 3 and isinstance(state, Cont) and state.whole()):
+            return UNKNOWN
+        fields = dict(state.pairs())
+        n_classes = self.checks.static_array(args[1])
+        nodes = self.checks.static_array(fields.get("nodes"), limit=None)
+        if n_classes is None or nodes is None or type(args[0]) is not int or type(args[2]) is not int:
+            return UNKNOWN
+        view = _TreeView()
+        view.n_features, view.n_outputs, view.n_classes = args[0], args[2], n_classes
+        view.max_n_classes = int(n_classes.max()) if n_classes.size else 0
+        view.node_count = fields.get("node_count")
+        view.max_depth = fields.get("max_depth")
+        view.capacity = nodes.shape[0] if nodes.ndim == 1 else UNKNOWN
+        return view
+
+    def instance(self, o: Obj, callee: str, depth: int) -> Any:
+        cls = _faithful(callee)
+        state = o.state
+        if cls is None or not (state is None or (isinstance(state, Cont) and state.kind == "dict" and state.whole())):
+            return UNKNOWN  # (a state the walker dropped is OTHER: unknown)
+        inst: Any = object.__new__(cls)
+        self.done[id(o)] = inst
+        self.origins[id(inst)] = o.origin
+        if state is None:
+            return inst
+        d = self.value(state, depth + 1)
+        if not isinstance(d, dict) or not all(type(k) is str for k in d):
+            return UNKNOWN
+        d = dict(d)
+        if callee.startswith("sklearn.") and any(b.__qualname__ == "BaseEstimator" for b in cls.__mro__):
+            d.pop("_sklearn_version", None)  # BaseEstimator.__setstate__ pops it before the update
+        cast = SETSTATE_CASTS.get(callee)
+        if cast is not None:  # e.g. TreePredictor: nodes = nodes.astype(RECORD_DTYPE, casting="same_kind")
+            attr, descr = cast
+            value = d.get(attr)
+            if type(value) is not np.ndarray:
+                return UNKNOWN  # its __setstate__ reads the attribute: no array, no model
+            target = np.dtype([tuple(f) for f in descr])
+            if value.dtype != target:
+                try:
+                    d[attr] = value.astype(target, casting="same_kind")
+                except Exception:  # noqa: BLE001 - load fails to build it: not the validators' call
+                    return UNKNOWN
+        inst.__dict__.update(d)
+        return inst
+
+
+class _OverBudget(Exception):
+    pass
+
+
+def _hashable(key: Any) -> bool:
+    if type(key) in _PLAIN:
+        return True
+    return type(key) is tuple and all(_hashable(k) for k in key)
+
+
+def _scalar(args: Any) -> Any:
+    if not (isinstance(args, tuple) and len(args) == 2):
+        return UNKNOWN
+    try:
+        dt = concrete(args[0])
+        raw = concrete(args[1])
+    except Exception:  # noqa: BLE001
+        return UNKNOWN
+    if not isinstance(dt, np.dtype) or dt.hasobject or not isinstance(raw, bytes) or len(raw) != dt.itemsize:
+        return UNKNOWN
+    return np.frombuffer(raw, dt)[0]
+
+
+def twin(trace: Trace, checks: StaticChecks) -> tuple[Any, dict[int, int]] | None:
+    """The model's twin and the stream offset of each proxy; None when it would cost too much."""
+    builder = _Twin(checks)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 4 * _MAX_DEPTH + 200))
+    try:
+        return builder.value(trace.root), builder.origins
+    except _OverBudget:
+        return None
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def check_model(trace: Trace, checks: StaticChecks) -> list[Issue]:
+    """The issues ``load``'s validators would raise on this model, as far as they can be established."""
+    built = twin(trace, checks)
+    if built is None:
+        return []
+    root, origins = built
+    return [Issue("estimator-state", UNSAFE, origins.get(id(obj), 0), f"load's validator refuses it: {message}")
+            for obj, message in findings(root)]
+
+
+def findings(root: Any) -> list[tuple[Any, str]]:
+    """(object, message) for every validator that fails on the twin, skipping checks that used an
+    unknown value; the graph is walked breadth-first as ``_validators.validate`` walks the model."""
+    token = _VALIDATED.set(set())
+    census = _CENSUS.set({})
+    out: list[tuple[Any, str]] = []
+    try:
+        graph = _Graph()
+        graph.add(root, -1, 0)
+        nodes, index = graph.nodes, graph.index
+        i = 0
+        while i < len(nodes):
+            item = nodes[i]
+            t = type(item)
+            if t is Unknown or t is _TreeView:
+                i += 1
+                continue
+            if t not in _CONTAINERS and t not in _PLAIN:
+                for check in _checks_for(t):
+                    message = _judge(check, item, graph, i)
+                    if message is not None:
+                        out.append((item, message))
+            for child in _children(item):
+                if type(child) not in _PLAIN and id(child) not in index:
+                    graph.add(child, i, graph.depths[i] + 1)
+            i += 1
+    finally:
+        _CENSUS.reset(census)
+        _VALIDATED.reset(token)
+    return out
+
+
+_CONTAINERS = (list, tuple, dict, np.ndarray)
+
+
+def _judge(check: Any, item: Any, graph: _Graph, i: int) -> str | None:
+    """The check's refusal, or None when it passes or used an unknown value."""
+    _touched[0] = False
+    try:
+        check(item, "")
+        return None
+    except Exception:  # noqa: BLE001 - told apart below
+        if _touched[0]:
+            return None
+    try:
+        path = graph.path(i)
+    except Exception:  # noqa: BLE001 - a path through an unknown value
+        path = ""
+    _touched[0] = False
+    try:
+        check(item, path)
+    except SafeloadError as exc:
+        return None if _touched[0] else str(exc)
+    except Exception as exc:  # noqa: BLE001 - load fails closed on these too
+        return None if _touched[0] else f"{path or '<model>'}: cannot validate {_fullname(type(item))} ({exc})"
+    return None
+
+
+def _children(obj: Any) -> Any:
+    """The twin's own children (lists, tuples, dicts, object arrays, proxies' state), by exact type:
+    no isinstance on an unknown value."""
+    t = type(obj)
+    if t is list or t is tuple:
+        return obj
+    if t is dict:
+        return list(obj.values())
+    if t is np.ndarray:
+        return obj.reshape(-1).tolist() if obj.dtype == object else ()
+    d = obj.__dict__ if t.__module__.startswith("sklearn") and t in _PROXY_TYPES else None
+    return list(d.values()) if d else ()

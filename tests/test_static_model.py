@@ -1,0 +1,217 @@
+"""The static twin (safeload/_static_model.py): scan runs load's validators on it.
+
+Two properties make a verdict on the twin the verdict load's validator reaches: the twin is
+*faithful* (every value it has equals what load builds; checked against load on every zoo
+artifact in every format) and every use of a value it does not have makes the check
+*unknowable* (skipped, left to load). Agreement on tampered models is the state fuzzer's
+(fuzz/state_fuzz.py checks scan against load on every case) and test_validators_native's.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import safeload
+from safeload._containers import COMPRESSED, decompress, sniff
+from safeload._mirrors import StaticChecks
+from safeload._policy import Policy
+from safeload._static_model import Unknowable, Unknown, _TreeView, findings, twin
+from safeload._walker import walk
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+
+import gen_class_data  # noqa: E402
+
+pytest.importorskip("sklearn")
+
+
+def test_class_data_is_current() -> None:
+    """Regenerating from the installed scikit-learn / SciPy gives the checked-in module byte for byte."""
+    assert gen_class_data.DATA.read_text() == gen_class_data.render(gen_class_data.classes()), (
+        "stale: run python tools/gen_class_data.py"
+    )
+
+
+def _twin_of(data: bytes) -> tuple[Any, dict[int, int]] | None:
+    policy = Policy.default()
+    fmt = sniff(data)
+    if fmt in COMPRESSED:
+        data = decompress(fmt, data, policy.limits)
+    trace = walk(data, policy, joblib=True)
+    assert trace.ok, trace.issues
+    return twin(trace, StaticChecks(policy, data, None, []))
+
+
+def _fullname(obj: Any) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def _same(mine: Any, real: Any, where: str, seen: set[int], counts: dict[str, int]) -> None:
+    """Every value the twin has equals the built one; an Unknown stands for anything."""
+    if type(mine) is Unknown:
+        counts["unknown"] += 1
+        return
+    if id(mine) in seen:
+        return
+    seen.add(id(mine))
+    counts["known"] += 1
+    if type(mine) is _TreeView:
+        assert _fullname(real) == "sklearn.tree._tree.Tree", where
+        assert (mine.n_features, mine.n_outputs, mine.node_count, mine.capacity, mine.max_depth) == (
+            real.n_features, real.n_outputs, real.node_count, real.capacity, real.max_depth), where
+        assert np.array_equal(mine.n_classes, real.n_classes), where
+        return
+    if isinstance(mine, np.ndarray):
+        assert isinstance(real, np.ndarray) and mine.dtype == real.dtype and mine.shape == real.shape, where
+        if mine.dtype.hasobject:
+            for k, (a, b) in enumerate(zip(mine.reshape(-1).tolist(), real.reshape(-1).tolist(), strict=True)):
+                _same(a, b, f"{where}[{k}]", seen, counts)
+        else:
+            assert mine.tobytes() == real.tobytes(), where
+        return
+    if type(mine) in (list, tuple):
+        assert type(real) is type(mine) and len(real) == len(mine), where
+        for k, (a, b) in enumerate(zip(mine, real, strict=True)):
+            _same(a, b, f"{where}[{k}]", seen, counts)
+        return
+    if type(mine) is dict:
+        assert isinstance(real, dict) and list(real) == list(mine), where
+        for key in mine:
+            _same(mine[key], real[key], f"{where}[{key!r}]", seen, counts)
+        return
+    if isinstance(mine, (np.generic, np.dtype)) or type(mine) in (bool, int, float, str, bytes, type(None)):
+        assert type(real) is type(mine), where
+        assert mine == real or (mine != mine and real != real), where  # (NaN == NaN)
+        return
+    # a proxy: the real class's name, the real instance's keys and values
+    assert _fullname(mine) == _fullname(real), where
+    assert list(vars(mine)) == list(vars(real)), where
+    for key, value in vars(mine).items():
+        _same(value, vars(real)[key], f"{where}.{key}", seen, counts)
+
+
+@pytest.mark.parametrize("fmt", ["pickle-p5", "joblib", "joblib-zlib", "pickle-p2"])
+def test_twin_equals_what_load_builds(zoo_store: Any, fmt: str) -> None:
+    counts = {"known": 0, "unknown": 0}
+    compared = 0
+    for name in sorted(zoo_store.entries):
+        if fmt not in zoo_store.entries[name].files:
+            continue
+        data = Path(zoo_store.path(name, fmt)).read_bytes()
+        built = _twin_of(data)
+        assert built is not None, name
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            real = safeload.load(zoo_store.path(name, fmt))
+        _same(built[0], real, name, set(), counts)
+        compared += 1
+    assert compared > 100
+    # most of the model is known (else the twin would judge nothing)
+    assert counts["known"] > 10 * counts["unknown"], counts
+
+
+def test_using_an_unknown_is_unknowable() -> None:
+    u = Unknown()
+    for use in (lambda: isinstance(u, np.ndarray), lambda: u == "x", lambda: len(u), lambda: u.shape,
+                lambda: np.asarray(u), lambda: int(u), lambda: getattr(u, "__dict__", None),
+                lambda: type(u).__mro__):
+        with pytest.raises(Unknowable):
+            use()
+
+
+def _proxy_of(model: Any) -> Any:
+    built = _twin_of(pickle.dumps(model, protocol=5))
+    assert built is not None
+    return built[0]
+
+
+def test_check_on_known_values_reports_and_unknown_values_skip() -> None:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    X = np.arange(40, dtype=float).reshape(10, 4)
+    m = KNeighborsClassifier(n_neighbors=2, algorithm="brute").fit(X, [0, 1] * 5)
+    m._y = np.full_like(m._y, 7)  # labels outside the 2 classes
+    found = findings(_proxy_of(m))
+    assert any("_y[0]" in message for _, message in found), found
+    m.classes_ = Unknown()  # (never in a real twin; stands for a value scan could not establish)
+    proxy = _proxy_of(KNeighborsClassifier(n_neighbors=2, algorithm="brute").fit(X, [0, 1] * 5))
+    proxy.__dict__["_y"] = np.full(10, 7)
+    proxy.__dict__["classes_"] = Unknown()
+    assert not [m for _, m in findings(proxy) if "_y" in m]
+
+
+def test_proxy_answers_like_the_class() -> None:
+    from sklearn.svm import SVR
+
+    X = np.arange(40, dtype=float).reshape(10, 4)
+    proxy = _proxy_of(SVR().fit(X, np.arange(10.0)))
+    assert _fullname(proxy) == "sklearn.svm._classes.SVR"
+    assert type(proxy)._impl == "epsilon_svr"  # a plain class constant
+    with pytest.raises(Unknowable):
+        proxy.predict  # noqa: B018 - a method: the twin has no value for it
+    with pytest.raises(AttributeError):
+        proxy.not_an_attribute  # noqa: B018 - neither instance nor class has it
+
+
+def test_scipy_alias_properties() -> None:
+    import scipy.sparse as sp
+
+    assert gen_class_data._alias(vars(sp.csr_matrix.__mro__[3]).get("format", None)) in (None, "_format")
+    from safeload._class_data import CLASSES
+
+    assert CLASSES["scipy.sparse._base._spbase"][4] == {"format": "_format", "shape": "_shape"}
+
+    class C:
+        @property
+        def x(self) -> int:
+            """doc"""
+            return self._x  # type: ignore[attr-defined,no-any-return]
+
+        @property
+        def y(self) -> int:
+            return len(self._x)  # type: ignore[attr-defined]
+
+    assert gen_class_data._alias(vars(C)["x"]) == "_x"
+    assert gen_class_data._alias(vars(C)["y"]) is None
+
+
+def test_over_budget_twin_gives_no_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
+    import safeload._static_model as sm
+
+    monkeypatch.setattr(sm, "MAX_VALUES", 3)
+    from sklearn.linear_model import LinearRegression
+
+    X = np.arange(40, dtype=float).reshape(10, 4)
+    assert _twin_of(pickle.dumps(LinearRegression().fit(X, np.arange(10.0)))) is None
+
+
+def test_masked_array_mask_size_is_mirrored(tmp_path: Path) -> None:
+    """numpy refuses a mask whose byte count differs from the data's; scan says so too (state fuzz)."""
+    import numpy.ma as ma
+
+    from safeload._errors import MalformedModelError
+
+    m = ma.masked_array([1.0, 2.0, 3.0, 4.0], mask=[0, 1, 0, 0])
+    func, args, state = m.__reduce__()
+    state = (*state[:5], state[5][:1], *state[6:])
+
+    class Tampered:
+        def __reduce__(self) -> Any:
+            return func, args, state
+
+    path = tmp_path / "mask.pkl"
+    path.write_bytes(pickle.dumps(Tampered(), protocol=4))
+    with pytest.raises(ValueError, match="buffer size"):
+        pickle.loads(path.read_bytes())
+    with pytest.raises(MalformedModelError, match="mask holds 1 bytes for 4"):
+        safeload.load(path)
+    report = safeload.scan(path)
+    assert not report.safe and any("mask holds 1 bytes" in f.message for f in report.findings)
