@@ -302,8 +302,14 @@ def worker() -> None:
             answer = {"load": "stray", "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
         else:
             Path(path + ".accepted").touch()  # survives the worker if a method kills it
-            called = use(obj, probe)
-            answer = {"load": "accepted", "called": called}
+            answer = {"load": "accepted"}
+        # scan judges the same file (before any method runs): it must agree with load
+        try:
+            answer["scan"] = "safe" if safeload.scan(path).safe else "unsafe"
+        except Exception as exc:  # noqa: BLE001 - scan reports, it does not raise: a finding
+            answer["scan"] = f"error {type(exc).__name__}: {str(exc)[:200]}"
+        if answer["load"] == "accepted":
+            answer["called"] = use(obj, probe)
         signal.alarm(0)
         print(json.dumps(answer), file=answers, flush=True)
 
@@ -424,6 +430,8 @@ def campaign(
     start = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="state_fuzz_"))
     probe_paths: dict[str, str] = {}
+    gaps: Counter[str] = Counter()
+    verbose_gaps = bool(os.environ.get("STATE_FUZZ_GAPS"))
     w = Worker()
     index = 0
     try:
@@ -463,6 +471,21 @@ def campaign(
             stats[answer["load"]] += 1
             if answer["load"] == "stray":
                 log(f"stray exception case {index - 1} {name}: {what}: {answer['error']}")
+            scan = answer.get("scan", "")
+            if answer["load"] == "accepted" and scan != "safe":
+                # scan refuses a file load accepts: the static twin judged something load did not
+                stats["FAIL scan unsafe, load accepts"] += 1
+                saved = save_crash(name, payload, what, f"scan {scan}, load accepted",
+                                   store.entries[name].probe, seed, index - 1)
+                log(f"FAIL scan unsafe, load accepts: case {index - 1} {name}: {what}: {scan} -> {saved}")
+            elif answer["load"] == "refused" and scan == "safe":
+                stats["scan safe, load refuses (gap)"] += 1
+                gaps[answer["error"].split(":")[0] + ": " + _gap_kind(answer["error"])] += 1
+                if verbose_gaps:
+                    log(f"gap case {index - 1} {name}: {what}: {answer['error']}")
+            elif scan.startswith("error"):
+                stats["FAIL scan error"] += 1
+                log(f"FAIL scan error: case {index - 1} {name}: {what}: {scan}")
             if answer["load"] == "accepted":
                 stats["method calls"] += len(answer["called"])
             if index % 500 == 0:
@@ -471,7 +494,15 @@ def campaign(
         w.close()
     stats["seconds"] = int(time.monotonic() - start)
     stats["artifacts"] = len(chosen)
+    for kind, n in gaps.most_common(12):
+        log(f"gap {n}: {kind}")
     return stats
+
+
+def _gap_kind(error: str) -> str:
+    """The attribute a refusal names (``...tree_.n_features: ...`` -> ``n_features``), to group gaps."""
+    head = error.partition(": ")[2].partition(": ")[0]
+    return head.rpartition(".")[2].split("[")[0][:40]
 
 
 def main(argv: list[str] | None = None) -> int:
