@@ -33,7 +33,7 @@ from safeload._guards import (
     seed_sequence_problem,
 )
 from safeload._policy import Policy
-from safeload._simulated import LIMIT, MALFORMED, UNSAFE, ArraySpan, Cont, G, Issue, Obj
+from safeload._simulated import LIMIT, MALFORMED, OTHER, UNSAFE, ArraySpan, Cont, G, Issue, Obj
 
 __all__ = ["STATE_LENGTHS", "StaticChecks", "concrete", "static_mapping", "wrapper_state"]
 
@@ -209,10 +209,16 @@ class StaticChecks:
         # Only an ndarray's state (static_array) and a scikit-learn instance's state dict (the static
         # model, _static_model) are read again later; every other state is judged here and dropped,
         # so the simulated graph does not keep every object's state alive (memory ~ file).
+        # A scikit-learn/SciPy instance's second BUILD is merged into its first by __setstate__, and
+        # a state that is not a dict is not one the static model reads: either leaves it OTHER (unknown).
         callee = target.callee
-        keep = callee is not None and (callee in _RECONSTRUCT or (
-            callee.startswith(("sklearn.", "scipy.")) and isinstance(state, Cont) and state.kind == "dict"))
-        target.state = state if keep else None
+        if callee in _RECONSTRUCT:
+            target.state = state
+        elif callee is not None and callee.startswith(("sklearn.", "scipy.")):
+            single = target.state is None and isinstance(state, Cont) and state.kind == "dict"
+            target.state = state if single else OTHER
+        else:
+            target.state = None
         if target.callee in _RECONSTRUCT:
             self.check_array_state(i, state)
         elif target.callee == _MARECONSTRUCT:

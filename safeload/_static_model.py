@@ -335,10 +335,11 @@ class _Twin:
         return view
 
     def instance(self, o: Obj, callee: str, depth: int) -> Any:
-        cls = _faithful(callee)
+        how = _how(callee)
         state = o.state
-        if cls is None or not (state is None or (isinstance(state, Cont) and state.kind == "dict" and state.whole())):
-            return UNKNOWN  # (a state the walker dropped is OTHER: unknown)
+        if how is None or not (state is None or (isinstance(state, Cont) and state.kind == "dict" and state.whole())):
+            return UNKNOWN  # (a state the walker dropped, or a second BUILD, is OTHER: unknown)
+        cls, pops_version, cast = how
         inst: Any = object.__new__(cls)
         self.done[id(o)] = inst
         self.origins[id(inst)] = o.origin
@@ -348,15 +349,13 @@ class _Twin:
         if not isinstance(d, dict) or not all(type(k) is str for k in d):
             return UNKNOWN
         d = dict(d)
-        if callee.startswith("sklearn.") and any(b.__qualname__ == "BaseEstimator" for b in cls.__mro__):
+        if pops_version:
             d.pop("_sklearn_version", None)  # BaseEstimator.__setstate__ pops it before the update
-        cast = SETSTATE_CASTS.get(callee)
         if cast is not None:  # e.g. TreePredictor: nodes = nodes.astype(RECORD_DTYPE, casting="same_kind")
-            attr, descr = cast
+            attr, target = cast
             value = d.get(attr)
             if type(value) is not np.ndarray:
                 return UNKNOWN  # its __setstate__ reads the attribute: no array, no model
-            target = np.dtype([tuple(f) for f in descr])
             if value.dtype != target:
                 try:
                     d[attr] = value.astype(target, casting="same_kind")
@@ -364,6 +363,26 @@ class _Twin:
                     return UNKNOWN
         inst.__dict__.update(d)
         return inst
+
+
+_HOW: dict[str, tuple[type, bool, tuple[str, np.dtype[Any]] | None] | None] = {}
+
+
+def _how(callee: str) -> tuple[type, bool, tuple[str, np.dtype[Any]] | None] | None:
+    """How an instance of ``callee`` takes its state: (proxy class, pops ``_sklearn_version``,
+    dtype cast); None where the twin cannot imitate it (cached per class name)."""
+    if callee in _HOW:
+        return _HOW[callee]
+    cls = _faithful(callee)
+    how: tuple[type, bool, tuple[str, np.dtype[Any]] | None] | None = None
+    if cls is not None:
+        pops = callee.startswith("sklearn.") and any(
+            f"{b.__module__}.{b.__qualname__}" == "sklearn.base.BaseEstimator" for b in cls.__mro__)
+        spec = SETSTATE_CASTS.get(callee)
+        cast = (spec[0], np.dtype([tuple(f) for f in spec[1]])) if spec is not None else None
+        how = (cls, pops, cast)
+    _HOW[callee] = how
+    return how
 
 
 class _OverBudget(Exception):

@@ -215,3 +215,25 @@ def test_masked_array_mask_size_is_mirrored(tmp_path: Path) -> None:
         safeload.load(path)
     report = safeload.scan(path)
     assert not report.safe and any("mask holds 1 bytes" in f.message for f in report.findings)
+
+
+def test_second_build_leaves_the_instance_unknown(tmp_path: Path) -> None:
+    """__setstate__ merges a second BUILD into the first: the twin, which keeps one state dict,
+    must not judge the instance (it would miss the first dict's keys and refuse a good model)."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    X = np.arange(40, dtype=float).reshape(10, 4)
+    m = DecisionTreeClassifier(random_state=0).fit(X, [0, 1] * 5)
+    del m.n_features_in_  # comes from a first BUILD instead
+    payload = pickle.dumps(m, protocol=2)
+    root = payload.index(b"\x81q\x01}")  # NEWOBJ of the root, before its state dict
+    first = b"}X\x0e\x00\x00\x00n_features_in_K\x04sb"  # {'n_features_in_': 4} BUILD
+    path = tmp_path / "two_builds.pkl"
+    path.write_bytes(payload[: root + 3] + first + payload[root + 3 :])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = safeload.load(path)
+    assert loaded.n_features_in_ == 4 and loaded.predict(X).shape == (10,)
+    built = _twin_of(path.read_bytes())
+    assert built is not None and type(built[0]) is Unknown
+    assert safeload.scan(path).safe
