@@ -262,15 +262,6 @@ def _check_hist_gradient_boosting(est: Any, path: str) -> None:
             f"has {is_cat.size} entries for {n_features} features; "
             "f_idx_map[feature_idx] is read without a bounds check",
         )
-    preprocessor = _attr(est, "_preprocessor")
-    if preprocessor is not None:
-        width = _preprocessor_width(preprocessor, n_features, path)
-        if width != n_features:
-            _fail(
-                path,
-                "._preprocessor.transformers_",
-                f"outputs {width} columns, predictors expect {n_features}",
-            )
     is_cat_b = is_cat != 0
     preds: list[tuple[Any, str]] = []
     for i, row in enumerate(predictors):
@@ -285,6 +276,17 @@ def _check_hist_gradient_boosting(est: Any, path: str) -> None:
     done = _VALIDATED.get()
     if done is not None:
         done.update(id(pred) for pred, _ in preds)
+    # Last: scan's static twin cannot always establish the preprocessor (a FunctionTransformer's
+    # func is a global), and the predictors above are then already checked in bulk.
+    preprocessor = _attr(est, "_preprocessor")
+    if preprocessor is not None:
+        width = _preprocessor_width(preprocessor, n_features, path)
+        if width != n_features:
+            _fail(
+                path,
+                "._preprocessor.transformers_",
+                f"outputs {width} columns, predictors expect {n_features}",
+            )
 
 
 def _predictors_ok(preds: list[tuple[Any, str]], n_features: int, is_cat: npt.NDArray[np.bool_]) -> bool:
