@@ -30,6 +30,8 @@ DATA = ROOT / "safeload" / "_class_data.py"
 sys.path.insert(0, str(ROOT))
 
 _PLAIN = (type(None), bool, int, float, str, bytes)
+#: Names the runtime caches on a class once it is used (copyreg when it pickles, inspect): process state.
+_CACHES = ("__slotnames__", "__signature__")
 
 
 def _fullname(cls: type) -> str:
@@ -116,7 +118,7 @@ def describe(cls: type) -> tuple[tuple[str, ...], dict[str, Any], tuple[str, ...
     other: list[str] = []
     aliases: dict[str, str] = {}
     for name, value in vars(cls).items():
-        if name in ("__dict__", "__weakref__", "__module__", "__qualname__", "__doc__"):
+        if name in ("__dict__", "__weakref__", "__module__", "__qualname__", "__doc__", *_CACHES):
             continue
         if _plain(value):
             consts[name] = value
