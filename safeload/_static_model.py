@@ -27,7 +27,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from safeload._class_data import CLASSES, SETSTATE_CASTS
+from safeload._class_data import CLASSES, SCIPY_VERSION, SETSTATE_CASTS, SKLEARN_VERSION
 from safeload._errors import SafeloadError
 from safeload._mirrors import StaticChecks, concrete
 from safeload._simulated import UNSAFE, ArraySpan, Cont, Issue, Obj, Trace
@@ -421,8 +421,27 @@ def twin(trace: Trace, checks: StaticChecks) -> tuple[Any, dict[int, int]] | Non
         sys.setrecursionlimit(limit)
 
 
+def _versions_match() -> bool:
+    """The class data describes the installed scikit-learn and SciPy (read from package metadata:
+    nothing is imported). Under other versions a proxy could differ from the real class, so the
+    twin is not built: ``scan`` then judges what the walker mirrors, and ``load`` the rest."""
+    if not _VERSIONS:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            _VERSIONS.append(version("scikit-learn") == SKLEARN_VERSION and version("scipy") == SCIPY_VERSION)
+        except PackageNotFoundError:
+            _VERSIONS.append(False)
+    return _VERSIONS[0]
+
+
+_VERSIONS: list[bool] = []
+
+
 def check_model(trace: Trace, checks: StaticChecks) -> list[Issue]:
     """The issues ``load``'s validators would raise on this model, as far as they can be established."""
+    if not _versions_match():
+        return []
     built = twin(trace, checks)
     if built is None:
         return []

@@ -248,3 +248,20 @@ def test_second_build_leaves_the_instance_unknown(tmp_path: Path) -> None:
     built = _twin_of(path.read_bytes())
     assert built is not None and type(built[0]) is Unknown
     assert safeload.scan(path).safe
+
+
+def test_no_twin_under_other_library_versions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Class data from another scikit-learn could make a proxy differ from the real class: no verdict."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    import safeload._static_model as sm
+
+    X = np.arange(40, dtype=float).reshape(10, 4)
+    m = KNeighborsClassifier(n_neighbors=2, algorithm="brute").fit(X, [0, 1] * 5)
+    m._y = np.full_like(m._y, 7)
+    data = pickle.dumps(m, protocol=5)
+    policy = Policy.default()
+    trace = walk(data, policy, joblib=True)
+    assert sm.check_model(trace, StaticChecks(policy, data, None, []))  # the installed versions: judged
+    monkeypatch.setattr(sm, "_VERSIONS", [False])
+    assert sm.check_model(trace, StaticChecks(policy, data, None, [])) == []
