@@ -451,3 +451,30 @@ def test_other_version_with_missing_native_state_fails_closed(tmp_path: Path) ->
     del m._n_features_outs  # an older layout
     joblib.dump(m, tmp_path / "model.joblib")
     assert_load_refuses(tmp_path, "_n_features_outs")
+
+
+# --------------------------------------------------------------------------
+# (h) labels counted by numpy's bincount (found by the state fuzzer, seed 62)
+# --------------------------------------------------------------------------
+
+
+def test_voting_member_labels_near_int64_max_segfault(tmp_path: Path) -> None:
+    from sklearn.ensemble import VotingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.tree import DecisionTreeClassifier
+
+    m = VotingClassifier([("lr", LogisticRegression(max_iter=500)), ("dt", DecisionTreeClassifier(random_state=0))],
+                         voting="hard").fit(X, y)
+    m.estimators_[1].classes_ = np.array([2**63 - 1, 1, 10**6])  # bincount's size overflows
+    proven(tmp_path, m, "m.predict(X)", X, "estimators_[1].classes_[0]")
+
+
+def test_voting_members_with_good_labels_load(tmp_path: Path) -> None:
+    from sklearn.ensemble import VotingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    m = VotingClassifier([("lr", make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))),
+                          ("lr2", LogisticRegression(max_iter=500))], voting="hard").fit(X, y)
+    assert (loads(tmp_path, m).predict(X) == m.predict(X)).all()

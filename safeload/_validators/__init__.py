@@ -62,6 +62,7 @@ from safeload._validators._base import (
 )
 from safeload._validators.cluster import _check_birch, _check_bisecting_kmeans, _check_kmeans, _check_n_threads
 from safeload._validators.encoders import _check_multilabel_binarizer, _check_one_hot_encoder
+from safeload._validators.ensemble import _check_voting_classifier
 from safeload._validators.linear import _check_sgd
 from safeload._validators.neighbors import (
     _check_distance_metric,
@@ -177,6 +178,12 @@ _RULES: Final[tuple[_Rule, ...]] = (
         "estimators_ 2-d of Trees, columns == n_trees_per_iteration_, tree "
         "widths == n_features_in_; init_ ('zero', DummyClassifier, DummyRegressor; others refused) "
         "recomputed to yield exactly that many columns",
+    ),
+    _Rule(
+        "sklearn.ensemble._voting.VotingClassifier",
+        _check_voting_classifier,
+        "members' classes_ (through Pipeline last steps and search best_estimator_) are codes in "
+        "[0, len(le_.classes_)): hard voting counts them with np.bincount",
     ),
     _Rule(
         "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.BaseHistGradientBoosting",
