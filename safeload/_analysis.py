@@ -80,6 +80,17 @@ class Analysis:
         return out
 
 
+def _twin_can_open(root: Any) -> bool:
+    """Can the static twin open this root at all? A list or dict past the walker's caps, a set, a
+    global or a plain value holds nothing it would judge, and an adversarial file of 10**6 list
+    items should not pay for importing the validators (about 0.1 s) to learn nothing."""
+    from safeload._simulated import Cont, Obj
+
+    if type(root) is Cont:
+        return root.kind != "set" and root.count == (len(root.flat) if root.kind == "list" else root.kept())
+    return type(root) is Obj or type(root) is tuple
+
+
 def _importable(name: str) -> bool:
     """Does the top-level package exist?  ``find_spec`` on a top-level name runs no module code."""
     top = name.partition(".")[0]
@@ -137,9 +148,9 @@ def analyse(data: Buffer, policy: Policy, filling: Filling | None = None, *, num
     analysis = Analysis("joblib" if trace.arrays or compression else "pickle", compression, data, trace)
     if trace.arrays:
         analysis.plain_view = walk(data, policy, joblib=False, filling=filling, **options)
-    if model_checks and trace.ok and trace.root is not None:
+    if model_checks and trace.ok and _twin_can_open(trace.root):
         from safeload._mirrors import StaticChecks
-        from safeload._static_model import check_model
+        from safeload._static_model import check_model  # (imports the validators and class data)
 
         trace.issues.extend(check_model(trace, StaticChecks(policy, data, filling, trace.issues)))
     return analysis

@@ -22,6 +22,7 @@ are exactly what ``load`` would build, and ``scan`` reports what ``load``'s vali
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import Any, NoReturn
 
@@ -34,6 +35,8 @@ from safeload._simulated import UNSAFE, ArraySpan, Cont, Issue, Obj, Trace
 from safeload._validators import _checks_for, _Graph
 from safeload._validators._base import _CENSUS, _VALIDATED, _fullname
 from safeload._validators.shadow import register_class_names
+
+# (scan imports this module only for a root the twin can open: _analysis._twin_can_open)
 
 __all__ = ["Unknowable", "Unknown", "check_model", "twin"]
 
@@ -442,12 +445,23 @@ def check_model(trace: Trace, checks: StaticChecks) -> list[Issue]:
     """The issues ``load``'s validators would raise on this model, as far as they can be established."""
     if not _versions_match():
         return []
-    built = twin(trace, checks)
-    if built is None:
-        return []
-    root, origins = built
-    return [Issue("estimator-state", UNSAFE, origins.get(id(obj), 0), f"load's validator refuses it: {message}")
-            for obj, message in findings(root)]
+    # As in walk(): the twin allocates a few values per instance, and a collection now would
+    # traverse everything the walk left in the youngest generation (measured: ~0.1 s on a
+    # model of 100,000 small objects). The twin is bounded; the GC resumes when it is done.
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        built = twin(trace, checks)
+        if built is None:
+            return []
+        root, origins = built
+        return [Issue("estimator-state", UNSAFE, origins.get(id(obj), 0), f"load's validator refuses it: {message}")
+                for obj, message in findings(root)]
+    finally:
+        if paused:
+            gc.enable()
+
 
 
 def findings(root: Any) -> list[tuple[Any, str]]:
