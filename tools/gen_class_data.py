@@ -16,7 +16,6 @@ fails when the checked-in data differs from what this produces.
 
 from __future__ import annotations
 
-import argparse
 import ast
 import importlib
 import inspect
@@ -179,17 +178,9 @@ def render(found: dict[str, type]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the checked-in data is stale")
-    args = parser.parse_args()
-    text = render(classes())
-    if args.check:
-        if DATA.read_text() != text:
-            print(f"{DATA} is stale: run python tools/gen_class_data.py", file=sys.stderr)
-            return 1
-        return 0
-    DATA.write_text(text)
-    return 0
+    from _generated import write_or_check
+
+    return write_or_check(__doc__.splitlines()[0], DATA, lambda: render(classes()), "tools/gen_class_data.py")
 
 
 if __name__ == "__main__":

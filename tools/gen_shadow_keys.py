@@ -13,7 +13,6 @@ when the checked-in data differs from what this produces.
 
 from __future__ import annotations
 
-import argparse
 import pickle
 import sys
 import warnings
@@ -81,17 +80,9 @@ def render(found: dict[str, set[str]]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the checked-in data is stale")
-    args = parser.parse_args()
-    text = render(census(zoo_objects()))
-    if args.check:
-        if DATA.read_text() != text:
-            print(f"{DATA} is stale: run python tools/gen_shadow_keys.py", file=sys.stderr)
-            return 1
-        return 0
-    DATA.write_text(text)
-    return 0
+    from _generated import write_or_check
+
+    return write_or_check(__doc__.splitlines()[0], DATA, lambda: render(census(zoo_objects())), "tools/gen_shadow_keys.py")
 
 
 if __name__ == "__main__":
