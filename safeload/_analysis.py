@@ -153,6 +153,7 @@ def analyse(data: Buffer, policy: Policy, filling: Filling | None = None, *, num
         from safeload._static_model import check_model  # (imports the validators and class data)
 
         trace.issues.extend(check_model(trace, StaticChecks(policy, data, filling, trace.issues)))
+    trace.root = None  # the simulated model: not kept alive while load builds the real one
     return analysis
 
 
