@@ -109,7 +109,7 @@ def _same(mine: Any, real: Any, where: str, seen: set[int], counts: dict[str, in
         _same(value, vars(real)[key], f"{where}.{key}", seen, counts)
 
 
-@pytest.mark.parametrize("fmt", ["pickle-p5", "joblib", "joblib-zlib", "pickle-p2"])
+@pytest.mark.parametrize("fmt", ["pickle-p0", "pickle-p2", "pickle-p4", "pickle-p5", "joblib", "joblib-zlib"])
 def test_twin_equals_what_load_builds(zoo_store: Any, fmt: str) -> None:
     counts = {"known": 0, "unknown": 0}
     compared = 0
