@@ -85,7 +85,9 @@ class StaticChecks:
             shape = args[1] if guard == "reconstruct" and len(args) > 1 else (args[2] if len(args) > 2 else None)
             sub = args[0] if args else None
             count = _elements(shape)
-            if not isinstance(sub, G) or sub.name not in _ARRAY_TYPES:
+            base = args[1] if guard == "mareconstruct" and len(args) > 1 else sub  # MaskedArray's _baseclass
+            if not isinstance(sub, G) or sub.name not in _ARRAY_TYPES or not isinstance(base, G) \
+                    or base.name not in _ARRAY_TYPES:
                 self.issue("guard", UNSAFE, i, f"{name} called without an allowed array type")
             elif count is None:
                 self.issue("guard", UNSAFE, i, f"{name} called with a non-integer shape")

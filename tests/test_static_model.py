@@ -265,3 +265,25 @@ def test_no_twin_under_other_library_versions(monkeypatch: pytest.MonkeyPatch) -
     assert sm.check_model(trace, StaticChecks(policy, data, None, []))  # the installed versions: judged
     monkeypatch.setattr(sm, "_VERSIONS", [False])
     assert sm.check_model(trace, StaticChecks(policy, data, None, [])) == []
+
+
+@pytest.mark.parametrize("baseclass", [int, "text"])
+def test_masked_array_baseclass_is_mirrored(tmp_path: Path, baseclass: Any) -> None:
+    """_mareconstruct's guard checks the base class too (the state fuzzer's largest gap, 65 cases)."""
+    import numpy.ma as ma
+
+    from safeload._errors import UnsafeModelError
+
+    m = ma.masked_array([1.0, 2.0], mask=[0, 1])
+    func, args, state = m.__reduce__()
+
+    class Tampered:
+        def __reduce__(self) -> Any:
+            return func, (args[0], baseclass, *args[2:]), state
+
+    path = tmp_path / "masked.pkl"
+    path.write_bytes(pickle.dumps(Tampered(), protocol=4))
+    with pytest.raises(UnsafeModelError, match="array type"):
+        safeload.load(path)
+    report = safeload.scan(path)
+    assert not report.safe and any("array type" in f.message for f in report.findings), report.findings
