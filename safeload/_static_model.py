@@ -313,7 +313,7 @@ class _Twin:
             return UNKNOWN
         items = self.value(raw, depth + 1)
         count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-        if not isinstance(items, list) or len(items) != count:
+        if type(items) is not list or len(items) != count:
             return UNKNOWN
         out = np.empty(count, dtype=object)
         for j, item in enumerate(items):
@@ -349,8 +349,8 @@ class _Twin:
         if state is None:
             return inst
         d = self.value(state, depth + 1)
-        if not isinstance(d, dict) or not all(type(k) is str for k in d):
-            return UNKNOWN
+        if type(d) is not dict or not all(type(k) is str for k in d):
+            return UNKNOWN  # (exact types: isinstance on an unknown state would touch it)
         d = dict(d)
         if pops_version:
             d.pop("_sklearn_version", None)  # BaseEstimator.__setstate__ pops it before the update
@@ -418,7 +418,7 @@ def twin(trace: Trace, checks: StaticChecks) -> tuple[Any, dict[int, int]] | Non
     sys.setrecursionlimit(max(limit, 4 * _MAX_DEPTH + 200))
     try:
         return builder.value(trace.root), builder.origins
-    except _OverBudget:
+    except (_OverBudget, Unknowable):  # (a builder step that touched an unknown: no twin, no verdict)
         return None
     finally:
         sys.setrecursionlimit(limit)
