@@ -499,3 +499,51 @@ def test_voting_members_with_good_labels_load(tmp_path: Path) -> None:
     m = VotingClassifier([("lr", make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))),
                           ("lr2", LogisticRegression(max_iter=500))], voting="hard").fit(X, y)
     assert (loads(tmp_path, m).predict(X) == m.predict(X)).all()
+
+
+# --------------------------------------------------------------------------
+# stored counts that drive loops: PolynomialFeatures degrees (a hang, not a crash)
+# --------------------------------------------------------------------------
+
+
+def _poly(**kwargs: Any) -> Any:
+    from sklearn.preprocessing import PolynomialFeatures
+
+    return PolynomialFeatures(**kwargs).fit(X)
+
+
+def test_polynomial_degree_that_never_ends_is_refused(tmp_path: Path) -> None:
+    """Found by the state fuzzer (timeouts): with sparse input, transform walks every term of every
+    degree up to the stored _max_degree. Proven here: plain joblib's transform has not returned after
+    3 s (the healthy model takes milliseconds), then SIGALRM ends the child."""
+    import scipy.sparse as sp
+
+    m = _poly(degree=2)
+    m._max_degree = 2**31
+    joblib.dump(m, tmp_path / "model.joblib")
+    joblib.dump(sp.csr_matrix(X), tmp_path / "X.joblib")
+    code = ("import signal, sys, joblib; m = joblib.load(sys.argv[1]); X = joblib.load(sys.argv[2]); "
+            "print('loaded', flush=True); signal.alarm(3); m.transform(X); print('returned')")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "model.joblib"), str(tmp_path / "X.joblib")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.stdout.startswith("loaded") and "returned" not in proc.stdout, (proc.stdout, proc.stderr[-2000:])
+    assert proc.returncode == -14, proc.stderr[-2000:]  # SIGALRM: still inside transform
+    assert_load_refuses(tmp_path, "_max_degree")
+
+
+@pytest.mark.parametrize("attr", ["n_output_features_", "_n_out_full"])
+def test_polynomial_widths_must_match_the_degrees(tmp_path: Path, attr: str) -> None:
+    m = _poly(degree=(2, 3), interaction_only=True)
+    setattr(m, attr, getattr(m, attr) + 1)
+    joblib.dump(m, tmp_path / "model.joblib")
+    assert_load_refuses(tmp_path, attr)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"degree": 0}, {"degree": 1, "include_bias": False}, {"degree": 3}, {"degree": (2, 3)},
+    {"degree": (0, 2), "interaction_only": True}, {"degree": 9, "interaction_only": True, "include_bias": False},
+])
+def test_fitted_polynomial_features_load(tmp_path: Path, kwargs: dict[str, Any]) -> None:
+    m = _poly(**kwargs)
+    assert np.allclose(loads(tmp_path, m).transform(X), m.transform(X))
+    assert safeload.scan(tmp_path / "good.joblib").safe

@@ -72,6 +72,7 @@ from safeload._validators.neighbors import (
     _check_neighbors,
     _make_binary_tree_check,
 )
+from safeload._validators.preprocessing import _check_polynomial_features
 from safeload._validators.random import _check_random_state
 from safeload._validators.shadow import _check_shadowing, class_level_names
 from safeload._validators.sparse import _check_bspline, _check_sparse
@@ -270,6 +271,12 @@ _RULES: Final[tuple[_Rule, ...]] = (
         _check_one_hot_encoder,
         "_n_features_outs recomputed from categories_, _infrequent_indices (distinct, in range), "
         "_default_to_infrequent_mappings (in range) and _drop_idx_after_grouping; must be equal",
+    ),
+    _Rule(
+        "sklearn.preprocessing._polynomial.PolynomialFeatures",
+        _check_polynomial_features,
+        "degrees 0 <= _min_degree <= _max_degree <= 1000; n_output_features_ and _n_out_full "
+        "recomputed from n_features_in_, the degrees, interaction_only and include_bias; must be equal",
     ),
     _Rule(
         "sklearn.preprocessing._label.MultiLabelBinarizer",
