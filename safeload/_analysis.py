@@ -87,7 +87,7 @@ def _twin_can_open(root: Any) -> bool:
     from safeload._simulated import Cont, Obj
 
     if type(root) is Cont:
-        return root.kind != "set" and root.count == (len(root.flat) if root.kind == "list" else root.kept())
+        return root.kind != "set" and root.complete()
     return type(root) is Obj or type(root) is tuple
 
 

@@ -158,6 +158,10 @@ class Cont:
         """Every pair is kept (the dict can be judged statically)."""
         return self.count == len(self.flat) // 2
 
+    def complete(self) -> bool:
+        """Every item is kept: a list's items, a dict's pairs (past the walker's caps they are only counted)."""
+        return self.count == (len(self.flat) if self.kind == "list" else len(self.flat) // 2)
+
     def pairs(self) -> list[tuple[Any, Any]]:
         flat = self.flat
         return list(zip(flat[::2], flat[1::2], strict=True))

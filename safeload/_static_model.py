@@ -30,7 +30,7 @@ import numpy as np
 
 from safeload._class_data import CLASSES, SCIPY_VERSION, SETSTATE_CASTS, SKLEARN_VERSION
 from safeload._errors import SafeloadError
-from safeload._mirrors import StaticChecks, concrete
+from safeload._mirrors import _FROMBUFFER, _RECONSTRUCT, _TREE, StaticChecks, concrete
 from safeload._simulated import UNSAFE, ArraySpan, Cont, Issue, Obj, Trace
 from safeload._validators import _checks_for, _Graph
 from safeload._validators._base import _CENSUS, _VALIDATED, _fullname
@@ -44,10 +44,7 @@ __all__ = ["Unknowable", "Unknown", "check_model", "twin"]
 #: already bounds the file, this bounds the twin's cost on a model of many small objects).
 MAX_VALUES = 200_000
 _MAX_DEPTH = 200
-_RECONSTRUCT = frozenset({"numpy._core.multiarray._reconstruct", "numpy.core.multiarray._reconstruct"})
-_FROMBUFFER = frozenset({"numpy._core.numeric._frombuffer", "numpy.core.numeric._frombuffer"})
 _SCALAR = frozenset({"numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar"})
-_TREE = "sklearn.tree._tree.Tree"
 _PLAIN = (type(None), bool, int, float, str, bytes)
 
 _touched = [False]
@@ -248,14 +245,14 @@ class _Twin:
         return out
 
     def container(self, c: Cont, depth: int) -> Any:
+        if not c.complete():
+            return UNKNOWN
         if c.kind == "list":
-            if c.count != len(c.flat):
-                return UNKNOWN
             items: list[Any] = []
             self.done[id(c)] = items  # before its items: a list may hold itself
             items.extend(self.value(x, depth + 1) for x in c.flat)
             return items
-        if c.kind == "dict" and c.whole():
+        if c.kind == "dict":
             d: dict[Any, Any] = {}
             self.done[id(c)] = d
             for k, v in c.pairs():
