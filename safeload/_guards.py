@@ -355,9 +355,17 @@ def _partial(policy: Policy) -> Callable[..., None]:
     def check(func: object, *args: object, **kwargs: object) -> None:
         from safeload._allowlist import Kind
 
-        name = f"{getattr(func, '__module__', '')}.{getattr(func, '__qualname__', '')}"
-        if isinstance(func, Guarded) or policy.kind(name) not in (Kind.CALL, Kind.VALUE):
-            raise UnsafeModelError(f"functools.partial may only wrap an allowed function, not {name}")
+        if isinstance(func, Guarded):
+            name = func.name
+        else:
+            name = f"{getattr(func, '__module__', '')}.{getattr(func, '__qualname__', '')}"
+            if policy.kind(name) not in (Kind.CALL, Kind.VALUE):
+                raise UnsafeModelError(f"functools.partial may only wrap an allowed function, not {name}")
+        entry = policy.entries.get(name)
+        if isinstance(func, Guarded) or (entry is not None and entry.guard is not None):
+            # the partial would call it later, with the arguments it holds, past the guard
+            raise UnsafeModelError(f"functools.partial may not wrap {name}, which is safe to call only "
+                                   "through its guard")
 
     return check
 

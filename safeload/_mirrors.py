@@ -75,6 +75,10 @@ class StaticChecks:
     def issue(self, rule: str, severity: str, offset: int, message: str, names: tuple[str, ...] = ()) -> None:
         self.issues.append(Issue(rule, severity, offset, message, names))
 
+    def _guarded(self, name: str) -> bool:
+        entry = self.policy.entries.get(name)
+        return entry is not None and entry.guard is not None
+
     def check_guard(self, i: int, name: str, args: tuple[Any, ...]) -> None:
         """The static mirror of ``_guards``: refuse what the runtime guard would refuse."""
         entry = self.policy.entries.get(name)
@@ -150,6 +154,9 @@ class StaticChecks:
         elif guard == "partial":
             if not args or not isinstance(args[0], G) or args[0].kind not in (Kind.CALL, Kind.VALUE):
                 self.issue("guard", UNSAFE, i, "functools.partial may only wrap an allowed function")
+            elif self._guarded(args[0].name):
+                self.issue("guard", UNSAFE, i, f"functools.partial may not wrap {args[0].name}, which is safe to "
+                           "call only through its guard")
         elif guard == "new_obj":
             if len(args) != 1 or not isinstance(args[0], G) or args[0].kind not in (Kind.NEW, Kind.CALL):
                 self.issue("guard", UNSAFE, i, f"{name} needs an allowed class")
@@ -237,8 +244,9 @@ class StaticChecks:
             self.issue("guard", UNSAFE, i, f"{target.callee} state must be a {_STATE_LENGTHS[target.callee]}-tuple")
         elif target.callee == "functools.partial":
             func = state[0] if isinstance(state, tuple) and state else None
-            if not isinstance(func, G) or func.kind not in (Kind.CALL, Kind.VALUE):
-                self.issue("guard", UNSAFE, i, "functools.partial state may only name an allowed function")
+            if not isinstance(func, G) or func.kind not in (Kind.CALL, Kind.VALUE) or self._guarded(func.name):
+                self.issue("guard", UNSAFE, i, "functools.partial state may only name an allowed function "
+                           "that needs no guard")
         elif target.callee is not None and target.callee.startswith("sklearn.") and isinstance(state, Cont) \
                 and state.kind == "dict":
             self.check_estimator_state(i, state)

@@ -140,3 +140,34 @@ def test_seed_sequence_pool_size_is_the_pool_length(pool_size: int, pool: int) -
     with pytest.raises(safeload.UnsafeModelError):
         guarded("numpy.random.bit_generator.__pyx_unpickle_SeedSequence")(
             args[0], args[1], (1, 0, np.arange(4, dtype=np.uint32), 10**8, ()))
+
+
+@pytest.mark.parametrize("name", ["builtins.set", "collections.Counter", "numpy.random.bit_generator.SeedSequence",
+                                  "builtins.bytearray", "numpy._core.multiarray._reconstruct"])
+@pytest.mark.parametrize("called", [False, True])
+def test_partial_never_wraps_a_guarded_name(name: str, called: bool) -> None:
+    """A partial calls its function later, with the arguments it holds, past the guard: whether the
+    stream also calls the name (load then hands out the guard wrapper) or only references it (load
+    hands out the raw name). Found by the byte fuzzer (seed 101): the runtime guard refused the
+    wrapper, the walker's mirror said safe."""
+    module, _, qual = name.rpartition(".")
+    wrap = sg("functools", "partial") + sg(module, qual) + b"\x94" + rng(10**12) + b"\x86R"
+    data = b"\x80\x04" + wrap + (b"h\x00)R\x86" if called else b"") + b"."  # (memo 0: the guarded name)
+    assert "guard" in rules(data)
+    assert not safeload.scan(data).safe
+    with pytest.raises(safeload.UnsafeModelError, match="partial"):
+        safeload.loads(data)
+    with pytest.raises(safeload.UnsafeModelError, match="guard"):
+        guarded("functools.partial")(P.resolve(module, qual), range(10**12))
+    state = (b"\x80\x04" + sg("functools", "partial") + sg("sklearn.utils.validation", "check_array") + b"\x85R"
+             + b"(" + sg(module, qual) + b")}Ntb.")  # the same through partial's __setstate__
+    assert "guard" in rules(state)
+
+
+def test_partial_of_an_unguarded_function_loads() -> None:
+    import functools
+
+    from sklearn.utils.validation import check_array
+
+    out = safeload.loads(pickle.dumps(functools.partial(check_array, ensure_all_finite=False), protocol=4))
+    assert out.func is check_array and out.keywords == {"ensure_all_finite": False}
