@@ -547,3 +547,101 @@ def test_fitted_polynomial_features_load(tmp_path: Path, kwargs: dict[str, Any])
     m = _poly(**kwargs)
     assert np.allclose(loads(tmp_path, m).transform(X), m.transform(X))
     assert safeload.scan(tmp_path / "good.joblib").safe
+
+
+# --------------------------------------------------------------------------
+# found by an audit of inference paths (session 13): FeatureAgglomeration, HDBSCAN, precomputed
+# neighbours, k-means without centers
+# --------------------------------------------------------------------------
+
+
+def test_feature_agglomeration_label_reaches_bincount(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """transform pools with np.bincount(labels_): the VotingClassifier overflow, another owner. The
+    crash is heap-dependent (SIGABRT in the audit), so the test proves the label reaches bincount."""
+    from sklearn.cluster import FeatureAgglomeration
+
+    m = FeatureAgglomeration(n_clusters=2).fit(X)
+    m.labels_ = np.array([0, 1, 1, 0, 1, 2**63 - 1])
+    joblib.dump(m, tmp_path / "model.joblib")
+    plain = joblib.load(tmp_path / "model.joblib")
+
+    class Overflow(Exception):
+        pass
+
+    def bincount(x: Any, *args: Any, **kwargs: Any) -> Any:
+        if np.asarray(x).size and int(np.max(x)) == 2**63 - 1:
+            raise Overflow
+        return real(x, *args, **kwargs)
+
+    real = np.bincount
+    monkeypatch.setattr(np, "bincount", bincount)
+    with pytest.raises(Overflow):
+        plain.transform(X)
+    monkeypatch.undo()
+    assert_load_refuses(tmp_path, "labels_")
+
+
+def test_hdbscan_linkage_children_index_the_union_find(tmp_path: Path) -> None:
+    from sklearn.cluster import HDBSCAN
+
+    m = HDBSCAN(min_cluster_size=3).fit(X[:40])
+    tree = m._single_linkage_tree_.copy()
+    tree["left_node"][0] = 10**12
+    tree["value"][0] = 0.0  # below the cut: the row is merged
+    m._single_linkage_tree_ = tree
+    proven(tmp_path, m, "m.dbscan_clustering(cut_distance=0.5)", X, "_single_linkage_tree_")
+
+
+@pytest.mark.parametrize("field", ["cluster_size", "node reuse"])
+def test_hdbscan_linkage_must_be_a_tree(tmp_path: Path, field: str) -> None:
+    from sklearn.cluster import HDBSCAN
+
+    m = HDBSCAN(min_cluster_size=3).fit(X[:40])
+    tree = m._single_linkage_tree_
+    if field == "node reuse":
+        tree = tree.copy()
+        tree["right_node"][5] = tree["left_node"][5]
+    else:
+        tree = tree.astype([("left_node", np.intp), ("right_node", np.intp), ("value", np.float64),
+                            ("cluster_size", np.int32)])
+    m._single_linkage_tree_ = tree
+    joblib.dump(m, tmp_path / "model.joblib")
+    assert_load_refuses(tmp_path, "_single_linkage_tree_")
+
+
+def test_precomputed_metric_on_a_feature_model(tmp_path: Path) -> None:
+    """The victim's sparse X is read as a distance graph: its column indices become neighbour ids of
+    a CSR with n_samples_fit_ columns, and sparsetools writes through them (audit: SIGSEGV/SIGABRT)."""
+    import scipy.sparse as sp
+    from sklearn.neighbors import KNeighborsTransformer
+
+    m = KNeighborsTransformer(n_neighbors=2, algorithm="brute").fit(np.random.RandomState(0).rand(5, 3000))
+    m.metric = m.effective_metric_ = "precomputed"
+    joblib.dump(m, tmp_path / "model.joblib")
+    data = sp.random(4, 3000, density=0.5, format="csr", random_state=0)
+    # whether toarray() then kills the process depends on the heap; the out-of-range index does not
+    graph = joblib.load(tmp_path / "model.joblib").transform(data)
+    assert graph.shape[1] == 5 and graph.indices.max() >= graph.shape[1]
+    assert_load_refuses(tmp_path, "metric")
+
+
+def test_kmeans_needs_a_center(tmp_path: Path) -> None:
+    from sklearn.cluster import KMeans
+
+    m = KMeans(3, n_init=1, random_state=0).fit(X)
+    m.cluster_centers_ = m.cluster_centers_[:0]
+    joblib.dump(m, tmp_path / "model.joblib")
+    assert_load_refuses(tmp_path, "cluster_centers_")
+
+
+def test_healthy_cluster_and_precomputed_models_load(tmp_path: Path) -> None:
+    from sklearn.cluster import HDBSCAN, FeatureAgglomeration
+    from sklearn.neighbors import KNeighborsClassifier
+
+    fa = FeatureAgglomeration(n_clusters=3).fit(X)
+    assert np.allclose(loads(tmp_path, fa).transform(X), fa.transform(X))
+    hdb = HDBSCAN(min_cluster_size=3).fit(X[:60])
+    assert (loads(tmp_path, hdb).dbscan_clustering(0.8) == hdb.dbscan_clustering(0.8)).all()
+    D = np.abs(X[:50, None, :] - X[None, :50, :]).sum(-1)
+    knn = KNeighborsClassifier(n_neighbors=3, metric="precomputed").fit(D, y[:50])
+    assert (loads(tmp_path, knn).predict(D[:10]) == knn.predict(D[:10])).all()

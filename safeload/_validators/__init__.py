@@ -60,7 +60,14 @@ from safeload._validators._base import (
     _leaf_types,
     _short,
 )
-from safeload._validators.cluster import _check_birch, _check_bisecting_kmeans, _check_kmeans, _check_n_threads
+from safeload._validators.cluster import (
+    _check_birch,
+    _check_bisecting_kmeans,
+    _check_feature_agglomeration,
+    _check_hdbscan,
+    _check_kmeans,
+    _check_n_threads,
+)
 from safeload._validators.encoders import _check_multilabel_binarizer, _check_one_hot_encoder
 from safeload._validators.ensemble import _check_voting_classifier
 from safeload._validators.linear import _check_sgd
@@ -202,7 +209,7 @@ _RULES: Final[tuple[_Rule, ...]] = (
         "sklearn.neighbors._base.NeighborsBase",
         _check_neighbor_params,
         "metric strings' parameter dicts (metric_params, effective_metric_params_: VI n x n, V/w n, p > 0, "
-        "no other arrays)",
+        "no other arrays); 'precomputed' only with a square _fit_X",
     ),
     _Rule(
         "sklearn.neighbors._base.NeighborsBase",
@@ -224,7 +231,7 @@ _RULES: Final[tuple[_Rule, ...]] = (
     _Rule(
         "sklearn.cluster._kmeans._BaseKMeans",
         _check_kmeans,
-        "cluster_centers_ width == n_features_in_",
+        "cluster_centers_ width == n_features_in_, at least one center",
     ),
     _Rule(
         "sklearn.cluster._bisect_k_means.BisectingKMeans",
@@ -235,6 +242,17 @@ _RULES: Final[tuple[_Rule, ...]] = (
         "sklearn.cluster._birch.Birch",
         _check_birch,
         "subcluster_centers_ width == n_features_in_; _subcluster_norms one per center",
+    ),
+    _Rule(
+        "sklearn.cluster._agglomerative.FeatureAgglomeration",
+        _check_feature_agglomeration,
+        "labels_ 1-d integer, one per feature (n_features_in_), values in [0, n_features_in_)",
+    ),
+    _Rule(
+        "sklearn.cluster._hdbscan.hdbscan.HDBSCAN",
+        _check_hdbscan,
+        "_single_linkage_tree_ of the single-linkage record dtype; row i's children in [0, n + i), "
+        "each node merged at most once",
     ),
     _Rule(
         "sklearn.linear_model._stochastic_gradient.BaseSGD",

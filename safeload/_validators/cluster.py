@@ -1,4 +1,4 @@
-"""k-means, bisecting k-means, Birch."""
+"""k-means, bisecting k-means, Birch, feature agglomeration, HDBSCAN."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from safeload._validators._base import (
     _attr,
     _fail,
     _int,
+    _int_array,
     _n_features_in,
 )
 
@@ -25,6 +26,8 @@ def _check_kmeans(est: Any, path: str) -> None:
     arr = _array(centers, path, ".cluster_centers_", ndim=2)
     if arr.shape[1] != width:
         _fail(path, ".cluster_centers_", f"shape {arr.shape} for {width} features")
+    if arr.shape[0] < 1:
+        _fail(path, ".cluster_centers_", "has no centers; the Cython kernels read center 0 regardless")
 
 
 def _check_bisecting_kmeans(est: Any, path: str) -> None:
@@ -65,6 +68,44 @@ def _check_birch(est: Any, path: str) -> None:
         )
 
 
+
+def _check_feature_agglomeration(est: Any, path: str) -> None:
+    """transform pools with ``np.bincount(labels_)``, which sizes its output as max + 1: a label near
+    2**63 overflows it and numpy writes out of bounds (as in VotingClassifier)."""
+    labels = _attr(est, "labels_")
+    if labels is None:
+        return
+    arr = _int_array(labels, path, ".labels_")
+    width = _n_features_in(est, path, needed_for="pooling")
+    if arr.shape[0] != width:
+        _fail(path, ".labels_", f"has {arr.shape[0]} entries for {width} features")
+    if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= width):
+        _fail(path, ".labels_", f"cluster labels must be in [0, {width}), got [{arr.min()}, {arr.max()}]")
+
+
+#: sklearn.cluster._hdbscan._tree.HIERARCHY_dtype (field, kind, itemsize).
+_HIERARCHY = (("left_node", "i", 8), ("right_node", "i", 8), ("value", "f", 8), ("cluster_size", "i", 8))
+
+
+def _check_hdbscan(est: Any, path: str) -> None:
+    """``dbscan_clustering`` hands ``_single_linkage_tree_`` to ``labelling_at_cut``, whose union-find
+    (2n - 1 slots, boundscheck off) indexes with every row's children: they must be a tree over
+    the n points and the n - 1 merges, each child naming an earlier node, each node used once."""
+    tree = _attr(est, "_single_linkage_tree_")
+    if tree is None:
+        return
+    arr = _array(tree, path, "._single_linkage_tree_", ndim=1)
+    fields = arr.dtype.fields
+    if fields is None or tuple(arr.dtype.names or ()) != tuple(f for f, _, _ in _HIERARCHY) or any(
+            fields[f][0].kind != kind or fields[f][0].itemsize != size for f, kind, size in _HIERARCHY):
+        _fail(path, "._single_linkage_tree_", f"dtype {arr.dtype} is not the single-linkage record type")
+    n = arr.shape[0] + 1
+    children = np.stack([arr["left_node"], arr["right_node"]]).astype(np.int64)
+    limit = n + np.arange(arr.shape[0], dtype=np.int64)  # row i merges into node n + i
+    if arr.shape[0] and (children.min() < 0 or (children >= limit).any()):
+        _fail(path, "._single_linkage_tree_", f"children must name earlier nodes: row i in [0, {n} + i)")
+    if np.unique(children).size != children.size:
+        _fail(path, "._single_linkage_tree_", "a node is merged twice")
 
 
 def _check_n_threads(est: Any, path: str) -> None:

@@ -218,6 +218,11 @@ def _check_neighbor_params(est: Any, path: str) -> None:
     width = _n_features_in(est, path, needed_for="distance computations")
     for name, params in (("metric", "metric_params"), ("effective_metric_", "effective_metric_params_")):
         _check_metric_params(est, path, name, params, width)
+        metric = _attr(est, name)
+        if isinstance(metric, str) and metric == "precomputed" and (len(shape) != 2 or shape[0] != shape[1]):
+            # X's column indices become neighbour ids (sparse X: used as they are, unchecked, in a
+            # CSR of n_samples_fit_ columns that sparsetools then writes through); fit requires it square
+            _fail(path, f".{name}", f"'precomputed' needs the square distance matrix fit stores; _fit_X is {shape}")
 
 
 def _check_neighbor_label_rule(est: Any, path: str) -> None:
