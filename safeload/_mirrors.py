@@ -63,6 +63,14 @@ _BIT_GENERATOR_CLASSES = frozenset({"numpy.random._mt19937.MT19937", "numpy.rand
                                     "numpy.random._sfc64.SFC64"})
 
 
+#: Guards that check these arguments as classes (``_guards``: ``_allowed_class``, ``is SeedSequence``,
+#: ``issubclass(BitGenerator)``, ``base in PLAIN_BASES``): a guard wrapper there is refused at load.
+_CLASS_ARGS: dict[str, tuple[int, ...]] = {
+    "reconstructor": (0, 1), "new_obj": (0,), "pyx_unpickle": (0,), "pyx_unpickle_seedsequence": (0,),
+    "bit_generator_ctor": (0,), "randomstate_ctor": (0,), "generator_ctor": (0,),
+}
+
+
 class StaticChecks:
     """The mirrors, bound to one stream: its bytes (array data is read in place) and its issue list."""
 
@@ -71,9 +79,20 @@ class StaticChecks:
         self.data = data
         self.filling = filling
         self.issues = issues
+        self.class_args: list[tuple[int, G, str]] = []  # (offset, class, callee) for finish()
 
     def issue(self, rule: str, severity: str, offset: int, message: str, names: tuple[str, ...] = ()) -> None:
         self.issues.append(Issue(rule, severity, offset, message, names))
+
+    def finish(self) -> None:
+        """Checks that need the whole stream. A global that any opcode calls is resolved to its guard
+        wrapper for the whole load (the engine resolves each global once), and the runtime guards
+        that check an argument as a class refuse a wrapper: so must the mirror, even when the call
+        comes later in the stream than the use."""
+        for i, cls, callee in self.class_args:
+            if cls.called:
+                self.issue("guard", UNSAFE, i, f"{callee} is given {cls.name} as a class, but the stream also calls "
+                           f"{cls.name}, so load would hand it the guard wrapper")
 
     def _guarded(self, name: str) -> bool:
         entry = self.policy.entries.get(name)
@@ -85,6 +104,9 @@ class StaticChecks:
         guard = entry.guard if entry is not None else None
         if guard is None:
             return
+        for k in _CLASS_ARGS.get(guard, ()):
+            if k < len(args) and isinstance(args[k], G) and self._guarded(args[k].name):
+                self.class_args.append((i, args[k], name))  # judged at the end: it may be called later
         if guard in ("reconstruct", "mareconstruct"):
             shape = args[1] if guard == "reconstruct" and len(args) > 1 else (args[2] if len(args) > 2 else None)
             sub = args[0] if args else None

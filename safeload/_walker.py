@@ -244,6 +244,7 @@ class _Walker:
         except (IndexError, ValueError, TypeError, KeyError, UnicodeDecodeError, OverflowError, MemoryError,
                 RecursionError) as exc:
             self.issue("malformed", MALFORMED, pos, f"cannot parse pickle stream: {type(exc).__name__}: {exc}")
+        self.checks.finish()
         return self.trace
 
     def _run(self, start: int) -> None:  # noqa: C901 - one dispatch loop, on purpose

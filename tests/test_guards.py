@@ -171,3 +171,25 @@ def test_partial_of_an_unguarded_function_loads() -> None:
 
     out = safeload.loads(pickle.dumps(functools.partial(check_array, ensure_all_finite=False), protocol=4))
     assert out.func is check_array and out.keywords == {"ensure_all_finite": False}
+
+
+@pytest.mark.parametrize("order", ["called-after", "called-before", "never-called"])
+def test_a_class_argument_the_stream_also_calls(order: str) -> None:
+    """The engine resolves each global once: if any opcode calls it, every use gets the guard wrapper,
+    and guards that check an argument as a class refuse a wrapper. The walker must see that even when
+    the call comes after the use (byte fuzzer seed 101: copyreg._reconstructor given itself)."""
+    mt = sg("numpy.random._mt19937", "MT19937") + b"\x94"  # memo 0
+    use = sg("numpy.random._pickle", "__bit_generator_ctor") + b"h\x00\x85R"
+    call = b"h\x00)R"
+    body = {"called-after": mt + use + call + b"\x86", "called-before": mt + call + use + b"\x86",
+            "never-called": mt + use + b"\x86"}[order]
+    data = b"\x80\x04" + body + b"."
+    if order == "never-called":
+        assert rules(data) == [] and safeload.scan(data).safe
+        out = safeload.loads(data)
+        assert type(out[1]).__name__ == "MT19937"
+        return
+    assert "guard" in rules(data)
+    assert not safeload.scan(data).safe
+    with pytest.raises(safeload.UnsafeModelError):
+        safeload.loads(data)
