@@ -247,7 +247,7 @@ def discover(paths: Sequence[str], policy: Policy | None = None, ignore: Ignore 
     """
     pol = policy or Policy.default()
     out: list[str] = []
-    seen: set[str] = set()
+    seen: set[tuple[int, int]] = set()  # (device, inode): one file reached twice (links) is judged once
     for path in paths:
         try:
             st = os.stat(path)
@@ -256,23 +256,21 @@ def discover(paths: Sequence[str], policy: Policy | None = None, ignore: Ignore 
         except OSError as exc:
             raise CliError(f"cannot access {path}: {exc.strerror or exc}") from None
         if stat.S_ISDIR(st.st_mode):
-            for found in _walk(path, pol, ignore or Ignore()):
-                real = os.path.realpath(found)
-                if real not in seen:
-                    seen.add(real)
+            for found, found_st in _walk(path, pol, ignore or Ignore()):
+                if (found_st.st_dev, found_st.st_ino) not in seen:
+                    seen.add((found_st.st_dev, found_st.st_ino))
                     out.append(found)
         elif stat.S_ISREG(st.st_mode):
             _read_head(path)  # an unreadable named file is an I/O error, not a verdict
-            real = os.path.realpath(path)
-            if real not in seen:
-                seen.add(real)
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
                 out.append(path)
         else:
             raise CliError(f"not a regular file or directory: {path}")
     return out
 
 
-def _walk(top: str, policy: Policy, ignore: Ignore) -> Iterator[str]:
+def _walk(top: str, policy: Policy, ignore: Ignore) -> Iterator[tuple[str, os.stat_result]]:
     real_top = os.path.realpath(top)
     errors: list[OSError] = []
     for dirpath, dirnames, filenames in os.walk(top, onerror=errors.append, followlinks=False):
@@ -296,7 +294,7 @@ def _walk(top: str, policy: Policy, ignore: Ignore) -> Iterator[str]:
             if not stat.S_ISREG(st.st_mode):
                 continue
             if model_named(path) or (st.st_size > 0 and _artifact_or_unknown(path, policy)):
-                yield path
+                yield path, st
     if errors:
         exc = errors[0]
         raise CliError(f"cannot read directory {exc.filename or top}: {exc.strerror or exc}")
@@ -793,7 +791,11 @@ def _preload(files: Sequence[str]) -> None:
     import zipfile
 
     importlib.import_module("safeload._scan")
+    static_model = importlib.import_module("safeload._static_model")  # the twin: validators, class data
+    static_model.versions_match()  # (reads package metadata once, here, not once per worker)
     for path in files:
+        if _PICKLE_NAME.search(path):
+            continue  # named like a pickle: not a skops archive, no need to open it here
         try:
             with open(path, "rb") as fh:
                 if fh.read(4) != b"PK\x03\x04":
@@ -804,6 +806,9 @@ def _preload(files: Sequence[str]) -> None:
                     return
         except (OSError, zipfile.BadZipFile, ValueError, ImportError, EOFError):
             continue
+
+
+_PICKLE_NAME = re.compile(r"(?i)\.(pkl|pickle|joblib|jbl|sav)(\.(gz|bz2|xz|lzma|lz4|z))?$")
 
 
 def _fork_context() -> Any:

@@ -38,7 +38,7 @@ from safeload._validators.shadow import register_class_names
 
 # (scan imports this module only for a root the twin can open: _analysis._twin_can_open)
 
-__all__ = ["Unknowable", "Unknown", "check_model", "twin"]
+__all__ = ["Unknowable", "Unknown", "check_model", "twin", "versions_match"]
 
 #: Simulated values rebuilt per stream at most (beyond it scan gives no static verdict: the walk
 #: already bounds the file, this bounds the twin's cost on a model of many small objects).
@@ -421,7 +421,7 @@ def twin(trace: Trace, checks: StaticChecks) -> tuple[Any, dict[int, int]] | Non
         sys.setrecursionlimit(limit)
 
 
-def _versions_match() -> bool:
+def versions_match() -> bool:
     """The class data describes the installed scikit-learn and SciPy (read from package metadata:
     nothing is imported). Under other versions a proxy could differ from the real class, so the
     twin is not built: ``scan`` then judges what the walker mirrors, and ``load`` the rest."""
@@ -440,7 +440,7 @@ _VERSIONS: list[bool] = []
 
 def check_model(trace: Trace, checks: StaticChecks) -> list[Issue]:
     """The issues ``load``'s validators would raise on this model, as far as they can be established."""
-    if not _versions_match():
+    if not versions_match():
         return []
     # As in walk(): the twin allocates a few values per instance, and a collection now would
     # traverse everything the walk left in the youngest generation (measured: ~0.1 s on a
