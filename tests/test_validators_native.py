@@ -87,6 +87,32 @@ def assert_load_refuses(tmp_path: Path, fragment: str, *, scan_gap: bool = False
     return info.value
 
 
+class _Overflow(Exception):
+    pass
+
+
+def assert_reaches_bincount_overflow(tmp_path: Path, model: Any, method: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dump ``model``; plain joblib's copy hands ``np.bincount`` a value of 2**63 - 1 in ``method``.
+
+    numpy sizes bincount's output as max + 1, which overflows there, and writes out of bounds.
+    Whether that kills the process depends on the heap, so the call is intercepted instead."""
+    joblib.dump(model, tmp_path / "model.joblib")
+    plain = joblib.load(tmp_path / "model.joblib")
+    real = np.bincount
+
+    def bincount(x: Any, *args: Any, **kwargs: Any) -> Any:
+        if np.asarray(x).size and int(np.max(x)) == 2**63 - 1:
+            raise _Overflow
+        return real(x, *args, **kwargs)
+
+    monkeypatch.setattr(np, "bincount", bincount)
+    try:
+        with pytest.raises(_Overflow):
+            getattr(plain, method)(X)
+    finally:
+        monkeypatch.undo()
+
+
 def proven(tmp_path: Path, model: Any, action: str, data: Any, fragment: str, *, abort_ok: bool = False) -> None:
     assert_kills(child(tmp_path, model, action, data), abort_ok=abort_ok)
     assert_load_refuses(tmp_path, fragment)
@@ -471,22 +497,7 @@ def test_voting_member_labels_near_int64_max_reach_bincount(tmp_path: Path, monk
     m = VotingClassifier([("lr", LogisticRegression(max_iter=500)), ("dt", DecisionTreeClassifier(random_state=0))],
                          voting="hard").fit(X, y)
     m.estimators_[1].classes_ = np.array([2**63 - 1, 1, 10**6])
-    joblib.dump(m, tmp_path / "model.joblib")
-    plain = joblib.load(tmp_path / "model.joblib")
-
-    class Overflow(Exception):
-        pass
-
-    def bincount(x: Any, *args: Any, **kwargs: Any) -> Any:
-        if np.asarray(x).size and int(np.max(x)) == 2**63 - 1:
-            raise Overflow  # numpy would compute a size of 2**63 (overflow) and write out of bounds
-        return real(x, *args, **kwargs)
-
-    real = np.bincount
-    monkeypatch.setattr(np, "bincount", bincount)
-    with pytest.raises(Overflow):
-        plain.predict(X)
-    monkeypatch.undo()
+    assert_reaches_bincount_overflow(tmp_path, m, "predict", monkeypatch)
     assert_load_refuses(tmp_path, "estimators_[1].classes_[0]")
 
 
@@ -562,22 +573,7 @@ def test_feature_agglomeration_label_reaches_bincount(tmp_path: Path, monkeypatc
 
     m = FeatureAgglomeration(n_clusters=2).fit(X)
     m.labels_ = np.array([0, 1, 1, 0, 1, 2**63 - 1])
-    joblib.dump(m, tmp_path / "model.joblib")
-    plain = joblib.load(tmp_path / "model.joblib")
-
-    class Overflow(Exception):
-        pass
-
-    def bincount(x: Any, *args: Any, **kwargs: Any) -> Any:
-        if np.asarray(x).size and int(np.max(x)) == 2**63 - 1:
-            raise Overflow
-        return real(x, *args, **kwargs)
-
-    real = np.bincount
-    monkeypatch.setattr(np, "bincount", bincount)
-    with pytest.raises(Overflow):
-        plain.transform(X)
-    monkeypatch.undo()
+    assert_reaches_bincount_overflow(tmp_path, m, "transform", monkeypatch)
     assert_load_refuses(tmp_path, "labels_")
 
 
