@@ -256,6 +256,8 @@ class StaticChecks:
             self.check_array_state(i, state, masked=True)
         elif target.callee in _RNG_STATE_TARGETS:
             problem = rng_state_problem(static_mapping(state))
+            if _keys_not_names(state):
+                problem = f"{target.callee} state has a key that is not a plain string (it could replace a named field)"
             if problem is not None:
                 self.issue("guard", UNSAFE, i, problem)
         elif target.callee == _TREE:
@@ -302,7 +304,7 @@ class StaticChecks:
 
         args = target.args
         try:
-            fields = dict(state.pairs()) if isinstance(state, Cont) and state.whole() else None
+            fields = state.str_fields() if isinstance(state, Cont) else None
             n_classes = self.static_array(args[1], limit=1 << 20) if isinstance(args, tuple) and len(args) == 3 else None
             nodes = self.static_array(fields.get("nodes"), limit=None) if fields else None
             values = self.static_array(fields.get("values"), limit=None) if fields else None
@@ -461,15 +463,24 @@ def _elements(shape: Any) -> int | None:
     return total
 
 
+def _keys_not_names(value: Any, depth: int = 0) -> bool:
+    """A dict (or a dict inside it) whose keys are not all plain strings."""
+    if not (isinstance(value, Cont) and value.kind == "dict" and depth < 4):
+        return False
+    flat = value.flat
+    return any(type(flat[k]) is not str or _keys_not_names(flat[k + 1], depth + 1) for k in range(0, len(flat), 2))
+
+
 def static_mapping(value: Any, depth: int = 0) -> Any:
     """A dict built in the stream as a plain dict of what is known statically (ints, strings, nested
     dicts), anything else as None. The lenient twin of :func:`concrete`, which refuses what it cannot
     evaluate (here a state dict holds arrays beside the ints we check); dicts the walker did not keep
     whole (runs, over the cap) stay unknown."""
     if isinstance(value, Cont) and value.kind == "dict" and depth < 4:
-        if not value.whole():
+        fields = value.str_fields()
+        if fields is None:
             return None
-        return {key: static_mapping(item, depth + 1) for key, item in value.pairs() if isinstance(key, str)}
+        return {key: static_mapping(item, depth + 1) for key, item in fields.items()}
     return value if isinstance(value, (int, str)) else None
 
 
@@ -627,9 +638,9 @@ def _check_dtype_layout(dt: np.dtype[Any]) -> None:
 
 
 def wrapper_state(state: Any) -> tuple[str, tuple[int, ...], str, np.dtype[Any], bool, int | None] | str:
-    if not isinstance(state, Cont) or state.kind != "dict" or state.count > state.kept():
-        return "state is not a small dict"
-    fields: dict[Any, Any] = dict(state.pairs())
+    fields = state.str_fields() if isinstance(state, Cont) else None
+    if fields is None:
+        return "state is not a small dict of named fields"
     sub = fields.get("subclass")
     shape = fields.get("shape")
     order = fields.get("order")

@@ -162,6 +162,22 @@ class Cont:
         """Every item is kept: a list's items, a dict's pairs (past the walker's caps they are only counted)."""
         return self.count == (len(self.flat) if self.kind == "list" else len(self.flat) // 2)
 
+    def str_fields(self) -> dict[str, Any] | None:
+        """A whole dict whose keys are all plain strings, as CPython builds it (a later equal key
+        wins); None for anything else. The walker does not evaluate keys: a numpy string equal to
+        "shape" would replace its value in CPython's dict, and bytes keys are kept as memoryviews,
+        which a writable buffer cannot hash. Real pickled states only ever have ``str`` keys."""
+        if self.kind != "dict" or not self.whole():
+            return None
+        out: dict[str, Any] = {}
+        flat = self.flat
+        for k in range(0, len(flat), 2):
+            key = flat[k]
+            if type(key) is not str:
+                return None
+            out[key] = flat[k + 1]
+        return out
+
     def pairs(self) -> list[tuple[Any, Any]]:
         flat = self.flat
         return list(zip(flat[::2], flat[1::2], strict=True))

@@ -319,9 +319,9 @@ class _Twin:
 
     def tree(self, o: Obj) -> Any:
         args, state = o.args, o.state
-        if not (isinstance(args, tuple) and len(args) == 3 and isinstance(state, Cont) and state.whole()):
+        fields = state.str_fields() if isinstance(state, Cont) else None
+        if not (isinstance(args, tuple) and len(args) == 3) or fields is None:
             return UNKNOWN
-        fields = dict(state.pairs())
         n_classes = self.checks.static_array(args[1])
         nodes = self.checks.static_array(fields.get("nodes"), limit=None)
         if n_classes is None or nodes is None or type(args[0]) is not int or type(args[2]) is not int:

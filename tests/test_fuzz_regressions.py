@@ -32,6 +32,10 @@ _CHILD = textwrap.dedent(
             loaded = False
             error = exc
         report = safeload.scan(data)
+        writable = safeload.scan(bytearray(data))  # (a file read from disk is a writable buffer)
+        if writable.verdict != report.verdict:
+            print("DISAGREE", path, "scan of bytes", report.verdict, "of a bytearray", writable.verdict, flush=True)
+            sys.exit(6)
         if report.safe and isinstance(error, safeload.UnsafeModelError) and error.path is None:
             # scan may miss only what it cannot foresee: a constructor failing, or structural
             # validation of a built object (UnsafeModelError with .path). A policy refusal is a bug.

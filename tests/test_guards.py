@@ -193,3 +193,88 @@ def test_a_class_argument_the_stream_also_calls(order: str) -> None:
     assert not safeload.scan(data).safe
     with pytest.raises(safeload.UnsafeModelError):
         safeload.loads(data)
+
+
+class _Dup:
+    """A dict state written pair by pair, equal keys included (CPython keeps the last value)."""
+
+    def __init__(self, *pairs: tuple[Any, Any]) -> None:
+        self.pairs = pairs
+
+
+class _DupPickler(pickle._Pickler):  # type: ignore[name-defined,misc]
+    dispatch = pickle._Pickler.dispatch.copy()  # type: ignore[attr-defined]
+
+    def save_dup(self, obj: _Dup) -> None:
+        self.write(pickle.EMPTY_DICT)
+        self.memoize(obj)
+        self._batch_setitems(iter(obj.pairs))
+
+    dispatch[_Dup] = save_dup
+
+
+class _Reduced:
+    def __init__(self, reduce: Any) -> None:
+        self.reduce = reduce
+
+    def __reduce__(self) -> Any:
+        return self.reduce
+
+
+def _dumps(obj: Any) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    _DupPickler(buf, protocol=4).dump(obj)
+    return buf.getvalue()
+
+
+def test_a_state_key_equal_to_a_name_but_not_a_str_is_refused() -> None:
+    """A numpy string key equal to "pos" replaces the value of "pos" in CPython's dict; the walker
+    does not evaluate keys, so a state whose keys are not all plain strings is refused rather than
+    read with the decoy's value (here MT19937's pos, an index into a fixed buffer)."""
+    rs = np.random.RandomState(0)
+    ctor, args, state = rs.__reduce__()
+    inner = state["state"]
+    good = _Dup(("bit_generator", "MT19937"), ("state", _Dup(("key", inner["key"]), ("pos", 624))),
+                ("has_gauss", 0), ("gauss", 0.0))
+    bad = _Dup(("bit_generator", "MT19937"),
+               ("state", _Dup(("key", inner["key"]), ("pos", 624), (np.str_("pos"), 10**6))),
+               ("has_gauss", 0), ("gauss", 0.0))
+    assert isinstance(safeload.loads(_dumps(_Reduced((ctor, args, good)))), np.random.RandomState)
+    data = _dumps(_Reduced((ctor, args, bad)))
+    assert pickle.loads(data).get_state()[2] == 10**6  # CPython: the numpy string replaced "pos"
+    assert not safeload.scan(data).safe
+    with pytest.raises(safeload.SafeloadError):
+        safeload.loads(data)
+
+
+def test_a_tree_state_with_a_shadowing_key_is_refused() -> None:
+    from sklearn.tree import DecisionTreeClassifier
+
+    tree = DecisionTreeClassifier(max_depth=3, random_state=0).fit(np.arange(40.0).reshape(20, 2), [0, 1] * 10).tree_
+    cls, args, state = tree.__reduce__()
+    evil = state["nodes"].copy()
+    evil["left_child"][0] = 10**6
+    pairs = [(k, v) for k, v in state.items()]
+    data = _dumps(_Reduced((cls, args, _Dup(*pairs, (np.str_("nodes"), evil)))))
+    assert pickle.loads(data).children_left[0] == 10**6  # what Tree.__setstate__ got
+    assert not safeload.scan(data).safe
+    with pytest.raises(safeload.UnsafeModelError):
+        safeload.loads(data)
+    assert safeload.scan(_dumps(_Reduced((cls, args, _Dup(*pairs))))).safe
+
+
+def test_bytes_keys_in_a_writable_buffer() -> None:
+    """The walker keeps byte strings as memoryviews over the file's buffer; a file read from disk
+    is a writable buffer, whose memoryviews cannot be hashed (byte fuzzer seed 102: a bytes key in
+    a joblib array wrapper's state made scan(path) report an analysis error)."""
+    from pathlib import Path
+
+    sample = Path(__file__).resolve().parent.parent / "fuzz" / "crashes" / "fixed" / "disagree-bytes-key-writable-0c1a5a708a.bin"
+    data = sample.read_bytes()
+    for report in (safeload.scan(sample), safeload.scan(bytearray(data)), safeload.scan(data)):
+        assert report.verdict != "error" or "cannot parse" not in report.findings[0].message
+        assert not report.safe
+    with pytest.raises(safeload.SafeloadError):
+        safeload.loads(data)
