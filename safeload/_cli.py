@@ -33,6 +33,7 @@ from safeload._report import Finding, ScanReport, Verdict
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
+    from pathlib import Path
 
     from safeload._walker import Issue
 
@@ -949,12 +950,16 @@ def _policies_near(files: Sequence[str], args: argparse.Namespace) -> list[Polic
     from safeload._config import config_path
 
     by_config: dict[str, Policy] = {}
+    by_directory: dict[str, Path | None] = {}  # files of one directory share its configuration
     out: list[Policy] = []
     for path in files:
+        directory = os.path.dirname(os.path.abspath(path))
         try:
-            found = config_path(path)
+            if directory not in by_directory:
+                by_directory[directory] = config_path(path)
         except (OSError, ValueError) as exc:
             raise CliError(f"configuration for {path}: {exc}") from None
+        found = by_directory[directory]
         key = str(found) if found is not None else ""
         if key not in by_config:
             by_config[key] = _policy(key or None, args.allow, args.allow_unsafe) if key else _policy(

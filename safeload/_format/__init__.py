@@ -80,12 +80,18 @@ def ordered_findings(report: ScanReport, explain: bool) -> list[Finding]:
     return sorted(out, key=lambda f: _SEVERITY_ORDER.get(f.severity, 1))
 
 
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
 def display_path(path: str, root: str) -> str:
     """``path`` relative to ``root`` with forward slashes, or absolute (POSIX style) if outside it; URLs as they are."""
-    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", path):
+    if _URL.match(path):
         return path
     abs_path = os.path.abspath(path)
     abs_root = os.path.abspath(root)
+    if abs_path.startswith(abs_root) and abs_path[len(abs_root):len(abs_root) + 1] == os.sep and abs_root != os.sep:
+        # under the root (both normalised by abspath): what relpath returns, without its work
+        return PurePath(abs_path[len(abs_root) + 1:]).as_posix()
     try:
         common = os.path.commonpath([abs_path, abs_root])
     except ValueError:  # different drives on Windows
