@@ -255,11 +255,15 @@ class _Twin:
         if c.kind == "dict":
             d: dict[Any, Any] = {}
             self.done[id(c)] = d
-            for k, v in c.pairs():
-                key = self.value(k, depth + 1)
-                if not _hashable(key):
-                    return UNKNOWN
-                d[key] = self.value(v, depth + 1)
+            flat, value = c.flat, self.value
+            for j in range(0, len(flat), 2):
+                key = flat[j]
+                if type(key) is not str:  # (state keys are names: the common case costs one test)
+                    key = value(key, depth + 1)
+                    if not _hashable(key):
+                        return UNKNOWN
+                item = flat[j + 1]
+                d[key] = item if type(item) in _PLAIN else value(item, depth + 1)
             return d
         return UNKNOWN
 
