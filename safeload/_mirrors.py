@@ -186,9 +186,15 @@ class StaticChecks:
             if not args or not isinstance(args[0], str) or (len(args) > 1 and not (
                     isinstance(args[1], str) and args[1].lower() in TEXT_CODECS)):
                 self.issue("guard", UNSAFE, i, "_codecs.encode is only allowed for str with a text codec")
-        elif guard == "sized_buffer":
-            if args and not isinstance(args[0], (bytes, memoryview, str, tuple, Cont)):
+        elif guard == "sized_buffer":  # (_guards._sized_buffer)
+            first = args[0] if args else None
+            items = len(first) if isinstance(first, tuple) else (
+                first.count if isinstance(first, Cont) and first.kind == "list" else None)
+            if args and items is None and not isinstance(first, (bytes, memoryview, str)) and not (
+                    isinstance(first, Obj) and first.callee == "_codecs.encode"):  # protocol 0-2 bytes
                 self.issue("guard", UNSAFE, i, f"{name} may only be built from in-pickle data")
+            elif items is not None and items > MAX_SCALAR_BYTES * 64:
+                self.issue("limit-array", LIMIT, i, f"{name} from a sequence of {items} items refused")
         elif guard == "sklearn_tree":
             ok = len(args) == 3 and all(isinstance(a, int) and not isinstance(a, bool) for a in (args[0], args[2]))
             if ok and (0 <= args[0] < MAX_TREE_SIZE) and (1 <= args[2] < MAX_TREE_SIZE):

@@ -278,3 +278,44 @@ def test_bytes_keys_in_a_writable_buffer() -> None:
         assert not report.safe
     with pytest.raises(safeload.SafeloadError):
         safeload.loads(data)
+
+
+_ARG_KINDS = {
+    "global set": sg("builtins", "set"), "global ndarray": sg("numpy", "ndarray"),
+    "global object": sg("builtins", "object"), "global MT19937": sg("numpy.random._mt19937", "MT19937"),
+    "int": b"K\x05", "str": su("MT19937"), "None": b"N", "bytes": b"C\x03abc", "tuple": b"K\x01\x85",
+    "list": b"]K\x01a", "dict": b"}",
+}
+
+
+@pytest.mark.parametrize("name", sorted(n for n, e in P.entries.items() if e.guard))
+def test_every_guard_and_its_mirror_agree_on_argument_kinds(name: str) -> None:
+    """A differential of each runtime guard against the walker's mirror: the guarded name called with
+    one or two arguments of every kind a stream can supply. ``scan`` must call a file safe exactly
+    when ``load`` accepts it (a refusal while building, outside the guard, is the only exception).
+    Found the bytes/bytearray mirror accepting a dict and refusing protocol 0-2 bytearrays."""
+    import itertools
+
+    module, _, qual = name.rpartition(".")
+    wrong = []
+    for k in (1, 2):
+        for combo in itertools.product(_ARG_KINDS, repeat=k):
+            data = b"\x80\x04" + sg(module, qual) + b"(" + b"".join(_ARG_KINDS[c] for c in combo) + b"tR."
+            safe = safeload.scan(data).safe
+            try:
+                safeload.loads(data)
+                error: Exception | None = None
+            except safeload.SafeloadError as exc:
+                error = exc
+            if safe == (error is None) or (safe and "cannot build" in str(error)):
+                continue
+            wrong.append((combo, "scan safe" if safe else "scan unsafe", str(error)[:120]))
+    assert not wrong, wrong[:10]
+
+
+@pytest.mark.parametrize("protocol", range(6))
+def test_bytes_and_bytearrays_of_every_protocol_load(protocol: int) -> None:
+    for obj in (bytearray(b"ab\xff"), b"ab\xff", {"k": bytearray(b"x")}):
+        data = pickle.dumps(obj, protocol)
+        assert safeload.scan(data).safe
+        assert safeload.loads(data) == obj
