@@ -157,6 +157,10 @@ def _allowed_class(policy: Policy, cls: object) -> str:
     name = f"{cls.__module__}.{cls.__qualname__}"
     if not policy.allows(name):
         raise UnsafeModelError(f"class {name} is not allowed", names=[name])
+    from safeload._allowlist import Kind
+
+    if policy.kind(name) not in (Kind.NEW, Kind.CALL):  # (as the walker's mirror: a value is never built)
+        raise UnsafeModelError(f"class {name} is allowed only as a value and may not be instantiated", names=[name])
     return name
 
 

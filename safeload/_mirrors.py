@@ -63,6 +63,20 @@ _BIT_GENERATOR_CLASSES = frozenset({"numpy.random._mt19937.MT19937", "numpy.rand
                                     "numpy.random._sfc64.SFC64"})
 
 
+#: The default policy's CALL entries that are functions, not classes: the guards that build an
+#: instance of an argument (``_guards._allowed_class``) refuse them, and the walker cannot tell a
+#: function from a class without importing it (tests/test_policy.py keeps this list exact).
+FUNCTIONS: frozenset[str] = frozenset({
+    "_codecs.encode", "copyreg._reconstructor", "numpy._core.multiarray._reconstruct",
+    "numpy._core.multiarray.scalar", "numpy._core.numeric._frombuffer", "numpy.core.multiarray._reconstruct",
+    "numpy.core.multiarray.scalar", "numpy.core.numeric._frombuffer", "numpy.ma.core._mareconstruct",
+    "numpy.random._pickle.__bit_generator_ctor", "numpy.random._pickle.__generator_ctor",
+    "numpy.random._pickle.__randomstate_ctor", "numpy.random.bit_generator.__pyx_unpickle_SeedSequence",
+    "sklearn._loss._loss.__pyx_unpickle_CyHalfMultinomialLoss", "sklearn.metrics._dist_metrics.newObj",
+    "sklearn.neighbors._ball_tree.newObj", "sklearn.neighbors._kd_tree.newObj",
+})
+
+
 #: Guards that check these arguments as classes (``_guards``: ``_allowed_class``, ``is SeedSequence``,
 #: ``issubclass(BitGenerator)``, ``base in PLAIN_BASES``): a guard wrapper there is refused at load.
 _CLASS_ARGS: dict[str, tuple[int, ...]] = {
@@ -131,7 +145,7 @@ class StaticChecks:
             if len(args) != 3 or not isinstance(args[0], G) or not isinstance(args[1], G) or \
                     args[1].name not in _PLAIN_BASES or (args[1].name == "builtins.object" and args[2] is not None):
                 self.issue("guard", UNSAFE, i, "copyreg._reconstructor with an unexpected class, base or state")
-            elif args[0].kind not in (Kind.NEW, Kind.CALL):
+            elif args[0].kind not in (Kind.NEW, Kind.CALL) or args[0].name in FUNCTIONS:
                 self.issue("guard", UNSAFE, i, f"copyreg._reconstructor may not build {args[0].name}",
                            (args[0].name,))
             elif args[1].name == "builtins.bytes" and not isinstance(args[2], (bytes, memoryview, str)) \
@@ -180,7 +194,8 @@ class StaticChecks:
                 self.issue("guard", UNSAFE, i, f"functools.partial may not wrap {args[0].name}, which is safe to "
                            "call only through its guard")
         elif guard == "new_obj":
-            if len(args) != 1 or not isinstance(args[0], G) or args[0].kind not in (Kind.NEW, Kind.CALL):
+            if len(args) != 1 or not isinstance(args[0], G) or args[0].kind not in (Kind.NEW, Kind.CALL) \
+                    or args[0].name in FUNCTIONS:
                 self.issue("guard", UNSAFE, i, f"{name} needs an allowed class")
         elif guard == "codecs_encode":
             if not args or not isinstance(args[0], str) or (len(args) > 1 and not (

@@ -15,6 +15,7 @@ from sklearn.utils import all_estimators
 import safeload
 from safeload._allowlist import DEFAULT_ENTRIES, Kind
 from safeload._guards import GUARDS, Guarded
+from safeload._mirrors import FUNCTIONS
 from safeload._policy import DANGEROUS_NAMES, Policy
 
 # Modules whose whole purpose is I/O, code execution or networking: no entry may live there.
@@ -55,6 +56,8 @@ def test_entry_is_what_it_claims(entry) -> None:
         assert isinstance(obj, type), f"NEW entries must be classes: {entry.name}"
     if entry.kind is Kind.CALL:
         assert callable(obj)
+        # the walker's mirrors cannot import a name to tell a function from a class
+        assert (entry.name in FUNCTIONS) == (not isinstance(obj, type)), f"_mirrors.FUNCTIONS is stale: {entry.name}"
     if entry.guard is not None:
         assert entry.guard in GUARDS
 
