@@ -49,9 +49,15 @@ def _no_runs(data: Any, i: int, end: int) -> tuple[int, int]:
     return i, 0
 
 
-MATCHERS: dict[str, Any] = {"regex": _walker._regex_run, "none": _no_runs}
+def _no_put_runs(data: Any, i: int, end: int, first: int) -> tuple[int, int]:
+    return i, 0
+
+
+#: name -> (MEMOIZE run matcher, protocol 1-3 PUT run matcher)
+MATCHERS: dict[str, tuple[Any, Any]] = {"regex": (_walker._regex_run, _walker._python_put_run),
+                                        "none": (_no_runs, _no_put_runs)}
 if getattr(_walker, "_speedups", None) is not None:
-    MATCHERS["compiled"] = _walker._compiled_run
+    MATCHERS["compiled"] = (_walker._compiled_run, _walker._compiled_put_run)
 ORDER = sorted(MATCHERS)
 
 
@@ -95,7 +101,7 @@ def run_case(seed: int, index: int, walk: Any) -> tuple[str, int, int, int, str 
     stopped before STOP on a valid stream), 'unsure' (the oracle cannot tell) or 'lenient' (pickle's
     reading of a joblib stream: the walker went on past an opcode CPython refuses; not a failure)."""
     data, matcher, joblib, mutated = case(seed, index)
-    _walker._match_run = MATCHERS[matcher]
+    _walker._match_run, _walker._match_put_run = MATCHERS[matcher]
     # protocols 0 and 1 have no PROTO opcode: counted as 1; -1: a mutated PROTO
     proto = (data[1] if len(data) > 1 and data[1] <= 5 else -1) if data[:1] == b"\x80" else 1
     # the memo (O(memo) per comparison) every 4 steps and at STOP; everything else at every step
@@ -225,7 +231,7 @@ def replay(spec: str) -> int:
     seed, _, index = spec.partition(":")
     data, matcher, joblib, mutated = case(int(seed), int(index))
     print(f"{len(data)} bytes, matcher {matcher}, joblib {joblib}, mutated {mutated}: {data!r}")
-    _walker._match_run = MATCHERS[matcher]
+    _walker._match_run, _walker._match_put_run = MATCHERS[matcher]
     out = _oracle.differential(data, POLICY, joblib=joblib)
     print(out)
     return 0 if out.ok and (mutated or out.walker_end == len(data)) else 1

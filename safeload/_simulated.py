@@ -191,15 +191,18 @@ OTHER = _Other()
 
 
 class Run:
-    """A run of >= 8 (SHORT_BINUNICODE, MEMOIZE, BININT*) entries delimited in one step (_match_run).
+    """A run of >= 8 (SHORT_BINUNICODE, MEMOIZE, BININT*) entries delimited in one step (_match_run),
+    or with ``put``, of protocol 1-3 entries (BINUNICODE, BINPUT/LONG_BINPUT to consecutive slots,
+    BININT*; _match_put_run).
 
     It stands for 2*count stack values (key, value, key, value...) and ``count`` memo
     entries; it is expanded into real values only if an opcode looks inside it.
     """
 
-    __slots__ = ("start", "end", "count")
+    __slots__ = ("start", "end", "count", "put")
 
-    def __init__(self, start: int, end: int, count: int) -> None:
+    def __init__(self, start: int, end: int, count: int, put: bool = False) -> None:
         self.start = start
         self.end = end
         self.count = count
+        self.put = put

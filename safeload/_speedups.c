@@ -3,6 +3,7 @@
  *
  * A vectorizer's vocabulary pickles as hundreds of thousands of entries
  *     SHORT_BINUNICODE <len> <text> MEMOIZE (BININT1 <1> | BININT2 <2> | BININT <4>)
+ * (protocols 1-3: BINUNICODE <len4> <text> BINPUT|LONG_BINPUT <index> BININT*)
  * and the walker must know exactly where such a run ends and how many entries
  * (memo slots) it holds before the C unpickler may see it.  safeload/_walker.py
  * does the same with regular expressions when this module is not built.
@@ -21,6 +22,9 @@
 #define BININT1 0x4b
 #define BININT2 0x4d
 #define BININT 0x4a
+#define BINUNICODE 0x58
+#define BINPUT 0x71
+#define LONG_BINPUT 0x72
 
 /* Would CPython decode text[0:n] with "utf-8", "surrogatepass" (as the unpickler decodes
    SHORT_BINUNICODE)?  Strict UTF-8, plus the encoded surrogates ED A0..BF 80..BF. */
@@ -120,8 +124,85 @@ count_entries(PyObject *module, PyObject *args)
     return Py_BuildValue("nn", i, count);
 }
 
+PyDoc_STRVAR(count_put_entries_doc,
+"count_put_entries(data, start, end, first, /) -> (stop, count)\n\n"
+"Whole protocol 1-3 vocabulary entries (BINUNICODE <text> BINPUT|LONG_BINPUT <index>\n"
+"BININT1|BININT2|BININT) from data[start:] that end at or before end, whose text decodes\n"
+"as the unpickler decodes it and whose k-th PUT index is first + k: data[start:stop] holds\n"
+"exactly count of them (stop == start and count == 0 when there is none).");
+
+static PyObject *
+count_put_entries(PyObject *module, PyObject *args)
+{
+    (void)module;
+    Py_buffer view;
+    Py_ssize_t start, end;
+    long long first;
+    if (!PyArg_ParseTuple(args, "y*nnL:count_put_entries", &view, &start, &end, &first)) {
+        return NULL;
+    }
+    if (end > view.len) {
+        end = view.len;
+    }
+    Py_ssize_t i = start;
+    Py_ssize_t count = 0;
+    if (start >= 0 && start <= end && first >= 0) {
+        const unsigned char *p = (const unsigned char *)view.buf;
+        for (;;) {
+            /* here start <= i <= end */
+            if (end - i < 5 || p[i] != BINUNICODE) {
+                break;
+            }
+            unsigned long long len = (unsigned long long)p[i + 1] | ((unsigned long long)p[i + 2] << 8)
+                | ((unsigned long long)p[i + 3] << 16) | ((unsigned long long)p[i + 4] << 24);
+            if ((unsigned long long)(end - (i + 5)) < len + 2) {
+                break;  /* the text, a PUT opcode and at least one more byte must be in */
+            }
+            Py_ssize_t put = i + 5 + (Py_ssize_t)len;  /* the PUT opcode after the text */
+            unsigned long long want = (unsigned long long)first + (unsigned long long)count;
+            Py_ssize_t after;  /* the integer opcode after the PUT */
+            if (p[put] == BINPUT) {
+                if (end - put < 2 || want != p[put + 1]) {
+                    break;
+                }
+                after = put + 2;
+            }
+            else if (p[put] == LONG_BINPUT) {
+                if (end - put < 5) {
+                    break;
+                }
+                unsigned long long idx = (unsigned long long)p[put + 1] | ((unsigned long long)p[put + 2] << 8)
+                    | ((unsigned long long)p[put + 3] << 16) | ((unsigned long long)p[put + 4] << 24);
+                if (want != idx) {
+                    break;
+                }
+                after = put + 5;
+            }
+            else {
+                break;
+            }
+            if (end - after < 1) {
+                break;
+            }
+            unsigned char op = p[after];
+            Py_ssize_t width = op == BININT1 ? 1 : (op == BININT2 ? 2 : (op == BININT ? 4 : -1));
+            if (width < 0 || end - (after + 1) < width) {
+                break;
+            }
+            if (!decodes(p + i + 5, (Py_ssize_t)len)) {
+                break;  /* left to the walker's opcode-by-opcode path, which reports it */
+            }
+            i = after + 1 + width;
+            count++;
+        }
+    }
+    PyBuffer_Release(&view);
+    return Py_BuildValue("nn", i, count);
+}
+
 static PyMethodDef speedups_methods[] = {
     {"count_entries", count_entries, METH_VARARGS, count_entries_doc},
+    {"count_put_entries", count_put_entries, METH_VARARGS, count_put_entries_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -156,21 +156,70 @@ def _compiled_run(data: Any, i: int, end: int) -> tuple[int, int]:
 #: Chosen once; tests swap it to hold both paths to the same walk.
 _match_run = _regex_run if _speedups is None else _compiled_run
 
+_INT_WIDTH = {0x4B: 1, 0x4D: 2, 0x4A: 4}
+
+
+def _python_put_run(data: Any, i: int, end: int, first: int) -> tuple[int, int]:
+    """(stop, count) of the protocol 1-3 run at ``i`` within ``end`` whose k-th PUT writes slot
+    ``first + k``, or (i, 0): entries BINUNICODE <text> BINPUT|LONG_BINPUT <index> BININT*."""
+    count = 0
+    p = i
+    end = min(end, len(data))
+    while end - p >= 5 and data[p] == 0x58:
+        put = p + 5 + int.from_bytes(data[p + 1:p + 5], "little")
+        if end - put < 2:
+            break
+        if data[put] == 0x71:
+            after = put + 2
+        elif data[put] == 0x72 and end - put >= 5:
+            after = put + 5
+        else:
+            break
+        if int.from_bytes(data[put + 1:after], "little") != first + count or after >= end:
+            break
+        w = _INT_WIDTH.get(data[after], 0)
+        if not w or end - (after + 1) < w:
+            break
+        try:
+            str(data[p + 5:put], "utf-8", "surrogatepass")
+        except UnicodeDecodeError:
+            break  # left to the opcode-by-opcode path, which reports it
+        p = after + 1 + w
+        count += 1
+    return (p, count) if count >= _MIN_RUN else (i, 0)
+
+
+def _compiled_put_run(data: Any, i: int, end: int, first: int) -> tuple[int, int]:
+    """The same, by safeload/_speedups.c."""
+    j, count = _speedups.count_put_entries(data, i, end, first)
+    return (j, count) if count >= _MIN_RUN else (i, 0)
+
+
+#: Chosen once, like _match_run.
+_match_put_run = _python_put_run if _speedups is None else _compiled_put_run
+
 
 def _expand(data: Any, run: Run) -> tuple[list[Any], list[str]]:
     """Parse a run entry by entry: its stack values and the strings it memoized."""
     values: list[Any] = []
     strings: list[str] = []
     p = run.start
+    put = run.put
     while p < run.end:
-        j = p + 2 + data[p + 1]
-        text = str(data[p + 2:j], "utf-8", "surrogatepass")
-        op = data[j + 1]
+        if put:  # BINUNICODE <len4> <text> BINPUT <1> | LONG_BINPUT <4>
+            j = p + 5 + int.from_bytes(data[p + 1:p + 5], "little")
+            text = str(data[p + 5:j], "utf-8", "surrogatepass")
+            j += 2 if data[j] == 0x71 else 5
+        else:  # SHORT_BINUNICODE <len1> <text> MEMOIZE
+            j = p + 2 + data[p + 1]
+            text = str(data[p + 2:j], "utf-8", "surrogatepass")
+            j += 1
+        op = data[j]
         w = 1 if op == 0x4B else (2 if op == 0x4D else 4)
         values.append(text)
-        values.append(int.from_bytes(data[j + 2:j + 2 + w], "little", signed=(op == 0x4A)))
+        values.append(int.from_bytes(data[j + 1:j + 1 + w], "little", signed=(op == 0x4A)))
         strings.append(text)
-        p = j + 2 + w
+        p = j + 1 + w
     return values, strings
 
 
@@ -271,10 +320,17 @@ class _Walker:
         # While ``use_runs`` is on, no PUT has happened, so the slots are exactly [0, mlen): MEMOIZE
         # adds one, a run adds ``count``, and a read that materialises a run changes nothing. The
         # first PUT materialises every run and from then on ``mlen`` is recomputed as ``len(memo)``
-        # (a PUT above memo_len leaves a hole, and MEMOIZE into an occupied slot does not count).
+        # plus the slots of lazy PUT runs (a PUT above memo_len leaves a hole, and MEMOIZE into an
+        # occupied slot does not count). A PUT run (protocols 1-3) is taken only at ``hi``, one past
+        # the highest slot ever written, so its slots are free; ``memo`` never holds a key inside a
+        # lazy run: a read, a PUT or a MEMOIZE that lands in one first moves it into ``memo`` (settle).
         memo: dict[int, Any] = {}
         lazy: list[tuple[int, Run]] = []  # (first memo index, run); a read expands the run into ``memo``
         mlen = 0
+        lazy_total = 0  # slots held by lazy PUT runs (0 while ``use_runs``)
+        hi = 0  # after the first PUT: one past the highest memo slot written
+        match_put_run = _match_put_run
+        max_memo = limits.max_memo_entries
         use_runs = True
         match_run = _match_run
         proto = 0
@@ -317,11 +373,27 @@ class _Walker:
                 out.extend(_expand(data, x)[0] if type(x) is Run else (x,))
             return out
 
+        def settle(idx: int) -> None:
+            """After the first PUT: move the lazy run holding slot ``idx`` (if any) into ``memo``."""
+            nonlocal lazy_total
+            for k, (first, run) in enumerate(lazy):
+                if first <= idx < first + run.count:
+                    for n, text in enumerate(_expand(data, run)[1]):
+                        memo[first + n] = text
+                    del lazy[k]
+                    lazy_total -= run.count  # ORACLE-MUTATION-POINT-PUT (memo_len is unchanged)
+                    return
+
         def memo_get(idx: int) -> Any:
             try:
                 return memo[idx]
             except KeyError:
                 pass
+            if not use_runs:
+                settle(idx)
+                if idx in memo:
+                    return memo[idx]
+                raise fatal("memo", MALFORMED, i, f"memo value not found at index {idx}")
             for first, run in lazy:
                 if first <= idx < first + run.count:
                     # The run's slots were counted in ``mlen`` when it was taken; expanding it only
@@ -333,12 +405,14 @@ class _Walker:
             raise fatal("memo", MALFORMED, i, f"memo value not found at index {idx}")
 
         def flush_lazy() -> None:
-            nonlocal use_runs
+            """The first PUT: materialise the MEMOIZE runs; the slots are dense, so ``hi`` is ``mlen``."""
+            nonlocal use_runs, hi
             for first, run in lazy:
                 for k, text in enumerate(_expand(data, run)[1]):
                     memo.setdefault(first + k, text)
             lazy.clear()
             use_runs = False
+            hi = mlen
 
         def memo_view() -> dict[int, Any]:
             out = dict(memo)
@@ -421,11 +495,16 @@ class _Walker:
                     raise fatal("stack-underflow", MALFORMED, i, "MEMOIZE on an empty stack")
                 if type(stack[-1]) is Run:
                     fix_top()
-                memo[mlen] = stack[-1]
                 if use_runs:  # dense: slot mlen was free
+                    memo[mlen] = stack[-1]
                     mlen += 1  # ORACLE-MUTATION-POINT (round 1 used len(memo) + the lazy runs' slots)
                 else:  # after a PUT: slot mlen may already be occupied (then memo_len stays)
-                    mlen = len(memo)
+                    if lazy and mlen < hi:
+                        settle(mlen)
+                    memo[mlen] = stack[-1]
+                    if mlen >= hi:
+                        hi = mlen + 1
+                    mlen = len(memo) + lazy_total
                 i += 1
                 continue
             if op == 0x4B:  # BININT1
@@ -483,11 +562,16 @@ class _Walker:
                     fend = self.frame_units(i, fend, (1,), big)
                 if j > avail:
                     need(j)
+                idx = int.from_bytes(data[i + 1:j], "little")
                 if use_runs:
                     flush_lazy()
+                elif lazy and idx < hi:
+                    settle(idx)
                 fix_top()
-                self.put(i, int.from_bytes(data[i + 1:j], "little"), ops, stack, fence, memo)
-                mlen = len(memo)
+                self.put(i, idx, ops, stack, fence, memo)
+                mlen = len(memo) + lazy_total
+                if idx >= hi:
+                    hi = idx + 1
                 i = j
             elif op == 0x95:  # FRAME
                 j = i + 9
@@ -526,6 +610,19 @@ class _Walker:
                 i += 1
             elif op == 0x58 or op == 0x42 or op == 0x54 or op == 0x8D or op == 0x8E or op == 0x96:
                 # BINUNICODE, BINBYTES, BINSTRING (4-byte length), BINUNICODE8, BINBYTES8, BYTEARRAY8
+                if op == 0x58 and not use_runs and hi <= ops:
+                    # a protocol 1-3 vocabulary run: its PUTs write slots hi, hi + 1, ... (all free)
+                    j, count = match_put_run(data, i, fend if fend < avail else avail, hi)
+                    if count and hi + count <= max_memo:
+                        ops += 3 * count - 1
+                        run = Run(i, j, count, True)
+                        lazy.append((hi, run))
+                        lazy_total += count
+                        hi += count
+                        mlen += count
+                        push(run)
+                        i = j
+                        continue
                 w = 4 if op in (0x58, 0x42, 0x54) else 8
                 if i + 1 + w > avail:
                     need(i + 1 + w)
@@ -699,8 +796,17 @@ class _Walker:
                 raw, j = line(i + 1)
                 if j > fend:
                     fend = self.frame_units(i, fend, (1,), big)
-                if op == 0x70 and use_runs:  # PUT: memo indices must be exact from here on
-                    flush_lazy()
+                if op == 0x70:
+                    try:
+                        idx = parse_put(bytes(raw))
+                    except (ValueError, OverflowError):
+                        idx = -1  # text_op refuses it, after its own checks
+                    if use_runs:  # PUT: memo indices must be exact from here on
+                        flush_lazy()
+                    elif lazy and 0 <= idx < hi:
+                        settle(idx)
+                    if idx >= hi:
+                        hi = idx + 1
                 fix_top()
                 if op == 0x67:  # GET
                     push(memo_get(parse_get(bytes(raw))))
@@ -708,7 +814,7 @@ class _Walker:
                     continue
                 self.text_op(i, op, bytes(raw), stack, fence, memo, ops)
                 if op == 0x70:
-                    mlen = len(memo)
+                    mlen = len(memo) + lazy_total
                 i = j
             elif op in (0x82, 0x83, 0x84):
                 raise fatal("ext", UNSAFE, i, "EXT opcode: resolves a global through the copyreg extension registry")

@@ -740,8 +740,9 @@ def _dtype(value: Any) -> np.dtype[Any] | None:
 
 # -- the differential property ----------------------------------------------------------------------
 
-#: Opcodes the walker may take in one step (a vocabulary run): the oracle steps through them.
-RUN_OPS = frozenset({0x8C, 0x94, 0x4B, 0x4D, 0x4A})
+#: Opcodes the walker may take in one step (a vocabulary run, protocol 4 or 1-3): the oracle steps
+#: through them.
+RUN_OPS = frozenset({0x8C, 0x94, 0x4B, 0x4D, 0x4A, 0x58, 0x71, 0x72})
 #: Opcodes that act on objects below the top: the whole stack is compared before each of them.
 TARGET_OPS = frozenset(b"bRo\x81\x92iseu\x90a\x93\x85\x86\x87tld\x91.0122")
 _GETS = frozenset(b"ghj")
@@ -916,6 +917,7 @@ class Grammar:
         self.puts = proto < 4 or rnd.random() < 0.5
         self.memo: dict[int, tuple[bool, str | None]] = {}  # slot -> (hashable, text if a str)
         self.runs: list[tuple[int, int]] = []  # (first slot, count) of each vocabulary run emitted
+        self.last_put = -1  # the slot of the last PUT run entry
         self.budget = budget
 
     # -- primitives ----------------------------------------------------------------------------
@@ -1033,7 +1035,7 @@ class Grammar:
         p = self.proto
         choices = ["scalar", "scalar", "text"]
         if depth < 4 and self.budget > 0:
-            choices += ["tuple", "list", "dict"] + (["set", "run", "run"] if p >= 4 else [])
+            choices += ["tuple", "list", "dict"] + (["set"] if p >= 4 else []) + (["run", "run"] if p >= 1 else [])
             if self.globals:
                 choices += ["obj", "obj", "global"]
             if self.joblib:
@@ -1232,20 +1234,27 @@ class Grammar:
                 self.emit(b"\x90")
 
     def run(self, depth: int) -> tuple[bool, str | None]:
-        """A vocabulary run (>= 8 entries of SHORT_BINUNICODE, MEMOIZE, BININT*) in a dict, tuple or list,
-        with memo reads into it (pairs, so the dict's items stay even) and breaks in between."""
+        """A vocabulary run (>= 8 entries of SHORT_BINUNICODE, MEMOIZE, BININT*, or in protocols 1-3 of
+        BINUNICODE, BINPUT/LONG_BINPUT, BININT*) in a dict, tuple or list, with memo reads into it (pairs, so the dict's items stay even) and breaks in between."""
         r = self.r
         end = r.choice(("dict", "dict", "tuple", "popmark", "list", "dictop"))
         if end == "dict":
             self.emit(b"}")
             if r.random() < 0.7:
-                self.emit(b"\x94")
-                self.memo[len(self.memo)] = (False, None)
+                if self.proto < 4:
+                    self.remember((False, None))
+                else:
+                    self.emit(b"\x94")
+                    self.memo[len(self.memo)] = (False, None)
         elif end == "list":
             self.emit(b"]")
         self.emit(b"(")
         n = r.choice((8, 9, 12, 30, r.randint(8, 120)))
+        # protocols 1-3 write BINUNICODE + BINPUT/LONG_BINPUT entries; some protocol 4+ streams too
+        put_style = 1 <= self.proto <= 3 or (self.puts and r.random() < 0.3)
         first, count = len(self.memo), 0
+        if put_style:  # one past the highest slot (as pickle writes), or memo_len (below it if holes)
+            first = max(self.memo) + 1 if self.memo and r.random() < 0.8 else len(self.memo)
         for _ in range(n):
             k = r.random()
             if k < 0.08 and self.memo:  # a read into this run (or an earlier one), then a value
@@ -1260,12 +1269,24 @@ class Grammar:
                     continue
             if k < 0.12 and end != "list":  # an entry that breaks the pattern (MEMOIZE on the value)
                 t = self.text()
+                if self.proto < 4:
+                    self.emit(self.text_unit(t))
+                    self.remember((True, t))
+                    self.emit(self.small_int()[0])
+                    self.remember((True, None))
+                    continue
                 self.emit(self.text_unit(t), b"\x94", self.small_int()[0], b"\x94")
                 self.memo[len(self.memo)] = (True, t)
                 self.memo[len(self.memo)] = (True, None)
                 continue
             t = self.text()
             raw = t.encode("utf-8", "surrogatepass")
+            if put_style:
+                self.put_entry(t, raw, first, count, first + count if self.last_put == first + count - 1
+                               or not count else max(self.memo) + 1)
+                if self.last_put == first + count:
+                    count += 1
+                continue
             self.emit(b"\x8c" + bytes([len(raw)]) + raw, b"\x94", self.small_int()[0])
             if first + count == len(self.memo):
                 count += 1
@@ -1283,6 +1304,23 @@ class Grammar:
             return (True, None)
         self.emit(b"1")  # POP_MARK: the entries go, the memo stays
         return self.value(depth + 1)
+
+    def put_entry(self, t: str, raw: bytes, first: int, count: int, idx: int) -> None:
+        """One protocol 1-3 vocabulary entry: mostly PUT to slot ``idx`` (the next of the run),
+        sometimes to a slot that breaks it: memo_len, a slot already taken (inside this or an earlier
+        run), or one further on (a hole)."""
+        r = self.r
+        top = max(self.memo) + 1 if self.memo else 0
+        if r.random() < 0.12:
+            idx = r.choice((len(self.memo), top + 1, top + r.randint(2, 9), first, first + count // 2,
+                            r.choice(list(self.memo) or [0])))
+        if idx < 256 and r.random() < 0.7:
+            put = b"q" + bytes([idx])
+        else:
+            put = b"r" + idx.to_bytes(4, "little")
+        self.emit(b"X" + len(raw).to_bytes(4, "little") + raw, put, self.small_int()[0])
+        self.memo[idx] = (True, t)
+        self.last_put = idx
 
     def global_(self, depth: int) -> None:
         r = self.r
@@ -1497,10 +1535,18 @@ MUTATIONS = {
     # Round 1: a read that materialises a lazy run leaves its slots counted twice.
     "double-count": ("mlen += 1  # ORACLE-MUTATION-POINT",
                      "mlen = len(memo) + sum(r.count for _, r in lazy)  # ORACLE-MUTATION-POINT"),
+    # Moving a lazy PUT run into the memo without giving back its slots: memo_len counts them twice.
+    "put-run-double-count": ("lazy_total -= run.count  # ORACLE-MUTATION-POINT-PUT",
+                             "pass  # ORACLE-MUTATION-POINT-PUT"),
+    # A PUT into a lazy PUT run's slot that leaves the run lazy: its value and memo_len go wrong.
+    "put-into-run-unsettled": ("elif lazy and idx < hi:\n                    settle(idx)",
+                               "elif False:\n                    settle(idx)"),
+    # A PUT run taken at memo_len instead of one past the highest slot: it can cover occupied slots.
+    "put-run-at-memo-len": ("j, count = match_put_run(data, i, fend if fend < avail else avail, hi)",
+                            "j, count = match_put_run(data, i, fend if fend < avail else avail, mlen)"),
     # A PUT that does not update memo_len: the next MEMOIZE lands on the PUT's slot.
-    "put-not-counted": ("self.put(i, int.from_bytes(data[i + 1:j], \"little\"), ops, stack, fence, memo)\n"
-                        "                mlen = len(memo)",
-                        "self.put(i, int.from_bytes(data[i + 1:j], \"little\"), ops, stack, fence, memo)"),
+    "put-not-counted": ("self.put(i, idx, ops, stack, fence, memo)\n                mlen = len(memo) + lazy_total",
+                        "self.put(i, idx, ops, stack, fence, memo)"),
     # POP that ignores a MARK on top (C pops the mark): the walker then refuses valid streams.
     "pop-ignores-mark": ("if marks and marks[-1] == len(stack):", "if False:"),
 }

@@ -104,7 +104,13 @@ WALKED = [e for e in MANIFEST if _walked((SAMPLES / e["file"]).read_bytes())]
 
 # The vocabulary runs are delimited in C when safeload._speedups is built, by regular expressions
 # otherwise: both must stop at the bytes that have arrived.
-RUN_MODES = {"compiled": _walker._compiled_run, "regex": _walker._regex_run}
+RUN_MODES = {"compiled": (_walker._compiled_run, _walker._compiled_put_run),
+             "regex": (_walker._regex_run, _walker._python_put_run)}
+
+
+def _use_run_mode(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    monkeypatch.setattr(_walker, "_match_run", RUN_MODES[mode][0])
+    monkeypatch.setattr(_walker, "_match_put_run", RUN_MODES[mode][1])
 
 
 @pytest.mark.parametrize("entry", WALKED, ids=[e["technique"] for e in WALKED])
@@ -134,7 +140,7 @@ def test_zoo_walks_are_the_same_while_the_file_arrives(zoo_store: zoo.Zoo, fmt: 
 def test_text_protocol_lines_and_big_arguments_wait_for_their_bytes(
         run_mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Protocol 0 lines (GLOBAL, INT, STRING...) and long BINBYTES/BINUNICODE cross many refills."""
-    monkeypatch.setattr(_walker, "_match_run", RUN_MODES[run_mode])
+    _use_run_mode(monkeypatch, run_mode)
     X, y = make_classification(300, 5, random_state=0)
     forest = RandomForestClassifier(3, random_state=0).fit(X, y)
     vec = CountVectorizer().fit(["alpha beta", "gamma delta epsilon"])
@@ -171,12 +177,63 @@ class Aligned(Lockstep):
 
 @pytest.mark.parametrize("run_mode", sorted(RUN_MODES))
 def test_a_run_stops_at_the_bytes_that_have_arrived(run_mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_walker, "_match_run", RUN_MODES[run_mode])
+    _use_run_mode(monkeypatch, run_mode)
     entries = b"".join(b"\x8c\x07" + f"w{i:06d}".encode() + b"\x94K" + bytes([i % 100]) for i in range(60_000))
     real = b"\x80\x04}\x94(" + entries + b"u."
     expected = _summary(walk(real, POLICY))
     double = Aligned(real, first=5, width=12)
     assert _summary(walk(double.buf, POLICY, filling=double)) == expected  # type: ignore[arg-type]
+
+
+class AlignedPut(Lockstep):
+    """The protocol 2 form: what has not arrived reads as more entries, PUT indices continuing the run's,
+    but one byte wider than the real ones (a matcher that reads ahead ends off the real entries)."""
+
+    def __init__(self, real: bytes, first: int, width: int) -> None:
+        super().__init__(real, 1)
+        self.first, self.width = first, width
+
+    def wait(self, end: int) -> int:
+        end = min(end, self.size)
+        if end > self.avail:
+            over = (end - self.first) % self.width
+            new = min(self.size, end + (self.width - over if over else 0))
+            self.buf[self.avail:new] = self.real[self.avail:new]
+            self.avail = new
+            index = 1 + max(0, new - self.first) // self.width
+            filler = bytearray()
+            while len(filler) < self.size - new:
+                filler += _put_entry(b"f" * 8, index)
+                index += 1
+            self.buf[new:] = filler[:self.size - new]
+        return self.avail
+
+
+def _put_entry(word: bytes, index: int) -> bytes:
+    return b"X" + len(word).to_bytes(4, "little") + word + b"r" + index.to_bytes(4, "little") + b"K\x05"
+
+
+@pytest.mark.parametrize("run_mode", sorted(RUN_MODES))
+def test_a_put_run_stops_at_the_bytes_that_have_arrived(run_mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _use_run_mode(monkeypatch, run_mode)
+    taken = []
+    match_put_run = _walker._match_put_run
+
+    def counting(data: Any, i: int, end: int, first: int) -> tuple[int, int]:
+        j, count = match_put_run(data, i, end, first)
+        taken.append(count)
+        return j, count
+
+    monkeypatch.setattr(_walker, "_match_put_run", counting)
+    entries = b"".join(_put_entry(f"w{i:06d}".encode(), i + 1) for i in range(60_000))
+    real = b"\x80\x02}q\x00(" + entries + b"u."
+    assert pickle.loads(real) == {f"w{i:06d}": 5 for i in range(60_000)}
+    expected = _summary(walk(real, POLICY))
+    assert sum(taken) == 60_000  # in one run or a few
+    double = AlignedPut(real, first=6, width=19)
+    taken.clear()
+    assert _summary(walk(double.buf, POLICY, filling=double)) == expected  # type: ignore[arg-type]
+    assert sum(taken) > 30_000  # the runs were taken while the file arrived, not only op by op
 
 
 def test_analysis_matches_on_a_joblib_file_with_object_arrays(tmp_path: Path) -> None:
@@ -304,7 +361,7 @@ def test_big_file_load_and_scan_use_the_background_read(tmp_path: Path, monkeypa
 def test_mutated_files_walk_the_same_while_they_arrive(
         zoo_store: zoo.Zoo, run_mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Broken input exercises the truncation and length paths: the walks must still be identical."""
-    monkeypatch.setattr(_walker, "_match_run", RUN_MODES[run_mode])
+    _use_run_mode(monkeypatch, run_mode)
     rng = random.Random(11)
     sources = [zoo_store.path(name, fmt).read_bytes() for name, fmt in zoo.cases()
                if fmt in ("joblib", "pickle-p0", "pickle-p2", "pickle-p5") and name in (

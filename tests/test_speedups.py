@@ -7,6 +7,7 @@ It parses untrusted bytes in C, so besides agreeing with the reference it must s
 from __future__ import annotations
 
 import mmap
+import pickle
 import random
 
 import pytest
@@ -71,6 +72,7 @@ def test_the_extension_is_built_and_used() -> None:
     the README says, so this fails rather than skips."""
     assert _walker._speedups is not None, "safeload._speedups was not built: pip install -e . with a C compiler"
     assert _walker._match_run is _walker._compiled_run
+    assert _walker._match_put_run is _walker._compiled_put_run
 
 
 def test_vocabulary_entries_are_counted() -> None:
@@ -143,8 +145,10 @@ sys.modules["safeload._speedups"] = None  # as if it had not been built
 import safeload
 from safeload import _walker
 assert _walker._speedups is None and _walker._match_run is _walker._regex_run
+assert _walker._match_put_run is _walker._python_put_run
 vocab = {f"w{i}\\u0514": i for i in range(5000)}
-assert safeload.loads(pickle.dumps(vocab, 5)) == vocab
+for proto in (2, 3, 5):
+    assert safeload.loads(pickle.dumps(vocab, proto)) == vocab
 unsafe = pickle.dumps({"a": 1, "posix": 2, "system": 3, **{f"k{i}": i for i in range(20)}}, 4)[:-1]
 report = safeload.scan(unsafe + b"h\\x02h\\x03\\x93\\x940.")
 assert not report.safe and "posix.system" in str(report.findings), report.findings
@@ -153,3 +157,114 @@ print("fallback ok")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "fallback ok"
+
+
+# Protocols 1-3 write the same vocabulary as BINUNICODE <len4> <text> BINPUT|LONG_BINPUT <index> BININT*,
+# and a run is only a run while the k-th PUT writes slot ``first + k`` (what the memo holds next).
+
+
+def _count_put(data: bytes | bytearray | memoryview | mmap.mmap, start: int, end: int, first: int) -> tuple[int, int]:
+    from safeload._speedups import count_put_entries
+
+    return count_put_entries(data, start, end, first)
+
+
+def reference_put(data: bytes, start: int, end: int, first: int) -> tuple[int, int]:
+    """Entry by entry, up to the first one that is cut by ``end``, puts elsewhere, or would not decode."""
+    end = min(end, len(data))
+    if start < 0 or start > end or first < 0:
+        return start, 0
+    i, count = start, 0
+    while True:
+        if i + 5 > end or data[i] != 0x58:
+            return i, count
+        put = i + 5 + int.from_bytes(data[i + 1:i + 5], "little")
+        if put + 2 > end:
+            return i, count
+        if data[put] == 0x71:
+            index, after = data[put + 1], put + 2
+        elif data[put] == 0x72 and put + 5 <= end:
+            index, after = int.from_bytes(data[put + 1:put + 5], "little"), put + 5
+        else:
+            return i, count
+        if index != first + count or after + 1 > end:
+            return i, count
+        width = _WIDTH.get(data[after])
+        if width is None or after + 1 + width > end or not _decodes(data[i + 5:put]):
+            return i, count
+        i = after + 1 + width
+        count += 1
+
+
+def put_entry(text: bytes, index: int, op: int, value: bytes, long_put: bool = False) -> bytes:
+    put = b"r" + index.to_bytes(4, "little") if long_put or index > 255 else b"q" + bytes([index])
+    return b"X" + len(text).to_bytes(4, "little") + text + put + bytes([op]) + value
+
+
+def test_protocol_2_vocabularies_are_counted_from_the_slot_the_memo_holds_next() -> None:
+    vocab = {f"w{i}": i for i in range(300)}
+    data = pickle.dumps(vocab, 2)
+    start = data.index(b"X")
+    assert data[start + 7] == 0x71  # "w0": BINUNICODE <4> w0, then BINPUT <index>
+    first = data[start + 8]
+    stop, count = _count_put(data, start, len(data), first)
+    assert count == 300 and data[stop:stop + 1] == b"u"  # one batch (the pickler's is 1000): SETITEMS ends it
+    assert _count_put(data, start, len(data), first + 1) == (start, 0)  # the memo is elsewhere: no run
+    assert _count_put(data, start, len(data), -1) == (start, 0)
+    assert (stop, count) == reference_put(data, start, len(data), first)
+    assert _walker._python_put_run(data, start, len(data), first) == (stop, count)
+    assert _walker._compiled_put_run(data, start, len(data), first) == (stop, count)
+    short = b"".join(put_entry(b"a", k, 0x4B, b"\x01") for k in range(_walker._MIN_RUN - 1))
+    assert _walker._python_put_run(short, 0, len(short), 0) == (0, 0)  # too short to be worth a run
+    assert _walker._compiled_put_run(short, 0, len(short), 0) == (0, 0)
+
+
+@pytest.mark.parametrize("start, end, first", [(-1, 10, 0), (-(2**62), 2**62, 0), (11, 10, 0), (50, 60, 0),
+                                               (0, -5, 0), (3, 2**62, 0), (0, 2**62, 0), (0, 40, 0),
+                                               (0, 2**62, 2**62), (0, 2**62, -(2**62))])
+def test_put_run_bounds_outside_the_buffer_read_nothing_past_it(start: int, end: int, first: int) -> None:
+    data = b"".join(put_entry(b"abc", k, 0x4A, b"\x01\x02\x03\x04", long_put=k == 1) for k in range(3))
+    assert _count_put(data, start, end, first) == reference_put(data, start, end, first)
+    cut = data[:-2]
+    assert _count_put(cut, start, end, first) == reference_put(cut, start, end, first)
+    huge = b"X\xff\xff\xff\xff" + b"q\x00K\x01" * 3  # a text length far past the buffer
+    assert _count_put(huge, 0, 2**62, 0) == (0, 0) == reference_put(huge, 0, 2**62, 0)
+
+
+def test_every_buffer_kind_the_walker_hands_over_put_runs() -> None:
+    data = b"".join(put_entry("\u0514".encode(), 250 + k, 0x4D, b"q\x00") for k in range(10)) + b"."
+    expected = reference_put(data, 0, len(data), 250)
+    assert expected == (len(data) - 1, 10)
+    with mmap.mmap(-1, len(data)) as mm:
+        mm[:] = data
+        for buf in (data, bytearray(data), memoryview(data), mm):
+            assert _count_put(buf, 0, len(data), 250) == expected
+    with pytest.raises(TypeError):
+        _count_put("text", 0, 4, 0)  # type: ignore[arg-type]
+
+
+_PUT_ENTRY = st.tuples(_TEXT, st.sampled_from(sorted(_WIDTH)), st.binary(min_size=4, max_size=4),
+                       st.integers(0, 3), st.booleans())
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_PUT_ENTRY, max_size=40), st.integers(0, 300), st.binary(max_size=8), st.integers(-3, 12),
+       st.integers(-3, 12), st.integers(0, 20))
+def test_put_runs_agree_with_the_reference(entries: list[tuple[bytes, int, bytes, int, bool]], first: int,
+                                           tail: bytes, start: int, cut: int, flips: int) -> None:
+    """Mostly well-formed runs (the index is off by ``skew`` one time in four), then corrupted bytes; the
+    compiled counter and the pure-Python fallback both give the reference's answer."""
+    parts = [put_entry(text, first + k + (skew if skew == 3 else 0), op, value[:_WIDTH[op]], long_put)
+             for k, (text, op, value, skew, long_put) in enumerate(entries)]
+    data = bytearray(b"".join(parts) + tail)
+    rng = random.Random(len(data) * 37 + flips)
+    for _ in range(flips if data else 0):
+        data[rng.randrange(len(data))] = rng.choice((0x58, 0x71, 0x72, 0x4A, 0x4B, 0x4D, 0x00, rng.randrange(256)))
+    blob = bytes(data)
+    end = len(blob) - cut
+    assert _count_put(blob, start, end, first) == reference_put(blob, start, end, first)
+    whole = reference_put(blob, 0, len(blob), first)
+    assert _count_put(blob, 0, len(blob), first) == whole
+    expected = whole if whole[1] >= _walker._MIN_RUN else (0, 0)
+    assert _walker._python_put_run(blob, 0, len(blob), first) == expected
+    assert _walker._compiled_put_run(blob, 0, len(blob), first) == expected

@@ -182,23 +182,30 @@ def test_runs_walk_exactly_like_single_opcodes(monkeypatch: pytest.MonkeyPatch) 
         cut = rng.randrange(len(data) // 2, len(data))  # a run that ends in a truncated entry
         cases.append(data[:cut])
     assert _walker._speedups is not None, "safeload._speedups was not built: pip install -e . with a C compiler"
-    modes = {"compiled": _walker._compiled_run, "regex": _walker._regex_run, "none": _no_runs}
+    modes = {"compiled": (_walker._compiled_run, _walker._compiled_put_run),
+             "regex": (_walker._regex_run, _walker._python_put_run), "none": (_no_runs, _no_put_runs)}
     runs_taken = dict.fromkeys(modes, 0)
+    put_runs_taken = dict.fromkeys(modes, 0)
     for data in cases:
         keys = {}
-        for mode, match_run in modes.items():
-            counting = _counting(match_run, runs_taken, mode)
-            monkeypatch.setattr(_walker, "_match_run", counting)
+        for mode, (match_run, match_put_run) in modes.items():
+            monkeypatch.setattr(_walker, "_match_run", _counting(match_run, runs_taken, mode))
+            monkeypatch.setattr(_walker, "_match_put_run", _counting(match_put_run, put_runs_taken, mode))
             keys[mode] = _trace_key(walk(data, Policy.default()))
         monkeypatch.undo()
         assert keys["compiled"] == keys["none"]
         assert keys["regex"] == keys["none"]
-    assert runs_taken["compiled"] > 100 and runs_taken["regex"] > 100  # the fast paths were really taken
+    for taken in (runs_taken, put_runs_taken):  # the fast paths were really taken (protocols 4-5 and 2-3)
+        assert taken["compiled"] > 30 and taken["regex"] > 30, taken
+
+
+def _no_put_runs(data: Any, i: int, end: int, first: int) -> tuple[int, int]:
+    return i, 0
 
 
 def _counting(match_run: Any, taken: dict[str, int], mode: str) -> Any:
-    def run(data: Any, i: int, end: int) -> tuple[int, int]:
-        j, count = match_run(data, i, end)
+    def run(data: Any, i: int, end: int, *first: int) -> tuple[int, int]:
+        j, count = match_run(data, i, end, *first)
         taken[mode] += count > 0
         return j, count
 
