@@ -641,3 +641,83 @@ def test_healthy_cluster_and_precomputed_models_load(tmp_path: Path) -> None:
     D = np.abs(X[:50, None, :] - X[None, :50, :]).sum(-1)
     knn = KNeighborsClassifier(n_neighbors=3, metric="precomputed").fit(D, y[:50])
     assert (loads(tmp_path, knn).predict(D[:10]) == knn.predict(D[:10])).all()
+
+
+# --------------------------------------------------------------------------
+# fitted state that hangs a method: random projections (LAPACK SVD), chi-squared sampler steps
+# --------------------------------------------------------------------------
+
+
+def _projection(kind: str, **kwargs: Any) -> Any:
+    from sklearn.random_projection import GaussianRandomProjection, SparseRandomProjection
+
+    cls = GaussianRandomProjection if kind == "gaussian" else SparseRandomProjection
+    return cls(3, random_state=0, **kwargs).fit(X)
+
+
+def _still_running_after(tmp_path: Path, action: str, seconds: float) -> str:
+    """Plain joblib in a child: load, ``action``; the child is killed if it has not returned by then
+    (a hang inside C code, which a signal handler cannot end). Returns its stdout."""
+    code = ("import sys, joblib, warnings; warnings.simplefilter('ignore'); m = joblib.load(sys.argv[1]); "
+            f"X = joblib.load(sys.argv[2]); print('loaded', flush=True); {action}; print('returned', flush=True)")
+    with subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "model.joblib"), str(tmp_path / "X.joblib")],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            return "still running after " + out
+        raise AssertionError(f"returned (rc={proc.returncode}): {out} {err[-2000:]}")
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "sparse"])
+def test_random_projection_with_an_infinite_component_is_refused(tmp_path: Path, kind: str) -> None:
+    """Found by the state fuzzer (timeouts): inverse_transform computes pinv(components_) with
+    check_finite=False, and LAPACK's SVD never returns on an infinity. Proven on plain joblib: the
+    child is still inside inverse_transform after 8 s (the healthy model takes milliseconds)."""
+    m = _projection(kind)
+    Z = m.transform(X)  # the user's projected data: finite
+    if kind == "gaussian":
+        m.components_[0, -1] = np.inf
+    else:
+        m.components_.data[0] = np.inf
+    joblib.dump(m, tmp_path / "model.joblib")
+    joblib.dump(Z, tmp_path / "X.joblib")
+    out = _still_running_after(tmp_path, "m.inverse_transform(X)", 8.0)
+    assert out.startswith("still running after loaded"), out
+    assert_load_refuses(tmp_path, "components_")
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "sparse"])
+@pytest.mark.parametrize("stored", [False, True])
+def test_fitted_random_projections_load(tmp_path: Path, kind: str, stored: bool) -> None:
+    m = _projection(kind, compute_inverse_components=stored)
+    got = loads(tmp_path, m)
+    assert np.allclose(got.transform(X), m.transform(X))
+    assert np.allclose(got.inverse_transform(m.transform(X)), m.inverse_transform(m.transform(X)))
+    assert safeload.scan(tmp_path / "good.joblib").safe
+
+
+def test_chi2_sampler_steps_that_never_end_are_refused(tmp_path: Path) -> None:
+    """transform loops (and allocates a block) once per sample_steps: 2**31 never returns. Proven on
+    plain joblib: still inside transform after 5 s; the healthy sampler takes milliseconds."""
+    from sklearn.kernel_approximation import AdditiveChi2Sampler
+
+    Xp = np.abs(X)
+    m = AdditiveChi2Sampler(sample_steps=2).fit(Xp)
+    m.sample_steps, m.sample_interval = 2**31, 0.5
+    joblib.dump(m, tmp_path / "model.joblib")
+    joblib.dump(Xp[:20], tmp_path / "X.joblib")
+    out = _still_running_after(tmp_path, "m.transform(X)", 5.0)
+    assert out.startswith("still running after loaded"), out
+    assert_load_refuses(tmp_path, "sample_steps")
+
+
+@pytest.mark.parametrize("steps, interval", [(1, None), (2, None), (3, None), (7, 0.3), (1000, 0.01)])
+def test_fitted_chi2_samplers_load(tmp_path: Path, steps: int, interval: float | None) -> None:
+    from sklearn.kernel_approximation import AdditiveChi2Sampler
+
+    m = AdditiveChi2Sampler(sample_steps=steps, sample_interval=interval).fit(np.abs(X))
+    assert np.allclose(loads(tmp_path, m).transform(np.abs(X)), m.transform(np.abs(X)))
+    assert safeload.scan(tmp_path / "good.joblib").safe

@@ -80,6 +80,7 @@ from safeload._validators.neighbors import (
     _make_binary_tree_check,
 )
 from safeload._validators.preprocessing import _check_polynomial_features
+from safeload._validators.projection import _check_additive_chi2, _check_random_projection
 from safeload._validators.random import _check_random_state
 from safeload._validators.shadow import _check_shadowing, class_level_names
 from safeload._validators.sparse import _check_bspline, _check_sparse
@@ -295,6 +296,16 @@ _RULES: Final[tuple[_Rule, ...]] = (
         _check_polynomial_features,
         "degrees 0 <= _min_degree <= _max_degree <= 1000; n_output_features_ and _n_out_full "
         "recomputed from n_features_in_, the degrees, interaction_only and include_bias; must be equal",
+    ),
+    _Rule(
+        "sklearn.random_projection.BaseRandomProjection",
+        _check_random_projection,
+        "components_ (dense, or a sparse matrix's data) finite: inverse_transform's SVD never returns otherwise",
+    ),
+    _Rule(
+        "sklearn.kernel_approximation.AdditiveChi2Sampler",
+        _check_additive_chi2,
+        "1 <= sample_steps <= 1000 (transform loops and allocates once per step)",
     ),
     _Rule(
         "sklearn.preprocessing._label.MultiLabelBinarizer",
