@@ -912,6 +912,11 @@ def sklearn_tree_oob() -> bytes:
     tree = call(sglob("sklearn.tree._tree", "Tree"), 1, Raw(n_classes), 1)
     tree += v({"max_depth": 1, "node_count": 3, "nodes": Raw(nodes), "values": Raw(values)})
     tree += BUILD
+    return decision_tree_regressor(tree)
+
+
+def decision_tree_regressor(tree: bytes) -> bytes:
+    """A fitted-looking DecisionTreeRegressor (one feature, one output) around ``tree``'s opcodes."""
     est = sglob("sklearn.tree._classes", "DecisionTreeRegressor") + EMPTY_TUPLE + NEWOBJ
     state = {
         "criterion": "squared_error",

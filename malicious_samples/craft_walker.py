@@ -68,6 +68,12 @@ def _desync_call_new_class() -> bytes:
     return pk(_decoy_then(target, decoy) + tup((10**9, 10**9)) + C.REDUCE, framed=False)
 
 
+def _tree_never_built() -> bytes:
+    """Tree(1, [1], 1) called and never given a state: the constructor's empty node array (capacity 0)."""
+    n_classes = C.np_array((1,), C.np_simple_dtype("i8"), (1).to_bytes(8, "little"))
+    return C.decision_tree_regressor(call(sglob("sklearn.tree._tree", "Tree"), 1, Raw(n_classes), 1))
+
+
 def samples() -> list[Sample]:
     out: list[Sample] = []
     out.append(Sample(
@@ -141,5 +147,13 @@ def samples() -> list[Sample]:
         "numpy.random.RandomState(range(10**9)): the legacy seeding turns the seed into an 8 GB array.",
         pk(call(sglob("numpy.random.mtrand", "RandomState"), Raw(call(sglob("builtins", "range"), 10**9)))),
         "pickle", MEMORY, error="LimitExceededError",
+    ))
+    out.append(Sample(
+        "s6_tree_never_built.pkl", "tree-never-built", SECTION,
+        "A DecisionTreeRegressor whose Tree is constructed but never given a state (no BUILD): load's checks "
+        "ran on every Tree state the stream BUILDs, and this one has none; its node array is empty and "
+        "predict() reads node 0 (segfault). Found by the byte fuzzer, seed 105, as a POP where a forest's BUILD was.",
+        _tree_never_built(), "pickle", CRASH, error="UnsafeModelError",
+        after_load="obj.predict([[0.0]])", related=["sklearn.tree._tree.Tree"],
     ))
     return out

@@ -94,6 +94,7 @@ class StaticChecks:
         self.filling = filling
         self.issues = issues
         self.class_args: list[tuple[int, G, str]] = []  # (offset, class, callee) for finish()
+        self.trees: list[Obj] = []  # every Tree the stream creates, for finish()
 
     def issue(self, rule: str, severity: str, offset: int, message: str, names: tuple[str, ...] = ()) -> None:
         self.issues.append(Issue(rule, severity, offset, message, names))
@@ -107,6 +108,13 @@ class StaticChecks:
             if cls.called:
                 self.issue("guard", UNSAFE, i, f"{callee} is given {cls.name} as a class, but the stream also calls "
                            f"{cls.name}, so load would hand it the guard wrapper")
+        for tree in self.trees:
+            # Its nodes come only from BUILD (Tree.__setstate__), which check_tree judges; a Tree that is
+            # never given a state keeps the constructor's empty arrays, and predict() reads node 0
+            # (byte fuzzer seed 105: a POP where the BUILD was, in a forest; SIGSEGV after load).
+            if tree.state is None:
+                self.issue("tree-structure", UNSAFE, tree.origin, "a decision tree is created but never given its "
+                           "nodes (no BUILD): predict() would read node 0 of an empty tree")
 
     def _guarded(self, name: str) -> bool:
         entry = self.policy.entries.get(name)

@@ -948,8 +948,14 @@ class _Walker:
         self.checks.check_guard(i, name, args)
         entry = self.policy.entries.get(name)
         if entry is not None and entry.guard in _BUILDS_FIRST_ARG and args and isinstance(args[0], G):
-            return Obj(args[0].name, origin=i)  # copyreg._reconstructor / newObj: an instance of their first argument
-        return Obj(name, args if name in _KEEP_ARGS else None, i)
+            return self.made(Obj(args[0].name, origin=i))  # copyreg._reconstructor / newObj: an instance of args[0]
+        return self.made(Obj(name, args if name in _KEEP_ARGS else None, i))
+
+    def made(self, obj: Obj) -> Obj:
+        """An instance the stream creates: a Tree is remembered, to be judged when no BUILD gives it nodes."""
+        if obj.callee == _TREE:
+            self.checks.trees.append(obj)
+        return obj
 
     def new(self, i: int, cls: Any, args: Any, kwargs: Any) -> Obj:
         if not isinstance(cls, G):
@@ -969,7 +975,7 @@ class _Walker:
             # The loader hands out the guarded callable, which is not a class: NEWOBJ would bypass its guard.
             self.issue("new-args", UNSAFE, i, f"{cls.name} may only be called through its guard (REDUCE), "
                        "not instantiated with NEWOBJ", (cls.name,))
-        return Obj(cls.name, origin=i)
+        return self.made(Obj(cls.name, origin=i))
 
     def guard_of(self, name: str) -> str | None:
         entry = self.policy.entries.get(name)
@@ -985,7 +991,7 @@ class _Walker:
                        (cls.name,))
         elif cls.kind is Kind.CALL:
             self.checks.check_guard(i, cls.name, tuple(args))  # OBJ/INST call cls(*args): the same guard as REDUCE
-        return Obj(cls.name, origin=i)
+        return self.made(Obj(cls.name, origin=i))
 
     def build(self, i: int, target: Any, state: Any, fend: int) -> tuple[Obj, int] | None:
         if isinstance(target, G):

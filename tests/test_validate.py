@@ -1019,3 +1019,21 @@ def test_random_generators_in_range_pass() -> None:
                 np.random.Generator(np.random.PCG64(0)), np.random.default_rng(0)):
         validate(rng)
         validate(pickle.loads(pickle.dumps(rng)))
+
+
+def test_a_tree_no_build_reached_is_refused_even_when_the_walker_prechecked_trees() -> None:
+    """load skips the per-node Tree checks the walker already ran on every BUILD's state; a Tree that
+    no BUILD reached keeps its constructor's empty arrays (byte fuzzer seed 105: SIGSEGV in predict).
+    The walker refuses such a stream; the cheap residue still runs at load (defence in depth)."""
+    from sklearn.tree import DecisionTreeRegressor
+    from sklearn.tree._tree import Tree
+
+    from safeload._load import _WALKER_VALIDATED
+
+    model = DecisionTreeRegressor(max_depth=1).fit([[0.0], [1.0]], [0.0, 1.0])
+    validate(model, prechecked=_WALKER_VALIDATED)  # a real tree passes
+    model.tree_ = Tree(1, np.array([1], dtype=np.intp), 1)
+    assert model.tree_.node_count == 0
+    for prechecked in (frozenset(), _WALKER_VALIDATED):
+        with pytest.raises(UnsafeModelError, match="node_count"):
+            validate(model, prechecked=prechecked)

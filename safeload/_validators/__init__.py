@@ -93,6 +93,7 @@ from safeload._validators.trees import (
     _check_gradient_boosting,
     _check_hist_gradient_boosting,
     _check_tree,
+    _check_tree_built,
     _check_tree_predictor_once,
 )
 
@@ -696,6 +697,10 @@ def _leaf_instance(obj: object) -> bool:
     return class_level_names(cls).isdisjoint(d)  # else the rule runs on a node (its message, its path)
 
 
+#: What still runs of a rule whose type the walker validated at every BUILD (``prechecked``).
+_PRECHECKED_RESIDUE: Final[dict[_Check, _Check]] = {_check_tree: _check_tree_built}
+
+
 def _walk(obj: object, max_depth: int, prechecked: frozenset[str] = frozenset()) -> None:
     graph = _Graph()
     graph.add(obj, -1, 0)
@@ -705,7 +710,10 @@ def _walk(obj: object, max_depth: int, prechecked: frozenset[str] = frozenset())
         item = nodes[i]
         checks = _checks_for(type(item))
         if checks and prechecked and _fullname(type(item)) in prechecked:
-            checks = tuple(c for c in checks if c is _check_shadowing)  # state validated from the stream's bytes
+            # its state was validated from the stream's bytes at each BUILD; the cheap residue covers an
+            # instance that no BUILD reached (the walker refuses those too: defence in depth)
+            checks = tuple(_PRECHECKED_RESIDUE.get(c, c) for c in checks
+                           if c is _check_shadowing or c in _PRECHECKED_RESIDUE)
         for check in checks:
             _run_check(check, item, graph, i)
         if not (isinstance(item, np.ndarray) and not item.dtype.hasobject):

@@ -26,8 +26,9 @@ from safeload._validators._base import (
 )
 
 
-def _check_tree(tree: Any, path: str) -> None:
-    """Node arrays of a decision tree, as read by Tree.apply/predict/decision_path."""
+def _check_tree_built(tree: Any, path: str) -> None:
+    """1 <= node_count <= capacity: what the walker's check of each BUILD cannot see is a Tree that no
+    BUILD reached, which keeps its constructor's empty arrays. Cheap, so it runs on every Tree."""
     node_count = _int(tree.node_count, path, ".node_count")
     capacity = _int(tree.capacity, path, ".capacity")
     if not 1 <= node_count <= capacity:
@@ -36,6 +37,12 @@ def _check_tree(tree: Any, path: str) -> None:
             ".node_count",
             f"= {node_count} must be in [1, capacity={capacity}]; predict() starts at node 0",
         )
+
+
+def _check_tree(tree: Any, path: str) -> None:
+    """Node arrays of a decision tree, as read by Tree.apply/predict/decision_path."""
+    _check_tree_built(tree, path)
+    node_count = _int(tree.node_count, path, ".node_count")
     n_features = _int(tree.n_features, path, ".n_features")
     n_outputs = _int(tree.n_outputs, path, ".n_outputs")
     max_n_classes = _int(tree.max_n_classes, path, ".max_n_classes")
