@@ -171,8 +171,12 @@ class Aligned(Lockstep):
             new = min(self.size, end + (self.width - over if over else 0))
             self.buf[self.avail:new] = self.real[self.avail:new]
             self.avail = new
-            self.buf[new:] = (self.ENTRIES * ((self.size - new) // len(self.ENTRIES) + 1))[:self.size - new]
+            self.buf[new:] = self.filler(new)[:self.size - new]
         return self.avail
+
+    def filler(self, new: int) -> bytes:
+        """What the buffer reads as from ``new`` on: more entries."""
+        return self.ENTRIES * ((self.size - new) // len(self.ENTRIES) + 1)
 
 
 @pytest.mark.parametrize("run_mode", sorted(RUN_MODES))
@@ -185,28 +189,17 @@ def test_a_run_stops_at_the_bytes_that_have_arrived(run_mode: str, monkeypatch: 
     assert _summary(walk(double.buf, POLICY, filling=double)) == expected  # type: ignore[arg-type]
 
 
-class AlignedPut(Lockstep):
+class AlignedPut(Aligned):
     """The protocol 2 form: what has not arrived reads as more entries, PUT indices continuing the run's,
     but one byte wider than the real ones (a matcher that reads ahead ends off the real entries)."""
 
-    def __init__(self, real: bytes, first: int, width: int) -> None:
-        super().__init__(real, 1)
-        self.first, self.width = first, width
-
-    def wait(self, end: int) -> int:
-        end = min(end, self.size)
-        if end > self.avail:
-            over = (end - self.first) % self.width
-            new = min(self.size, end + (self.width - over if over else 0))
-            self.buf[self.avail:new] = self.real[self.avail:new]
-            self.avail = new
-            index = 1 + max(0, new - self.first) // self.width
-            filler = bytearray()
-            while len(filler) < self.size - new:
-                filler += _put_entry(b"f" * 8, index)
-                index += 1
-            self.buf[new:] = filler[:self.size - new]
-        return self.avail
+    def filler(self, new: int) -> bytes:
+        index = 1 + max(0, new - self.first) // self.width
+        out = bytearray()
+        while len(out) < self.size - new:
+            out += _put_entry(b"f" * 8, index)
+            index += 1
+        return bytes(out)
 
 
 def _put_entry(word: bytes, index: int) -> bytes:
