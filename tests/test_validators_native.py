@@ -10,6 +10,7 @@ must load.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import textwrap
@@ -32,8 +33,10 @@ X, y = make_classification(200, 6, n_informative=4, n_classes=3, random_state=0)
 ALARM_SECONDS = 20
 
 
-def child(tmp_path: Path, model: Any, action: str, data: Any) -> subprocess.CompletedProcess[str]:
-    """Dump ``model`` with joblib; a fresh interpreter loads it with plain joblib and runs ``action``."""
+def child(tmp_path: Path, model: Any, action: str, data: Any, *,
+          alarm: int = ALARM_SECONDS) -> subprocess.CompletedProcess[str]:
+    """Dump ``model`` with joblib; a fresh interpreter loads it with plain joblib and runs ``action``
+    (SIGALRM, whose default action ends the process even inside C code, after ``alarm`` seconds)."""
     joblib.dump(model, tmp_path / "model.joblib")
     joblib.dump(data, tmp_path / "X.joblib")
     code = textwrap.dedent(
@@ -45,7 +48,7 @@ def child(tmp_path: Path, model: Any, action: str, data: Any) -> subprocess.Comp
         m = joblib.load(sys.argv[1])
         X = joblib.load(sys.argv[2])
         print("loaded", flush=True)
-        signal.alarm({ALARM_SECONDS})
+        signal.alarm({alarm})
         {action}
         print("survived", flush=True)
         """
@@ -66,6 +69,12 @@ def assert_kills(proc: subprocess.CompletedProcess[str], *, abort_ok: bool = Fal
         assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
         return
     assert proc.returncode < 0, f"expected a fatal signal, got rc={proc.returncode}\n{proc.stderr[-2000:]}"
+
+
+def assert_hangs(proc: subprocess.CompletedProcess[str]) -> None:
+    """``action`` had not returned when the alarm ended the child (the healthy model takes milliseconds)."""
+    assert proc.stdout.startswith("loaded") and "survived" not in proc.stdout, (proc.stdout, proc.stderr[-2000:])
+    assert proc.returncode == -signal.SIGALRM, proc.stderr[-2000:]
 
 
 def assert_load_refuses(tmp_path: Path, fragment: str, *, scan_gap: bool = False) -> UnsafeModelError:
@@ -531,14 +540,7 @@ def test_polynomial_degree_that_never_ends_is_refused(tmp_path: Path) -> None:
 
     m = _poly(degree=2)
     m._max_degree = 2**31
-    joblib.dump(m, tmp_path / "model.joblib")
-    joblib.dump(sp.csr_matrix(X), tmp_path / "X.joblib")
-    code = ("import signal, sys, joblib; m = joblib.load(sys.argv[1]); X = joblib.load(sys.argv[2]); "
-            "print('loaded', flush=True); signal.alarm(3); m.transform(X); print('returned')")
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "model.joblib"), str(tmp_path / "X.joblib")],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.stdout.startswith("loaded") and "returned" not in proc.stdout, (proc.stdout, proc.stderr[-2000:])
-    assert proc.returncode == -14, proc.stderr[-2000:]  # SIGALRM: still inside transform
+    assert_hangs(child(tmp_path, m, "m.transform(X)", sp.csr_matrix(X), alarm=3))
     assert_load_refuses(tmp_path, "_max_degree")
 
 
@@ -655,22 +657,6 @@ def _projection(kind: str, **kwargs: Any) -> Any:
     return cls(3, random_state=0, **kwargs).fit(X)
 
 
-def _still_running_after(tmp_path: Path, action: str, seconds: float) -> str:
-    """Plain joblib in a child: load, ``action``; the child is killed if it has not returned by then
-    (a hang inside C code, which a signal handler cannot end). Returns its stdout."""
-    code = ("import sys, joblib, warnings; warnings.simplefilter('ignore'); m = joblib.load(sys.argv[1]); "
-            f"X = joblib.load(sys.argv[2]); print('loaded', flush=True); {action}; print('returned', flush=True)")
-    with subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "model.joblib"), str(tmp_path / "X.joblib")],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
-        try:
-            out, err = proc.communicate(timeout=seconds)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-            return "still running after " + out
-        raise AssertionError(f"returned (rc={proc.returncode}): {out} {err[-2000:]}")
-
-
 @pytest.mark.parametrize("kind", ["gaussian", "sparse"])
 def test_random_projection_with_an_infinite_component_is_refused(tmp_path: Path, kind: str) -> None:
     """Found by the state fuzzer (timeouts): inverse_transform computes pinv(components_) with
@@ -682,10 +668,7 @@ def test_random_projection_with_an_infinite_component_is_refused(tmp_path: Path,
         m.components_[0, -1] = np.inf
     else:
         m.components_.data[0] = np.inf
-    joblib.dump(m, tmp_path / "model.joblib")
-    joblib.dump(Z, tmp_path / "X.joblib")
-    out = _still_running_after(tmp_path, "m.inverse_transform(X)", 8.0)
-    assert out.startswith("still running after loaded"), out
+    assert_hangs(child(tmp_path, m, "m.inverse_transform(X)", Z, alarm=8))
     assert_load_refuses(tmp_path, "components_")
 
 
@@ -707,10 +690,7 @@ def test_chi2_sampler_steps_that_never_end_are_refused(tmp_path: Path) -> None:
     Xp = np.abs(X)
     m = AdditiveChi2Sampler(sample_steps=2).fit(Xp)
     m.sample_steps, m.sample_interval = 2**31, 0.5
-    joblib.dump(m, tmp_path / "model.joblib")
-    joblib.dump(Xp[:20], tmp_path / "X.joblib")
-    out = _still_running_after(tmp_path, "m.transform(X)", 5.0)
-    assert out.startswith("still running after loaded"), out
+    assert_hangs(child(tmp_path, m, "m.transform(X)", Xp[:20], alarm=5))
     assert_load_refuses(tmp_path, "sample_steps")
 
 
