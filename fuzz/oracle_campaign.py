@@ -45,19 +45,7 @@ from safeload._load import effective_policy  # noqa: E402
 POLICY = effective_policy(None, ())
 
 
-def _no_runs(data: Any, i: int, end: int) -> tuple[int, int]:
-    return i, 0
-
-
-def _no_put_runs(data: Any, i: int, end: int, first: int) -> tuple[int, int]:
-    return i, 0
-
-
-#: name -> (MEMOIZE run matcher, protocol 1-3 PUT run matcher)
-MATCHERS: dict[str, tuple[Any, Any]] = {"regex": (_walker._regex_run, _walker._python_put_run),
-                                        "none": (_no_runs, _no_put_runs)}
-if getattr(_walker, "_speedups", None) is not None:
-    MATCHERS["compiled"] = (_walker._compiled_run, _walker._compiled_put_run)
+MATCHERS = _oracle.MATCHERS
 ORDER = sorted(MATCHERS)
 
 

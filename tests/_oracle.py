@@ -740,6 +740,29 @@ def _dtype(value: Any) -> np.dtype[Any] | None:
 
 # -- the differential property ----------------------------------------------------------------------
 
+def _no_runs(data: Any, i: int, end: int) -> tuple[int, int]:
+    return i, 0
+
+
+def _no_put_runs(data: Any, i: int, end: int, first: int) -> tuple[int, int]:
+    return i, 0
+
+
+def _matchers() -> dict[str, tuple[Callable[[Any, int, int], tuple[int, int]],
+                                   Callable[[Any, int, int, int], tuple[int, int]]]]:
+    from safeload import _walker
+
+    out = {"regex": (_walker._regex_run, _walker._python_put_run), "none": (_no_runs, _no_put_runs)}
+    if getattr(_walker, "_speedups", None) is not None:
+        out["compiled"] = (_walker._compiled_run, _walker._compiled_put_run)
+    return out
+
+
+#: The walker's run matchers the property is held for: name -> (MEMOIZE run matcher, protocol 1-3
+#: PUT run matcher), to be set as ``_walker._match_run`` / ``_walker._match_put_run``.
+MATCHERS = _matchers()
+
+
 #: Opcodes the walker may take in one step (a vocabulary run, protocol 4 or 1-3): the oracle steps
 #: through them.
 RUN_OPS = frozenset({0x8C, 0x94, 0x4B, 0x4D, 0x4A, 0x58, 0x71, 0x72})

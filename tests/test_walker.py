@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _oracle import MATCHERS
 
 import safeload
 from safeload._policy import Policy
@@ -147,10 +148,6 @@ def _trace_key(trace: Any) -> Any:
             trace.end, trace.opcodes)
 
 
-def _no_runs(data: Any, i: int, end: int) -> tuple[int, int]:
-    return i, 0
-
-
 def test_runs_walk_exactly_like_single_opcodes(monkeypatch: pytest.MonkeyPatch) -> None:
     """The run fast paths (compiled, and the regular expressions with their tail entry) must not change a
     walk: same memo indices, issues, globals, end and opcode count as the opcode-by-opcode walk, including
@@ -182,8 +179,7 @@ def test_runs_walk_exactly_like_single_opcodes(monkeypatch: pytest.MonkeyPatch) 
         cut = rng.randrange(len(data) // 2, len(data))  # a run that ends in a truncated entry
         cases.append(data[:cut])
     assert _walker._speedups is not None, "safeload._speedups was not built: pip install -e . with a C compiler"
-    modes = {"compiled": (_walker._compiled_run, _walker._compiled_put_run),
-             "regex": (_walker._regex_run, _walker._python_put_run), "none": (_no_runs, _no_put_runs)}
+    modes = MATCHERS
     runs_taken = dict.fromkeys(modes, 0)
     put_runs_taken = dict.fromkeys(modes, 0)
     for data in cases:
@@ -195,12 +191,8 @@ def test_runs_walk_exactly_like_single_opcodes(monkeypatch: pytest.MonkeyPatch) 
         monkeypatch.undo()
         assert keys["compiled"] == keys["none"]
         assert keys["regex"] == keys["none"]
-    for taken in (runs_taken, put_runs_taken):  # the fast paths were really taken (protocols 4-5 and 2-3)
-        assert taken["compiled"] > 30 and taken["regex"] > 30, taken
-
-
-def _no_put_runs(data: Any, i: int, end: int, first: int) -> tuple[int, int]:
-    return i, 0
+    assert runs_taken["compiled"] > 100 and runs_taken["regex"] > 100  # the fast paths were really taken
+    assert put_runs_taken["compiled"] > 30 and put_runs_taken["regex"] > 30  # (protocols 2-3 too)
 
 
 def _counting(match_run: Any, taken: dict[str, int], mode: str) -> Any:
@@ -277,7 +269,7 @@ def test_compiled_runs_leave_undecodable_text_to_the_opcode_path(monkeypatch: py
         with pytest.raises(UnicodeDecodeError):
             pickle.loads(data)
         keys = {}
-        for mode, match_run in (("compiled", _walker._compiled_run), ("none", _no_runs)):
+        for mode, match_run in (("compiled", _walker._compiled_run), ("none", MATCHERS["none"][0])):
             monkeypatch.setattr(_walker, "_match_run", match_run)
             keys[mode] = _trace_key(walk(data, Policy.default()))
         monkeypatch.undo()

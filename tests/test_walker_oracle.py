@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import random
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import zoo
 from _oracle import (
+    MATCHERS,
     MUTATIONS,
     Oracle,
     canon,
@@ -49,19 +50,6 @@ ROOT = Path(__file__).resolve().parent.parent
 POLICY = effective_policy(None, ())
 
 
-def _no_runs(data: Any, i: int, end: int) -> tuple[int, int]:
-    return i, 0
-
-
-def _no_put_runs(data: Any, i: int, end: int, first: int) -> tuple[int, int]:
-    return i, 0
-
-
-#: name -> (MEMOIZE run matcher, protocol 1-3 PUT run matcher)
-MATCHERS: dict[str, tuple[Callable[[Any, int, int], tuple[int, int]], Callable[[Any, int, int, int], tuple[int, int]]]] = {
-    "regex": (_walker._regex_run, _walker._python_put_run), "none": (_no_runs, _no_put_runs)}
-if getattr(_walker, "_speedups", None) is not None:
-    MATCHERS["compiled"] = (_walker._compiled_run, _walker._compiled_put_run)
 DEFAULT_MATCHER = "compiled" if "compiled" in MATCHERS else "regex"
 
 
