@@ -20,6 +20,7 @@ import joblib
 import numpy as np
 import pytest
 import zoo
+from _oracle import MATCHERS
 from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.feature_extraction.text import CountVectorizer
@@ -104,8 +105,7 @@ WALKED = [e for e in MANIFEST if _walked((SAMPLES / e["file"]).read_bytes())]
 
 # The vocabulary runs are delimited in C when safeload._speedups is built, by regular expressions
 # otherwise: both must stop at the bytes that have arrived.
-RUN_MODES = {"compiled": (_walker._compiled_run, _walker._compiled_put_run),
-             "regex": (_walker._regex_run, _walker._python_put_run)}
+RUN_MODES = {name: pair for name, pair in MATCHERS.items() if name != "none"}
 
 
 def _use_run_mode(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
