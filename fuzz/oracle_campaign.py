@@ -89,7 +89,7 @@ def run_case(seed: int, index: int, walk: Any) -> tuple[str, int, int, int, str 
     stopped before STOP on a valid stream), 'unsure' (the oracle cannot tell) or 'lenient' (pickle's
     reading of a joblib stream: the walker went on past an opcode CPython refuses; not a failure)."""
     data, matcher, joblib, mutated = case(seed, index)
-    _walker._match_run, _walker._match_put_run = MATCHERS[matcher]
+    MATCHERS[matcher].install()
     # protocols 0 and 1 have no PROTO opcode: counted as 1; -1: a mutated PROTO
     proto = (data[1] if len(data) > 1 and data[1] <= 5 else -1) if data[:1] == b"\x80" else 1
     # the memo (O(memo) per comparison) every 4 steps and at STOP; everything else at every step
@@ -219,7 +219,7 @@ def replay(spec: str) -> int:
     seed, _, index = spec.partition(":")
     data, matcher, joblib, mutated = case(int(seed), int(index))
     print(f"{len(data)} bytes, matcher {matcher}, joblib {joblib}, mutated {mutated}: {data!r}")
-    _walker._match_run, _walker._match_put_run = MATCHERS[matcher]
+    MATCHERS[matcher].install()
     out = _oracle.differential(data, POLICY, joblib=joblib)
     print(out)
     return 0 if out.ok and (mutated or out.walker_end == len(data)) else 1

@@ -11,8 +11,13 @@
  * same rule; tests/test_walker.py and tests/test_filling.py hold the compiled,
  * regex and opcode-by-opcode walks to the same result.
  *
- * The function only reads: data[start:end] (end clamped to the buffer), one
- * byte at a time, every index checked against end before it is read.
+ * A second loop, count_values, measures a batch of plain values between a MARK and its
+ * SETITEMS / APPENDS / ADDITEMS (a wide dict of integers, an object array of Nones, a big
+ * set): the walker takes it in one step when the container no longer keeps its items, so
+ * that safeload's own cost on such files stays within the resource bound of issue 11.
+ *
+ * The functions only read: data[start:end] (end clamped to the buffer), one byte at a
+ * time, every index checked against end before it is read.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -25,6 +30,12 @@
 #define BINUNICODE 0x58
 #define BINPUT 0x71
 #define LONG_BINPUT 0x72
+#define NONE 0x4e
+#define NEWTRUE 0x88
+#define NEWFALSE 0x89
+#define BINFLOAT 0x47
+#define BINGET 0x68
+#define LONG_BINGET 0x6a
 
 /* Would CPython decode text[0:n] with "utf-8", "surrogatepass" (as the unpickler decodes
    SHORT_BINUNICODE)?  Strict UTF-8, plus the encoded surrogates ED A0..BF 80..BF. */
@@ -200,9 +211,90 @@ count_put_entries(PyObject *module, PyObject *args)
     return Py_BuildValue("nn", i, count);
 }
 
+PyDoc_STRVAR(count_values_doc,
+"count_values(data, start, end, memo, /) -> (stop, count)\n\n"
+"Whole opcodes from data[start:] that end at or before end and each push one plain value:\n"
+"NONE, NEWTRUE, NEWFALSE, BININT1, BININT2, BININT, BINFLOAT and, when memo is a dict,\n"
+"BINGET / LONG_BINGET of an index that is a key of memo.  data[start:stop] holds exactly\n"
+"count of them (stop == start and count == 0 when there is none).");
+
+static PyObject *
+count_values(PyObject *module, PyObject *args)
+{
+    (void)module;
+    Py_buffer view;
+    Py_ssize_t start, end;
+    PyObject *memo;
+    if (!PyArg_ParseTuple(args, "y*nnO:count_values", &view, &start, &end, &memo)) {
+        return NULL;
+    }
+    if (memo != Py_None && !PyDict_CheckExact(memo)) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_TypeError, "count_values: memo must be a dict or None");
+        return NULL;
+    }
+    int gets = memo != Py_None;
+    if (end > view.len) {
+        end = view.len;
+    }
+    Py_ssize_t i = start;
+    Py_ssize_t count = 0;
+    long long known = -1;  /* the last memo index found in memo (a shared object is read again and again) */
+    if (start >= 0 && start <= end) {
+        const unsigned char *p = (const unsigned char *)view.buf;
+        while (i < end) {
+            /* here start <= i < end */
+            unsigned char op = p[i];
+            Py_ssize_t width;
+            switch (op) {
+            case NONE: case NEWTRUE: case NEWFALSE: width = 0; break;
+            case BININT1: width = 1; break;
+            case BININT2: width = 2; break;
+            case BININT: width = 4; break;
+            case BINFLOAT: width = 8; break;
+            case BINGET: width = gets ? 1 : -1; break;
+            case LONG_BINGET: width = gets ? 4 : -1; break;
+            default: width = -1;
+            }
+            if (width < 0 || end - (i + 1) < width) {
+                break;
+            }
+            if (op == BINGET || op == LONG_BINGET) {
+                long long idx = p[i + 1];
+                if (op == LONG_BINGET) {
+                    idx = (long long)((unsigned long long)p[i + 1] | ((unsigned long long)p[i + 2] << 8)
+                                      | ((unsigned long long)p[i + 3] << 16) | ((unsigned long long)p[i + 4] << 24));
+                }
+                if (idx != known) {
+                    PyObject *key = PyLong_FromLongLong(idx);
+                    if (key == NULL) {
+                        PyBuffer_Release(&view);
+                        return NULL;
+                    }
+                    int found = PyDict_Contains(memo, key);  /* int keys: no Python code runs */
+                    Py_DECREF(key);
+                    if (found < 0) {
+                        PyBuffer_Release(&view);
+                        return NULL;
+                    }
+                    if (!found) {
+                        break;  /* left to the walker's opcode-by-opcode path (a lazy run, or an error) */
+                    }
+                    known = idx;
+                }
+            }
+            i += 1 + width;
+            count++;
+        }
+    }
+    PyBuffer_Release(&view);
+    return Py_BuildValue("nn", i, count);
+}
+
 static PyMethodDef speedups_methods[] = {
     {"count_entries", count_entries, METH_VARARGS, count_entries_doc},
     {"count_put_entries", count_put_entries, METH_VARARGS, count_put_entries_doc},
+    {"count_values", count_values, METH_VARARGS, count_values_doc},
     {NULL, NULL, 0, NULL},
 };
 

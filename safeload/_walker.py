@@ -198,6 +198,44 @@ def _compiled_put_run(data: Any, i: int, end: int, first: int) -> tuple[int, int
 #: Chosen once, like _match_run.
 _match_put_run = _python_put_run if _speedups is None else _compiled_put_run
 
+# A batch of plain values between a MARK and the SETITEMS / APPENDS / ADDITEMS that takes them (a
+# wide dict of integers, an object array of Nones, a big set): once the container keeps no more of
+# its items, the walker only counts them, in one step (issue 11: 10^7 of them cost seconds opcode by
+# opcode). Each opcode below pushes exactly one value; a memo read only where ``memo`` is given (a
+# list's items: never hashed) and its slot is filled.
+_MIN_VALUES = 16  # shorter batches go opcode by opcode
+_VALUE_WIDTH = {0x4E: 0, 0x88: 0, 0x89: 0, 0x4B: 1, 0x4D: 2, 0x4A: 4, 0x47: 8}  # NONE, NEWTRUE/FALSE, BININT*, BINFLOAT
+_GET_WIDTH = {0x68: 1, 0x6A: 4}  # BINGET, LONG_BINGET
+
+
+def _python_values(data: Any, i: int, end: int, memo: dict[int, Any] | None) -> tuple[int, int]:
+    """(stop, count) of the plain values at ``i`` within ``end``, or (i, 0): the pure-Python path."""
+    end = min(end, len(data))
+    p = i
+    count = 0
+    while p < end:
+        op = data[p]
+        w = _VALUE_WIDTH.get(op, -1)
+        if w < 0 and memo is not None:
+            w = _GET_WIDTH.get(op, -1)
+            if w > 0 and (end - (p + 1) < w or int.from_bytes(data[p + 1:p + 1 + w], "little") not in memo):
+                break
+        if w < 0 or end - (p + 1) < w:
+            break
+        p += 1 + w
+        count += 1
+    return (p, count) if count >= _MIN_VALUES else (i, 0)
+
+
+def _compiled_values(data: Any, i: int, end: int, memo: dict[int, Any] | None) -> tuple[int, int]:
+    """The same, by safeload/_speedups.c."""
+    j, count = _speedups.count_values(data, i, end, memo)
+    return (j, count) if count >= _MIN_VALUES else (i, 0)
+
+
+#: Chosen once, like _match_run.
+_match_values = _python_values if _speedups is None else _compiled_values
+
 
 def _expand(data: Any, run: Run) -> tuple[list[Any], list[str]]:
     """Parse a run entry by entry: its stack values and the strings it memoized."""
@@ -330,6 +368,7 @@ class _Walker:
         lazy_total = 0  # slots held by lazy PUT runs (0 while ``use_runs``)
         hi = 0  # after the first PUT: one past the highest memo slot written
         match_put_run = _match_put_run
+        match_values = _match_values
         max_memo = limits.max_memo_entries
         use_runs = True
         match_run = _match_run
@@ -536,6 +575,20 @@ class _Walker:
             if op == 0x28:  # MARK
                 if len(marks) >= max_marks:
                     raise fatal("limit-marks", LIMIT, i, f"more than {max_marks} nested MARKs")
+                if len(stack) > fence:
+                    # a batch of plain values for a container that keeps no more items: count it
+                    target = stack[-1]
+                    if type(target) is Cont or type(target) is Obj:
+                        e = fend if fend < avail else avail
+                        j, count = match_values(data, i + 1, e, memo if type(target) is Cont
+                                                and target.kind == "list" else None)
+                        if count and j < e and len(stack) + count <= max_stack \
+                                and self.take_values(target, data[j], count):
+                            ops += count + 1  # the values and the opcode that took them
+                            if ops > max_ops:
+                                raise fatal("limit-opcodes", LIMIT, i, f"more than {max_ops} opcodes")
+                            i = j + 1  # ORACLE-MUTATION-POINT-VALUES (past the opcode that took them)
+                            continue
                 fence = len(stack)
                 marks.append(fence)
                 i += 1
@@ -910,6 +963,27 @@ class _Walker:
                 target.flat.extend(items if total <= room else items[:room])
         elif not isinstance(target, Obj):
             raise self.fatal("bad-target", MALFORMED, i, f"SETITEM(S) on a {type(target).__name__}")
+
+    def take_values(self, target: Any, op: int, count: int) -> bool:
+        """Apply opcode ``op`` (the one after a batch of ``count`` plain values) to ``target``, as
+        setitems/appends would, if it keeps none of the values and cannot fail on them; else False
+        (the batch then goes opcode by opcode)."""
+        if type(target) is not Cont:  # an object's items are not modelled (setitems/appends ignore them)
+            return op == 0x65 or op == 0x90 or (op == 0x75 and not count % 2)
+        kind = target.kind
+        if kind == "dict":
+            if op != 0x75 or count % 2 or len(target.flat) < 2 * _DICT_CAP:
+                return False
+            target.count += count // 2
+        elif kind == "list":
+            if op != 0x65 or (target.count == len(target.flat) and len(target.flat) + count <= _LIST_CAP):
+                return False
+            target.count += count
+        else:
+            if op != 0x90:
+                return False
+            target.count += count
+        return True
 
     def appends(self, i: int, stack: list[Any], fence: int, count: int, items: list[Any] | None = None,
                 what: str = "APPEND(S)") -> None:

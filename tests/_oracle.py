@@ -48,7 +48,7 @@ import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -748,24 +748,45 @@ def _no_put_runs(data: Any, i: int, end: int, first: int) -> tuple[int, int]:
     return i, 0
 
 
-def _matchers() -> dict[str, tuple[Callable[[Any, int, int], tuple[int, int]],
-                                   Callable[[Any, int, int, int], tuple[int, int]]]]:
+def _no_values(data: Any, i: int, end: int, memo: Any) -> tuple[int, int]:
+    return i, 0
+
+
+class Matchers(NamedTuple):
+    """The walker's one-step matchers, by the module attribute each replaces."""
+
+    run: Callable[[Any, int, int], tuple[int, int]]  # MEMOIZE vocabulary runs: _walker._match_run
+    put_run: Callable[[Any, int, int, int], tuple[int, int]]  # protocol 1-3 PUT runs: _match_put_run
+    values: Callable[[Any, int, int, Any], tuple[int, int]]  # batches of plain values: _match_values
+
+    def install(self, setattr_: Callable[[Any, str, Any], Any] = setattr) -> None:
+        """Set them on ``safeload._walker`` (``setattr_``: e.g. ``monkeypatch.setattr``)."""
+        from safeload import _walker
+
+        for name, fn in self._asdict().items():
+            setattr_(_walker, f"_match_{name}", fn)
+
+
+def _matchers() -> dict[str, Matchers]:
     from safeload import _walker
 
-    out = {"regex": (_walker._regex_run, _walker._python_put_run), "none": (_no_runs, _no_put_runs)}
+    out = {"regex": Matchers(_walker._regex_run, _walker._python_put_run, _walker._python_values),
+           "none": Matchers(_no_runs, _no_put_runs, _no_values)}
     if getattr(_walker, "_speedups", None) is not None:
-        out["compiled"] = (_walker._compiled_run, _walker._compiled_put_run)
+        out["compiled"] = Matchers(_walker._compiled_run, _walker._compiled_put_run, _walker._compiled_values)
     return out
 
 
-#: The walker's run matchers the property is held for: name -> (MEMOIZE run matcher, protocol 1-3
-#: PUT run matcher), to be set as ``_walker._match_run`` / ``_walker._match_put_run``.
+#: The walker's one-step matchers the property is held for: "compiled" (safeload._speedups), "regex"
+#: (the pure-Python fallback: regular expressions and loops) and "none" (opcode by opcode).
 MATCHERS = _matchers()
 
 
-#: Opcodes the walker may take in one step (a vocabulary run, protocol 4 or 1-3): the oracle steps
-#: through them.
-RUN_OPS = frozenset({0x8C, 0x94, 0x4B, 0x4D, 0x4A, 0x58, 0x71, 0x72})
+#: Opcodes the walker may take in one step (a vocabulary run, protocol 4 or 1-3; a batch of plain
+#: values from its MARK to the SETITEMS / APPENDS / ADDITEMS that takes it): the oracle steps through
+#: them, and compares the whole state where the walker stops next.
+RUN_OPS = frozenset({0x8C, 0x94, 0x4B, 0x4D, 0x4A, 0x58, 0x71, 0x72,
+                     0x28, 0x4E, 0x88, 0x89, 0x47, 0x68, 0x6A, 0x75, 0x65, 0x90})
 #: Opcodes that act on objects below the top: the whole stack is compared before each of them.
 TARGET_OPS = frozenset(b"bRo\x81\x92iseu\x90a\x93\x85\x86\x87tld\x91.0122")
 _GETS = frozenset(b"ghj")
@@ -1232,6 +1253,8 @@ class Grammar:
         r = self.r
         if r.random() < 0.5:
             self.remember((False, None))
+        if r.random() < 0.15:
+            self.wide(kind)
         for _ in range(r.choice((0, 1, 1, 2))):
             if kind == "list":
                 if r.random() < 0.4:
@@ -1255,6 +1278,45 @@ class Grammar:
                 for _ in range(r.randint(0, 3)):
                     self.hashable_value(depth + 1)
                 self.emit(b"\x90")
+
+    def plain(self) -> bytes:
+        """One opcode that pushes a plain value (what the walker may count in one step)."""
+        r = self.r
+        if self.proto == 0:
+            return b"N"
+        k = r.random()
+        if k < 0.3:
+            return b"N"
+        if k < 0.4 and self.proto >= 2:
+            return r.choice((b"\x88", b"\x89"))
+        if k < 0.5:
+            return b"G" + struct.pack(">d", r.choice((0.5, -0.0, float("nan"), float("inf"), r.random())))
+        return self.small_int()[0]
+
+    def wide(self, kind: str) -> None:
+        """Batches of plain values past the walker's kept-items caps (64 pairs, 4,096 list items), which
+        it takes in one step: for a list sometimes memo reads among them, sometimes a value that is not
+        plain in the middle of a batch (then it goes opcode by opcode)."""
+        r = self.r
+        if kind == "dict":
+            batches = [2 * r.choice((64, 65, 70))] + [2 * r.randint(8, 60) for _ in range(r.randint(1, 3))]
+        elif kind == "list":
+            batches = [r.choice((16, 200, 4097))] + [r.randint(16, 120) for _ in range(r.randint(1, 3))]
+        else:
+            batches = [r.randint(16, 120) for _ in range(r.randint(1, 3))]
+        for n in batches:
+            self.emit(b"(")
+            for k in range(n):
+                if kind == "list" and self.memo and r.random() < 0.1:
+                    slot = self.pick_slot()
+                    if slot is not None:
+                        self.emit(self.slot_read(slot))
+                        continue
+                if r.random() < 0.005 and (kind == "list" or (kind == "dict" and k % 2)):
+                    self.value(1)  # breaks the batch (not a key: it may be unhashable)
+                    continue
+                self.emit(self.plain())
+            self.emit({"list": b"e", "dict": b"u"}.get(kind, b"\x90"))
 
     def run(self, depth: int) -> tuple[bool, str | None]:
         """A vocabulary run (>= 8 entries of SHORT_BINUNICODE, MEMOIZE, BININT*, or in protocols 1-3 of
@@ -1570,6 +1632,9 @@ MUTATIONS = {
     # A PUT that does not update memo_len: the next MEMOIZE lands on the PUT's slot.
     "put-not-counted": ("self.put(i, idx, ops, stack, fence, memo)\n                mlen = len(memo) + lazy_total",
                         "self.put(i, idx, ops, stack, fence, memo)"),
+    # A batch of plain values taken in one step that stops before the opcode that took them: that
+    # SETITEMS / APPENDS / ADDITEMS then runs again, on the items of the MARK below.
+    "values-terminator-again": ("i = j + 1  # ORACLE-MUTATION-POINT-VALUES", "i = j  # ORACLE-MUTATION-POINT-VALUES"),
     # POP that ignores a MARK on top (C pops the mark): the walker then refuses valid streams.
     "pop-ignores-mark": ("if marks and marks[-1] == len(stack):", "if False:"),
 }

@@ -105,12 +105,11 @@ WALKED = [e for e in MANIFEST if _walked((SAMPLES / e["file"]).read_bytes())]
 
 # The vocabulary runs are delimited in C when safeload._speedups is built, by regular expressions
 # otherwise: both must stop at the bytes that have arrived.
-RUN_MODES = {name: pair for name, pair in MATCHERS.items() if name != "none"}
+RUN_MODES = {name: matchers for name, matchers in MATCHERS.items() if name != "none"}
 
 
 def _use_run_mode(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
-    monkeypatch.setattr(_walker, "_match_run", RUN_MODES[mode][0])
-    monkeypatch.setattr(_walker, "_match_put_run", RUN_MODES[mode][1])
+    RUN_MODES[mode].install(monkeypatch.setattr)
 
 
 @pytest.mark.parametrize("entry", WALKED, ids=[e["technique"] for e in WALKED])

@@ -73,6 +73,7 @@ def test_the_extension_is_built_and_used() -> None:
     assert _walker._speedups is not None, "safeload._speedups was not built: pip install -e . with a C compiler"
     assert _walker._match_run is _walker._compiled_run
     assert _walker._match_put_run is _walker._compiled_put_run
+    assert _walker._match_values is _walker._compiled_values
 
 
 def test_vocabulary_entries_are_counted() -> None:
@@ -146,6 +147,9 @@ import safeload
 from safeload import _walker
 assert _walker._speedups is None and _walker._match_run is _walker._regex_run
 assert _walker._match_put_run is _walker._python_put_run
+assert _walker._match_values is _walker._python_values
+big = {i: None for i in range(5000)}
+assert safeload.loads(pickle.dumps(big, 4)) == big and safeload.scan(pickle.dumps(big, 4)).safe
 vocab = {f"w{i}\\u0514": i for i in range(5000)}
 for proto in (2, 3, 5):
     assert safeload.loads(pickle.dumps(vocab, proto)) == vocab
@@ -268,3 +272,114 @@ def test_put_runs_agree_with_the_reference(entries: list[tuple[bytes, int, bytes
     expected = whole if whole[1] >= _walker._MIN_RUN else (0, 0)
     assert _walker._python_put_run(blob, 0, len(blob), first) == expected
     assert _walker._compiled_put_run(blob, 0, len(blob), first) == expected
+
+
+# A batch of plain values (count_values): each opcode pushes one value; memo reads only with a memo
+# dict, and only of a slot it holds.
+
+_VALUE_OPS = {0x4E: 0, 0x88: 0, 0x89: 0, 0x4B: 1, 0x4D: 2, 0x4A: 4, 0x47: 8}
+
+
+def _count_values(data: bytes | bytearray | memoryview | mmap.mmap, start: int, end: int,
+                  memo: dict[int, object] | None) -> tuple[int, int]:
+    from safeload._speedups import count_values
+
+    return count_values(data, start, end, memo)
+
+
+def reference_values(data: bytes, start: int, end: int, memo: dict[int, object] | None) -> tuple[int, int]:
+    """Opcode by opcode, up to the first that is not a plain value, is cut by ``end``, or reads an
+    empty memo slot."""
+    end = min(end, len(data))
+    if start < 0 or start > end:
+        return start, 0
+    i, count = start, 0
+    while i < end:
+        op = data[i]
+        if op in _VALUE_OPS:
+            width = _VALUE_OPS[op]
+        elif memo is not None and op in (0x68, 0x6A):
+            width = 1 if op == 0x68 else 4
+            if i + 1 + width > end or int.from_bytes(data[i + 1:i + 1 + width], "little") not in memo:
+                return i, count
+        else:
+            return i, count
+        if i + 1 + width > end:
+            return i, count
+        i += 1 + width
+        count += 1
+    return i, count
+
+
+def test_plain_values_are_counted() -> None:
+    data = pickle.dumps({k: None for k in range(300)}, 4)  # EMPTY_DICT MEMOIZE MARK (key NONE)*300 SETITEMS
+    start = data.index(b"(") + 1
+    stop, count = _count_values(data, start, len(data), None)
+    assert count == 600 and data[stop:stop + 1] == b"u"
+    assert (stop, count) == reference_values(data, start, len(data), None)
+    assert _walker._python_values(data, start, len(data), None) == (stop, count)
+    assert _walker._compiled_values(data, start, len(data), None) == (stop, count)
+    shared = b"\x80\x04]\x94}\x94(" + b"h\x01" * 99 + b"j\x01\x00\x00\x00e."  # 100 reads of one dict
+    memo = {0: object(), 1: object()}
+    stop, count = _count_values(shared, 7, len(shared), memo)
+    assert (stop, count) == reference_values(shared, 7, len(shared), memo) == (len(shared) - 2, 100)
+    assert _count_values(shared, 7, len(shared), None) == (7, 0)  # no memo: memo reads end the batch
+    assert _count_values(shared, 7, len(shared), {0: None}) == (7, 0)  # an empty slot ends it
+    few = b"N" * (_walker._MIN_VALUES - 1) + b"e"
+    assert _walker._python_values(few, 0, len(few), None) == (0, 0) == _walker._compiled_values(few, 0, len(few), None)
+    with pytest.raises(TypeError):
+        _count_values(data, 0, 4, [])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("start, end", [(-1, 10), (-(2**62), 2**62), (11, 10), (50, 60), (0, -5), (3, 2**62),
+                                        (0, 2**62), (0, 17)])
+def test_value_bounds_outside_the_buffer_read_nothing_past_it(start: int, end: int) -> None:
+    data = b"NK\x01M\x01\x02J\x01\x02\x03\x04G" + b"\x00" * 8 + b"h\x00j\x00\x00\x00\x00"
+    memo = {0: None}
+    for cut in range(len(data) + 1):  # every cut: a value cut short is not counted
+        blob = data[:cut]
+        for m in (None, memo):
+            assert _count_values(blob, start, end, m) == reference_values(blob, start, end, m)
+
+
+def test_every_buffer_kind_the_walker_hands_over_values() -> None:
+    data = b"K\x01" * 20 + b"j\x05\x00\x00\x00" * 5 + b"e"
+    expected = reference_values(data, 0, len(data), {5: 0})
+    assert expected == (len(data) - 1, 25)
+    with mmap.mmap(-1, len(data)) as mm:
+        mm[:] = data
+        for buf in (data, bytearray(data), memoryview(data), mm):
+            assert _count_values(buf, 0, len(data), {5: 0}) == expected
+    with pytest.raises(TypeError):
+        _count_values("text", 0, 4, None)  # type: ignore[arg-type]
+
+
+_VALUE = st.one_of(st.sampled_from([b"N", b"\x88", b"\x89"]),
+                   st.binary(min_size=1, max_size=1).map(lambda b: b"K" + b),
+                   st.binary(min_size=2, max_size=2).map(lambda b: b"M" + b),
+                   st.binary(min_size=4, max_size=4).map(lambda b: b"J" + b),
+                   st.binary(min_size=8, max_size=8).map(lambda b: b"G" + b),
+                   st.integers(0, 20).map(lambda k: b"h" + bytes([k])),
+                   st.integers(0, 2**32 - 1).map(lambda k: b"j" + k.to_bytes(4, "little")))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_VALUE, max_size=60), st.sets(st.integers(0, 20)), st.booleans(), st.binary(max_size=8),
+       st.integers(-3, 12), st.integers(-3, 12), st.integers(0, 20))
+def test_values_agree_with_the_reference(values: list[bytes], slots: set[int], with_memo: bool, tail: bytes,
+                                         start: int, cut: int, flips: int) -> None:
+    """Well-formed batches, then corrupted bytes; the compiled counter and the pure-Python path both
+    give the reference's answer."""
+    data = bytearray(b"".join(values) + tail)
+    rng = random.Random(len(data) * 41 + flips)
+    for _ in range(flips if data else 0):
+        data[rng.randrange(len(data))] = rng.choice((0x4E, 0x4B, 0x4D, 0x4A, 0x47, 0x68, 0x6A, rng.randrange(256)))
+    blob = bytes(data)
+    memo: dict[int, object] | None = dict.fromkeys(slots) if with_memo else None
+    end = len(blob) - cut
+    expected = reference_values(blob, start, end, memo)
+    assert _count_values(blob, start, end, memo) == expected
+    if 0 <= start <= len(blob):
+        python = _walker._python_values(blob, start, end, memo)
+        assert python == (expected if expected[1] >= _walker._MIN_VALUES else (start, 0))
+        assert _walker._compiled_values(blob, start, end, memo) == python

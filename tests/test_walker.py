@@ -184,9 +184,10 @@ def test_runs_walk_exactly_like_single_opcodes(monkeypatch: pytest.MonkeyPatch) 
     put_runs_taken = dict.fromkeys(modes, 0)
     for data in cases:
         keys = {}
-        for mode, (match_run, match_put_run) in modes.items():
-            monkeypatch.setattr(_walker, "_match_run", _counting(match_run, runs_taken, mode))
-            monkeypatch.setattr(_walker, "_match_put_run", _counting(match_put_run, put_runs_taken, mode))
+        for mode, matchers in modes.items():
+            matchers.install(monkeypatch.setattr)
+            monkeypatch.setattr(_walker, "_match_run", _counting(matchers.run, runs_taken, mode))
+            monkeypatch.setattr(_walker, "_match_put_run", _counting(matchers.put_run, put_runs_taken, mode))
             keys[mode] = _trace_key(walk(data, Policy.default()))
         monkeypatch.undo()
         assert keys["compiled"] == keys["none"]
@@ -202,6 +203,93 @@ def _counting(match_run: Any, taken: dict[str, int], mode: str) -> Any:
         return j, count
 
     return run
+
+
+def _shape(x: Any, depth: int = 0) -> Any:
+    """The walker's simulated value as far as a one-step batch could change it: every container's kind,
+    item count and kept items, recursively."""
+    from safeload._simulated import Cont, Obj
+
+    if depth > 20:
+        return "..."
+    if type(x) is Cont:
+        return ("cont", x.kind, x.count, [_shape(v, depth + 1) for v in x.flat])
+    if type(x) is Obj:
+        return ("obj", x.callee, _shape(x.state, depth + 1), _shape(x.args, depth + 1))
+    if type(x) is tuple:
+        return tuple(_shape(v, depth + 1) for v in x)
+    return repr(x)
+
+
+def _value_cases(rng: Any) -> list[bytes]:
+    """Streams with batches of plain values around the walker's kept-items caps, in every container
+    kind and protocol, with memo reads, odd counts, wrong targets, and cuts."""
+    import collections
+
+    from safeload._walker import _DICT_CAP, _LIST_CAP
+
+    cases: list[bytes] = []
+    scalars: list[Any] = [None, True, False, 0, 1, 255, 256, 65535, 65536, -1, 2**31 - 1, -2**31, 0.5, float("nan")]
+    for _ in range(40):
+        proto = rng.choice((1, 2, 3, 4, 5))
+        n = rng.choice((2 * _DICT_CAP - 1, 2 * _DICT_CAP, 2 * _DICT_CAP + 1, 200, 1500, _LIST_CAP - 1, _LIST_CAP,
+                        _LIST_CAP + 1, 5000))
+        vals = [rng.choice(scalars) for _ in range(n)]
+        shared = {"s": 1}
+        kind = rng.choice(("dict", "list", "set", "objarray", "shared", "ordered", "counter", "nested"))
+        if kind == "dict":
+            obj: Any = {k: v for k, v in zip(range(n), vals, strict=True)}
+        elif kind == "list":
+            obj = vals
+        elif kind == "set":
+            obj = set(range(n)) | {None, True}
+        elif kind == "objarray":
+            obj = np.array(vals + [shared], dtype=object)
+        elif kind == "shared":
+            obj = [shared] * n + [shared, None] * (n // 4)
+        elif kind == "ordered":
+            obj = collections.OrderedDict((k, v) for k, v in zip(range(n), vals, strict=True))
+        elif kind == "counter":
+            obj = collections.Counter({k: 1 for k in range(n)})
+        else:
+            obj = {"a": [vals, {k: None for k in range(n)}], "b": (vals[:50], set(range(300)))}
+        data = pickle.dumps(obj, proto)
+        cases.append(data)
+        cases.append(data[:rng.randrange(len(data) // 2, len(data))])  # cut inside a batch
+        blob = bytearray(data)
+        for _ in range(rng.choice((1, 3))):  # a corrupted byte: an odd batch, a wrong opcode, a bad read
+            blob[rng.randrange(len(blob))] = rng.choice((0x75, 0x65, 0x90, 0x4E, 0x68, 0x6A, 0x28, 0x30))
+        cases.append(bytes(blob))
+    odd = b"".join(b"K" + bytes([k % 256]) + b"N" for k in range(80))
+    cases.append(b"\x80\x04}(" + odd + b"u(" + odd + b"Nu.")  # a second batch with an odd count
+    cases.append(b"\x80\x04](" + b"N" * 5000 + b"u.")  # SETITEMS on a list
+    cases.append(b"\x80\x04}(" + b"N" * 300 + b"u(" + b"N" * 300 + b"e.")  # APPENDS on a dict
+    cases.append(b"\x80\x04](" + b"N" * 5000 + b"e(" + b"h\x09" * 100 + b"e.")  # a read of an empty slot
+    return cases
+
+
+def test_value_batches_walk_exactly_like_single_opcodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch of plain values taken in one step (compiled, and the pure-Python loop) leaves the walk
+    exactly as the opcode-by-opcode walk does: issues, globals, end, opcode count, and every container's
+    count and kept items."""
+    import random
+
+    from safeload import _walker
+
+    cases = _value_cases(random.Random(11))
+    taken = dict.fromkeys(MATCHERS, 0)
+    for data in cases:
+        keys = {}
+        for mode, matchers in MATCHERS.items():
+            matchers.install(monkeypatch.setattr)
+            monkeypatch.setattr(_walker, "_match_values", _counting(matchers.values, taken, mode))
+            trace = walk(data, Policy.default())
+            keys[mode] = (_trace_key(trace), _shape(trace.root))
+        monkeypatch.undo()
+        assert keys["compiled"] == keys["none"], data[:80]
+        assert keys["regex"] == keys["none"], data[:80]
+    assert taken["compiled"] > 200 and taken["regex"] > 200  # the batches were really taken
+    assert taken["none"] == 0
 
 
 def _array_pickle(state: bytes) -> bytes:
@@ -269,7 +357,7 @@ def test_compiled_runs_leave_undecodable_text_to_the_opcode_path(monkeypatch: py
         with pytest.raises(UnicodeDecodeError):
             pickle.loads(data)
         keys = {}
-        for mode, match_run in (("compiled", _walker._compiled_run), ("none", MATCHERS["none"][0])):
+        for mode, match_run in (("compiled", _walker._compiled_run), ("none", MATCHERS["none"].run)):
             monkeypatch.setattr(_walker, "_match_run", match_run)
             keys[mode] = _trace_key(walk(data, Policy.default()))
         monkeypatch.undo()

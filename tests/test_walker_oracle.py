@@ -42,7 +42,6 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import safeload
-from safeload import _walker
 from safeload._containers import COMPRESSED, Format, decompress, sniff
 from safeload._load import effective_policy
 
@@ -54,9 +53,7 @@ DEFAULT_MATCHER = "compiled" if "compiled" in MATCHERS else "regex"
 
 
 def use_matcher(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
-    run, put_run = MATCHERS[name]
-    monkeypatch.setattr(_walker, "_match_run", run)
-    monkeypatch.setattr(_walker, "_match_put_run", put_run)
+    MATCHERS[name].install(monkeypatch.setattr)
 
 
 @pytest.fixture(params=sorted(MATCHERS))
