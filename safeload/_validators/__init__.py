@@ -96,6 +96,22 @@ from safeload._validators.trees import (
     _check_tree_built,
     _check_tree_predictor_once,
 )
+from safeload._validators.work import (
+    _check_count_sketch,
+    _check_dummy_regressor,
+    _check_forest_outputs,
+    _check_gpc_laplace,
+    _check_hgb_width,
+    _check_lda,
+    _check_lle,
+    _check_minibatch_nmf,
+    _check_n_classes,
+    _check_n_jobs,
+    _check_nmf,
+    _check_sparse_coding,
+    _check_spline_width,
+    _check_vectorizer,
+)
 
 # --------------------------------------------------------------------------
 # registry
@@ -307,6 +323,60 @@ _RULES: Final[tuple[_Rule, ...]] = (
         "sklearn.kernel_approximation.AdditiveChi2Sampler",
         _check_additive_chi2,
         "1 <= sample_steps <= 1000 (transform loops and allocates once per step)",
+    ),
+    # -- inference-time work a stored number decides (_validators/work.py) --
+    _Rule("sklearn.decomposition._nmf.NMF", _check_nmf, "1 <= max_iter <= 100000 (transform reruns the solver)"),
+    _Rule(
+        "sklearn.decomposition._nmf.MiniBatchNMF",
+        _check_minibatch_nmf,
+        "max_iter, transform_max_iter, _transform_max_iter in [1, 100000]; _n_components == rows of components_",
+    ),
+    _Rule(
+        "sklearn.decomposition._lda.LatentDirichletAllocation",
+        _check_lda,
+        "0 <= max_doc_update_iter <= 10000 (the E-step of transform, score, perplexity)",
+    ),
+    _Rule(
+        "sklearn.decomposition._dict_learning._BaseSparseCoding",
+        _check_sparse_coding,
+        "1 <= transform_max_iter <= 100000 (transform's lasso_cd, tol fixed at 1e-8)",
+    ),
+    _Rule(
+        "sklearn.gaussian_process._gpc._BinaryGaussianProcessClassifierLaplace",
+        _check_gpc_laplace,
+        "1 <= max_iter_predict <= 10000",
+    ),
+    _Rule("sklearn.base.BaseEstimator", _check_n_jobs, "n_jobs None or an integer <= 256 (joblib starts that many workers)"),
+    _Rule(
+        "sklearn.feature_extraction.text._VectorizerMixin",
+        _check_vectorizer,
+        "ngram_range max_n <= 64 (transform is cubic in it); token_pattern without a repeat or an "
+        "alternation inside an unbounded repeat (exponential backtracking)",
+    ),
+    _Rule("sklearn.ensemble._forest.ForestClassifier", _check_n_classes, "n_classes_ == the sizes of classes_"),
+    _Rule("sklearn.ensemble._bagging.BaggingClassifier", _check_n_classes, "n_classes_ == the sizes of classes_"),
+    _Rule("sklearn.dummy.DummyClassifier", _check_n_classes, "n_classes_ == the sizes of classes_"),
+    _Rule("sklearn.ensemble._forest.BaseForest", _check_forest_outputs, "n_outputs_ == every tree's n_outputs_"),
+    _Rule("sklearn.dummy.DummyRegressor", _check_dummy_regressor, "n_outputs_ == constant_.size"),
+    _Rule(
+        "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.BaseHistGradientBoosting",
+        _check_hgb_width,
+        "_baseline_prediction of shape (1, n_trees_per_iteration_)",
+    ),
+    _Rule(
+        "sklearn.manifold._locally_linear.LocallyLinearEmbedding",
+        _check_lle,
+        "n_components == columns of embedding_",
+    ),
+    _Rule(
+        "sklearn.kernel_approximation.PolynomialCountSketch",
+        _check_count_sketch,
+        "degree == rows of indexHash_ and bitHash_; max(indexHash_) < n_components <= 2**20",
+    ),
+    _Rule(
+        "sklearn.preprocessing._polynomial.SplineTransformer",
+        _check_spline_width,
+        "n_features_out_ recomputed from bsplines_ and include_bias",
     ),
     _Rule(
         "sklearn.preprocessing._label.MultiLabelBinarizer",
