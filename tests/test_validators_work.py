@@ -110,6 +110,29 @@ def _lle() -> Any:
     return LocallyLinearEmbedding(n_neighbors=8, n_components=2, random_state=0).fit(X)
 
 
+def _sparse_coder() -> Any:
+    """Two atoms at an angle of 1e-5 and a signal along their difference: coordinate descent
+    converges at a rate of about 1 - 1e-10 per sweep (scikit-learn fixes lasso_cd's tol at 1e-8),
+    so 10**9 sweeps (~30 s here) all run."""
+    from sklearn.decomposition import SparseCoder
+
+    return SparseCoder(dictionary=_ATOMS, transform_algorithm="lasso_cd", transform_alpha=1e-9,
+                       transform_max_iter=1000)
+
+
+def _atoms() -> tuple[Any, Any]:
+    rng = np.random.RandomState(0)
+    a = rng.randn(5)
+    a /= np.linalg.norm(a)
+    b = rng.randn(5)
+    b -= a * (a @ b)
+    b /= np.linalg.norm(b)
+    return np.vstack([a, a * np.sqrt(1 - 1e-10) + 1e-5 * b]), (b * 10)[None, :]
+
+
+_ATOMS, _ALONG = _atoms()
+
+
 def _set(**values: Any) -> Callable[[Any], None]:
     def tamper(m: Any) -> None:
         for name, value in values.items():
@@ -128,6 +151,8 @@ CASES: dict[str, tuple[Callable[[], Any], Callable[[Any], None], str, Any, str, 
                                          XP[:2], "hang", "_transform_max_iter"),
     "lda-doc-iterations": (_lda, _set(max_doc_update_iter=BIG, mean_change_tol=0.0), "m.transform(X)",
                            np.round(XP[:2] * 3), "hang", "max_doc_update_iter"),
+    "sparse-coding-iterations": (_sparse_coder, _set(transform_max_iter=BIG), "m.transform(X)", _ALONG, "hang",
+                                 "transform_max_iter"),
     "ngram-range": (_vectorizer, _set(ngram_range=(1, BIG)), "m.transform(X)", LONG_DOC, "hang", "ngram_range"),
     "token-pattern": (_vectorizer, _set(token_pattern=r"(?:a|a)+b"), "m.transform(X)", ["a" * 40], "hang",
                       "token_pattern"),
@@ -229,3 +254,17 @@ def test_the_backtracking_rule_is_what_makes_re_slow() -> None:
 
     assert seconds(r"(?u)\b\w\w+\b", "a" * 100_000) < 0.5
     assert seconds(r"(?:a|a)+b", "a" * 22) > 20 * seconds(r"(?:a|a)+b", "a" * 14)
+
+
+def test_gaussian_process_newton_steps_are_capped(tmp_path: Path) -> None:
+    """Defence in depth, not proven to hang: ``max_iter_predict`` bounds the Laplace approximation's
+    Newton steps, reached only through ``log_marginal_likelihood(theta)`` (which stops early on
+    sane data)."""
+    from sklearn.gaussian_process import GaussianProcessClassifier
+
+    model = GaussianProcessClassifier(random_state=0).fit(X[:40], y[:40] == 0)
+    joblib.dump(model, tmp_path / "model.joblib")
+    assert (safeload.load(tmp_path / "model.joblib").predict(X) == model.predict(X)).all()
+    model.base_estimator_.max_iter_predict = BIG
+    joblib.dump(model, tmp_path / "model.joblib")
+    assert_load_refuses(tmp_path, "max_iter_predict")
