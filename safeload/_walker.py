@@ -349,7 +349,6 @@ class _Walker:
         max_marks = limits.max_mark_depth
         max_ops = limits.max_opcodes
         stack: list[Any] = []
-        push = stack.append
         marks: list[int] = []  # stack positions of MARKs, as CPython keeps them (not on the stack)
         fence = 0
         # The memo, modelled on CPython's C unpickler: ``mlen`` is its ``memo_len`` (the number of
@@ -518,7 +517,7 @@ class _Walker:
                         run = Run(i, j, count)
                         lazy.append((mlen, run))
                         mlen += count
-                        push(run)
+                        stack.append(run)
                         i = j
                         continue
                 j = i + 2 + data[i + 1]
@@ -526,7 +525,7 @@ class _Walker:
                     fend = self.frame_units(i, fend, (1, 1), big)
                 if j > n:
                     raise fatal("truncated", MALFORMED, i, "pickle data was truncated")
-                push(str(data[i + 2:j], "utf-8", "surrogatepass"))
+                stack.append(str(data[i + 2:j], "utf-8", "surrogatepass"))
                 i = j
                 continue
             if op == 0x94:  # MEMOIZE
@@ -550,7 +549,7 @@ class _Walker:
                 j = i + 2
                 if j > fend:
                     fend = self.frame_units(i, fend, (1,), big)
-                push(data[i + 1])
+                stack.append(data[i + 1])
                 i = j
                 continue
             if op == 0x4D or op == 0x4A:  # BININT2, BININT
@@ -559,7 +558,7 @@ class _Walker:
                     fend = self.frame_units(i, fend, (1,), big)
                 if j > avail:  # (inline test: need() is a closure call)
                     need(j)
-                push(int.from_bytes(data[i + 1:j], "little", signed=(op == 0x4A)))
+                stack.append(int.from_bytes(data[i + 1:j], "little", signed=(op == 0x4A)))
                 i = j
                 continue
             if op == 0x68 or op == 0x6A:  # BINGET, LONG_BINGET
@@ -569,7 +568,7 @@ class _Walker:
                 if j > avail:
                     need(j)
                 idx = data[i + 1] if op == 0x68 else int.from_bytes(data[i + 1:j], "little")
-                push(memo[idx] if idx in memo else memo_get(idx))
+                stack.append(memo[idx] if idx in memo else memo_get(idx))
                 i = j
                 continue
             if op == 0x28:  # MARK
@@ -578,7 +577,8 @@ class _Walker:
                 if len(stack) > fence:
                     # a batch of plain values for a container that keeps no more items: count it
                     target = stack[-1]
-                    if type(target) is Cont or type(target) is Obj:
+                    if type(target) is Obj or (type(target) is Cont and (target.kind != "dict" or len(
+                            target.flat) >= 2 * _DICT_CAP)):  # (a dict keeps its first pairs: no batch)
                         e = fend if fend < avail else avail
                         j, count = match_values(data, i + 1, e, memo if type(target) is Cont
                                                 and target.kind == "list" else None)
@@ -638,10 +638,10 @@ class _Walker:
                 fend = j + flen if flen else big
                 i = j
             elif op == 0x7D or op == 0x5D or op == 0x8F:  # EMPTY_DICT, EMPTY_LIST, EMPTY_SET
-                push(Cont("dict" if op == 0x7D else ("list" if op == 0x5D else "set"), i))
+                stack.append(Cont("dict" if op == 0x7D else ("list" if op == 0x5D else "set"), i))
                 i += 1
             elif op == 0x29:  # EMPTY_TUPLE
-                push(())
+                stack.append(())
                 i += 1
             elif op == 0x85 or op == 0x86 or op == 0x87:  # TUPLE1/2/3
                 k = op - 0x84
@@ -650,16 +650,16 @@ class _Walker:
                     raise fatal("stack-underflow", MALFORMED, i, "stack underflow in TUPLEn")
                 t = tuple(stack[-k:])
                 del stack[-k:]
-                push(t)
+                stack.append(t)
                 i += 1
             elif op == 0x74:  # TUPLE
-                push(tuple(plain(pop_mark())))
+                stack.append(tuple(plain(pop_mark())))
                 i += 1
             elif op == 0x4E:  # NONE
-                push(None)
+                stack.append(None)
                 i += 1
             elif op == 0x88 or op == 0x89:  # NEWTRUE, NEWFALSE
-                push(op == 0x88)
+                stack.append(op == 0x88)
                 i += 1
             elif op == 0x58 or op == 0x42 or op == 0x54 or op == 0x8D or op == 0x8E or op == 0x96:
                 # BINUNICODE, BINBYTES, BINSTRING (4-byte length), BINUNICODE8, BINBYTES8, BYTEARRAY8
@@ -673,7 +673,7 @@ class _Walker:
                         lazy_total += count
                         hi += count
                         mlen += count
-                        push(run)
+                        stack.append(run)
                         i = j
                         continue
                 w = 4 if op in (0x58, 0x42, 0x54) else 8
@@ -688,11 +688,11 @@ class _Walker:
                 if j > avail:
                     need(j)
                 if op == 0x58 or op == 0x8D:
-                    push(str(data[i + 1 + w:j], "utf-8", "surrogatepass"))
+                    stack.append(str(data[i + 1 + w:j], "utf-8", "surrogatepass"))
                 elif op == 0x54:
-                    push(decoding.string(bytes(data[i + 1 + w:j])))
+                    stack.append(decoding.string(bytes(data[i + 1 + w:j])))
                 else:  # bytes and in-band buffers: a zero-copy view, never a copy of big payloads
-                    push(memoryview(data)[i + 1 + w:j])
+                    stack.append(memoryview(data)[i + 1 + w:j])
                 i = j
             elif op == 0x43 or op == 0x55:  # SHORT_BINBYTES, SHORT_BINSTRING
                 if i + 2 > avail:
@@ -702,7 +702,7 @@ class _Walker:
                     fend = self.frame_units(i, fend, (1, 1), big)
                 if j > avail:
                     need(j)
-                push(memoryview(data)[i + 2:j] if op == 0x43 else decoding.string(bytes(data[i + 2:j])))
+                stack.append(memoryview(data)[i + 2:j] if op == 0x43 else decoding.string(bytes(data[i + 2:j])))
                 i = j
             elif op == 0x47:  # BINFLOAT
                 j = i + 9
@@ -710,7 +710,7 @@ class _Walker:
                     fend = self.frame_units(i, fend, (1,), big)
                 if j > avail:
                     need(j)
-                push(_BINFLOAT.unpack_from(data, i + 1)[0])
+                stack.append(_BINFLOAT.unpack_from(data, i + 1)[0])
                 i = j
             elif op == 0x8A or op == 0x8B:  # LONG1, LONG4
                 w = 1 if op == 0x8A else 4
@@ -724,7 +724,7 @@ class _Walker:
                     fend = self.frame_units(i, fend, (1, w), big)
                 if j > avail:
                     need(j)
-                push(int.from_bytes(data[i + 1 + w:j], "little", signed=True))
+                stack.append(int.from_bytes(data[i + 1 + w:j], "little", signed=True))
                 i = j
             elif op == 0x80:  # PROTO
                 if i + 2 > avail:
@@ -741,7 +741,7 @@ class _Walker:
                     self.issue("unresolved-global", UNSAFE, i,
                                "STACK_GLOBAL operands are not plain strings; the name cannot be judged statically")
                     raise _Stop()
-                push(self.resolve(module, name, i, "STACK_GLOBAL", proto))
+                stack.append(self.resolve(module, name, i, "STACK_GLOBAL", proto))
                 i += 1
             elif op == 0x63 or op == 0x69:  # GLOBAL, INST
                 mod_b, j = line(i + 1)
@@ -753,26 +753,26 @@ class _Walker:
                 g = self.resolve(bytes(mod_b).decode("utf-8"), bytes(name_b).decode("utf-8"), i,
                                  "GLOBAL" if op == 0x63 else "INST", proto)
                 if op == 0x63:
-                    push(g)
+                    stack.append(g)
                 else:
-                    push(self.instantiate(i, g, plain(pop_mark())))
+                    stack.append(self.instantiate(i, g, plain(pop_mark())))
                 i = j
             elif op == 0x52:  # REDUCE
                 args = pop()
                 func = pop()
-                push(self.call(i, func, args))
+                stack.append(self.call(i, func, args))
                 i += 1
             elif op == 0x81 or op == 0x92:  # NEWOBJ, NEWOBJ_EX
                 kwargs = pop() if op == 0x92 else None
                 args = pop()
                 cls = pop()
-                push(self.new(i, cls, args, kwargs))
+                stack.append(self.new(i, cls, args, kwargs))
                 i += 1
             elif op == 0x6F:  # OBJ
                 items = plain(pop_mark())
                 if not items:
                     raise fatal("stack-underflow", MALFORMED, i, "OBJ without a class")
-                push(self.instantiate(i, items[0], items[1:]))
+                stack.append(self.instantiate(i, items[0], items[1:]))
                 i += 1
             elif op == 0x62:  # BUILD
                 state = pop()
@@ -802,7 +802,7 @@ class _Walker:
             elif op == 0x91:  # FROZENSET
                 if _has_unhashable(pop_mark()):
                     raise fatal("unhashable", MALFORMED, i, "a frozenset item is a list, dict or set (unhashable)")
-                push(OTHER)
+                stack.append(OTHER)
                 i += 1
             elif op == 0x6C or op == 0x64:  # LIST, DICT
                 items = plain(pop_mark())
@@ -816,7 +816,7 @@ class _Walker:
                 else:
                     c.flat = items[:_LIST_CAP]
                 c.count = len(items) // 2 if op == 0x64 else len(items)  # a dict counts pairs, as SETITEMS does
-                push(c)
+                stack.append(c)
                 i += 1
             elif op == 0x30:  # POP: pops a MARK if one sits on top, as CPython does
                 if marks and marks[-1] == len(stack):
@@ -832,7 +832,7 @@ class _Walker:
                 fix_top()
                 if len(stack) <= fence:
                     raise fatal("stack-underflow", MALFORMED, i, "DUP on an empty stack")
-                push(stack[-1])
+                stack.append(stack[-1])
                 i += 1
             elif op == 0x2E:  # STOP
                 fix_top()
@@ -862,7 +862,7 @@ class _Walker:
                         hi = idx + 1
                 fix_top()
                 if op == 0x67:  # GET
-                    push(memo_get(parse_get(bytes(raw))))
+                    stack.append(memo_get(parse_get(bytes(raw))))
                     i = j
                     continue
                 self.text_op(i, op, bytes(raw), stack, fence, memo, ops)

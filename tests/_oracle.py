@@ -1300,8 +1300,11 @@ class Grammar:
         r = self.r
         if kind == "dict":
             batches = [2 * r.choice((64, 65, 70))] + [2 * r.randint(8, 60) for _ in range(r.randint(1, 3))]
-        elif kind == "list":
-            batches = [r.choice((16, 200, 4097))] + [r.randint(16, 120) for _ in range(r.randint(1, 3))]
+        elif kind == "list":  # past 4,096 items in batches of at most 120 (the oracle compares the whole
+            # stack at every step: one batch of 4,096 values would cost 16 M comparisons)
+            batches = [r.randint(16, 120) for _ in range(r.choice((1, 2, 3, 40)))]
+            if len(batches) == 40:
+                batches += [120] * (35 - sum(batches) // 120) + [r.randint(16, 120) for _ in range(3)]
         else:
             batches = [r.randint(16, 120) for _ in range(r.randint(1, 3))]
         for n in batches:
