@@ -268,3 +268,20 @@ def test_gaussian_process_newton_steps_are_capped(tmp_path: Path) -> None:
     model.base_estimator_.max_iter_predict = BIG
     joblib.dump(model, tmp_path / "model.joblib")
     assert_load_refuses(tmp_path, "max_iter_predict")
+
+
+def test_stored_output_name_count_is_bounded_by_the_arrays(tmp_path: Path) -> None:
+    """With pandas output on, ``transform`` names every output column first: 10**9 names."""
+    import signal
+
+    from sklearn.kernel_approximation import RBFSampler
+
+    model = RBFSampler(n_components=20, random_state=0).fit(X)
+    joblib.dump(model, tmp_path / "model.joblib")
+    assert np.allclose(safeload.load(tmp_path / "model.joblib").transform(X), model.transform(X))
+    model._n_features_out = BIG
+    action = LIMIT + "import sklearn; sklearn.set_config(transform_output='pandas'); m.transform(X)"
+    proc = child(tmp_path, model, action, X[:2], alarm=5)
+    assert proc.stdout.startswith("loaded") and "survived" not in proc.stdout, (proc.stdout, proc.stderr[-2000:])
+    assert proc.returncode == -signal.SIGALRM or "MemoryError" in proc.stderr, proc.stderr[-2000:]
+    assert_load_refuses(tmp_path, "_n_features_out")

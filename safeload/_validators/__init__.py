@@ -106,6 +106,7 @@ from safeload._validators.work import (
     _check_lle,
     _check_minibatch_nmf,
     _check_n_classes,
+    _check_n_features_out,
     _check_n_jobs,
     _check_nmf,
     _check_sparse_coding,
@@ -347,6 +348,11 @@ _RULES: Final[tuple[_Rule, ...]] = (
         "1 <= max_iter_predict <= 10000",
     ),
     _Rule("sklearn.base.BaseEstimator", _check_n_jobs, "n_jobs None or an integer <= 256 (joblib starts that many workers)"),
+    _Rule(
+        "sklearn.base.BaseEstimator",
+        _check_n_features_out,
+        "a stored _n_features_out at most max(the elements the model's arrays hold, 2**20) (one output name per column)",
+    ),
     _Rule(
         "sklearn.feature_extraction.text._VectorizerMixin",
         _check_vectorizer,

@@ -44,6 +44,8 @@ MAX_JOBS: Final = 256
 #: Text n-grams: the work of ``transform`` is cubic in a document's length up to ``max_n``.
 MAX_NGRAM: Final = 64
 #: PolynomialCountSketch allocates (n_samples, degree, n_components) and FFTs it.
+#: Output names generated without an array of that size behind them (a million names: ~0.3 s).
+MAX_FREE_NAMES: Final = 1 << 20
 MAX_SKETCH_COMPONENTS: Final = 1 << 20
 
 
@@ -306,3 +308,37 @@ def _check_spline_width(est: Any, path: str) -> None:
     if _int(stored, path, ".n_features_out_") != want:
         _fail(path, ".n_features_out_", f"= {stored} but the splines give {want} columns; transform allocates "
                                         "that width")
+
+
+def _elements(value: Any, depth: int) -> int:
+    """How many array elements ``value`` holds (arrays, and lists/tuples/dicts/instances of them, to
+    ``depth`` levels): what the file itself stores."""
+    if isinstance(value, np.ndarray):
+        return int(value.size)
+    if depth <= 0:
+        return 0
+    if isinstance(value, (list, tuple)):
+        return sum(_elements(v, depth - 1) for v in value[:4096])
+    d = value if isinstance(value, dict) else getattr(value, "__dict__", None)
+    if isinstance(d, dict):
+        return sum(_elements(v, depth - 1) for v in list(d.values())[:4096])
+    return 0
+
+
+def _check_n_features_out(est: Any, path: str) -> None:
+    """A stored ``_n_features_out`` (RBFSampler, KMeans, Nystroem, PLS, RandomTreesEmbedding...) is the
+    number of output names ``get_feature_names_out`` generates, which ``transform`` does whenever
+    pandas output is on. The output it names is built from the fitted arrays (or, for hashing
+    transformers such as PolynomialCountSketch, is as wide as a parameter says): at most the
+    elements they hold, or MAX_FREE_NAMES."""
+    value = _attr(est, "_n_features_out")
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        return  # a property on most classes; anything else fails in scikit-learn itself
+    n = int(value)
+    if n < 0:
+        _fail(path, "._n_features_out", f"= {n}, negative")
+    held = _elements(getattr(est, "__dict__", {}), 4)
+    if n > max(held, MAX_FREE_NAMES):
+        _fail(path, "._n_features_out", f"= {n} but the model's arrays hold {held} values (and widths up to "
+                                         f"{MAX_FREE_NAMES} are let through); get_feature_names_out (transform "
+                                         "with pandas output) builds one name per output column")
