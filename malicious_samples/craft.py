@@ -373,6 +373,8 @@ def zip_many_members(count: int, first: bytes) -> bytes:
 CANARY: dict[str, Any] = {"kind": "canary"}
 WRITE: dict[str, Any] = {"kind": "write", "path": WRITE_NAME}
 MEMORY: dict[str, Any] = {"kind": "memory"}
+#: the method run after loading does not return within a few seconds (the healthy model: milliseconds)
+HANG: dict[str, Any] = {"kind": "hang"}
 CRASH: dict[str, Any] = {"kind": "crash"}
 ACCEPTED: dict[str, Any] = {"kind": "accepted"}
 
@@ -416,7 +418,7 @@ class Sample:
             "effect": self.effect,
             "expected": {"error": self.error, "global": self.global_},
             "related_globals": self.related,
-            "isolate": self.effect["kind"] in {"check", "memory", "crash"},
+            "isolate": self.effect["kind"] in {"check", "memory", "crash", "hang"},
             "size": len(self.data),
             "sha256": hashlib.sha256(self.data).hexdigest(),
         }

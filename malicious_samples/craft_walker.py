@@ -12,10 +12,11 @@
 
 from __future__ import annotations
 
+import struct
 import zlib
 
 import craft as C
-from craft import CRASH, MEMORY, Raw, Sample, binget, call, check, i, pk, sglob, tup, u
+from craft import CRASH, HANG, MEMORY, Raw, Sample, binget, call, check, i, pk, sglob, tup, u
 
 SECTION = "6"
 _RUN = 8  # entries in the vocabulary run (the walker takes runs of >= 8 in one step)
@@ -72,6 +73,31 @@ def _tree_never_built() -> bytes:
     """Tree(1, [1], 1) called and never given a state: the constructor's empty node array (capacity 0)."""
     n_classes = C.np_array((1,), C.np_simple_dtype("i8"), (1).to_bytes(8, "little"))
     return C.decision_tree_regressor(call(sglob("sklearn.tree._tree", "Tree"), 1, Raw(n_classes), 1))
+
+
+def _dummy_regressor_wide() -> bytes:
+    """A DummyRegressor whose n_outputs_ says 10**9 next to a one-value constant_: predict fills an
+    (n, n_outputs_) array with it (8 GB per row)."""
+    est = sglob("sklearn.dummy", "DummyRegressor") + C.EMPTY_TUPLE + C.NEWOBJ
+    state = {
+        "strategy": "mean", "constant": None, "quantile": None, "n_features_in_": 1, "n_outputs_": 10**9,
+        "constant_": Raw(C.np_array((1, 1), C.np_simple_dtype("f8"), bytes(8))), "_sklearn_version": "1.9.1",
+    }
+    return pk(est + C.v(state) + C.BUILD)
+
+
+def _vectorizer_backtracking() -> bytes:
+    """A fitted CountVectorizer whose token_pattern backtracks exponentially: transform on 40 characters
+    takes about a day in Python's regular-expression engine."""
+    est = sglob("sklearn.feature_extraction.text", "CountVectorizer") + C.EMPTY_TUPLE + C.NEWOBJ
+    state = {
+        "input": "content", "encoding": "utf-8", "decode_error": "strict", "strip_accents": None,
+        "preprocessor": None, "tokenizer": None, "analyzer": "word", "lowercase": True,
+        "token_pattern": "(?:a|a)+b", "stop_words": None, "max_df": Raw(b"G" + struct.pack(">d", 1.0)), "min_df": 1, "max_features": None,
+        "ngram_range": (1, 1), "vocabulary": None, "binary": False, "dtype": Raw(sglob("numpy", "int64")),
+        "fixed_vocabulary_": False, "vocabulary_": {"ab": 0, "b": 1}, "_sklearn_version": "1.9.1",
+    }
+    return pk(est + C.v(state) + C.BUILD)
 
 
 def samples() -> list[Sample]:
@@ -155,5 +181,20 @@ def samples() -> list[Sample]:
         "predict() reads node 0 (segfault). Found by the byte fuzzer, seed 105, as a POP where a forest's BUILD was.",
         _tree_never_built(), "pickle", CRASH, error="UnsafeModelError",
         after_load="obj.predict([[0.0]])", related=["sklearn.tree._tree.Tree"],
+    ))
+    out.append(Sample(
+        "s6_dummy_regressor_wide_output.pkl", "stored-width-allocates", SECTION,
+        "A DummyRegressor whose n_outputs_ is 10**9 next to a one-value constant_: predict([[0.0]]) fills a "
+        "1 x 10**9 array (8 GB). Output widths fitted next to an array are recomputed from it (session 15's "
+        "audit of inference-time work).",
+        _dummy_regressor_wide(), "pickle", MEMORY, error="UnsafeModelError",
+        after_load="obj.predict([[0.0]])", related=["sklearn.dummy.DummyRegressor"],
+    ))
+    out.append(Sample(
+        "s6_vectorizer_backtracking_token_pattern.pkl", "token-pattern-backtracks", SECTION,
+        "A fitted CountVectorizer whose token_pattern is (?:a|a)+b: transform(['a' * 40]) backtracks through "
+        "2**40 paths in Python's regular-expression engine (a day of CPU for one short document).",
+        _vectorizer_backtracking(), "pickle", HANG, error="UnsafeModelError",
+        after_load="obj.transform(['a' * 40])", related=["sklearn.feature_extraction.text.CountVectorizer"],
     ))
     return out

@@ -30,6 +30,8 @@ RESULT_PREFIX = "SAFELOAD_RESULT "
 MEMORY_LIMIT = 1280 << 20
 #: Seconds a child may run before it is killed.
 CHILD_TIMEOUT = 60.0
+#: A 'hang' sample's method must not return within this (its healthy twin takes milliseconds).
+HANG_SECONDS = 5
 #: Seconds to wait for effects of payloads that spawn asynchronous processes.
 EFFECT_GRACE = 5.0
 
@@ -135,6 +137,7 @@ def run_child(entry: dict[str, Any], ws: Workspace, mode: str) -> ChildResult:
         "after_load": entry["after_load"],
         "check": entry["effect"].get("check"),
         "memory_limit": MEMORY_LIMIT if entry["effect"]["kind"] == "memory" else None,
+        "alarm": HANG_SECONDS if entry["effect"]["kind"] == "hang" else None,
     }
     try:
         proc = subprocess.run(
@@ -229,6 +232,10 @@ def child_main(spec: dict[str, Any]) -> None:
     obj = None
     try:
         obj = _load(spec)
+        if spec.get("alarm"):  # SIGALRM's default action ends the process, also inside C code
+            import signal
+
+            signal.alarm(int(spec["alarm"]))
         if spec["after_load"]:
             exec(spec["after_load"], {"obj": obj})  # noqa: S102 - trusted manifest code
     except BaseException as exc:  # noqa: BLE001 - report everything, incl. SystemExit

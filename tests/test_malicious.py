@@ -9,7 +9,7 @@ For every entry of ``malicious_samples/manifest.json``:
 * ``test_safeload_refuses``: ``safeload.load`` raises the expected
   ``SafeloadError`` subclass, names the offending global when there is one, and
   the effect does not happen. Samples that would corrupt the process, exhaust
-  memory or crash run in a child; the rest run in-process with the canary set.
+  memory, crash or hang run in a child; the rest run in-process with the canary set.
 
 ``test_craft_is_deterministic`` regenerates the corpus and compares bytes.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import filecmp
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +60,8 @@ def _assert_fired(entry: dict[str, Any], ws: Workspace, child: ChildResult) -> N
         assert killed or (child.result is not None and "MemoryError" in child.result["exc_mro"]), info
     elif kind == "crash":
         assert child.returncode < 0 and child.returncode != -9999, info
+    elif kind == "hang":
+        assert child.returncode == -signal.SIGALRM, info
     elif kind == "exception":
         assert child.result is not None and child.result["exc"] == entry["effect"]["exception"], info
     elif kind == "accepted":
