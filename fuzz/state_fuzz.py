@@ -67,6 +67,8 @@ METHODS: tuple[str, ...] = (
     "mahalanobis",
 )
 CASE_SECONDS = 20
+#: The worker's address space (its models and probes need a few hundred MB).
+WORKER_MEMORY = 6 << 30
 MAX_TARGETS = 4000
 
 _INTS = (0, -1, 1, 2, 10**9, -(10**9), 2**31, 2**31 - 1, -(2**31) - 1, 2**63 - 1)
@@ -251,8 +253,10 @@ def probes(probe: Any) -> list[Any]:
     return out
 
 
-def use(obj: Any, probe: Any) -> list[str]:
-    """Call every public method the object has on valid inputs; Python errors are fine."""
+def use(obj: Any, probe: Any, exhausted: list[str] | None = None) -> list[str]:
+    """Call every public method the object has on valid inputs; Python errors are fine, but a
+    MemoryError (the worker's address space is capped) is listed in ``exhausted``: a method of a
+    tampered model that asks for gigabytes on a probe of a few rows."""
     called = []
     for data in probes(probe):
         for name in METHODS:
@@ -270,6 +274,10 @@ def use(obj: Any, probe: Any) -> list[str]:
                 elif name == "inverse_transform" or name == "transform":
                     if hasattr(result, "toarray"):
                         result.toarray()
+            except MemoryError:
+                if exhausted is not None:
+                    exhausted.append(name)
+                continue
             except Exception:  # noqa: BLE001,S112 - refusing bad input in Python is the safe outcome
                 continue
         for name in ("score",):
@@ -284,6 +292,11 @@ def worker() -> None:
     from safeload._errors import SafeloadError
 
     warnings.simplefilter("ignore")
+    import resource
+
+    # a method that allocates gigabytes for a probe of a few rows raises MemoryError instead of
+    # swapping the machine: counted as a note (like a timeout), not a memory-safety failure
+    resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY, WORKER_MEMORY))
     # the protocol gets its own copy of fd 1; anything a model prints (Python or C) goes to stderr
     answers = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
@@ -309,7 +322,9 @@ def worker() -> None:
         except Exception as exc:  # noqa: BLE001 - scan reports, it does not raise: a finding
             answer["scan"] = f"error {type(exc).__name__}: {str(exc)[:200]}"
         if answer["load"] == "accepted":
-            answer["called"] = use(obj, probe)
+            exhausted: list[str] = []
+            answer["called"] = use(obj, probe, exhausted)
+            answer["exhausted"] = exhausted
         signal.alarm(0)
         print(json.dumps(answer), file=answers, flush=True)
 
@@ -488,6 +503,9 @@ def campaign(
                 log(f"FAIL scan error: case {index - 1} {name}: {what}: {scan}")
             if answer["load"] == "accepted":
                 stats["method calls"] += len(answer["called"])
+                if answer.get("exhausted"):
+                    stats["memory exhausted (note)"] += 1
+                    log(f"note: memory exhausted case {index - 1} {name}: {what}: {answer['exhausted']}")
             if index % 500 == 0:
                 log(f"[{time.monotonic() - start:.0f}s] {dict(stats)}")
     finally:
