@@ -23,6 +23,7 @@ from safeload._errors import (
     UnsafeModelError,
 )
 from safeload._filling import Filling
+from safeload._mirrors import BUILD_VALIDATED
 from safeload._policy import Policy
 from safeload._skops import load_skops
 from safeload._walker import ArraySpan
@@ -30,8 +31,9 @@ from safeload._walker import ArraySpan
 __all__ = ["effective_policy", "load", "loads"]
 
 _MMAP_MODES = (None, "r+", "r", "w+", "c")
-# Types whose state the walker validated from the stream's bytes before it was built (see _walker.check_tree).
-_WALKER_VALIDATED = frozenset({"sklearn.tree._tree.Tree"})
+# Types whose state the walker validated from the stream's bytes before it was built: the walker also
+# refuses an instance of one that no BUILD reached (_mirrors.BUILD_VALIDATED).
+_WALKER_VALIDATED = BUILD_VALIDATED
 
 
 def effective_policy(policy: Policy | None, allow: Iterable[str] | Mapping[str, str], *,

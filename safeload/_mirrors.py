@@ -11,7 +11,7 @@ The walker (``_walker``) only decides *which* value each opcode acts on and call
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -42,6 +42,11 @@ _ARRAY_TYPES = frozenset({"numpy.ndarray", "numpy.matrix", "numpy.ma.core.Masked
 _RECONSTRUCT = frozenset({"numpy._core.multiarray._reconstruct", "numpy.core.multiarray._reconstruct"})
 _MARECONSTRUCT = "numpy.ma.core._mareconstruct"
 _TREE = "sklearn.tree._tree.Tree"
+#: Types whose state the walker validates at every BUILD from the stream's bytes, so that load skips
+#: their full validator (``_load``'s ``prechecked``). Every instance of one the stream creates is
+#: tracked (``made``), and one that no BUILD reaches is refused (``finish``): a type added here gets
+#: both, so it can never be skipped unjudged.
+BUILD_VALIDATED: Final = frozenset({_TREE})
 _BINARY_TREES = tuple(f"sklearn.neighbors._{m}.{c}{b}" for m, c in (("kd_tree", "KDTree"), ("ball_tree", "BallTree"))
                       for b in ("", "32", "64"))
 _METRICS = tuple(f"sklearn.metrics._dist_metrics.{n}{b}" for n in (
@@ -94,7 +99,7 @@ class StaticChecks:
         self.filling = filling
         self.issues = issues
         self.class_args: list[tuple[int, G, str]] = []  # (offset, class, callee) for finish()
-        self.trees: list[Obj] = []  # every Tree the stream creates, for finish()
+        self.created: list[Obj] = []  # every BUILD_VALIDATED instance the stream creates, for finish()
 
     def issue(self, rule: str, severity: str, offset: int, message: str, names: tuple[str, ...] = ()) -> None:
         self.issues.append(Issue(rule, severity, offset, message, names))
@@ -108,13 +113,15 @@ class StaticChecks:
             if cls.called:
                 self.issue("guard", UNSAFE, i, f"{callee} is given {cls.name} as a class, but the stream also calls "
                            f"{cls.name}, so load would hand it the guard wrapper")
-        for tree in self.trees:
-            # Its nodes come only from BUILD (Tree.__setstate__), which check_tree judges; a Tree that is
-            # never given a state keeps the constructor's empty arrays, and predict() reads node 0
-            # (byte fuzzer seed 105: a POP where the BUILD was, in a forest; SIGSEGV after load).
-            if tree.state is None:
-                self.issue("tree-structure", UNSAFE, tree.origin, "a decision tree is created but never given its "
-                           "nodes (no BUILD): predict() would read node 0 of an empty tree")
+        for obj in self.created:
+            # Its state comes only from BUILD, which the walker judges; one never given a state keeps
+            # what its constructor made (a Tree: empty node arrays, and predict() reads node 0; byte
+            # fuzzer seed 105: a POP where a forest's BUILD was, SIGSEGV after load).
+            if obj.state is None:
+                what = "a decision tree" if obj.callee == _TREE else str(obj.callee)
+                self.issue("tree-structure" if obj.callee == _TREE else "never-built", UNSAFE, obj.origin,
+                           f"{what} is created but never given its state (no BUILD), which load does not "
+                           "validate again")
 
     def _guarded(self, name: str) -> bool:
         entry = self.policy.entries.get(name)

@@ -37,7 +37,7 @@ from typing import Any
 from safeload._allowlist import Kind
 from safeload._containers import Buffer
 from safeload._filling import Filling
-from safeload._mirrors import StaticChecks, wrapper_state
+from safeload._mirrors import BUILD_VALIDATED, StaticChecks, wrapper_state
 from safeload._policy import Limits, Policy
 from safeload._simulated import (
     LIMIT,
@@ -1026,9 +1026,10 @@ class _Walker:
         return self.made(Obj(name, args if name in _KEEP_ARGS else None, i))
 
     def made(self, obj: Obj) -> Obj:
-        """An instance the stream creates: a Tree is remembered, to be judged when no BUILD gives it nodes."""
-        if obj.callee == _TREE:
-            self.checks.trees.append(obj)
+        """An instance the stream creates: one whose state only BUILD validates is remembered, to be judged
+        if no BUILD reaches it."""
+        if obj.callee in BUILD_VALIDATED:
+            self.checks.created.append(obj)
         return obj
 
     def new(self, i: int, cls: Any, args: Any, kwargs: Any) -> Obj:

@@ -1037,3 +1037,28 @@ def test_a_tree_no_build_reached_is_refused_even_when_the_walker_prechecked_tree
     for prechecked in (frozenset(), _WALKER_VALIDATED):
         with pytest.raises(UnsafeModelError, match="node_count"):
             validate(model, prechecked=prechecked)
+
+
+@pytest.mark.parametrize("opcode", ["REDUCE", "NEWOBJ"])
+def test_every_type_load_leaves_to_the_walker_is_refused_when_no_build_reaches_it(opcode: str) -> None:
+    """For each type of ``_mirrors.BUILD_VALIDATED`` (load skips its full validator: the walker judged
+    every BUILD of it), a stream that creates one and never BUILDs it is refused by the walker, however
+    it is created; a type added to the set later gets the same check without more code."""
+    import pickle
+
+    from safeload import scan
+    from safeload._mirrors import BUILD_VALIDATED
+
+    for name in sorted(BUILD_VALIDATED):
+        module, _, qualname = name.rpartition(".")
+        head = b"\x80\x04\x8c" + bytes([len(module)]) + module.encode() + b"\x8c" + bytes([len(qualname)]) \
+            + qualname.encode() + b"\x93"
+        if opcode == "REDUCE":  # the Tree constructor's arguments: (n_features, n_classes, n_outputs)
+            args = b"K\x01" + pickle.dumps(np.array([1], dtype=np.intp), 4)[2:-1] + b"K\x01\x87"
+            data = head + args + b"R."
+        else:
+            data = head + b")\x81."
+        report = scan(data)
+        assert not report.safe, (name, opcode)
+        if opcode == "REDUCE":  # (NEWOBJ of a class allowed only as a call is refused earlier)
+            assert any("never given its state" in f.message for f in report.findings), report.findings
