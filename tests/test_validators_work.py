@@ -98,6 +98,12 @@ def _forest_regressor() -> Any:
     return RandomForestRegressor(5, random_state=0).fit(X, X[:, :2])
 
 
+def _tree() -> Any:
+    from sklearn.tree import ExtraTreeClassifier
+
+    return ExtraTreeClassifier(random_state=0).fit(X, y)
+
+
 def _bagging() -> Any:
     from sklearn.ensemble import BaggingClassifier
 
@@ -171,6 +177,9 @@ CASES: dict[str, tuple[Callable[[], Any], Callable[[Any], None], str, Any, str, 
     "forest-classes": (_forest, _set(n_classes_=BIG), LIMIT + "m.predict_proba(X)", X[:2], "memory", "n_classes_"),
     "forest-outputs": (_forest_regressor, _set(n_outputs_=BIG), LIMIT + "m.predict(X)", X[:2], "memory",
                        "n_outputs_"),
+    "tree-outputs": (_tree, _set(n_outputs_=BIG), LIMIT + "m.predict(X)", X[:2], "memory", "n_outputs_"),
+    "forest-classifier-outputs": (_forest, _set(n_outputs_=BIG), LIMIT + "m.predict(X)", X[:2], "memory",
+                                  "n_outputs_"),
     "bagging-classes": (_bagging, _set(n_classes_=BIG), LIMIT + "m.predict_proba(X)", X[:2], "memory", "n_classes_"),
     "lle-width": (_lle, _set(n_components=BIG), LIMIT + "m.transform(X)", X[:2], "memory", "n_components"),
 }
@@ -284,4 +293,18 @@ def test_stored_output_name_count_is_bounded_by_the_arrays(tmp_path: Path) -> No
     proc = child(tmp_path, model, action, X[:2], alarm=5)
     assert proc.stdout.startswith("loaded") and "survived" not in proc.stdout, (proc.stdout, proc.stderr[-2000:])
     assert proc.returncode == -signal.SIGALRM or "MemoryError" in proc.stderr, proc.stderr[-2000:]
+    assert_load_refuses(tmp_path, "_n_features_out")
+
+
+def test_output_name_count_is_judged_alike_by_scan_past_cython_objects(tmp_path: Path) -> None:
+    """The count of held elements walks nested estimators; a RandomTreesEmbedding's trees hold Cython
+    objects (no dict for load, an unknown value for scan's twin): scan counts what load counts and
+    flags what load refuses (its first version gave up on the twin and called the file safe)."""
+    from sklearn.ensemble import RandomTreesEmbedding
+
+    model = RandomTreesEmbedding(n_estimators=3, random_state=0).fit(X)
+    joblib.dump(model, tmp_path / "model.joblib")
+    assert safeload.scan(tmp_path / "model.joblib").safe
+    model._n_features_out = BIG
+    joblib.dump(model, tmp_path / "model.joblib")
     assert_load_refuses(tmp_path, "_n_features_out")

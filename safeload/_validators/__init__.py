@@ -97,6 +97,7 @@ from safeload._validators.trees import (
     _check_tree_predictor_once,
 )
 from safeload._validators.work import (
+    _check_classifier_outputs,
     _check_count_sketch,
     _check_dummy_regressor,
     _check_forest_outputs,
@@ -360,6 +361,17 @@ _RULES: Final[tuple[_Rule, ...]] = (
         "alternation inside an unbounded repeat (exponential backtracking)",
     ),
     _Rule("sklearn.ensemble._forest.ForestClassifier", _check_n_classes, "n_classes_ == the sizes of classes_"),
+    _Rule("sklearn.tree._classes.DecisionTreeClassifier", _check_n_classes, "n_classes_ == the sizes of classes_"),
+    _Rule(
+        "sklearn.tree._classes.DecisionTreeClassifier",
+        _check_classifier_outputs,
+        "n_outputs_ == the outputs classes_ describes (predict allocates that width)",
+    ),
+    _Rule(
+        "sklearn.ensemble._forest.ForestClassifier",
+        _check_classifier_outputs,
+        "n_outputs_ == the outputs classes_ describes (predict allocates that width)",
+    ),
     _Rule("sklearn.ensemble._bagging.BaggingClassifier", _check_n_classes, "n_classes_ == the sizes of classes_"),
     _Rule("sklearn.dummy.DummyClassifier", _check_n_classes, "n_classes_ == the sizes of classes_"),
     _Rule("sklearn.ensemble._forest.BaseForest", _check_forest_outputs, "n_outputs_ == every tree's n_outputs_"),

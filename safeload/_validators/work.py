@@ -234,6 +234,18 @@ def _check_forest_outputs(est: Any, path: str) -> None:
             _fail(path, ".n_outputs_", f"= {want} but estimators_[{k}] has {got} outputs; predict allocates that width")
 
 
+def _check_classifier_outputs(est: Any, path: str) -> None:
+    """A tree or forest classifier with several outputs allocates (n, ``n_outputs_``) in predict; its
+    ``classes_`` is one array per output (a list), or a single array for one output."""
+    n = _attr(est, "n_outputs_")
+    classes = _attr(est, "classes_")
+    if n is None or classes is None:
+        return
+    want = len(classes) if isinstance(classes, list) else 1
+    if _int(n, path, ".n_outputs_") != want:
+        _fail(path, ".n_outputs_", f"= {n} but classes_ describes {want} output(s); predict allocates that width")
+
+
 def _check_dummy_regressor(est: Any, path: str) -> None:
     """DummyRegressor.predict fills (n, ``n_outputs_``) with ``constant_``."""
     n = _attr(est, "n_outputs_")
@@ -311,17 +323,26 @@ def _check_spline_width(est: Any, path: str) -> None:
 
 
 def _elements(value: Any, depth: int) -> int:
-    """How many array elements ``value`` holds (arrays, and lists/tuples/dicts/instances of them, to
-    ``depth`` levels): what the file itself stores."""
-    if isinstance(value, np.ndarray):
+    """How many array elements ``value`` holds (arrays, and lists/tuples/dicts/scikit-learn estimators
+    of them, to ``depth`` levels): what the file itself stores. Types are tested with ``type()`` and
+    dicts read past the class's attribute hooks, so scan's static twin counts the same values without
+    touching one it does not have (a Cython object has no dict on either side)."""
+    kind = type(value)
+    if issubclass(kind, np.ndarray):
         return int(value.size)
     if depth <= 0:
         return 0
-    if isinstance(value, (list, tuple)):
+    if kind is list or kind is tuple:
         return sum(_elements(v, depth - 1) for v in value[:4096])
-    d = value if isinstance(value, dict) else getattr(value, "__dict__", None)
-    if isinstance(d, dict):
-        return sum(_elements(v, depth - 1) for v in list(d.values())[:4096])
+    if kind is dict:
+        return sum(_elements(v, depth - 1) for v in list(value.values())[:4096])
+    if str(getattr(kind, "__module__", "")).startswith("sklearn."):
+        try:  # the instance's own dict, past any __getattr__/__getattribute__ of its class
+            d = object.__getattribute__(value, "__dict__")
+        except (AttributeError, TypeError):
+            return 0
+        if type(d) is dict:
+            return _elements(d, depth)
     return 0
 
 
@@ -337,6 +358,8 @@ def _check_n_features_out(est: Any, path: str) -> None:
     n = int(value)
     if n < 0:
         _fail(path, "._n_features_out", f"= {n}, negative")
+    if n <= MAX_FREE_NAMES:
+        return
     held = _elements(getattr(est, "__dict__", {}), 4)
     if n > max(held, MAX_FREE_NAMES):
         _fail(path, "._n_features_out", f"= {n} but the model's arrays hold {held} values (and widths up to "
