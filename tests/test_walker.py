@@ -179,21 +179,29 @@ def test_runs_walk_exactly_like_single_opcodes(monkeypatch: pytest.MonkeyPatch) 
         cut = rng.randrange(len(data) // 2, len(data))  # a run that ends in a truncated entry
         cases.append(data[:cut])
     assert _walker._speedups is not None, "safeload._speedups was not built: pip install -e . with a C compiler"
-    modes = MATCHERS
-    runs_taken = dict.fromkeys(modes, 0)
-    put_runs_taken = dict.fromkeys(modes, 0)
+    runs_taken = dict.fromkeys(MATCHERS, 0)
+    put_runs_taken = dict.fromkeys(MATCHERS, 0)
     for data in cases:
-        keys = {}
-        for mode, matchers in modes.items():
-            matchers.install(monkeypatch.setattr)
-            monkeypatch.setattr(_walker, "_match_run", _counting(matchers.run, runs_taken, mode))
-            monkeypatch.setattr(_walker, "_match_put_run", _counting(matchers.put_run, put_runs_taken, mode))
-            keys[mode] = _trace_key(walk(data, Policy.default()))
-        monkeypatch.undo()
-        assert keys["compiled"] == keys["none"]
-        assert keys["regex"] == keys["none"]
+        _walk_alike_in_every_mode(monkeypatch, data, {"run": runs_taken, "put_run": put_runs_taken}, _trace_key)
     assert runs_taken["compiled"] > 100 and runs_taken["regex"] > 100  # the fast paths were really taken
     assert put_runs_taken["compiled"] > 30 and put_runs_taken["regex"] > 30  # (protocols 2-3 too)
+
+
+def _walk_alike_in_every_mode(monkeypatch: pytest.MonkeyPatch, data: bytes, taken: dict[str, dict[str, int]],
+                              key: Any) -> None:
+    """Walk ``data`` with each table of one-step matchers (counting, for each matcher named in ``taken``,
+    the calls that took a step); ``key`` of the trace must be the opcode-by-opcode walk's."""
+    from safeload import _walker
+
+    keys = {}
+    for mode, matchers in MATCHERS.items():
+        matchers.install(monkeypatch.setattr)
+        for kind, counts in taken.items():
+            monkeypatch.setattr(_walker, f"_match_{kind}", _counting(getattr(matchers, kind), counts, mode))
+        keys[mode] = key(walk(data, Policy.default()))
+    monkeypatch.undo()
+    assert keys["compiled"] == keys["none"], data[:80]
+    assert keys["regex"] == keys["none"], data[:80]
 
 
 def _counting(match_run: Any, taken: dict[str, int], mode: str) -> Any:
@@ -274,20 +282,10 @@ def test_value_batches_walk_exactly_like_single_opcodes(monkeypatch: pytest.Monk
     count and kept items."""
     import random
 
-    from safeload import _walker
-
-    cases = _value_cases(random.Random(11))
     taken = dict.fromkeys(MATCHERS, 0)
-    for data in cases:
-        keys = {}
-        for mode, matchers in MATCHERS.items():
-            matchers.install(monkeypatch.setattr)
-            monkeypatch.setattr(_walker, "_match_values", _counting(matchers.values, taken, mode))
-            trace = walk(data, Policy.default())
-            keys[mode] = (_trace_key(trace), _shape(trace.root))
-        monkeypatch.undo()
-        assert keys["compiled"] == keys["none"], data[:80]
-        assert keys["regex"] == keys["none"], data[:80]
+    for data in _value_cases(random.Random(11)):
+        _walk_alike_in_every_mode(monkeypatch, data, {"values": taken},
+                                  lambda trace: (_trace_key(trace), _shape(trace.root)))
     assert taken["compiled"] > 200 and taken["regex"] > 200  # the batches were really taken
     assert taken["none"] == 0
 

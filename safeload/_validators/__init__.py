@@ -360,20 +360,19 @@ _RULES: Final[tuple[_Rule, ...]] = (
         "ngram_range max_n <= 64 (transform is cubic in it); token_pattern without a repeat or an "
         "alternation inside an unbounded repeat (exponential backtracking)",
     ),
-    _Rule("sklearn.ensemble._forest.ForestClassifier", _check_n_classes, "n_classes_ == the sizes of classes_"),
-    _Rule("sklearn.tree._classes.DecisionTreeClassifier", _check_n_classes, "n_classes_ == the sizes of classes_"),
-    _Rule(
-        "sklearn.tree._classes.DecisionTreeClassifier",
-        _check_classifier_outputs,
-        "n_outputs_ == the outputs classes_ describes (predict allocates that width)",
+    *(
+        _Rule(name, _check_n_classes, "n_classes_ == the sizes of classes_")
+        for name in (
+            "sklearn.tree._classes.DecisionTreeClassifier",
+            "sklearn.ensemble._forest.ForestClassifier",
+            "sklearn.ensemble._bagging.BaggingClassifier",
+            "sklearn.dummy.DummyClassifier",
+        )
     ),
-    _Rule(
-        "sklearn.ensemble._forest.ForestClassifier",
-        _check_classifier_outputs,
-        "n_outputs_ == the outputs classes_ describes (predict allocates that width)",
+    *(
+        _Rule(name, _check_classifier_outputs, "n_outputs_ == the outputs classes_ describes (predict allocates that width)")
+        for name in ("sklearn.tree._classes.DecisionTreeClassifier", "sklearn.ensemble._forest.ForestClassifier")
     ),
-    _Rule("sklearn.ensemble._bagging.BaggingClassifier", _check_n_classes, "n_classes_ == the sizes of classes_"),
-    _Rule("sklearn.dummy.DummyClassifier", _check_n_classes, "n_classes_ == the sizes of classes_"),
     _Rule("sklearn.ensemble._forest.BaseForest", _check_forest_outputs, "n_outputs_ == every tree's n_outputs_"),
     _Rule("sklearn.dummy.DummyRegressor", _check_dummy_regressor, "n_outputs_ == constant_.size"),
     _Rule(

@@ -196,6 +196,19 @@ def _anchored(tree: Any, star: list[Any], inner: list[Any]) -> bool:
     return matcher.fullmatch(chr(star[0][1])) is None
 
 
+def _source(est: Any, stored: str, source: str) -> Any:
+    """``est.source`` when both it and the count ``est.stored`` are set (an unfitted model has neither)."""
+    value = _attr(est, source)
+    return None if value is None or _attr(est, stored) is None else value
+
+
+def _same_width(est: Any, path: str, name: str, want: int, source: str, method: str) -> None:
+    """The stored count ``est.name`` must be ``want``, what ``source`` says: ``method`` allocates it."""
+    value = _attr(est, name)
+    if _int(value, path, f".{name}") != want:
+        _fail(path, f".{name}", f"= {value} but {source}; {method} allocates that width")
+
+
 def _classes_widths(classes: Any, path: str) -> list[int]:
     """The number of classes per output: ``classes_`` is one array, or a list of them."""
     if isinstance(classes, np.ndarray) and classes.ndim == 1:
@@ -237,49 +250,43 @@ def _check_forest_outputs(est: Any, path: str) -> None:
 def _check_classifier_outputs(est: Any, path: str) -> None:
     """A tree or forest classifier with several outputs allocates (n, ``n_outputs_``) in predict; its
     ``classes_`` is one array per output (a list), or a single array for one output."""
-    n = _attr(est, "n_outputs_")
-    classes = _attr(est, "classes_")
-    if n is None or classes is None:
+    classes = _source(est, "n_outputs_", "classes_")
+    if classes is None:
         return
     want = len(classes) if isinstance(classes, list) else 1
-    if _int(n, path, ".n_outputs_") != want:
-        _fail(path, ".n_outputs_", f"= {n} but classes_ describes {want} output(s); predict allocates that width")
+    _same_width(est, path, "n_outputs_", want, f"classes_ describes {want} output(s)", "predict")
 
 
 def _check_dummy_regressor(est: Any, path: str) -> None:
     """DummyRegressor.predict fills (n, ``n_outputs_``) with ``constant_``."""
-    n = _attr(est, "n_outputs_")
-    constant = _attr(est, "constant_")
-    if n is None or constant is None:
+    constant = _source(est, "n_outputs_", "constant_")
+    if constant is None:
         return
     size = np.asarray(constant).size if isinstance(constant, (np.ndarray, np.generic, int, float)) else None
     if size is None:
         _fail(path, ".constant_", f"expected an array, got {type(constant).__name__}")
-    if _int(n, path, ".n_outputs_") != size:
-        _fail(path, ".n_outputs_", f"= {n} but constant_ holds {size} values; predict allocates that width")
+    _same_width(est, path, "n_outputs_", size, f"constant_ holds {size} values", "predict")
 
 
 def _check_hgb_width(est: Any, path: str) -> None:
     """HistGradientBoosting's raw predictions are (n, ``n_trees_per_iteration_``) plus the baseline."""
-    k = _attr(est, "n_trees_per_iteration_")
-    baseline = _attr(est, "_baseline_prediction")
-    if k is None or baseline is None:
+    baseline = _source(est, "n_trees_per_iteration_", "_baseline_prediction")
+    if baseline is None:
         return
     arr = _array(baseline, path, "._baseline_prediction", ndim=2)
-    if _int(k, path, ".n_trees_per_iteration_") != arr.shape[1] or arr.shape[0] != 1:
-        _fail(path, ".n_trees_per_iteration_", f"= {k} but _baseline_prediction has shape {arr.shape}; "
-                                               "predict allocates that width")
+    if arr.shape[0] != 1:
+        _fail(path, "._baseline_prediction", f"expected one row, got shape {arr.shape}")
+    _same_width(est, path, "n_trees_per_iteration_", arr.shape[1], f"_baseline_prediction has shape {arr.shape}",
+                "predict")
 
 
 def _check_lle(est: Any, path: str) -> None:
     """LocallyLinearEmbedding.transform allocates (n, ``n_components``) and fills it from ``embedding_``."""
-    n = _attr(est, "n_components")
-    embedding = _attr(est, "embedding_")
-    if n is None or embedding is None:
+    embedding = _source(est, "n_components", "embedding_")
+    if embedding is None:
         return
     cols = _array(embedding, path, ".embedding_", ndim=2).shape[1]
-    if _int(n, path, ".n_components") != cols:
-        _fail(path, ".n_components", f"= {n} but embedding_ has {cols} columns; transform allocates that width")
+    _same_width(est, path, "n_components", cols, f"embedding_ has {cols} columns", "transform")
 
 
 def _check_count_sketch(est: Any, path: str) -> None:
