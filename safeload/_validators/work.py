@@ -44,20 +44,23 @@ MAX_JOBS: Final = 256
 #: Text n-grams: the work of ``transform`` is cubic in a document's length up to ``max_n``.
 MAX_NGRAM: Final = 64
 #: PolynomialCountSketch allocates (n_samples, degree, n_components) and FFTs it.
+MAX_SKETCH_COMPONENTS: Final = 1 << 20
 #: Output names generated without an array of that size behind them (a million names: ~0.3 s).
 MAX_FREE_NAMES: Final = 1 << 20
-MAX_SKETCH_COMPONENTS: Final = 1 << 20
 
 
-def _capped(est: Any, name: str, path: str, lo: int, hi: int, why: str) -> None:
-    """``est.name``, when present and not None, an integer in [lo, hi] (a bool is refused)."""
+def _capped(est: Any, name: str, path: str, lo: int | None, hi: int, why: str) -> None:
+    """``est.name``, when present and not None, an integer in [lo, hi] (no lower bound when ``lo`` is
+    None; a bool is refused)."""
     value = _attr(est, name)
     if value is None:
         return  # not set: scikit-learn reads its default or fails on its own
     if isinstance(value, bool):
         _fail(path, f".{name}", "expected an integer, got a bool")
     n = _int(value, path, f".{name}")
-    if not lo <= n <= hi:
+    if lo is None and n > hi:
+        _fail(path, f".{name}", f"= {n} above {hi}; {why}")
+    if lo is not None and not lo <= n <= hi:
         _fail(path, f".{name}", f"= {n} outside [{lo}, {hi}]; {why}")
 
 
@@ -70,12 +73,10 @@ def _check_minibatch_nmf(est: Any, path: str) -> None:
     """MiniBatchNMF.transform loops ``_transform_max_iter`` times and allocates (n, ``_n_components``)."""
     for name in ("max_iter", "transform_max_iter", "_transform_max_iter"):
         _capped(est, name, path, 1, MAX_SOLVER_ITER, "transform iterates the solver up to that many times")
-    components = _attr(est, "components_")
-    n = _attr(est, "_n_components")
-    if components is not None and n is not None:
+    components = _source(est, "_n_components", "components_")
+    if components is not None:
         rows = _array(components, path, ".components_", ndim=2).shape[0]
-        if _int(n, path, "._n_components") != rows:
-            _fail(path, "._n_components", f"= {n} but components_ has {rows} rows; transform allocates that width")
+        _same_width(est, path, "_n_components", rows, f"components_ has {rows} rows", "transform")
 
 
 def _check_lda(est: Any, path: str) -> None:
@@ -95,14 +96,8 @@ def _check_gpc_laplace(est: Any, path: str) -> None:
 
 def _check_n_jobs(est: Any, path: str) -> None:
     """joblib starts ``n_jobs`` processes or threads on the first parallel call, whatever the work."""
-    value = _attr(est, "n_jobs")
-    if value is None:
-        return
-    if isinstance(value, bool):
-        _fail(path, ".n_jobs", "expected an integer, got a bool")
-    n = _int(value, path, ".n_jobs")
-    if n > MAX_JOBS:  # negative counts are relative to the CPUs, at least one worker
-        _fail(path, ".n_jobs", f"= {n} above {MAX_JOBS}; joblib would start that many workers")
+    # negative counts are relative to the CPUs (at least one worker): no lower bound
+    _capped(est, "n_jobs", path, None, MAX_JOBS, "joblib would start that many workers")
 
 
 def _check_vectorizer(est: Any, path: str) -> None:
@@ -309,9 +304,8 @@ def _check_count_sketch(est: Any, path: str) -> None:
 
 def _check_spline_width(est: Any, path: str) -> None:
     """SplineTransformer.transform allocates (n, ``n_features_out_`` [+ n_features]) and loops over it."""
-    stored = _attr(est, "n_features_out_")
-    splines = _attr(est, "bsplines_")
-    if stored is None or splines is None:
+    splines = _source(est, "n_features_out_", "bsplines_")
+    if splines is None:
         return
     if not isinstance(splines, list) or not splines:
         _fail(path, ".bsplines_", "expected a non-empty list of splines")
@@ -324,9 +318,7 @@ def _check_spline_width(est: Any, path: str) -> None:
     if not isinstance(include_bias, (bool, np.bool_)):
         _fail(path, ".include_bias", f"expected a bool, got {type(include_bias).__name__}")
     want = n_features * coefficients.shape[1] - n_features * (1 - int(include_bias))
-    if _int(stored, path, ".n_features_out_") != want:
-        _fail(path, ".n_features_out_", f"= {stored} but the splines give {want} columns; transform allocates "
-                                        "that width")
+    _same_width(est, path, "n_features_out_", want, f"the splines give {want} columns", "transform")
 
 
 def _elements(value: Any, depth: int) -> int:
