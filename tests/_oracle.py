@@ -740,15 +740,8 @@ def _dtype(value: Any) -> np.dtype[Any] | None:
 
 # -- the differential property ----------------------------------------------------------------------
 
-def _no_runs(data: Any, i: int, end: int) -> tuple[int, int]:
-    return i, 0
-
-
-def _no_put_runs(data: Any, i: int, end: int, first: int) -> tuple[int, int]:
-    return i, 0
-
-
-def _no_values(data: Any, i: int, end: int, memo: Any) -> tuple[int, int]:
+def _never(data: Any, i: int, *rest: Any) -> tuple[int, int]:
+    """A one-step matcher that never matches (any of the three signatures): opcode by opcode."""
     return i, 0
 
 
@@ -771,7 +764,7 @@ def _matchers() -> dict[str, Matchers]:
     from safeload import _walker
 
     out = {"regex": Matchers(_walker._regex_run, _walker._python_put_run, _walker._python_values),
-           "none": Matchers(_no_runs, _no_put_runs, _no_values)}
+           "none": Matchers(_never, _never, _never)}
     if getattr(_walker, "_speedups", None) is not None:
         out["compiled"] = Matchers(_walker._compiled_run, _walker._compiled_put_run, _walker._compiled_values)
     return out
