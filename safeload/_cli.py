@@ -899,7 +899,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     cache = None if args.no_cache else ResultCache()
     per_file = _policies_near(files, args) if args.config is None else policy
     reports = scan_all(files, per_file, jobs=args.jobs, explain=args.explain, cache=cache)
-    expected = [expectation(p, os.path.realpath(p) in named) for p in files]
+    # (realpath only when files were named: a directory of 10,000 files should not pay for it)
+    expected = [expectation(p, bool(named) and os.path.realpath(p) in named) for p in files]
     if remote:
         from safeload._remote import scan_urls
 

@@ -328,6 +328,18 @@ def test_json_document() -> None:
     assert any(os.path.isabs(p) for p in results)  # outside the root: absolute
 
 
+def test_json_is_the_indented_document_with_one_line_per_result() -> None:
+    for reports in (ALL, [SAFE], []):
+        out = json_format.render(reports, ROOT)
+        doc = json.loads(out)
+        assert doc == json.loads(json.dumps(json_format.to_document(reports, ROOT), indent=2))
+        lines = out.splitlines()
+        assert lines[0] == "{" and lines[1] == '  "version": 1,' and lines[-1] == "}"
+        at = lines.index('  "results": [') if reports else lines.index('  "results": []')
+        rows = lines[at + 1:-2] if reports else []
+        assert [json.loads(row.rstrip(",")) for row in rows] == doc["results"]
+
+
 def test_json_is_ascii_and_stable() -> None:
     weird = _report("modèle\udcff.pkl", Verdict.SAFE)
     out = json_format.render([weird, SAFE], ROOT)
