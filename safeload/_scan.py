@@ -16,7 +16,7 @@ import threading
 import zipfile
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import IO, Any
 
 from safeload._analysis import Analysis, analyse
 from safeload._archive import MAX_DEPTH, aggregate, inflate_head, is_tar, scan_tar
@@ -357,14 +357,26 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
         return fh.read(_MAX_MEMBER)
 
 
-def _scan_zip(data: Buffer, policy: Policy, name: str, size: int, explain: bool = False,
-              depth: int = 0) -> ScanReport:
+def judge_zip_directory(fh: IO[bytes], policy: Policy, name: str, size: int) -> ScanReport | None:
+    """Judge a zip from its central directory and its pickled members alone, or ``None`` when that is not
+    enough (skops, ``.npz`` and other zips need every byte: the caller reads the whole file then).
+
+    For remote stores: a 2 GB PyTorch checkpoint is judged from a few ranged reads (the directory and
+    ``data.pkl``), by the same code and to the same verdict as the whole file read locally.
+    """
     try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
+        zf = zipfile.ZipFile(fh)
         infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
-        return ScanReport(name, "zip", Verdict.ERROR, (Finding("malformed", "medium", f"corrupt zip: {exc}"),),
-                          (), size)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+        return None  # the whole read reports it exactly as a local scan does
+    if any(i.filename == "schema.json" for i in infos):
+        return None  # skops: judged by load's own analysis, which reads the whole archive
+    return _zip_directory(zf, infos, policy, name, size)
+
+
+def _zip_directory(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], policy: Policy, name: str,
+                   size: int) -> ScanReport | None:
+    """What a zip's central directory decides on its own (limits, PyTorch, TorchScript, Keras), else ``None``."""
     if len(infos) > policy.limits.max_zip_members:
         return ScanReport(name, "zip", Verdict.ERROR,
                           (Finding("limit", "medium", f"zip has {len(infos)} members"),), (), size)
@@ -382,6 +394,20 @@ def _scan_zip(data: Buffer, policy: Policy, name: str, size: int, explain: bool 
         return ScanReport(name, "keras", Verdict.NOT_JUDGED,
                           (Finding("not-judged", "medium", "Keras archive: Lambda layers and custom objects can "
                                    "carry code, which safeload does not judge"),), (), size)
+    return None
+
+
+def _scan_zip(data: Buffer, policy: Policy, name: str, size: int, explain: bool = False,
+              depth: int = 0) -> ScanReport:
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+        return ScanReport(name, "zip", Verdict.ERROR, (Finding("malformed", "medium", f"corrupt zip: {exc}"),),
+                          (), size)
+    decided = _zip_directory(zf, infos, policy, name, size)
+    if decided is not None:
+        return decided
     npy_members = [i for i in infos if not i.is_dir() and i.filename.endswith(".npy")]
     if npy_members and len(npy_members) == len([i for i in infos if not i.is_dir()]):
         judged = _by_analysis(data, policy, name, explain, None)

@@ -7,18 +7,20 @@ The server is a real HTTP server speaking the S3 protocol in this test process; 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
 import shutil
 import socket
 import subprocess
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_store import CLEAN, EVIL, safetensors, state_dict, tar_of, torch_zip
+from test_store import CLEAN, EVIL, _g, _tensor, safetensors, state_dict, tar_of, torch_zip
 
 pytest.importorskip("s3fs")
 boto3 = pytest.importorskip("boto3")
@@ -117,3 +119,106 @@ def test_scan_many_local_and_remote(s3: dict[str, str], bucket: str, tmp_path: P
     assert reports[-1].path == "s3://store/staging/only.pkl" and reports[-1].safe
     with pytest.raises(safeload.SafeloadError):
         list(safeload.scan_many([tmp_path / "missing"]))
+
+
+# --------------------------------------------------------------------------- ranged reads of large zips
+
+_BIG = 12 * 1024 * 1024  # above _remote._RANGED_MIN
+
+
+def _big_zip(members: dict[str, bytes]) -> bytes:
+    """A zip as torch.save writes it: members stored, the tensor bytes last and large."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def _checkpoint(data_pkl: bytes, tensor: bytes | None = None) -> bytes:
+    return _big_zip({"archive/data.pkl": data_pkl, "archive/byteorder": b"little", "archive/version": b"3\n",
+                     "archive/data/0": os.urandom(_BIG) if tensor is None else tensor})
+
+
+BIG = {
+    "big/clean.pt": _checkpoint(state_dict()),
+    "big/evil.pt": _checkpoint(state_dict(_tensor("0", rebuild=_g("posix", "system")))),
+    "big/script.pt": _big_zip({"m/data.pkl": state_dict(), "m/code/__torch__.py": b"def f(): pass\n",
+                               "m/data/0": os.urandom(_BIG)}),
+    "big/weights.keras": _big_zip({"config.json": b"{}", "metadata.json": b"{}", "model.weights.h5": os.urandom(_BIG)}),
+    "big/arrays.npz": _big_zip({"a.npy": b"\x93NUMPY\x01\x00v\x00" + b"{'descr': '<f8', 'fortran_order': False, "
+                                b"'shape': (1572864,), }".ljust(117) + b"\n" + bytes(_BIG)}),
+}
+
+
+@pytest.fixture(scope="module")
+def big_bucket(s3: dict[str, str]) -> str:
+    client = boto3.client("s3", endpoint_url=s3["AWS_ENDPOINT_URL"], aws_access_key_id="test",
+                          aws_secret_access_key="test", region_name="us-east-1")
+    client.create_bucket(Bucket="big")
+    for key, data in BIG.items():
+        client.put_object(Bucket="big", Key=key, Body=data)
+    return "big"
+
+
+def _comparable(report: Any) -> tuple[Any, ...]:
+    return (report.verdict, report.format, report.size, report.globals,
+            tuple(f for f in report.findings if f.rule != "ranged-read"))
+
+
+def test_large_zips_are_judged_from_ranged_reads_to_the_local_verdict(
+        s3: dict[str, str], big_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 12 MB checkpoint is judged from its directory and data.pkl (≤ 192 KiB), to the same report as locally."""
+    import safeload
+
+    for key, value in s3.items():
+        monkeypatch.setenv(key, value)
+    remote = {os.path.basename(r.path): r for r in safeload.scan_many([f"s3://{big_bucket}/big"])}
+    for key, data in BIG.items():
+        (tmp_path / os.path.basename(key)).write_bytes(data)
+    local = {os.path.basename(r.path): r for r in safeload.scan_many([tmp_path])}
+    assert sorted(remote) == sorted(local) == sorted(os.path.basename(k) for k in BIG)
+    assert {name: r.verdict for name, r in remote.items()} == {
+        "clean.pt": "safe", "evil.pt": "unsafe", "script.pt": "not-judged", "weights.keras": "not-judged",
+        "arrays.npz": "no-code"}
+    for name, report in remote.items():
+        assert _comparable(report) == _comparable(local[name]), name
+        notes = [f.message for f in report.findings if f.rule == "ranged-read"]
+        if name == "arrays.npz":  # an .npz needs every member: read whole, hashed like a local file
+            assert notes == [] and report.sha256 == local[name].sha256
+            continue
+        assert len(notes) == 1 and report.sha256 == "", name
+        read = int(notes[0].split()[2])
+        assert read <= 3 * 64 * 1024, notes[0]  # the head, the directory, data.pkl: 64 KiB blocks
+    assert "posix.system" in remote["evil.pt"].findings[0].names
+
+
+def test_an_object_replaced_during_ranged_reads_has_no_verdict(
+        s3: dict[str, str], big_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The version is pinned around the reads: a swap between the directory and data.pkl is an error."""
+    from safeload import _remote
+    from safeload._policy import Policy
+
+    for key, value in s3.items():
+        monkeypatch.setenv(key, value)
+    client = boto3.client("s3", endpoint_url=s3["AWS_ENDPOINT_URL"], aws_access_key_id="test",
+                          aws_secret_access_key="test", region_name="us-east-1")
+    tensor = os.urandom(_BIG)
+    clean = _checkpoint(state_dict(), tensor)
+    swapped = _checkpoint(state_dict().replace(b"_rebuild_tensor_v2", b"_rebuild_tensor_v0"), tensor)
+    assert len(swapped) == len(clean)  # the same layout: a ranged read mixing both would look consistent
+    client.put_object(Bucket=big_bucket, Key="swap/model.pt", Body=clean)
+    original = _remote._Ranged.readinto
+    calls = []
+
+    def racing(self: Any, buffer: Any) -> int:
+        calls.append(1)
+        if len(calls) == 1:  # between the version check and the first read, another writer replaces it
+            client.put_object(Bucket=big_bucket, Key="swap/model.pt", Body=swapped)
+        return original(self, buffer)
+
+    monkeypatch.setattr(_remote._Ranged, "readinto", racing)
+    url = f"s3://{big_bucket}/swap/model.pt"
+    report = _remote._judge(url, len(clean), Policy.default(), False)
+    assert len(calls) >= 2  # the ranged path ran (a whole read would have made no ranged call)
+    assert report.verdict == "error" and "changed while it was read" in report.findings[0].message
