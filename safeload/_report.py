@@ -146,6 +146,9 @@ RULES: dict[str, tuple[str, str]] = {
     "torch-weights-only": ("PyTorch checkpoint judged by weights-only rules",
                            "The checkpoint's pickles use only the globals torch.load(weights_only=True) allows; "
                            "load it with torch.load(weights_only=True), not with safeload.load."),
+    "ranged-read": ("Judged from ranged reads",
+                    "A large remote zip (PyTorch, TorchScript, Keras) was judged from its central directory and "
+                    "pickles alone; the report carries no sha256 of the whole object."),
     "archive": ("Archive member", "A finding inside a tar or zip archive; the member is named."),
     "polyglot": ("File is also a pickle",
                  "The file is a valid data format and also a pickle that imports a refused name: a loader that "

@@ -50,12 +50,14 @@ from safeload._validators._base import (
     _CENSUS,
     _LEAF_TYPES,
     _VALIDATED,
+    LEAF_TYPE,
     MAX_DEPTH,
     _all_leaves,
     _Check,
     _dict_types,
     _fail,
     _fullname,
+    _is_leaf_type,
     _join,
     _leaf_types,
     _short,
@@ -593,7 +595,8 @@ def _distinct(items: Sequence[Any] | npt.NDArray[Any]) -> Iterator[object]:
             first = np.sort(np.unique(ids, return_index=True)[1])
         for j in first.tolist():
             item = chunk[j]
-            if not isinstance(item, _LEAF_TYPES):
+            leaf = LEAF_TYPE.get(type(item))
+            if not (leaf if leaf is not None else _is_leaf_type(type(item))):
                 yield item
 
 
@@ -759,29 +762,37 @@ def _run_check(check: _Check, item: object, graph: _Graph, i: int) -> None:
     raise UnsafeModelError(f"{path or '<model>'}: {_fullname(type(item))} failed a check once", path=path)
 
 
-#: Types whose only rule is the shadowing rule and that have no slots: an instance of one
-#: whose ``__dict__`` holds only leaves needs no node of its own in the walk.
-_PLAIN_INSTANCE_TYPES: Final[dict[type, bool]] = {}
+#: Per type: its class-level names when its only rule is the shadowing rule and it has no slots
+#: (an instance of one whose ``__dict__`` holds only leaves needs no node of its own in the walk),
+#: else ``None``.
+_PLAIN_INSTANCE_TYPES: Final[dict[type, frozenset[str] | None]] = {}
+_UNKNOWN: Final = frozenset({"<not yet looked up>"})
+
+
+def _plain_names(cls: type) -> frozenset[str] | None:
+    names = (class_level_names(cls) if _checks_for(cls) == (_check_shadowing,) and not _slot_names(cls)
+             and not issubclass(cls, _CONTAINER_TYPES) else None)
+    if len(_PLAIN_INSTANCE_TYPES) < 4096:
+        _PLAIN_INSTANCE_TYPES[cls] = names
+    return names
 
 
 def _leaf_instance(obj: object) -> bool:
     """An instance with nothing to visit below it that passes the shadowing rule, judged without a
-    graph node: on a model of many small objects (10**5 instances) that is most of the walk."""
+    graph node (nor an index entry: judging it twice costs what judging it once does): on a model of
+    many small objects (10**6 instances) that is most of the walk."""
     cls = type(obj)
-    plain = _PLAIN_INSTANCE_TYPES.get(cls)
-    if plain is None:
-        plain = (_checks_for(cls) == (_check_shadowing,) and not _slot_names(cls)
-                 and not issubclass(cls, _CONTAINER_TYPES))
-        if len(_PLAIN_INSTANCE_TYPES) < 4096:
-            _PLAIN_INSTANCE_TYPES[cls] = plain
-    if not plain:
+    names = _PLAIN_INSTANCE_TYPES.get(cls, _UNKNOWN)
+    if names is _UNKNOWN:
+        names = _plain_names(cls)
+    if names is None:
         return False
     d = getattr(obj, "__dict__", None)
     if type(d) is not dict:
         return False
     if d and not _leaf_types(frozenset(map(type, d.values()))):
         return False
-    return class_level_names(cls).isdisjoint(d)  # else the rule runs on a node (its message, its path)
+    return names.isdisjoint(d)  # else the rule runs on a node (its message, its path)
 
 
 #: What still runs of a rule whose type the walker validated at every BUILD (``prechecked``).
@@ -807,13 +818,13 @@ def _walk(obj: object, max_depth: int, prechecked: frozenset[str] = frozenset())
             depth = graph.depths[i]
             try:
                 for child in _child_objects(item):
-                    if isinstance(child, _LEAF_TYPES) or id(child) in index:
+                    leaf = LEAF_TYPE.get(type(child))
+                    if (leaf if leaf is not None else _is_leaf_type(type(child))) or id(child) in index:
                         continue
                     if depth >= max_depth:
                         _fail(graph.path(i), _suffix_of(item, child), f"object graph nested deeper than {max_depth}")
                     if _leaf_instance(child):
-                        index[id(child)] = -1  # judged in place: seen, and nothing below it to visit
-                        continue
+                        continue  # judged in place: nothing below it to visit
                     graph.add(child, i, depth + 1)
             except SafeloadError:
                 raise
