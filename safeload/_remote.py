@@ -28,9 +28,10 @@ __all__ = ["RemoteError", "list_url", "scan_urls"]
 _HEAD = 64 * 1024
 _RANGED_MIN = 8 * 1024 * 1024  # below this one GET costs less than the three or four ranged ones
 _BLOCK = 64 * 1024
-# What a store says about an object's version; a ranged judgement needs one of them to notice a swap.
-_VERSION_KEYS = ("ETag", "etag", "VersionId", "version_id", "generation", "md5Hash", "crc32c", "blob_id",
-                 "LastModified", "mtime", "last_modified")
+# What a store says about an object's version: a ranged judgement needs one of these to notice a swap
+# (a modification time alone does not: two writes within its resolution look the same).
+_VERSION_KEYS = ("ETag", "etag", "VersionId", "version_id", "generation", "md5Hash", "crc32c", "blob_id")
+_ALSO_COMPARED = ("LastModified", "mtime", "last_modified", "size")
 
 
 class RemoteError(SafeloadError):
@@ -163,7 +164,7 @@ def _version(fs: Any, path: str) -> dict[str, str]:
     """The object's version as the store reports it now (no listing cache)."""
     fs.invalidate_cache(path)
     info = fs.info(path)
-    return {k: str(info[k]) for k in (*_VERSION_KEYS, "size") if info.get(k) is not None}
+    return {k: str(info[k]) for k in (*_VERSION_KEYS, *_ALSO_COMPARED) if info.get(k) is not None}
 
 
 def _judge_ranged(url: str, size: int, policy: Policy) -> ScanReport | None:
@@ -177,7 +178,7 @@ def _judge_ranged(url: str, size: int, policy: Policy) -> ScanReport | None:
 
     fs, path = _fs(url)
     before = _version(fs, path)
-    if len(before) < 2 or int(before.get("size", -1)) != size:
+    if not any(k in before for k in _VERSION_KEYS) or int(before.get("size", -1)) != size:
         return None  # no version to pin the reads to, or it changed since the listing: one whole read
     raw = _Ranged(fs, path, size)
     fh = io.BufferedReader(raw, buffer_size=_BLOCK)

@@ -7,6 +7,7 @@ The server is a real HTTP server speaking the S3 protocol in this test process; 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -222,3 +223,17 @@ def test_an_object_replaced_during_ranged_reads_has_no_verdict(
     report = _remote._judge(url, len(clean), Policy.default(), False)
     assert len(calls) >= 2  # the ranged path ran (a whole read would have made no ranged call)
     assert report.verdict == "error" and "changed while it was read" in report.findings[0].message
+
+
+def test_a_store_without_object_versions_gets_whole_reads(tmp_path: Path) -> None:
+    """fsspec's local filesystem reports a modification time but no ETag or version: a ranged judgement
+    could not notice a swap between its reads, so the checkpoint is read whole and hashed instead."""
+    import safeload
+
+    (tmp_path / "clean.pt").write_bytes(BIG["big/clean.pt"])
+    (tmp_path / "evil.pt").write_bytes(BIG["big/evil.pt"])
+    reports = {os.path.basename(r.path): r for r in safeload.scan_many([f"file://{tmp_path}"])}
+    assert {name: r.verdict for name, r in reports.items()} == {"clean.pt": "safe", "evil.pt": "unsafe"}
+    for name, report in reports.items():
+        assert not [f for f in report.findings if f.rule == "ranged-read"], name
+        assert report.sha256 == hashlib.sha256(BIG[f"big/{name}"]).hexdigest()
