@@ -196,7 +196,8 @@ def test_large_zips_are_judged_from_ranged_reads_to_the_local_verdict(
 
 def test_an_object_replaced_during_ranged_reads_has_no_verdict(
         s3: dict[str, str], big_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The version is pinned around the reads: a swap between the directory and data.pkl is an error."""
+    """The version is taken before the reads and again after: an object replaced in between (here by a
+    same-layout one, so that the reads themselves look consistent) gets an error, not a verdict."""
     from safeload import _remote
     from safeload._policy import Policy
 
