@@ -50,7 +50,6 @@ from safeload._validators._base import (
     _CENSUS,
     _LEAF_TYPES,
     _VALIDATED,
-    LEAF_TYPE,
     MAX_DEPTH,
     _all_leaves,
     _Check,
@@ -595,8 +594,7 @@ def _distinct(items: Sequence[Any] | npt.NDArray[Any]) -> Iterator[object]:
             first = np.sort(np.unique(ids, return_index=True)[1])
         for j in first.tolist():
             item = chunk[j]
-            leaf = LEAF_TYPE.get(type(item))
-            if not (leaf if leaf is not None else _is_leaf_type(type(item))):
+            if not _is_leaf_type(type(item)):
                 yield item
 
 
@@ -818,8 +816,7 @@ def _walk(obj: object, max_depth: int, prechecked: frozenset[str] = frozenset())
             depth = graph.depths[i]
             try:
                 for child in _child_objects(item):
-                    leaf = LEAF_TYPE.get(type(child))
-                    if (leaf if leaf is not None else _is_leaf_type(type(child))) or id(child) in index:
+                    if _is_leaf_type(type(child)) or id(child) in index:
                         continue
                     if depth >= max_depth:
                         _fail(graph.path(i), _suffix_of(item, child), f"object graph nested deeper than {max_depth}")
