@@ -12,7 +12,7 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from safeload._containers import COMPRESSED, Buffer, Format, decompress, npy_header, sniff
+from safeload._containers import COMPRESSED, ZIP_ERRORS, Buffer, Format, decompress, npy_header, sniff
 from safeload._errors import (
     LimitExceededError,
     MalformedModelError,
@@ -194,7 +194,7 @@ def _npz_members(data: Buffer, policy: Policy) -> list[tuple[str, bytes]] | None
         for info in infos:
             try:
                 raw = zf.read(info)
-            except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+            except ZIP_ERRORS as exc:
                 raise MalformedModelError(f".npz member {info.filename}: {exc}") from None
             if sniff(raw) is not Format.NPY:
                 return None
@@ -206,7 +206,7 @@ def _has_member(data: Buffer, name: str) -> bool:
     try:
         with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
             return name in zf.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+    except ZIP_ERRORS:
         return True  # let the skops reader say what is wrong with it
 
 

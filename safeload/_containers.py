@@ -16,6 +16,7 @@ import lzma
 import mmap
 import os
 import stat
+import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +49,9 @@ class Format(enum.Enum):
     JOBLIB_ZF = "joblib-zf"
     UNKNOWN = "unknown"
 
+
+#: What reading a damaged zip can raise (``zipfile`` lets the underlying errors through).
+ZIP_ERRORS: tuple[type[Exception], ...] = (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError)
 
 COMPRESSED = frozenset({Format.ZLIB, Format.GZIP, Format.BZ2, Format.XZ, Format.LZMA, Format.LZ4})
 _PICKLE_FIRST = frozenset(b"(.012FIJKLMNPQRSTUVXabcdeghijlopqrstu}])GBC\x80\x85\x86\x87\x88\x89\x8a\x8b\x8c\x8d\x8e\x8f"

@@ -174,6 +174,7 @@ def _judge_ranged(url: str, size: int, policy: Policy) -> ScanReport | None:
     by content) and only where the store versions its objects: the version is taken before and after
     the reads, and an object that changed in between gets no verdict.
     """
+    from safeload._containers import Format, sniff
     from safeload._scan import judge_zip_directory
 
     fs, path = _fs(url)
@@ -186,8 +187,8 @@ def _judge_ranged(url: str, size: int, policy: Policy) -> ScanReport | None:
         head = fh.peek(16)[:16]
     except OSError:
         return None  # the server does not answer ranges as asked: one whole read
-    if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")) or head[8:9] == b"{":
-        return None  # not a zip to scan_bytes, or safetensors-looking: the local path decides
+    if sniff(head) is not Format.ZIP or head[8:9] == b"{":
+        return None  # not a zip to scan_bytes, or one recognise() may claim as safetensors: the local path decides
     report = judge_zip_directory(fh, policy, url, size)
     if report is None:
         return None

@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from safeload._analysis import Analysis, analyse
 from safeload._archive import MAX_DEPTH, aggregate, inflate_head, is_tar, scan_tar
-from safeload._containers import COMPRESSED, Buffer, Format, decompress, npy_header, read_source, sniff
+from safeload._containers import COMPRESSED, ZIP_ERRORS, Buffer, Format, decompress, npy_header, read_source, sniff
 from safeload._errors import (
     LimitExceededError,
     MalformedModelError,
@@ -346,7 +346,7 @@ def _report(name: str, fmt: str, findings: list[Finding], globs: tuple[GlobalVer
 def _is_skops(data: Buffer) -> bool:
     try:
         return "schema.json" in zipfile.ZipFile(io.BytesIO(data)).namelist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+    except ZIP_ERRORS:
         return False
 
 
@@ -367,7 +367,7 @@ def judge_zip_directory(fh: IO[bytes], policy: Policy, name: str, size: int) -> 
     try:
         zf = zipfile.ZipFile(fh)
         infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+    except ZIP_ERRORS:
         return None  # the whole read reports it exactly as a local scan does
     if any(i.filename == "schema.json" for i in infos):
         return None  # skops: judged by load's own analysis, which reads the whole archive
@@ -402,7 +402,7 @@ def _scan_zip(data: Buffer, policy: Policy, name: str, size: int, explain: bool 
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+    except ZIP_ERRORS as exc:
         return ScanReport(name, "zip", Verdict.ERROR, (Finding("malformed", "medium", f"corrupt zip: {exc}"),),
                           (), size)
     decided = _zip_directory(zf, infos, policy, name, size)
@@ -420,7 +420,7 @@ def _scan_zip(data: Buffer, policy: Policy, name: str, size: int, explain: bool 
             continue
         try:
             member = _read_member(zf, info)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+        except ZIP_ERRORS as exc:
             members.append((info.filename, ScanReport(info.filename, "zip", Verdict.ERROR, (
                 Finding("malformed", "medium", f"unreadable member: {exc}"),), (), info.file_size)))
             continue
@@ -441,7 +441,7 @@ def _scan_npz(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], policy: Policy,
             continue
         try:
             member = _read_member(zf, info)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+        except ZIP_ERRORS as exc:
             findings.append(Finding("malformed", "medium", f"unreadable member: {exc}", (),
                                     Location(None, info.filename)))
             continue
@@ -462,7 +462,7 @@ def _scan_torch_zip(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], policy: P
             continue  # storages are raw bytes; version/byteorder are text
         try:
             member = _read_member(zf, info)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+        except ZIP_ERRORS as exc:
             judgement.issues.append((info.filename, Issue("malformed", "malformed", 0, f"unreadable member: {exc}")))
             continue
         trace, issues = judge_pickle(member, tpol)
