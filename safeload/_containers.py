@@ -31,6 +31,7 @@ from safeload._errors import (
     os_error,
 )
 from safeload._filling import Filling
+from safeload._filling import available as filling_available
 from safeload._policy import Limits
 
 __all__ = ["Format", "Source", "decompress", "read_source", "sniff"]
@@ -123,7 +124,7 @@ def _read_path(path: str, limits: Limits) -> Source:
         if size > limits.max_zip_bytes and size > limits.max_array_bytes:
             raise LimitExceededError(f"{path}: file of {size} bytes exceeds the size limits")
         buf: Buffer = _writable_buffer(size)
-        if size >= _BACKGROUND_READ_BYTES and hasattr(os, "preadv") and _usable_cores() >= 2:
+        if size >= _BACKGROUND_READ_BYTES and filling_available() and _usable_cores() >= 2:
             filling = Filling(fd, buf, size, path)
             handed_over = True  # the helper thread closes fd
             return Source(buf, path, path, filling)

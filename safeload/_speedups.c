@@ -18,9 +18,20 @@
  *
  * The functions only read: data[start:end] (end clamped to the buffer), one byte at a
  * time, every index checked against end before it is read.
+ *
+ * One more, fill(), parses nothing: it reads a file into a buffer on safeload's background-read
+ * thread (safeload/_filling.py) without taking the GIL between chunks. Published from Python,
+ * each chunk's progress needed the GIL, which the compiled walker holds while it works: the
+ * reader then waited a switch interval (5 ms) per chunk, and the walker for it.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
+#include <errno.h>
+#ifndef _WIN32
+#include <unistd.h>
+#define SAFELOAD_HAVE_PREAD 1
+#endif
 
 #define SHORT_BINUNICODE 0x8c
 #define MEMOIZE 0x94
@@ -291,10 +302,93 @@ count_values(PyObject *module, PyObject *args)
     return Py_BuildValue("nn", i, count);
 }
 
+#ifdef SAFELOAD_HAVE_PREAD
+PyDoc_STRVAR(fill_doc,
+"fill(fd, buffer, size, chunk, progress, /) -> (read, errno)\n\n"
+"Read bytes [0, size) of fd into buffer[0:size] with pread, chunk bytes at a time, with the\n"
+"GIL released for the whole read. progress is a writable buffer of two aligned int64: after\n"
+"each chunk progress[0] = bytes read so far (a release store: those bytes are in buffer before\n"
+"the count says so; read it with progress()); the read stops early once progress[1] != 0\n"
+"(cancel). Returns the bytes read and 0, or the errno of a failed read. Fewer than size bytes\n"
+"with errno 0: the file ended early.");
+
+static PyObject *
+fill(PyObject *self, PyObject *args)
+{
+    int fd;
+    Py_buffer buf, prog;
+    Py_ssize_t size, chunk, pos = 0;
+    int err = 0;
+
+    if (!PyArg_ParseTuple(args, "iw*nnw*", &fd, &buf, &size, &chunk, &prog)) {
+        return NULL;
+    }
+    if (size < 0 || size > buf.len || chunk <= 0 || prog.len < (Py_ssize_t)(2 * sizeof(int64_t))
+            || ((uintptr_t)prog.buf % sizeof(int64_t)) != 0) {
+        PyBuffer_Release(&buf);
+        PyBuffer_Release(&prog);
+        PyErr_SetString(PyExc_ValueError, "fill: size beyond the buffer, chunk <= 0, or a bad progress buffer");
+        return NULL;
+    }
+    {
+        char *dst = (char *)buf.buf;
+        int64_t *progress = (int64_t *)prog.buf;
+        Py_BEGIN_ALLOW_THREADS
+        while (pos < size && __atomic_load_n(&progress[1], __ATOMIC_ACQUIRE) == 0) {
+            Py_ssize_t want = size - pos < chunk ? size - pos : chunk;
+            ssize_t got = pread(fd, dst + pos, (size_t)want, (off_t)pos);
+            if (got < 0) {
+                if (errno == EINTR) {
+                    continue;
+                }
+                err = errno;
+                break;
+            }
+            if (got == 0) {
+                break;
+            }
+            pos += (Py_ssize_t)got;
+            __atomic_store_n(&progress[0], (int64_t)pos, __ATOMIC_RELEASE);
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&buf);
+    PyBuffer_Release(&prog);
+    return Py_BuildValue("ni", pos, err);
+}
+
+PyDoc_STRVAR(progress_doc,
+"progress(progress, /) -> int\n\n"
+"progress[0] of a fill() progress buffer, by an acquire load: the bytes it counts are visible.");
+
+static PyObject *
+progress(PyObject *self, PyObject *arg)
+{
+    Py_buffer prog;
+    int64_t value;
+
+    if (PyObject_GetBuffer(arg, &prog, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (prog.len < (Py_ssize_t)(2 * sizeof(int64_t)) || ((uintptr_t)prog.buf % sizeof(int64_t)) != 0) {
+        PyBuffer_Release(&prog);
+        PyErr_SetString(PyExc_ValueError, "progress: not a fill() progress buffer");
+        return NULL;
+    }
+    value = __atomic_load_n((int64_t *)prog.buf, __ATOMIC_ACQUIRE);
+    PyBuffer_Release(&prog);
+    return PyLong_FromLongLong((long long)value);
+}
+#endif
+
 static PyMethodDef speedups_methods[] = {
     {"count_entries", count_entries, METH_VARARGS, count_entries_doc},
     {"count_put_entries", count_put_entries, METH_VARARGS, count_put_entries_doc},
     {"count_values", count_values, METH_VARARGS, count_values_doc},
+#ifdef SAFELOAD_HAVE_PREAD
+    {"fill", fill, METH_VARARGS, fill_doc},
+    {"progress", progress, METH_O, progress_doc},
+#endif
     {NULL, NULL, 0, NULL},
 };
 

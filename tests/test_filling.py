@@ -377,3 +377,110 @@ def test_mutated_files_walk_the_same_while_they_arrive(
                 data[at:at + 4] = rng.randbytes(4)
         if data and _walked(bytes(data)):
             _assert_same_walks(bytes(data), f"mutant {k}")
+
+
+# -- the compiled reader (_speedups.fill) ------------------------------------------------------
+
+def test_background_reads_use_the_compiled_reader() -> None:
+    """CI builds _speedups: if fill() were missing, big files would silently be read before the walk."""
+    from safeload import _filling, _speedups
+
+    assert hasattr(_speedups, "fill") and _filling.available()
+
+
+def _fill_args(path: Path, size: int) -> tuple[int, bytearray, Any]:
+    import array
+
+    return os.open(path, os.O_RDONLY), bytearray(size), array.array("q", [0, 0])
+
+
+def test_fill_reads_exactly_and_publishes_its_progress(tmp_path: Path) -> None:
+    from safeload import _speedups
+
+    data = os.urandom((1 << 20) * 3 + 5)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    fd, buf, state = _fill_args(path, len(data) + 10)
+    try:
+        assert _speedups.fill(fd, buf, len(data) + 10, 4096, state) == (len(data), 0)  # the file ended early
+    finally:
+        os.close(fd)
+    assert bytes(buf[:len(data)]) == data and buf[len(data):] == bytes(10)
+    assert _speedups.progress(state) == state[0] == len(data)
+
+
+def test_fill_stops_when_cancelled_and_reports_errors(tmp_path: Path) -> None:
+    from safeload import _speedups
+
+    path = tmp_path / "g.bin"
+    path.write_bytes(b"x" * 100)
+    fd, buf, state = _fill_args(path, 100)
+    state[1] = 1
+    try:
+        assert _speedups.fill(fd, buf, 100, 10, state) == (0, 0)
+    finally:
+        os.close(fd)
+    assert buf == bytes(100) and state[0] == 0
+    state[1] = 0
+    import errno
+
+    assert _speedups.fill(fd, buf, 100, 10, state) == (0, errno.EBADF)  # fd is closed now
+
+
+@pytest.mark.parametrize("case", ["size past the buffer", "negative size", "chunk 0", "short progress",
+                                  "read-only buffer", "misaligned progress"])
+def test_fill_refuses_arguments_that_would_write_out_of_bounds(tmp_path: Path, case: str) -> None:
+    import array
+
+    from safeload import _speedups
+
+    path = tmp_path / "h.bin"
+    path.write_bytes(b"y" * 64)
+    fd = os.open(path, os.O_RDONLY)
+    buf: Any = bytearray(64)
+    state: Any = array.array("q", [0, 0])
+    size, chunk = 64, 16
+    if case == "size past the buffer":
+        size = 65
+    elif case == "negative size":
+        size = -1
+    elif case == "chunk 0":
+        chunk = 0
+    elif case == "short progress":
+        state = array.array("q", [0])
+    elif case == "read-only buffer":
+        buf = bytes(64)
+    else:
+        state = memoryview(bytearray(17))[1:]
+    try:
+        with pytest.raises((ValueError, TypeError)):
+            _speedups.fill(fd, buf, size, chunk, state)
+    finally:
+        os.close(fd)
+    assert not any(buf)
+
+
+def test_without_the_extension_big_files_are_read_before_the_walk(tmp_path: Path) -> None:
+    """A pure-Python install reads the file first (a Python reader would need the GIL per chunk)."""
+    import subprocess
+    import sys
+
+    model, X = _big_model()
+    path = tmp_path / "big.joblib"
+    joblib.dump(model, path)
+    np.save(tmp_path / "X.npy", X)
+    script = f"""
+import sys
+sys.modules["safeload._speedups"] = None  # as if it had not been built
+import numpy as np, joblib, safeload
+from safeload import _containers, _filling
+assert not _filling.available()
+_containers._usable_cores = lambda: 2
+source = _containers.read_source({str(path)!r}, safeload.Policy().limits)
+assert source.filling is None and len(source.data) == {path.stat().st_size}
+X = np.load({str(tmp_path / "X.npy")!r})
+np.testing.assert_array_equal(safeload.load({str(path)!r}).predict_proba(X), joblib.load({str(path)!r}).predict_proba(X))
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
