@@ -213,8 +213,9 @@ def _check_links(
     m = internal.size
     lc = left.take(internal)
     rc = right.take(internal)
+    # Compared, not subtracted: lc - internal wraps around for a child near -2**63.
     if m and (
-        int((lc - internal).min()) < 1 or int((rc - internal).min()) < 1 or max(int(lc.max()), int(rc.max())) >= n
+        bool((lc <= internal).any()) or bool((rc <= internal).any()) or max(int(lc.max()), int(rc.max())) >= n
     ):
         _links_failure(left, right, internal, path, field_suffix)
     parent = np.full(n, -1, dtype=np.intp)
