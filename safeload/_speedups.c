@@ -27,6 +27,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <string.h>
 #include <errno.h>
 #ifndef _WIN32
 #include <unistd.h>
@@ -381,10 +382,92 @@ progress(PyObject *self, PyObject *arg)
 }
 #endif
 
+PyDoc_STRVAR(tree_ok_doc,
+"tree_ok(nodes, count, itemsize, left, right, feature, missing_left, n_features, max_depth, /) -> bool\n\n"
+"The good case of safeload/_validators/trees.py's _check_tree in one pass: nodes is a\n"
+"contiguous buffer of count records of itemsize bytes; left, right and feature are the byte\n"
+"offsets of native int64 fields in a record, missing_left of a uint8 one. True exactly when\n"
+"every node is a leaf (both children -1) or an internal node whose children point forward\n"
+"inside the tree, whose feature is in [0, n_features) and whose missing_go_to_left is 0 or 1;\n"
+"every node but the root has exactly one parent; and 0 <= max_depth < count bounds the depth\n"
+"of every leaf. False means 'not shown safe here': the numpy path then decides and names the\n"
+"node. Refuses (ValueError) arguments that would read outside the buffer.");
+
+static PyObject *
+tree_ok(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t count, itemsize, off_l, off_r, off_f, off_m, n_features, max_depth;
+    int ok = 1;
+
+    if (!PyArg_ParseTuple(args, "y*nnnnnnnn", &view, &count, &itemsize, &off_l, &off_r, &off_f, &off_m,
+                          &n_features, &max_depth)) {
+        return NULL;
+    }
+    if (count < 0 || itemsize <= 0 || count > view.len / itemsize
+            || off_l < 0 || off_l > itemsize - 8 || off_r < 0 || off_r > itemsize - 8
+            || off_f < 0 || off_f > itemsize - 8 || off_m < 0 || off_m > itemsize - 1) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "tree_ok: records or fields outside the buffer");
+        return NULL;
+    }
+    /* depth[i]: -1 until node i's parent is seen; 2**31 nodes and more go to the numpy path. */
+    if (count < 1 || count > 0x7fffffff || n_features < 1 || max_depth < 0 || max_depth >= count) {
+        PyBuffer_Release(&view);
+        Py_RETURN_FALSE;
+    }
+    int32_t *depth = PyMem_Malloc((size_t)count * sizeof(int32_t));
+    if (depth == NULL) {
+        PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
+    {
+        const unsigned char *base = (const unsigned char *)view.buf;
+        Py_ssize_t internal = 0;
+        int release = count >= (1 << 16);
+        PyThreadState *ts = release ? PyEval_SaveThread() : NULL;
+        depth[0] = 0;
+        for (Py_ssize_t i = 1; i < count; i++) {
+            depth[i] = -1;
+        }
+        for (Py_ssize_t i = 0; i < count && ok; i++) {
+            const unsigned char *rec = base + i * itemsize;
+            int64_t l, r, f;
+            memcpy(&l, rec + off_l, 8);
+            memcpy(&r, rec + off_r, 8);
+            if (depth[i] < 0) {  /* children point forward: its parent, if any, came first */
+                ok = 0;
+            }
+            else if (l == -1 && r == -1) {
+                ok = depth[i] <= max_depth;
+            }
+            else if (l <= i || r <= i || l >= count || r >= count || depth[l] >= 0 || depth[r] >= 0 || l == r) {
+                ok = 0;  /* a leaf half, backwards or out of range, or a second parent */
+            }
+            else {
+                memcpy(&f, rec + off_f, 8);
+                ok = f >= 0 && f < n_features && rec[off_m] <= 1;
+                depth[l] = depth[r] = depth[i] + 1;
+                internal++;
+            }
+        }
+        if (ok && 2 * internal != count - 1) {
+            ok = 0;
+        }
+        if (release) {
+            PyEval_RestoreThread(ts);
+        }
+    }
+    PyMem_Free(depth);
+    PyBuffer_Release(&view);
+    return PyBool_FromLong(ok);
+}
+
 static PyMethodDef speedups_methods[] = {
     {"count_entries", count_entries, METH_VARARGS, count_entries_doc},
     {"count_put_entries", count_put_entries, METH_VARARGS, count_put_entries_doc},
     {"count_values", count_values, METH_VARARGS, count_values_doc},
+    {"tree_ok", tree_ok, METH_VARARGS, tree_ok_doc},
 #ifdef SAFELOAD_HAVE_PREAD
     {"fill", fill, METH_VARARGS, fill_doc},
     {"progress", progress, METH_O, progress_doc},
