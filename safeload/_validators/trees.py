@@ -70,7 +70,7 @@ def _node_layout(dtype: np.dtype[Any]) -> tuple[int, int, int, int] | None:
 def _links_shown_safe(nodes: npt.NDArray[Any], count: int, n_features: int, max_depth: int) -> bool:
     """The compiled one-pass check of the node links, features and depth (a forest's hundreds of
     trees cost ~55 numpy calls each on the path below). False sends the tree to that path, which
-    decides and names the bad node; tests/test_speedups.py holds the two to the same verdict."""
+    decides and names the bad node; tests/test_tree_ok.py holds the two to the same verdict."""
     if _tree_ok is None or not nodes.flags.c_contiguous or not (
         0 <= n_features < _FAST_LIMIT and 0 <= max_depth < _FAST_LIMIT
     ):
