@@ -57,6 +57,7 @@ _METRICS = tuple(f"sklearn.metrics._dist_metrics.{n}{b}" for n in (
 # Allowed Cython classes whose __setstate__ reads a fixed-size tuple without checking its length.
 STATE_LENGTHS: dict[str, int] = {**{n: 13 for n in _BINARY_TREES}, **{n: 3 for n in _METRICS}}
 _STATE_LENGTHS = STATE_LENGTHS
+_I64: Final = np.dtype(np.int64)
 _FROMBUFFER = frozenset({"numpy._core.numeric._frombuffer", "numpy.core.numeric._frombuffer"})
 _BIT_GENERATOR_MAKERS = frozenset({"numpy.random._pickle.__bit_generator_ctor", "numpy.random._mt19937.MT19937",
                                    "numpy.random._pcg64.PCG64", "numpy.random._pcg64.PCG64DXSM",
@@ -335,6 +336,11 @@ class StaticChecks:
 
         The same checks run again on the built object at load time; running them here
         too means ``scan`` refuses what ``load`` refuses, without building anything."""
+        if not self.tree_shown_safe(target.args, state):
+            self.check_tree_full(i, target, state)
+
+    def check_tree_full(self, i: int, target: Obj, state: Any) -> None:
+        """check_tree through load's own validator, on a _StaticTree: decides every case and names the problem."""
         from safeload._errors import UnsafeModelError
         from safeload._validate import _check_tree
 
@@ -351,6 +357,41 @@ class StaticChecks:
             self.issue("tree-structure", UNSAFE, i, f"decision tree state is unsafe to use: {exc}")
         except Exception as exc:  # noqa: BLE001 - unverifiable state is refused, never guessed
             self.issue("tree-structure", UNSAFE, i, f"decision tree state cannot be verified: {exc}")
+
+    def tree_shown_safe(self, args: Any, state: Any) -> bool:
+        """check_tree's good case on plain ints and the stream's own array bytes: no _StaticTree and
+        none of _check_tree's numpy preamble, which was most of a forest tree's ~30 us of static
+        checks. True only where the full path below reports nothing (tests/test_tree_fast.py holds
+        the two together); False: that path decides and names the problem."""
+        from safeload._validators.trees import _links_shown_safe  # (the validators load lazily: ~30 ms)
+
+        if type(args) is not tuple or len(args) != 3 or type(state) is not Cont:
+            return False
+        n_features, n_classes, n_outputs = args
+        if type(n_features) is not int or type(n_outputs) is not int or n_features < 1 or not 1 <= n_outputs <= 64:
+            return False
+        fields = state.str_fields()
+        if fields is None:
+            return False
+        node_count = fields.get("node_count")
+        max_depth = fields.get("max_depth")
+        if type(node_count) is not int or type(max_depth) is not int or node_count < 1:
+            return False
+        classes = self.static_array(n_classes, limit=1 << 20)
+        if classes is None or classes.dtype != _I64 or classes.shape != (n_outputs,):
+            return False
+        counts: list[int] = classes.tolist()
+        top = max(counts)
+        if min(counts) < 1:
+            return False
+        nodes = self.static_array(fields.get("nodes"), limit=None)
+        if nodes is None or nodes.ndim != 1 or not nodes.dtype.names or node_count > nodes.shape[0]:
+            return False
+        values = self.static_array(fields.get("values"), limit=None)
+        if values is None or values.ndim != 3 or values.shape[0] < node_count or values.shape[1] != n_outputs \
+                or values.shape[2] != top:
+            return False
+        return _links_shown_safe(nodes, node_count, n_features, max_depth)
 
     def static_array(self, value: Any, limit: int | None = 1 << 20) -> np.ndarray[Any, Any] | None:
         """Rebuild an array from the stream's own bytes (zero-copy), to check it before anything is built."""
