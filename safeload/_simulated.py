@@ -146,13 +146,23 @@ class Cont:
     list and no pair tuples per dict, which is most of the walker's memory on models made of
     many small objects (each with a state dict). ``count`` counts every item (pairs for a dict)."""
 
-    __slots__ = ("kind", "flat", "count", "origin")
+    __slots__ = ("kind", "flat", "count", "origin", "vocab", "mixed")
 
     def __init__(self, kind: str, origin: int = -1) -> None:
         self.kind = kind
         self.flat: list[Any] = []
         self.count = 0
         self.origin = origin
+        #: Once a dict outgrows the cap (or takes a vocabulary run): every entry it was given, in
+        #: stream order and as SETITEMS lists them (runs, and ``str`` keys followed by ``int``
+        #: values), while all are such (``mixed`` otherwise). Scan's twin judges such a dict, too
+        #: large to rebuild, from the bytes (``_static_model.census``).
+        self.vocab: list[Any] | None = None
+        self.mixed = False
+
+    def vocabulary_only(self) -> bool:
+        """A dict given only vocabulary entries (runs and ``str -> int`` pairs), all recorded."""
+        return self.vocab is not None and not self.mixed
 
     def kept(self) -> int:
         """How many pairs are kept."""

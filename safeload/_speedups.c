@@ -578,6 +578,239 @@ index_map_ok(PyObject *self, PyObject *d)
     return PyBool_FromLong(ok);
 }
 
+/* ---- index_census: scan's static mirror of the vocabulary check (text.py's _check_index_map) ---- */
+
+typedef struct {
+    const unsigned char *ptr;  /* the key's UTF-8 bytes: in data (a run) or in a bytes object (a pair) */
+    Py_ssize_t len;
+} text_ref;
+
+static int
+text_cmp(const text_ref *a, const text_ref *b)
+{
+    Py_ssize_t n = a->len < b->len ? a->len : b->len;
+    int c = n ? memcmp(a->ptr, b->ptr, (size_t)n) : 0;
+    if (c != 0) {
+        return c;
+    }
+    return a->len < b->len ? -1 : (a->len > b->len ? 1 : 0);
+}
+
+/* Bottom-up merge sort (no quicksort worst case for a crafted file); 1 if two keys are equal. */
+static int
+sort_finds_equal(text_ref *items, text_ref *tmp, Py_ssize_t n)
+{
+    for (Py_ssize_t width = 1; width < n; width *= 2) {
+        for (Py_ssize_t lo = 0; lo < n; lo += 2 * width) {
+            Py_ssize_t mid = lo + width < n ? lo + width : n;
+            Py_ssize_t hi = lo + 2 * width < n ? lo + 2 * width : n;
+            Py_ssize_t a = lo, b = mid, k = lo;
+            while (a < mid && b < hi) {
+                int c = text_cmp(&items[a], &items[b]);
+                if (c == 0) {
+                    return 1;
+                }
+                tmp[k++] = c < 0 ? items[a++] : items[b++];
+            }
+            while (a < mid) {
+                tmp[k++] = items[a++];
+            }
+            while (b < hi) {
+                tmp[k++] = items[b++];
+            }
+        }
+        memcpy(items, tmp, (size_t)n * sizeof(text_ref));
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(index_census_doc,
+"index_census(data, pieces, /) -> (entries, status, bad_entry, bad_value)\n\n"
+"A dict given only vocabulary entries, judged from the stream's bytes. pieces, in stream\n"
+"order: (start, end, count, put) for a run as the walker took it (count_entries /\n"
+"count_put_entries), (key_bytes, value) for one other entry (its str key encoded as UTF-8\n"
+"with surrogatepass; a value that is not an exact int is never a column index). status 0: the keys are pairwise distinct and the values\n"
+"are exactly 0 .. entries - 1 (what load's _check_index_map accepts); 1: the keys are\n"
+"distinct but entry bad_entry (in stream order) holds bad_value, out of range or repeated;\n"
+"2: unknown (two equal keys: the dict keeps fewer entries; or a run that does not parse as\n"
+"delimited). Reads only data[start:end] of each run, every index checked against end.");
+
+static PyObject *
+index_census(PyObject *module, PyObject *args)
+{
+    (void)module;
+    Py_buffer view;
+    PyObject *pieces;
+    Py_ssize_t total = 0, entries = 0, bad_entry = -1;
+    PyObject *bad_value = NULL;
+    int status = 0;
+    text_ref *texts = NULL, *tmp = NULL;
+    unsigned char *seen = NULL;
+    PyObject *out = NULL;
+
+    if (!PyArg_ParseTuple(args, "y*O!:index_census", &view, &PyList_Type, &pieces)) {
+        return NULL;
+    }
+    Py_ssize_t npieces = PyList_GET_SIZE(pieces);
+    for (Py_ssize_t r = 0; r < npieces; r++) {
+        PyObject *piece = PyList_GET_ITEM(pieces, r);
+        Py_ssize_t start, end, count;
+        int put;
+        if (PyTuple_Check(piece) && PyTuple_GET_SIZE(piece) == 2) {
+            if (!PyBytes_Check(PyTuple_GET_ITEM(piece, 0))) {
+                PyErr_SetString(PyExc_TypeError, "index_census: a pair is (bytes, value)");
+                goto done;
+            }
+            count = 1;
+        }
+        else if (!PyArg_ParseTuple(piece, "nnnp:index_census run", &start, &end, &count, &put)) {
+            goto done;
+        }
+        if (count < 0 || count > PY_SSIZE_T_MAX / (Py_ssize_t)(2 * sizeof(text_ref)) - total) {
+            PyErr_SetString(PyExc_ValueError, "index_census: bad run count");
+            goto done;
+        }
+        total += count;
+    }
+    texts = PyMem_Malloc((size_t)(total ? total : 1) * sizeof(text_ref));
+    tmp = PyMem_Malloc((size_t)(total ? total : 1) * sizeof(text_ref));
+    seen = PyMem_Calloc((size_t)(total ? total : 1), 1);
+    if (texts == NULL || tmp == NULL || seen == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    {
+        const unsigned char *p = (const unsigned char *)view.buf;
+        for (Py_ssize_t r = 0; r < npieces && status != 2; r++) {
+            PyObject *piece = PyList_GET_ITEM(pieces, r);
+            Py_ssize_t start, end, count;
+            int put;
+            if (PyTuple_GET_SIZE(piece) == 2) {
+                PyObject *key = PyTuple_GET_ITEM(piece, 0), *val = PyTuple_GET_ITEM(piece, 1);
+                int overflow = 0, is_int = PyLong_CheckExact(val);
+                long long value = is_int ? PyLong_AsLongLongAndOverflow(val, &overflow) : -1;  /* no code runs */
+                if (status == 0 && (!is_int || overflow || value < 0 || value >= total || seen[value])) {
+                    status = 1;
+                    bad_entry = entries;
+                    Py_INCREF(val);
+                    bad_value = val;
+                }
+                else if (status == 0) {
+                    seen[value] = 1;
+                }
+                texts[entries].ptr = (const unsigned char *)PyBytes_AS_STRING(key);
+                texts[entries].len = PyBytes_GET_SIZE(key);
+                entries++;
+                continue;
+            }
+            (void)PyArg_ParseTuple(piece, "nnnp", &start, &end, &count, &put);
+            if (end > view.len) {
+                end = view.len;
+            }
+            if (start < 0 || start > end) {
+                status = 2;
+                break;
+            }
+            Py_ssize_t i = start;
+            for (Py_ssize_t k = 0; k < count; k++) {
+                Py_ssize_t tpos, tlen, after;  /* after: the integer opcode */
+                if (!put) {
+                    if (end - i < 2 || p[i] != SHORT_BINUNICODE) {
+                        status = 2;
+                        break;
+                    }
+                    tpos = i + 2;
+                    tlen = p[i + 1];
+                    if (end - tpos < tlen + 2 || p[tpos + tlen] != MEMOIZE) {
+                        status = 2;
+                        break;
+                    }
+                    after = tpos + tlen + 1;
+                }
+                else {
+                    if (end - i < 5 || p[i] != BINUNICODE) {
+                        status = 2;
+                        break;
+                    }
+                    unsigned long long len = (unsigned long long)p[i + 1] | ((unsigned long long)p[i + 2] << 8)
+                        | ((unsigned long long)p[i + 3] << 16) | ((unsigned long long)p[i + 4] << 24);
+                    if ((unsigned long long)(end - (i + 5)) < len + 2) {
+                        status = 2;
+                        break;
+                    }
+                    tpos = i + 5;
+                    tlen = (Py_ssize_t)len;
+                    Py_ssize_t q = tpos + tlen;  /* the PUT opcode */
+                    if (p[q] == BINPUT && end - q >= 3) {
+                        after = q + 2;
+                    }
+                    else if (p[q] == LONG_BINPUT && end - q >= 6) {
+                        after = q + 5;
+                    }
+                    else {
+                        status = 2;
+                        break;
+                    }
+                }
+                unsigned char op = p[after];
+                Py_ssize_t width = op == BININT1 ? 1 : (op == BININT2 ? 2 : (op == BININT ? 4 : -1));
+                if (width < 0 || end - (after + 1) < width) {
+                    status = 2;
+                    break;
+                }
+                const unsigned char *v = p + after + 1;
+                long long value;
+                if (width == 1) {
+                    value = v[0];
+                }
+                else if (width == 2) {
+                    value = (long long)v[0] | ((long long)v[1] << 8);
+                }
+                else {
+                    value = (long long)(int32_t)((uint32_t)v[0] | ((uint32_t)v[1] << 8)
+                                                 | ((uint32_t)v[2] << 16) | ((uint32_t)v[3] << 24));
+                }
+                if (status == 0 && (value < 0 || value >= total || seen[value])) {
+                    status = 1;
+                    bad_entry = entries;
+                    bad_value = PyLong_FromLongLong(value);
+                    if (bad_value == NULL) {
+                        goto done;
+                    }
+                }
+                else if (status == 0) {
+                    seen[value] = 1;
+                }
+                texts[entries].ptr = p + tpos;
+                texts[entries].len = tlen;
+                entries++;
+                i = after + 1 + width;
+            }
+        }
+        if (status != 2 && entries != total) {
+            status = 2;
+        }
+        if (status != 2 && sort_finds_equal(texts, tmp, entries)) {
+            status = 2;  /* equal keys: the built dict keeps fewer entries than the stream holds */
+        }
+    }
+    if (status != 1) {
+        bad_entry = -1;
+        Py_CLEAR(bad_value);
+    }
+    if (bad_value == NULL && (bad_value = PyLong_FromLong(0)) == NULL) {
+        goto done;
+    }
+    out = Py_BuildValue("(ninO)", entries, status, bad_entry, bad_value);
+done:
+    Py_XDECREF(bad_value);
+    PyMem_Free(texts);
+    PyMem_Free(tmp);
+    PyMem_Free(seen);
+    PyBuffer_Release(&view);
+    return out;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"count_entries", count_entries, METH_VARARGS, count_entries_doc},
     {"count_put_entries", count_put_entries, METH_VARARGS, count_put_entries_doc},
@@ -585,6 +818,7 @@ static PyMethodDef speedups_methods[] = {
     {"tree_ok", tree_ok, METH_VARARGS, tree_ok_doc},
     {"dict_types", dict_types, METH_O, dict_types_doc},
     {"index_map_ok", index_map_ok, METH_O, index_map_ok_doc},
+    {"index_census", index_census, METH_VARARGS, index_census_doc},
 #ifdef SAFELOAD_HAVE_PREAD
     {"fill", fill, METH_VARARGS, fill_doc},
     {"progress", progress, METH_O, progress_doc},

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import gc
 import sys
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import numpy as np
@@ -31,7 +32,7 @@ import numpy as np
 from safeload._class_data import CLASSES, SCIPY_VERSION, SETSTATE_CASTS, SKLEARN_VERSION
 from safeload._errors import SafeloadError
 from safeload._mirrors import _FROMBUFFER, _RECONSTRUCT, _TREE, StaticChecks, concrete
-from safeload._simulated import UNSAFE, ArraySpan, Cont, Issue, Obj, Trace
+from safeload._simulated import UNSAFE, ArraySpan, Cont, Issue, Obj, Run, Trace
 from safeload._validators import _checks_for, _Graph
 from safeload._validators._base import _CENSUS, _VALIDATED, _fullname
 from safeload._validators.shadow import register_class_names
@@ -86,6 +87,66 @@ class Unknown(metaclass=_UnknownMeta):
 
 
 UNKNOWN = Unknown()
+
+
+class IndexCensus(Unknown):
+    """A dict too large for the twin to rebuild, filled only by vocabulary runs, whose verdict under
+    ``load``'s index-map check (``_validators.text._check_index_map``) the stream's bytes decide:
+    ``problem`` is that check's refusal, or None. That check reads it (it knows the marker below);
+    every other use is unknowable, as with any Unknown."""
+
+    __slots__ = ("size", "problem")
+    _safeload_index_census = True
+
+    def __init__(self, size: int, problem: str | None) -> None:
+        self.size = size
+        self.problem = problem
+
+
+def census(data: Any, vocab: list[Any]) -> tuple[int, int, int, Any]:
+    """(entries, status, bad entry, bad value) of a dict's recorded entries (``Cont.vocab``: runs,
+    and keys followed by their values), as ``_speedups.index_census`` defines them."""
+    pieces: list[tuple[Any, ...]] = []
+    k = 0
+    while k < len(vocab):
+        x = vocab[k]
+        if type(x) is Run:
+            pieces.append((x.start, x.end, x.count, x.put))
+            k += 1
+        else:
+            pieces.append((x.encode("utf-8", "surrogatepass"), vocab[k + 1]))
+            k += 2
+    if _index_census is not None:
+        return _index_census(data, pieces)
+    from safeload._walker import _expand  # pure-Python install: expand the runs (slower, same verdict)
+
+    texts: list[Any] = []
+    values: list[Any] = []
+    for piece in pieces:
+        if len(piece) == 4:
+            pairs, keys = _expand(data, Run(piece[0], piece[1], piece[2], piece[3]))
+            texts.extend(keys)
+            values.extend(pairs[1::2])
+        else:
+            texts.append(piece[0].decode("utf-8", "surrogatepass"))
+            values.append(piece[1])
+    n = len(values)
+    if len(set(texts)) != len(texts):
+        return n, 2, -1, 0
+    seen: set[int] = set()
+    for j, v in enumerate(values):
+        if type(v) is not int or not 0 <= v < n or v in seen:
+            return n, 1, j, v
+        seen.add(v)
+    return n, 0, -1, 0
+
+
+try:
+    from safeload import _speedups
+except ImportError:  # pure-Python install: census() expands the runs instead
+    _speedups = None  # type: ignore[assignment]
+_index_census: Callable[[Any, list[tuple[Any, ...]]], tuple[int, int, int, Any]] | None = getattr(
+    _speedups, "index_census", None)
 
 
 class _Opaque:
@@ -246,6 +307,8 @@ class _Twin:
 
     def container(self, c: Cont, depth: int) -> Any:
         if not c.complete():
+            if c.kind == "dict" and c.vocabulary_only():
+                return self.index_census(c)
             return UNKNOWN
         if c.kind == "list":
             items: list[Any] = []
@@ -266,6 +329,18 @@ class _Twin:
                 d[key] = item if type(item) in _PLAIN else value(item, depth + 1)
             return d
         return UNKNOWN
+
+    def index_census(self, c: Cont) -> Any:
+        assert c.vocab is not None
+        entries, status, bad, value = census(self.checks.data, c.vocab)
+        if status == 2 or entries != c.count:
+            return UNKNOWN  # equal keys: the built dict is smaller than the stream; load judges it
+        if status == 1:
+            reason = "repeats an earlier column" if type(value) is int and 0 <= value < entries \
+                else f"is not a column index in [0, {entries})"
+            return IndexCensus(entries, f"entry {bad} (in stream order) maps to {value!r}, which {reason}; "
+                                        "transform() builds sparse columns from it unchecked")
+        return IndexCensus(entries, None)
 
     def obj(self, o: Obj, depth: int) -> Any:
         callee = o.callee
@@ -479,7 +554,7 @@ def findings(root: Any) -> list[tuple[Any, str]]:
         while i < len(nodes):
             item = nodes[i]
             t = type(item)
-            if t is Unknown or t is _TreeView:
+            if t is Unknown or t is IndexCensus or t is _TreeView:
                 i += 1
                 continue
             if t not in _CONTAINERS and t not in _PLAIN:

@@ -984,6 +984,15 @@ class _Walker:
                 # stays partial, its runs unexpanded (the walk's speed on vocabularies)
                 items = [v for x in items for v in (_expand(self.data, x)[0] if type(x) is Run else (x,))]
                 runs = False
+            if target.vocab is None and (runs or total > room) and not target.mixed:
+                # past the cap (or a vocabulary run): from here on the twin has only this record
+                target.vocab = []
+                if whole:
+                    _record_vocabulary(target, list(target.flat))
+                else:
+                    target.mixed = True
+            if target.vocab is not None and not target.mixed:
+                _record_vocabulary(target, items)
             if room > 0 and not runs:
                 target.flat.extend(items if total <= room else items[:room])
         elif not isinstance(target, Obj):
@@ -1000,6 +1009,7 @@ class _Walker:
             if op != 0x75 or count % 2 or len(target.flat) < 2 * _DICT_CAP:
                 return False
             target.count += count // 2
+            target.mixed = True
         elif kind == "list":
             if op != 0x65 or (target.count == len(target.flat) and len(target.flat) + count <= _LIST_CAP):
                 return False
@@ -1169,6 +1179,28 @@ _KEEP_ARGS = frozenset({"numpy.dtype", "_codecs.encode", "builtins.bytes", "nump
                         "numpy.core.numeric._frombuffer", _TREE, "builtins.range",
                         "numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar"})
 _BUILDS_FIRST_ARG = frozenset({"reconstructor", "new_obj"})
+
+
+def _record_vocabulary(target: Cont, items: list[Any]) -> None:
+    """Append SETITEMS ``items`` to ``target.vocab`` if they are vocabulary entries (runs, and
+    ``str`` keys with ``int`` values, as SETITEMS lists them), or stop recording (``mixed``)."""
+    vocab = target.vocab
+    assert vocab is not None
+    key = True  # the next plain item is a key
+    for x in items:
+        t = type(x)
+        if t is Run and key:
+            continue
+        if (t is not str) if key else (t is not int):  # (exactly int: load reads a bool as 0 or 1)
+            target.mixed = True
+            target.vocab = []  # (nothing more is kept for a dict scan will not judge)
+            return
+        key = not key
+    if not key:
+        target.mixed = True
+        target.vocab = []
+        return
+    vocab.extend(items)
 
 
 def _keys_beside_runs(items: list[Any]) -> list[Any]:

@@ -21,6 +21,13 @@ from safeload._validators._base import (
 
 def _check_index_map(mapping: object, path: str, suffix: str) -> None:
     """Feature-name -> column maps become CSR column indices unchecked."""
+    if getattr(type(mapping), "_safeload_index_census", False):
+        # scan's static twin: a vocabulary too large to rebuild, judged from the stream's bytes
+        # (_static_model.IndexCensus); type() and these slots do not touch it as an Unknown
+        problem: str | None = mapping.problem  # type: ignore[attr-defined]
+        if problem is not None:
+            _fail(path, suffix, problem)
+        return
     if not isinstance(mapping, dict):
         _fail(path, suffix, "must be a dict")
     n = len(mapping)
