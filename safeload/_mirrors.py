@@ -299,6 +299,8 @@ class StaticChecks:
                 self.issue("guard", UNSAFE, i, problem)
         elif target.callee == _TREE:
             self.check_tree(i, target, state)
+        elif target.callee in _BINARY_TREES and isinstance(state, tuple) and len(state) == 13:
+            self.check_binary_tree(i, target.callee, state)
         elif target.callee in _STATE_LENGTHS and not (isinstance(state, tuple)
                                                      and len(state) == _STATE_LENGTHS[target.callee]):
             # Their Cython __setstate__ indexes the tuple without a length check.
@@ -330,6 +332,30 @@ class StaticChecks:
                 elif not 1 <= value <= MAX_THREADS:
                     self.issue("estimator-state", UNSAFE, i,
                                f"_n_threads = {value} outside [1, {MAX_THREADS}]; OpenMP aborts the process on it")
+
+    def check_binary_tree(self, i: int, callee: str, state: tuple[Any, ...]) -> None:
+        """load's KD/Ball-tree validator (idx_array a permutation, node ranges tiling, sizes) on the
+        arrays of the 13-tuple BUILD hands ``BinaryTree.__setstate__``, read from the stream's bytes.
+        Its last step, the distance metric's own state, stays load's (a Cython object the walker does
+        not rebuild): reaching it means every structural check passed. A state whose arrays or sizes
+        cannot be read here is left to load, as before."""
+        from safeload._errors import UnsafeModelError
+        from safeload._validators.neighbors import _make_binary_tree_check
+
+        arrays = [self.static_array(state[k], limit=None) for k in range(4)]
+        weight = state[12] if state[12] is None else self.static_array(state[12], limit=None)
+        if any(a is None for a in arrays) or (state[12] is not None and weight is None) \
+                or not all(type(state[k]) is int for k in range(4, 11)):
+            return
+        view = _BinaryTreeState((*arrays, *state[4:11], _MetricUnknown(), weight))
+        try:
+            _make_binary_tree_check(2 if "_kd_tree." in callee else 1)(view, "")
+        except _Unknowable:
+            return
+        except UnsafeModelError as exc:
+            self.issue("estimator-state", UNSAFE, i, f"load's validator refuses it: {callee.rsplit('.', 1)[1]}.{exc}")
+        except Exception:  # noqa: BLE001 - numpy refusing an odd array: load judges the built tree
+            return
 
     def check_tree(self, i: int, target: Obj, state: Any) -> None:
         """Validate a decision tree's node arrays *before* Tree.__setstate__ sees them.
@@ -599,6 +625,27 @@ def concrete(value: Any, depth: int = 0) -> Any:
     if isinstance(raw, (bytes, memoryview)):
         return bytes(raw)
     raise ValueError(f"cannot evaluate {type(value).__name__} statically")
+
+
+class _Unknowable(Exception):
+    """The binary-tree check reached what the walker does not model (the distance metric)."""
+
+
+class _MetricUnknown:
+    """The distance metric in a BinaryTree state: its state is load's to judge."""
+
+    def __getstate__(self) -> Any:
+        raise _Unknowable()
+
+
+class _BinaryTreeState:
+    """What ``_make_binary_tree_check`` reads of a KD/Ball tree: its ``__getstate__`` tuple."""
+
+    def __init__(self, state: tuple[Any, ...]) -> None:
+        self._state = state
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return self._state
 
 
 class _StaticTree:
