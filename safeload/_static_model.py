@@ -95,11 +95,10 @@ class IndexCensus(Unknown):
     ``problem`` is that check's refusal, or None. That check reads it (it knows the marker below);
     every other use is unknowable, as with any Unknown."""
 
-    __slots__ = ("size", "problem")
+    __slots__ = ("problem",)
     _safeload_index_census = True
 
-    def __init__(self, size: int, problem: str | None) -> None:
-        self.size = size
+    def __init__(self, problem: str | None) -> None:
         self.problem = problem
 
 
@@ -122,14 +121,18 @@ def census(data: Any, vocab: list[Any]) -> tuple[int, int, int, Any]:
 
     texts: list[Any] = []
     values: list[Any] = []
-    for piece in pieces:
-        if len(piece) == 4:
-            pairs, keys = _expand(data, Run(piece[0], piece[1], piece[2], piece[3]))
+    k = 0
+    while k < len(vocab):
+        x = vocab[k]
+        if type(x) is Run:
+            pairs, keys = _expand(data, x)
             texts.extend(keys)
             values.extend(pairs[1::2])
+            k += 1
         else:
-            texts.append(piece[0].decode("utf-8", "surrogatepass"))
-            values.append(piece[1])
+            texts.append(x)
+            values.append(vocab[k + 1])
+            k += 2
     n = len(values)
     if len(set(texts)) != len(texts):
         return n, 2, -1, 0
@@ -338,9 +341,9 @@ class _Twin:
         if status == 1:
             reason = "repeats an earlier column" if type(value) is int and 0 <= value < entries \
                 else f"is not a column index in [0, {entries})"
-            return IndexCensus(entries, f"entry {bad} (in stream order) maps to {value!r}, which {reason}; "
+            return IndexCensus(f"entry {bad} (in stream order) maps to {value!r}, which {reason}; "
                                         "transform() builds sparse columns from it unchecked")
-        return IndexCensus(entries, None)
+        return IndexCensus(None)
 
     def obj(self, o: Obj, depth: int) -> Any:
         callee = o.callee
