@@ -47,15 +47,16 @@ _TREE = "sklearn.tree._tree.Tree"
 #: tracked (``made``), and one that no BUILD reaches is refused (``finish``): a type added here gets
 #: both, so it can never be skipped unjudged.
 BUILD_VALIDATED: Final = frozenset({_TREE})
-_BINARY_TREES = tuple(f"sklearn.neighbors._{m}.{c}{b}" for m, c in (("kd_tree", "KDTree"), ("ball_tree", "BallTree"))
-                      for b in ("", "32", "64"))
+BINARY_TREES: Final = frozenset(f"sklearn.neighbors._{m}.{c}{b}" for m, c in (("kd_tree", "KDTree"),
+                                                                              ("ball_tree", "BallTree"))
+                                for b in ("", "32", "64"))
 _METRICS = tuple(f"sklearn.metrics._dist_metrics.{n}{b}" for n in (
     "BrayCurtisDistance", "CanberraDistance", "ChebyshevDistance", "DiceDistance", "EuclideanDistance",
     "HammingDistance", "HaversineDistance", "JaccardDistance", "MahalanobisDistance", "ManhattanDistance",
     "MatchingDistance", "MinkowskiDistance", "RogersTanimotoDistance", "RussellRaoDistance", "SEuclideanDistance",
     "SokalMichenerDistance", "SokalSneathDistance") for b in ("32", "64"))
 # Allowed Cython classes whose __setstate__ reads a fixed-size tuple without checking its length.
-STATE_LENGTHS: dict[str, int] = {**{n: 13 for n in _BINARY_TREES}, **{n: 3 for n in _METRICS}}
+STATE_LENGTHS: dict[str, int] = {**{n: 13 for n in BINARY_TREES}, **{n: 3 for n in _METRICS}}
 _STATE_LENGTHS = STATE_LENGTHS
 _I64: Final = np.dtype(np.int64)
 _FROMBUFFER = frozenset({"numpy._core.numeric._frombuffer", "numpy.core.numeric._frombuffer"})
@@ -282,6 +283,9 @@ class StaticChecks:
         callee = target.callee
         if callee in _RECONSTRUCT:
             target.state = state
+        elif callee in BINARY_TREES:  # (the twin reads its data array: _static_model._Twin.binary_tree)
+            single = target.state is None and isinstance(state, tuple) and len(state) == 13
+            target.state = state if single else OTHER
         elif callee is not None and callee.startswith(("sklearn.", "scipy.")):
             single = target.state is None and isinstance(state, Cont) and state.kind == "dict"
             target.state = state if single else OTHER
@@ -299,7 +303,7 @@ class StaticChecks:
                 self.issue("guard", UNSAFE, i, problem)
         elif target.callee == _TREE:
             self.check_tree(i, target, state)
-        elif target.callee in _BINARY_TREES and isinstance(state, tuple) and len(state) == 13:
+        elif target.callee in BINARY_TREES and isinstance(state, tuple) and len(state) == 13:
             self.check_binary_tree(i, target.callee, state)
         elif target.callee in _STATE_LENGTHS and not (isinstance(state, tuple)
                                                      and len(state) == _STATE_LENGTHS[target.callee]):

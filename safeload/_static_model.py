@@ -31,7 +31,7 @@ import numpy as np
 
 from safeload._class_data import CLASSES, SCIPY_VERSION, SETSTATE_CASTS, SKLEARN_VERSION
 from safeload._errors import SafeloadError
-from safeload._mirrors import _FROMBUFFER, _RECONSTRUCT, _TREE, StaticChecks, concrete
+from safeload._mirrors import _FROMBUFFER, _RECONSTRUCT, _TREE, BINARY_TREES, StaticChecks, concrete
 from safeload._simulated import UNSAFE, ArraySpan, Cont, Issue, Obj, Run, Trace
 from safeload._validators import _checks_for, _Graph
 from safeload._validators._base import _CENSUS, _VALIDATED, _fullname
@@ -206,6 +206,35 @@ _TreeView.__module__ = "sklearn.tree._tree"
 _TreeView.__qualname__ = "Tree"
 _TreeView.__name__ = "Tree"
 
+class _BinaryTreeView:
+    """What estimator validators read of a KD/Ball tree: its ``data`` (its own arrays are checked
+    by ``StaticChecks.check_binary_tree``). One subclass per tree class carries the real MRO's names."""
+
+    __slots__ = ("data",)
+    data: Any
+
+    __getattr__ = _touch
+
+
+def _binary_tree_views() -> dict[str, tuple[type, np.dtype[Any]]]:
+    """``sklearn.neighbors._kd_tree.KDTree`` → (a view class named KDTree → KDTree64 → BinaryTree64,
+    the dtype its ``__setstate__`` accepts for ``data``: a typed memoryview of exactly that type)."""
+    views: dict[str, tuple[type, np.dtype[Any]]] = {}
+    for module, kind in (("sklearn.neighbors._kd_tree", "KDTree"), ("sklearn.neighbors._ball_tree", "BallTree")):
+        for bits, dtype in (("64", np.dtype(np.float64)), ("32", np.dtype(np.float32))):
+            base = type(f"BinaryTree{bits}", (_BinaryTreeView,), {"__module__": module, "__slots__": ()})
+            sized = type(f"{kind}{bits}", (base,), {"__module__": module, "__slots__": ()})
+            views[f"{module}.{kind}{bits}"] = (sized, dtype)
+            if bits == "64":  # KDTree/BallTree subclass the 64-bit class
+                plain = type(kind, (sized,), {"__module__": module, "__slots__": ()})
+                views[f"{module}.{kind}"] = (plain, dtype)
+    return views
+
+
+_BINARY_TREE_VIEWS: dict[str, tuple[type, np.dtype[Any]]] = _binary_tree_views()
+#: The twin's views of Cython objects: their own state is judged by the walker, not by validators.
+_VIEW_TYPES: frozenset[type] = frozenset({_TreeView, *(v for v, _ in _BINARY_TREE_VIEWS.values())})
+
 _PROXIES: dict[str, type | None] = {}
 _PROXY_TYPES: set[type] = set()
 _OBJECT_NAMES = frozenset(vars(object)) | {"__dict__", "__weakref__", "__module__", "__doc__"}
@@ -369,6 +398,8 @@ class _Twin:
             return _scalar(o.args)
         if callee == _TREE:
             return self.tree(o)
+        if callee in BINARY_TREES:
+            return self.binary_tree(o, callee)
         if callee.startswith(("sklearn.", "scipy.")):
             return self.instance(o, callee, depth)
         return UNKNOWN
@@ -414,6 +445,20 @@ class _Twin:
         view.node_count = fields.get("node_count")
         view.max_depth = fields.get("max_depth")
         view.capacity = nodes.shape[0] if nodes.ndim == 1 else UNKNOWN
+        return view
+
+    def binary_tree(self, o: Obj, callee: str) -> Any:
+        """A KD/Ball tree built by ``newObj`` + BUILD(13-tuple): ``__setstate__`` takes ``data`` as a
+        C-contiguous 2-d memoryview of one exact dtype (anything else fails the load: unknown)."""
+        state = o.state
+        if not (isinstance(state, tuple) and len(state) == 13) or callee not in _BINARY_TREE_VIEWS:
+            return UNKNOWN
+        cls, dtype = _BINARY_TREE_VIEWS[callee]
+        data = self.checks.static_array(state[0], limit=None)
+        if data is None or data.ndim != 2 or data.dtype != dtype or not data.flags.c_contiguous:
+            return UNKNOWN
+        view = cls()
+        view.data = data
         return view
 
     def instance(self, o: Obj, callee: str, depth: int) -> Any:
@@ -557,7 +602,7 @@ def findings(root: Any) -> list[tuple[Any, str]]:
         while i < len(nodes):
             item = nodes[i]
             t = type(item)
-            if t is Unknown or t is IndexCensus or t is _TreeView:
+            if t is Unknown or t is IndexCensus or t in _VIEW_TYPES:
                 i += 1
                 continue
             if t not in _CONTAINERS and t not in _PLAIN:

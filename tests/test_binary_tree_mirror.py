@@ -103,3 +103,65 @@ def test_tampered_trees_are_refused_by_scan_and_load(name: str, damage: str, fmt
     assert data.count(raw) == 1, "the array's bytes must appear once, verbatim"
     tampered = data.replace(raw, bad.tobytes())
     assert _verdicts(tampered, tmp_path) == (False, False)
+
+
+def _swap_tree(name: str, data: np.ndarray[Any, Any]) -> Any:
+    """The fitted model with its search tree rebuilt on other data (what a crafted file can hold)."""
+    import copy
+
+    from sklearn.neighbors import BallTree, KDTree
+
+    model = copy.deepcopy(_MODELS[name])
+    tree = _tree(model)
+    kind = KDTree if "KDTree" in type(tree).__name__ else BallTree
+    kwargs = {"metric": "mahalanobis", "VI": np.eye(data.shape[1])} if name == "mahalanobis" else {}
+    swapped = kind(data, leaf_size=5, **kwargs)
+    if hasattr(model, "_tree"):
+        model._tree = swapped
+    else:
+        model.tree_ = swapped
+    return model
+
+
+# The estimator-level rules on the tree (``_check_neighbors``: ``_tree.data`` has ``_fit_X``'s
+# shape; ``_check_kernel_density``: ``tree_.data`` has ``n_features_in_`` columns) need the tree's
+# data array: scan's twin now sees it (``_static_model._Twin.binary_tree``).
+_SWAPS: dict[str, Callable[[], np.ndarray[Any, Any]]] = {
+    "fewer rows": lambda: _X[:20].copy(),
+    "more columns": lambda: np.random.RandomState(1).rand(40, 4),
+    "fewer columns": lambda: _X[:, :2].copy(),
+}
+
+
+# (KernelDensity keeps no _fit_X: a tree of fewer rows is a valid model, so that pair is not a case.)
+_MISMATCHES = [(n, s) for n in sorted(_MODELS) for s in sorted(_SWAPS) if (n, s) != ("kde", "fewer rows")]
+
+
+@pytest.mark.parametrize("fmt", ["p2", "p3", "p4", "p5", "joblib"])
+@pytest.mark.parametrize(("name", "swap"), _MISMATCHES)
+def test_a_tree_that_does_not_match_its_estimator_is_refused_by_scan_and_load(
+        name: str, swap: str, fmt: str, tmp_path: Any) -> None:
+    assert _verdicts(_dump(_swap_tree(name, _SWAPS[swap]()), fmt), tmp_path) == (False, False)
+
+
+@pytest.mark.parametrize("fmt", ["p2", "p5", "joblib"])
+@pytest.mark.parametrize("name", sorted(_MODELS))
+def test_a_rebuilt_tree_on_the_same_data_stays_safe(name: str, fmt: str, tmp_path: Any) -> None:
+    """The twin's tree view must not invent a finding: the same data, rebuilt, is a valid model."""
+    assert _verdicts(_dump(_swap_tree(name, _X.copy()), fmt), tmp_path) == (True, True)
+
+
+@pytest.mark.parametrize("name", ["kd", "kde"])
+def test_a_kde_with_a_float32_tree_is_judged_like_load(name: str, tmp_path: Any) -> None:
+    """A 32-bit tree: the twin's view carries BinaryTree32's names, so the same rules apply."""
+    import copy
+
+    from sklearn.neighbors._kd_tree import KDTree32
+
+    model = copy.deepcopy(_MODELS[name])
+    tree = KDTree32(np.random.RandomState(1).rand(40, 4).astype(np.float32), leaf_size=5)
+    if hasattr(model, "_tree"):
+        model._tree = tree
+    else:
+        model.tree_ = tree
+    assert _verdicts(_dump(model, "p5"), tmp_path) == (False, False)
