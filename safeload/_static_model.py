@@ -263,6 +263,8 @@ def _proxy_class(name: str) -> type | None:
     for key in other:
         if not (key.startswith("__") and key.endswith("__")):
             namespace[key] = _Opaque()
+    if "__getattr__" in other:  # (FrozenEstimator, MetadataRequest: a missing attribute is theirs to answer)
+        namespace["__getattr__"] = _touch
     try:
         cls = type(qualname.rpartition(".")[2], tuple(b for b in bases if b is not None) or (object,), namespace)
     except TypeError:  # an MRO that does not linearise from the data
@@ -276,7 +278,8 @@ def _proxy_class(name: str) -> type | None:
 def _faithful(name: str) -> type | None:
     """A proxy only for classes whose instances get their state as pickle's default BUILD,
     ``BaseEstimator.__setstate__`` or a known dtype cast (``SETSTATE_CASTS``) gives it, and that
-    have no ``__getattr__`` (a missing attribute is then an AttributeError, as on the proxy)."""
+    have no ``__getattribute__``. A class with a ``__getattr__`` gets a proxy whose ``__getattr__``
+    is unknowable: an attribute the state holds reads as in the real class, a missing one is load's."""
     cls = _proxy_class(name)
     if cls is None:
         return None
@@ -286,7 +289,7 @@ def _faithful(name: str) -> type | None:
         if info is None:
             continue
         own = set(info[3]) | set(info[2]) | set(info[1])
-        if "__getattr__" in own or "__getattribute__" in own:
+        if "__getattribute__" in own:
             return None
         if "__setstate__" in own:
             return cls if base_name in ("sklearn.base.BaseEstimator", name) and (
