@@ -55,6 +55,13 @@ _METRICS = tuple(f"sklearn.metrics._dist_metrics.{n}{b}" for n in (
     "HammingDistance", "HaversineDistance", "JaccardDistance", "MahalanobisDistance", "ManhattanDistance",
     "MatchingDistance", "MinkowskiDistance", "RogersTanimotoDistance", "RussellRaoDistance", "SEuclideanDistance",
     "SokalMichenerDistance", "SokalSneathDistance") for b in ("32", "64"))
+#: Allowed namedtuples and their fields (tests/test_static_model.py holds this to the allowlist): no
+#: __dict__, so the class data does not describe them; the walker keeps their arguments, their value.
+NAMEDTUPLES: Final[dict[str, tuple[str, ...]]] = {
+    "sklearn.impute._iterative._ImputerTriplet": ("feat_idx", "neighbor_feat_idx", "estimator"),
+    "sklearn.utils._metadata_requests.MethodPair": ("caller", "callee"),
+    "sklearn.utils._metadata_requests.RouterMappingPair": ("mapping", "router"),
+}
 # Allowed Cython classes whose __setstate__ reads a fixed-size tuple without checking its length.
 STATE_LENGTHS: dict[str, int] = {**{n: 13 for n in BINARY_TREES}, **{n: 3 for n in _METRICS}}
 _STATE_LENGTHS = STATE_LENGTHS

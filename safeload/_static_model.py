@@ -31,7 +31,7 @@ import numpy as np
 
 from safeload._class_data import CLASSES, SCIPY_VERSION, SETSTATE_CASTS, SKLEARN_VERSION
 from safeload._errors import SafeloadError
-from safeload._mirrors import _FROMBUFFER, _RECONSTRUCT, _TREE, BINARY_TREES, StaticChecks, concrete
+from safeload._mirrors import _FROMBUFFER, _RECONSTRUCT, _TREE, BINARY_TREES, NAMEDTUPLES, StaticChecks, concrete
 from safeload._simulated import UNSAFE, ArraySpan, Cont, Issue, Obj, Run, Trace
 from safeload._validators import _checks_for, _Graph
 from safeload._validators._base import _CENSUS, _VALIDATED, _fullname
@@ -235,6 +235,21 @@ _BINARY_TREE_VIEWS: dict[str, tuple[type, np.dtype[Any]]] = _binary_tree_views()
 #: The twin's views of Cython objects: their own state is judged by the walker, not by validators.
 _VIEW_TYPES: frozenset[type] = frozenset({_TreeView, *(v for v, _ in _BINARY_TREE_VIEWS.values())})
 
+def _namedtuple_view(name: str, fields: tuple[str, ...]) -> type:
+    """A tuple subclass named like the real one, with its fields; any other attribute is unknowable."""
+    import operator
+
+    module, _, qualname = name.rpartition(".")
+    namespace: dict[str, Any] = {"__module__": module, "__qualname__": qualname, "__slots__": (),
+                                 "_fields": fields, "__getattr__": _touch}
+    for k, field in enumerate(fields):
+        namespace[field] = property(operator.itemgetter(k))
+    return type(qualname, (tuple,), namespace)
+
+
+_NAMEDTUPLE_VIEWS: dict[str, type] = {name: _namedtuple_view(name, f) for name, f in NAMEDTUPLES.items()}
+_NAMEDTUPLE_TYPES: frozenset[type] = frozenset(_NAMEDTUPLE_VIEWS.values())
+
 _PROXIES: dict[str, type | None] = {}
 _PROXY_TYPES: set[type] = set()
 _OBJECT_NAMES = frozenset(vars(object)) | {"__dict__", "__weakref__", "__module__", "__doc__"}
@@ -403,6 +418,11 @@ class _Twin:
             return self.tree(o)
         if callee in BINARY_TREES:
             return self.binary_tree(o, callee)
+        if callee in _NAMEDTUPLE_VIEWS:
+            args = o.args
+            if not (isinstance(args, tuple) and len(args) == len(NAMEDTUPLES[callee])) or o.state is not None:
+                return UNKNOWN  # (BUILD on a namedtuple fails the load)
+            return _NAMEDTUPLE_VIEWS[callee](self.value(args, depth + 1))
         if callee.startswith(("sklearn.", "scipy.")):
             return self.instance(o, callee, depth)
         return UNKNOWN
@@ -653,7 +673,7 @@ def _children(obj: Any) -> Any:
     """The twin's own children (lists, tuples, dicts, object arrays, proxies' state), by exact type:
     no isinstance on an unknown value."""
     t = type(obj)
-    if t is list or t is tuple:
+    if t is list or t is tuple or t in _NAMEDTUPLE_TYPES:
         return obj
     if t is dict:
         return list(obj.values())

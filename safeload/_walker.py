@@ -37,7 +37,7 @@ from typing import Any
 from safeload._allowlist import Kind
 from safeload._containers import Buffer
 from safeload._filling import Filling
-from safeload._mirrors import BUILD_VALIDATED, StaticChecks, wrapper_state
+from safeload._mirrors import BUILD_VALIDATED, NAMEDTUPLES, StaticChecks, wrapper_state
 from safeload._policy import Limits, Policy
 from safeload._simulated import (
     LIMIT,
@@ -1057,7 +1057,11 @@ class _Walker:
         self.checks.check_guard(i, name, args)
         entry = self.policy.entries.get(name)
         if entry is not None and entry.guard in _BUILDS_FIRST_ARG and args and isinstance(args[0], G):
-            return self.made(Obj(args[0].name, origin=i))  # copyreg._reconstructor / newObj: an instance of args[0]
+            cls_name = args[0].name  # copyreg._reconstructor / newObj: an instance of args[0]
+            if cls_name in NAMEDTUPLES and len(args) == 3 and isinstance(args[1], G) \
+                    and args[1].name == "builtins.tuple" and isinstance(args[2], tuple):
+                return Obj(cls_name, args[2], i)  # protocols 0-1: tuple.__new__(cls, items)
+            return self.made(Obj(cls_name, origin=i))
         return self.made(Obj(name, args if name in _KEEP_ARGS else None, i))
 
     def made(self, obj: Obj) -> Obj:
@@ -1085,6 +1089,9 @@ class _Walker:
             # The loader hands out the guarded callable, which is not a class: NEWOBJ would bypass its guard.
             self.issue("new-args", UNSAFE, i, f"{cls.name} may only be called through its guard (REDUCE), "
                        "not instantiated with NEWOBJ", (cls.name,))
+        elif cls.name in _KEEP_ARGS and (kwargs is None or not kwargs.count):
+            # For these (C types, namedtuples) __new__ is the constructor: cls.__new__(cls, *args) is cls(*args).
+            return self.made(Obj(cls.name, args, origin=i))
         return self.made(Obj(cls.name, origin=i))
 
     def guard_of(self, name: str) -> str | None:
@@ -1177,7 +1184,7 @@ _TEXT_OPS = frozenset({0x49, 0x4C, 0x46, 0x53, 0x56, 0x67, 0x70, 0x50})
 _TREE = "sklearn.tree._tree.Tree"
 _KEEP_ARGS = frozenset({"numpy.dtype", "_codecs.encode", "builtins.bytes", "numpy._core.numeric._frombuffer",
                         "numpy.core.numeric._frombuffer", _TREE, "builtins.range",
-                        "numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar"})
+                        "numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar", *NAMEDTUPLES})
 _BUILDS_FIRST_ARG = frozenset({"reconstructor", "new_obj"})
 
 

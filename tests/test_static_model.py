@@ -22,7 +22,15 @@ import safeload
 from safeload._containers import COMPRESSED, decompress, sniff
 from safeload._mirrors import StaticChecks
 from safeload._policy import Policy
-from safeload._static_model import _BINARY_TREE_VIEWS, Unknowable, Unknown, _TreeView, findings, twin
+from safeload._static_model import (
+    _BINARY_TREE_VIEWS,
+    _NAMEDTUPLE_TYPES,
+    Unknowable,
+    Unknown,
+    _TreeView,
+    findings,
+    twin,
+)
 from safeload._walker import walk
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,6 +95,12 @@ def _same(mine: Any, real: Any, where: str, seen: set[int], counts: dict[str, in
         assert mine.data.dtype == data.dtype and mine.data.tobytes() == data.tobytes(), where
         assert mine.data.shape == data.shape, where
         return
+    if type(mine) in _NAMEDTUPLE_TYPES:
+        assert _fullname(mine) == _fullname(real) and mine._fields == real._fields, where
+        counts["namedtuples"] = counts.get("namedtuples", 0) + 1
+        for k, (a, b) in enumerate(zip(mine, real, strict=True)):
+            _same(a, b, f"{where}[{k}]", seen, counts)
+        return
     if isinstance(mine, np.ndarray):
         assert isinstance(real, np.ndarray) and mine.dtype == real.dtype and mine.shape == real.shape, where
         if mine.dtype.hasobject:
@@ -133,6 +147,7 @@ def test_twin_equals_what_load_builds(zoo_store: Any, fmt: str) -> None:
         compared += 1
     assert compared > 100
     assert counts.get("binary trees", 0) > 0, "the zoo's KD/Ball trees must be compared"
+    assert counts.get("namedtuples", 0) > 0, "the zoo's IterativeImputer triplets must be compared"
     # most of the model is known (else the twin would judge nothing)
     assert counts["known"] > 10 * counts["unknown"], counts
 
@@ -351,3 +366,42 @@ def test_intact_classes_with_getattr_scan_safe(make: Any, tmp_path: Path) -> Non
         warnings.simplefilter("ignore")
         safeload.load(path)
     assert safeload.scan(path).safe
+
+
+def test_namedtuples_are_every_allowed_tuple_subclass() -> None:
+    """The twin rebuilds exactly the allowed namedtuples (their fields from the class itself)."""
+    import importlib
+
+    from safeload._allowlist import DEFAULT_ENTRIES
+    from safeload._mirrors import NAMEDTUPLES
+
+    found = {}
+    for entry in DEFAULT_ENTRIES:
+        module, _, name = entry.name.rpartition(".")
+        try:
+            obj = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue
+        if isinstance(obj, type) and issubclass(obj, tuple) and obj is not tuple:
+            found[entry.name] = obj._fields
+    assert found == NAMEDTUPLES
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 5])
+def test_iterative_imputer_estimators_are_judged(protocol: int, tmp_path: Path) -> None:
+    """IterativeImputer keeps its fitted estimators in namedtuples: scan now judges them too."""
+    from sklearn.experimental import enable_iterative_imputer  # noqa: F401
+    from sklearn.impute import IterativeImputer
+
+    X = np.random.RandomState(0).rand(30, 3)
+    X[::4, 1] = np.nan
+    model = IterativeImputer(max_iter=2, random_state=0).fit(X)
+    path = tmp_path / "m.pkl"
+    path.write_bytes(pickle.dumps(model, protocol=protocol))
+    assert safeload.scan(path).safe
+    vars(model.imputation_sequence_[1].estimator)["get_params"] = -1
+    path.write_bytes(pickle.dumps(model, protocol=protocol))
+    with pytest.raises(safeload.UnsafeModelError, match="shadows the class attribute"):
+        safeload.load(path)
+    report = safeload.scan(path)
+    assert not report.safe and any("imputation_sequence_[1][2].get_params" in f.message for f in report.findings)
