@@ -55,6 +55,26 @@ _METRICS = tuple(f"sklearn.metrics._dist_metrics.{n}{b}" for n in (
     "HammingDistance", "HaversineDistance", "JaccardDistance", "MahalanobisDistance", "ManhattanDistance",
     "MatchingDistance", "MinkowskiDistance", "RogersTanimotoDistance", "RussellRaoDistance", "SEuclideanDistance",
     "SokalMichenerDistance", "SokalSneathDistance") for b in ("32", "64"))
+#: Allowed classes outside scikit-learn/SciPy whose instances have a ``__dict__`` BUILD fills (the
+#: shadowing rule's other subjects; tests/test_static_model.py holds this to the allowlist).
+_DICT_CARRIERS: Final = frozenset({"collections.Counter", "collections.OrderedDict"})
+_CLASS_LEVEL_NAMES: dict[str, frozenset[str]] = {}
+
+
+def _class_level_names(name: str) -> frozenset[str]:
+    """Class-level names of a standard-library class (imported already: nothing the file names)."""
+    names = _CLASS_LEVEL_NAMES.get(name)
+    if names is None:
+        import collections
+        import functools
+
+        cls = {"collections.Counter": collections.Counter, "collections.OrderedDict": collections.OrderedDict,
+               "functools.partial": functools.partial}[name]
+        names = frozenset(n for base in cls.__mro__ for n in vars(base))
+        _CLASS_LEVEL_NAMES[name] = names
+    return names
+
+
 #: Allowed namedtuples and their fields (tests/test_static_model.py holds this to the allowlist): no
 #: __dict__, so the class data does not describe them; the walker keeps their arguments, their value.
 NAMEDTUPLES: Final[dict[str, tuple[str, ...]]] = {
@@ -321,9 +341,33 @@ class StaticChecks:
             if not isinstance(func, G) or func.kind not in (Kind.CALL, Kind.VALUE) or self._guarded(func.name):
                 self.issue("guard", UNSAFE, i, "functools.partial state may only name an allowed function "
                            "that needs no guard")
+            if isinstance(state, tuple) and len(state) == 4:  # (func, args, keywords, __dict__)
+                self.check_shadowing(i, "functools.partial", (state[3],))
+        elif target.callee in _DICT_CARRIERS:  # default BUILD: a dict, or (dict, slot dict) set as attributes
+            self.check_shadowing(i, target.callee, state if isinstance(state, tuple) else (state,))
         elif target.callee is not None and target.callee.startswith("sklearn.") and isinstance(state, Cont) \
                 and state.kind == "dict":
             self.check_estimator_state(i, state)
+
+    def check_shadowing(self, i: int, callee: str, parts: tuple[Any, ...]) -> None:
+        """load's shadowing rule (``_validators.shadow``) on the keys BUILD puts in the ``__dict__`` of
+        an allowed class outside scikit-learn/SciPy (those are the twin's): a key naming a class-level
+        attribute that real instances never carry. A part the walker did not keep whole is load's."""
+        from safeload._validators._shadow_data import SHADOW_KEYS
+
+        names = _class_level_names(callee)
+        allowed = SHADOW_KEYS.get(callee, frozenset())
+        for part in parts:
+            if not isinstance(part, Cont) or part.kind != "dict":
+                continue
+            flat = part.flat
+            for k in range(0, len(flat) - 1, 2):
+                key = flat[k]
+                if type(key) is str and key in names and key not in allowed:
+                    self.issue("estimator-state", UNSAFE, i,
+                               f"load's validator refuses it: instance state shadows the class attribute "
+                               f"{callee}.{key}, which real fitted instances never carry")
+                    return
 
     def check_estimator_state(self, i: int, state: Cont) -> None:
         """The estimator-level validators whose inputs are plain values in the state dict.

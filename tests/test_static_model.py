@@ -405,3 +405,73 @@ def test_iterative_imputer_estimators_are_judged(protocol: int, tmp_path: Path) 
         safeload.load(path)
     report = safeload.scan(path)
     assert not report.safe and any("imputation_sequence_[1][2].get_params" in f.message for f in report.findings)
+
+
+def test_dict_carriers_are_every_allowed_class_with_a_dict_outside_sklearn() -> None:
+    """Scan mirrors load's shadowing rule on every allowed class whose __dict__ a file fills."""
+    import importlib
+
+    from safeload._allowlist import DEFAULT_ENTRIES
+    from safeload._mirrors import _DICT_CARRIERS
+
+    # (these have a __dict__ no file fills: joblib swaps the wrapper for its array before anything
+    # sees it; ndarray's and MaskedArray's __setstate__ take an array state, not attributes)
+    not_filled = {"joblib.numpy_pickle.NumpyArrayWrapper", "numpy.ma.MaskedArray", "numpy.ma.core.MaskedArray",
+                  "numpy.matrix"}
+    found = set()
+    for entry in DEFAULT_ENTRIES:
+        if entry.name.startswith(("sklearn.", "scipy.")):
+            continue
+        module, _, name = entry.name.rpartition(".")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                obj = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue
+        if isinstance(obj, type) and obj.__dictoffset__:
+            found.add(entry.name)
+    assert found == set(_DICT_CARRIERS) | {"functools.partial"} | not_filled
+
+
+class _Reduced:
+    def __init__(self, reduced: Any) -> None:
+        self.reduced = reduced
+
+    def __reduce__(self) -> Any:
+        return self.reduced
+
+
+_SHADOWING_BUILDS: dict[str, Any] = {
+    # (what plain pickle builds: the class's own reduction, with a BUILD state a file can add)
+    "OrderedDict": lambda: _Reduced((__import__("collections").OrderedDict, (), {"keys": 1})),
+    "OrderedDict, slot state": lambda: _Reduced((__import__("collections").OrderedDict, (), (None, {"items": 1}))),
+    "Counter": lambda: _Reduced((__import__("collections").Counter, ({"a": 1},), {"most_common": 2})),
+    "partial": lambda: _Reduced((__import__("functools").partial, (np.add,), (np.add, (), {}, {"func": 1}))),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_SHADOWING_BUILDS))
+@pytest.mark.parametrize("protocol", [0, 2, 5])
+def test_shadowing_keys_outside_sklearn_are_refused_by_scan_and_load(case: str, protocol: int,
+                                                                      tmp_path: Path) -> None:
+    path = tmp_path / "m.pkl"
+    path.write_bytes(pickle.dumps({"model": _SHADOWING_BUILDS[case]()}, protocol=protocol))
+    pickle.loads(path.read_bytes())  # (plain pickle builds it)
+    with pytest.raises(safeload.UnsafeModelError, match="shadows the class attribute"):
+        safeload.load(path)
+    report = safeload.scan(path)
+    assert not report.safe and any("shadows the class attribute" in f.message for f in report.findings), report
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 5])
+def test_plain_state_on_dict_carriers_stays_safe(protocol: int, tmp_path: Path) -> None:
+    import collections
+    import functools
+
+    model = {"o": _Reduced((collections.OrderedDict, (), {"note": 1})),
+             "p": _Reduced((functools.partial, (np.add,), (np.add, (), {}, {"note": 1})))}
+    path = tmp_path / "m.pkl"
+    path.write_bytes(pickle.dumps(model, protocol=protocol))
+    safeload.load(path)
+    assert safeload.scan(path).safe
