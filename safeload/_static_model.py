@@ -32,7 +32,7 @@ import numpy as np
 from safeload._class_data import CLASSES, SCIPY_VERSION, SETSTATE_CASTS, SKLEARN_VERSION
 from safeload._errors import SafeloadError
 from safeload._mirrors import _FROMBUFFER, _RECONSTRUCT, _TREE, BINARY_TREES, NAMEDTUPLES, StaticChecks, concrete
-from safeload._simulated import UNSAFE, ArraySpan, Cont, Issue, Obj, Run, Trace
+from safeload._simulated import MALFORMED, UNSAFE, ArraySpan, Cont, Issue, Obj, Run, Trace
 from safeload._validators import _checks_for, _Graph
 from safeload._validators._base import _CENSUS, _VALIDATED, _fullname
 from safeload._validators.shadow import register_class_names
@@ -330,6 +330,8 @@ class _Twin:
         self.done: dict[int, Any] = {}
         self.origins: dict[int, int] = {}
         self.budget = MAX_VALUES
+        #: (offset, message) for instances whose own __setstate__ fails on the state the file gives.
+        self.unbuildable: list[tuple[int, str]] = []
 
     def value(self, v: Any, depth: int = 0) -> Any:
         if type(v) in _PLAIN:
@@ -503,13 +505,20 @@ class _Twin:
             d.pop("_sklearn_version", None)  # BaseEstimator.__setstate__ pops it before the update
         if cast is not None:  # e.g. TreePredictor: nodes = nodes.astype(RECORD_DTYPE, casting="same_kind")
             attr, target = cast
-            value = d.get(attr)
+            value = d.get(attr, _MISSING)
             if type(value) is not np.ndarray:
-                return UNKNOWN  # its __setstate__ reads the attribute: no array, no model
+                if value is _MISSING or type(value) in _PLAIN or type(value) in _CONTAINERS:
+                    # its __setstate__ reads value.dtype: an AttributeError, and load cannot build the model
+                    what = "no" if value is _MISSING else f"a {type(value).__name__} for its"
+                    self.unbuildable.append((o.origin, f"{callee} state has {what} {attr!r} array; its "
+                                                       f"__setstate__ reads {attr}.dtype, so the model cannot be built"))
+                return UNKNOWN
             if value.dtype != target:
                 try:
                     d[attr] = value.astype(target, casting="same_kind")
-                except Exception:  # noqa: BLE001 - load fails to build it: not the validators' call
+                except Exception as exc:  # noqa: BLE001 - numpy's refusal is the load's
+                    self.unbuildable.append((o.origin, f"{callee} state {attr!r} cannot be cast to the record "
+                                                       f"dtype its __setstate__ casts it to ({exc})"))
                     return UNKNOWN
         inst.__dict__.update(d)
         return inst
@@ -533,6 +542,10 @@ def _how(callee: str) -> tuple[type, bool, tuple[str, np.dtype[Any]] | None] | N
         how = (cls, pops, cast)
     _HOW[callee] = how
     return how
+
+
+_CONTAINERS = (list, tuple, dict, np.ndarray)
+_MISSING: Any = object()
 
 
 class _OverBudget(Exception):
@@ -560,13 +573,21 @@ def _scalar(args: Any) -> Any:
 
 def twin(trace: Trace, checks: StaticChecks) -> tuple[Any, dict[int, int]] | None:
     """The model's twin and the stream offset of each proxy; None when it would cost too much."""
+    builder, root = _build(trace, checks)
+    return None if root is _NO_TWIN else (root, builder.origins)
+
+
+_NO_TWIN: Any = object()
+
+
+def _build(trace: Trace, checks: StaticChecks) -> tuple[_Twin, Any]:
     builder = _Twin(checks)
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(limit, 4 * _MAX_DEPTH + 200))
     try:
-        return builder.value(trace.root), builder.origins
+        return builder, builder.value(trace.root)
     except (_OverBudget, Unknowable):  # (a builder step that touched an unknown: no twin, no verdict)
-        return None
+        return builder, _NO_TWIN
     finally:
         sys.setrecursionlimit(limit)
 
@@ -599,12 +620,13 @@ def check_model(trace: Trace, checks: StaticChecks) -> list[Issue]:
     if paused:
         gc.disable()
     try:
-        built = twin(trace, checks)
-        if built is None:
-            return []
-        root, origins = built
-        return [Issue("estimator-state", UNSAFE, origins.get(id(obj), 0), f"load's validator refuses it: {message}")
-                for obj, message in findings(root)]
+        builder, root = _build(trace, checks)
+        # (each unbuildable instance is a fact on its own: pickle builds every object, reachable or not)
+        issues = [Issue("unbuildable", MALFORMED, offset, message) for offset, message in builder.unbuildable]
+        if root is _NO_TWIN:
+            return issues
+        return issues + [Issue("estimator-state", UNSAFE, builder.origins.get(id(obj), 0),
+                               f"load's validator refuses it: {message}") for obj, message in findings(root)]
     finally:
         if paused:
             gc.enable()
@@ -643,7 +665,7 @@ def findings(root: Any) -> list[tuple[Any, str]]:
     return out
 
 
-_CONTAINERS = (list, tuple, dict, np.ndarray)
+
 
 
 def _judge(check: Any, item: Any, graph: _Graph, i: int) -> str | None:

@@ -475,3 +475,36 @@ def test_plain_state_on_dict_carriers_stays_safe(protocol: int, tmp_path: Path) 
     path.write_bytes(pickle.dumps(model, protocol=protocol))
     safeload.load(path)
     assert safeload.scan(path).safe
+
+
+def _hgb() -> Any:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    X = np.random.RandomState(0).rand(60, 3)
+    return HistGradientBoostingRegressor(max_iter=3).fit(X, X[:, 0])
+
+
+_UNBUILDABLE: dict[str, Any] = {
+    "no nodes": lambda p: vars(p).pop("nodes"),
+    "nodes an int": lambda p: vars(p).__setitem__("nodes", 3),
+    "nodes a list": lambda p: vars(p).__setitem__("nodes", [1, 2]),
+    "nodes not records": lambda p: vars(p).__setitem__("nodes", np.zeros(4)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_UNBUILDABLE))
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_a_predictor_its_setstate_cannot_build_is_malformed_to_scan_and_load(case: str, protocol: int,
+                                                                             tmp_path: Path) -> None:
+    """TreePredictor.__setstate__ casts ``nodes``: a state without a castable array fails the load
+    (state fuzz seed 1818: scan said safe); the twin knows the state exactly, so scan says so too."""
+    model = _hgb()
+    _UNBUILDABLE[case](model._predictors[1][0])
+    path = tmp_path / "m.pkl"
+    path.write_bytes(pickle.dumps(model, protocol=protocol))
+    with pytest.raises((AttributeError, TypeError)):
+        pickle.loads(path.read_bytes())
+    with pytest.raises(safeload.MalformedModelError):
+        safeload.load(path)
+    report = safeload.scan(path)
+    assert not report.safe and any(f.rule == "unbuildable" for f in report.findings), report
