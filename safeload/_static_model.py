@@ -308,7 +308,7 @@ def _faithful(name: str) -> type | None:
             return None
         if "__setstate__" in own:
             return cls if base_name in ("sklearn.base.BaseEstimator", name) and (
-                base_name != name or name in SETSTATE_CASTS) else None
+                base_name != name or name in SETSTATE_CASTS or name in _AFTER_SETSTATE) else None
     return cls
 
 
@@ -521,9 +521,46 @@ class _Twin:
                                                        f"dtype its __setstate__ casts it to ({exc})"))
                     return UNKNOWN
         inst.__dict__.update(d)
+        after = _AFTER_SETSTATE.get(callee)
+        if after is not None:
+            problem = after(inst, d)
+            if problem is not None:
+                self.unbuildable.append((o.origin, f"{callee}.__setstate__ fails on this state: {problem}"))
+                return UNKNOWN
         return inst
 
 
+def _isotonic_after(inst: Any, d: dict[str, Any]) -> str | None:
+    """IsotonicRegression.__setstate__ rebuilds ``f_`` with ``_build_f(X_thresholds_, y_thresholds_)``:
+    run the same ``interp1d`` on numeric arrays (deterministic, sized by the file) for its verdict;
+    ``f_`` itself stays unknown. The problem load would raise on, or None."""
+    if "X_thresholds_" not in d or "y_thresholds_" not in d:
+        return None
+    if "out_of_bounds" not in d:
+        return "_build_f reads out_of_bounds, which the state lacks (AttributeError)"
+    inst.f_ = UNKNOWN
+    x, y, oob = d["X_thresholds_"], d["y_thresholds_"], d["out_of_bounds"]
+    if not (type(x) is np.ndarray and type(y) is np.ndarray and x.dtype.kind in "biuf" and y.dtype.kind in "biuf"
+            and type(oob) in (str, type(None))):
+        return None  # (what interp1d would make of other values is load's to find out)
+    if y.ndim == 0:
+        return "y_thresholds_ is a 0-d array; len() fails on it"
+    if len(y) == 1:
+        return None
+    from scipy.interpolate import interp1d
+
+    try:
+        interp1d(x, y, kind="linear", bounds_error=oob == "raise")
+    except Exception as exc:  # noqa: BLE001 - scipy's refusal is the load's
+        return f"interp1d(X_thresholds_, y_thresholds_) raises {type(exc).__name__}: {exc}"
+    return None
+
+
+#: Classes whose own __setstate__ is BaseEstimator's followed by a step the twin imitates (its
+#: problem, or None); the class is then as faithful as BaseEstimator's own subclasses.
+_AFTER_SETSTATE: dict[str, Callable[[Any, dict[str, Any]], str | None]] = {
+    "sklearn.isotonic.IsotonicRegression": _isotonic_after,
+}
 _HOW: dict[str, tuple[type, bool, tuple[str, np.dtype[Any]] | None] | None] = {}
 
 

@@ -379,7 +379,9 @@ def test_namedtuples_are_every_allowed_tuple_subclass() -> None:
     for entry in DEFAULT_ENTRIES:
         module, _, name = entry.name.rpartition(".")
         try:
-            obj = getattr(importlib.import_module(module), name)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # (numpy.core's deprecation)
+                obj = getattr(importlib.import_module(module), name)
         except (ImportError, AttributeError):
             continue
         if isinstance(obj, type) and issubclass(obj, tuple) and obj is not tuple:
@@ -508,3 +510,48 @@ def test_a_predictor_its_setstate_cannot_build_is_malformed_to_scan_and_load(cas
         safeload.load(path)
     report = safeload.scan(path)
     assert not report.safe and any(f.rule == "unbuildable" for f in report.findings), report
+
+
+def _isotonic() -> Any:
+    from sklearn.isotonic import IsotonicRegression
+
+    X = np.random.RandomState(0).rand(40)
+    return IsotonicRegression(out_of_bounds="clip").fit(X, X + np.random.RandomState(1).rand(40) * 0.1)
+
+
+_ISOTONIC_DAMAGE: dict[str, Any] = {
+    "y one longer": lambda m: vars(m).__setitem__("y_thresholds_", np.append(m.y_thresholds_, 1.0)),
+    "X two-dimensional": lambda m: vars(m).__setitem__("X_thresholds_", np.c_[m.X_thresholds_, m.X_thresholds_]),
+    "no out_of_bounds": lambda m: vars(m).pop("out_of_bounds"),
+    "y a 0-d array": lambda m: vars(m).__setitem__("y_thresholds_", np.array(1.0)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_ISOTONIC_DAMAGE))
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_isotonic_setstate_is_imitated(case: str, protocol: int, tmp_path: Path) -> None:
+    """IsotonicRegression.__setstate__ rebuilds f_ with interp1d from its thresholds: a state it
+    fails on fails the load (state fuzz seed 2020: scan said safe); the twin runs the same step."""
+    model = _isotonic()
+    path = tmp_path / "m.pkl"
+    path.write_bytes(pickle.dumps(model, protocol=protocol))
+    assert safeload.scan(path).safe
+    _ISOTONIC_DAMAGE[case](model)
+    path.write_bytes(pickle.dumps(model, protocol=protocol))
+    with pytest.raises((AttributeError, TypeError, ValueError)):
+        pickle.loads(path.read_bytes())
+    with pytest.raises(safeload.MalformedModelError):
+        safeload.load(path)
+    report = safeload.scan(path)
+    assert not report.safe and any(f.rule == "unbuildable" for f in report.findings), report
+
+
+def test_isotonic_estimator_level_rules_now_reach_scan(tmp_path: Path) -> None:
+    """With IsotonicRegression no longer unknown, its validators and the shadowing rule judge it."""
+    model = _isotonic()
+    vars(model)["predict"] = 1
+    path = tmp_path / "m.pkl"
+    path.write_bytes(pickle.dumps(model, protocol=4))
+    with pytest.raises(safeload.UnsafeModelError, match="shadows the class attribute"):
+        safeload.load(path)
+    assert not safeload.scan(path).safe
