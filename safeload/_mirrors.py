@@ -82,6 +82,8 @@ NAMEDTUPLES: Final[dict[str, tuple[str, ...]]] = {
     "sklearn.utils._metadata_requests.MethodPair": ("caller", "callee"),
     "sklearn.utils._metadata_requests.RouterMappingPair": ("mapping", "router"),
 }
+#: Allowed dict subclasses whose items the walker keeps for the twin (``__setstate__`` ignores state).
+DICT_SUBCLASSES: Final = frozenset({"sklearn.utils._bunch.Bunch"})
 # Allowed Cython classes whose __setstate__ reads a fixed-size tuple without checking its length.
 STATE_LENGTHS: dict[str, int] = {**{n: 13 for n in BINARY_TREES}, **{n: 3 for n in _METRICS}}
 _STATE_LENGTHS = STATE_LENGTHS

@@ -31,7 +31,16 @@ import numpy as np
 
 from safeload._class_data import CLASSES, SCIPY_VERSION, SETSTATE_CASTS, SKLEARN_VERSION
 from safeload._errors import SafeloadError
-from safeload._mirrors import _FROMBUFFER, _RECONSTRUCT, _TREE, BINARY_TREES, NAMEDTUPLES, StaticChecks, concrete
+from safeload._mirrors import (
+    _FROMBUFFER,
+    _RECONSTRUCT,
+    _TREE,
+    BINARY_TREES,
+    DICT_SUBCLASSES,
+    NAMEDTUPLES,
+    StaticChecks,
+    concrete,
+)
 from safeload._simulated import MALFORMED, UNSAFE, ArraySpan, Cont, Issue, Obj, Run, Trace
 from safeload._validators import _checks_for, _Graph
 from safeload._validators._base import _CENSUS, _VALIDATED, _fullname
@@ -250,6 +259,22 @@ def _namedtuple_view(name: str, fields: tuple[str, ...]) -> type:
 _NAMEDTUPLE_VIEWS: dict[str, type] = {name: _namedtuple_view(name, f) for name, f in NAMEDTUPLES.items()}
 _NAMEDTUPLE_TYPES: frozenset[type] = frozenset(_NAMEDTUPLE_VIEWS.values())
 
+class _BunchView(dict):  # type: ignore[type-arg]
+    """A ``Bunch`` as unpickling leaves it: its items (SETITEMS), an empty ``__dict__`` (its
+    ``__setstate__`` ignores the state), attribute reads answered from the items."""
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+
+_BunchView.__module__ = "sklearn.utils._bunch"
+_BunchView.__qualname__ = _BunchView.__name__ = "Bunch"
+_DICT_VIEWS: dict[str, type] = {"sklearn.utils._bunch.Bunch": _BunchView}
+assert set(_DICT_VIEWS) == DICT_SUBCLASSES
+
 _PROXIES: dict[str, type | None] = {}
 _PROXY_TYPES: set[type] = set()
 _OBJECT_NAMES = frozenset(vars(object)) | {"__dict__", "__weakref__", "__module__", "__doc__"}
@@ -420,6 +445,9 @@ class _Twin:
             return self.tree(o)
         if callee in BINARY_TREES:
             return self.binary_tree(o, callee)
+        if callee in _DICT_VIEWS:
+            items = self.value(o.args, depth + 1) if type(o.args) is Cont else UNKNOWN
+            return _DICT_VIEWS[callee](items) if type(items) is dict else UNKNOWN
         if callee in _NAMEDTUPLE_VIEWS:
             args = o.args
             if not (isinstance(args, tuple) and len(args) == len(NAMEDTUPLES[callee])) or o.state is not None:
@@ -734,7 +762,7 @@ def _children(obj: Any) -> Any:
     t = type(obj)
     if t is list or t is tuple or t in _NAMEDTUPLE_TYPES:
         return obj
-    if t is dict:
+    if t is dict or t is _BunchView:
         return list(obj.values())
     if t is np.ndarray:
         return obj.reshape(-1).tolist() if obj.dtype == object else ()

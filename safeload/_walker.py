@@ -37,7 +37,7 @@ from typing import Any
 from safeload._allowlist import Kind
 from safeload._containers import Buffer
 from safeload._filling import Filling
-from safeload._mirrors import BUILD_VALIDATED, NAMEDTUPLES, StaticChecks, wrapper_state
+from safeload._mirrors import BUILD_VALIDATED, DICT_SUBCLASSES, NAMEDTUPLES, StaticChecks, wrapper_state
 from safeload._policy import Limits, Policy
 from safeload._simulated import (
     LIMIT,
@@ -970,39 +970,47 @@ class _Walker:
         elif isinstance(target, Cont):
             if target.kind != "dict":  # a list takes integer indices in range only, a set no items at all
                 raise self.fatal("bad-target", MALFORMED, i, f"SETITEM(S) on a {target.kind}")
-            types = set(map(type, items))
-            runs = Run in types
-            total = _values(items) if runs else len(items)  # even: the SETITEMS opcode checked it
-            if (runs or Cont in types or tuple in types) and _has_unhashable(
-                    _keys_beside_runs(items) if runs else items[::2]):
-                raise self.fatal("unhashable", MALFORMED, i, "a dict key is a list, dict or set (unhashable)")
-            whole = target.whole()
-            target.count += total // 2
-            room = 2 * _DICT_CAP - len(target.flat)
-            if runs and whole and total <= room:
-                # a small dict (a short vocabulary) is kept whole for the static model; a large one
-                # stays partial, its runs unexpanded (the walk's speed on vocabularies)
-                items = [v for x in items for v in (_expand(self.data, x)[0] if type(x) is Run else (x,))]
-                runs = False
-            if target.vocab is None and (runs or total > room) and not target.mixed:
-                # past the cap (or a vocabulary run): from here on the twin has only this record
-                target.vocab = []
-                if whole:
-                    _record_vocabulary(target, list(target.flat))
-                else:
-                    target.mixed = True
-            if target.vocab is not None and not target.mixed:
-                _record_vocabulary(target, items)
-            if room > 0 and not runs:
-                target.flat.extend(items if total <= room else items[:room])
+            self.fill_dict(i, target, items)
         elif not isinstance(target, Obj):
             raise self.fatal("bad-target", MALFORMED, i, f"SETITEM(S) on a {type(target).__name__}")
+        elif type(target.args) is Cont and target.callee in DICT_SUBCLASSES:
+            self.fill_dict(i, target.args, items)  # (a Bunch: dict.__setitem__ on its items, kept for the twin)
+
+    def fill_dict(self, i: int, target: Cont, items: list[Any]) -> None:
+        """SETITEM(S) of ``items`` (pairs and vocabulary runs) into a dict."""
+        types = set(map(type, items))
+        runs = Run in types
+        total = _values(items) if runs else len(items)  # even: the SETITEMS opcode checked it
+        if (runs or Cont in types or tuple in types) and _has_unhashable(
+                _keys_beside_runs(items) if runs else items[::2]):
+            raise self.fatal("unhashable", MALFORMED, i, "a dict key is a list, dict or set (unhashable)")
+        whole = target.whole()
+        target.count += total // 2
+        room = 2 * _DICT_CAP - len(target.flat)
+        if runs and whole and total <= room:
+            # a small dict (a short vocabulary) is kept whole for the static model; a large one
+            # stays partial, its runs unexpanded (the walk's speed on vocabularies)
+            items = [v for x in items for v in (_expand(self.data, x)[0] if type(x) is Run else (x,))]
+            runs = False
+        if target.vocab is None and (runs or total > room) and not target.mixed:
+            # past the cap (or a vocabulary run): from here on the twin has only this record
+            target.vocab = []
+            if whole:
+                _record_vocabulary(target, list(target.flat))
+            else:
+                target.mixed = True
+        if target.vocab is not None and not target.mixed:
+            _record_vocabulary(target, items)
+        if room > 0 and not runs:
+            target.flat.extend(items if total <= room else items[:room])
 
     def take_values(self, target: Any, op: int, count: int) -> bool:
         """Apply opcode ``op`` (the one after a batch of ``count`` plain values) to ``target``, as
         setitems/appends would, if it keeps none of the values and cannot fail on them; else False
         (the batch then goes opcode by opcode)."""
         if type(target) is not Cont:  # an object's items are not modelled (setitems/appends ignore them)
+            if type(target) is Obj and type(target.args) is Cont:
+                return False  # (a Bunch's items are: setitems keeps them)
             return op == 0x65 or op == 0x90 or (op == 0x75 and not count % 2)
         kind = target.kind
         if kind == "dict":
@@ -1061,6 +1069,16 @@ class _Walker:
             if cls_name in NAMEDTUPLES and len(args) == 3 and isinstance(args[1], G) \
                     and args[1].name == "builtins.tuple" and isinstance(args[2], tuple):
                 return Obj(cls_name, args[2], i)  # protocols 0-1: tuple.__new__(cls, items)
+            if cls_name in DICT_SUBCLASSES and len(args) == 3 and isinstance(args[1], G) \
+                    and args[1].name == "builtins.dict":  # protocols 0-1: dict.__init__(obj, items), a copy
+                items = args[2]
+                copied = Cont("dict", i)
+                if type(items) is Cont and items.kind == "dict" and items.whole() and items.vocab is None:
+                    copied.flat.extend(items.flat)
+                    copied.count = items.count
+                else:
+                    copied.count = 1  # (items it cannot copy: not whole, so the twin leaves it unknown)
+                return Obj(cls_name, copied, i)
             return self.made(Obj(cls_name, origin=i))
         return self.made(Obj(name, args if name in _KEEP_ARGS else None, i))
 
@@ -1089,6 +1107,8 @@ class _Walker:
             # The loader hands out the guarded callable, which is not a class: NEWOBJ would bypass its guard.
             self.issue("new-args", UNSAFE, i, f"{cls.name} may only be called through its guard (REDUCE), "
                        "not instantiated with NEWOBJ", (cls.name,))
+        elif cls.name in DICT_SUBCLASSES:  # dict.__new__: an empty dict whose items SETITEMS gives
+            return Obj(cls.name, Cont("dict", i), origin=i)
         elif cls.name in _KEEP_ARGS and (kwargs is None or not kwargs.count):
             # For these (C types, namedtuples) __new__ is the constructor: cls.__new__(cls, *args) is cls(*args).
             return self.made(Obj(cls.name, args, origin=i))
