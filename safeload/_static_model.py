@@ -333,7 +333,7 @@ def _faithful(name: str) -> type | None:
             return None
         if "__setstate__" in own:
             return cls if base_name in ("sklearn.base.BaseEstimator", name) and (
-                base_name != name or name in SETSTATE_CASTS or name in _AFTER_SETSTATE) else None
+                base_name != name or name in SETSTATE_CASTS or name in _SETSTATE) else None
     return cls
 
 
@@ -548,20 +548,22 @@ class _Twin:
                     self.unbuildable.append((o.origin, f"{callee} state {attr!r} cannot be cast to the record "
                                                        f"dtype its __setstate__ casts it to ({exc})"))
                     return UNKNOWN
-        inst.__dict__.update(d)
-        after = _AFTER_SETSTATE.get(callee)
-        if after is not None:
-            problem = after(inst, d)
+        imitate = _SETSTATE.get(callee)
+        if imitate is None:
+            inst.__dict__.update(d)
+        else:
+            problem = imitate(inst, d)
             if problem is not None:
                 self.unbuildable.append((o.origin, f"{callee}.__setstate__ fails on this state: {problem}"))
                 return UNKNOWN
         return inst
 
 
-def _isotonic_after(inst: Any, d: dict[str, Any]) -> str | None:
-    """IsotonicRegression.__setstate__ rebuilds ``f_`` with ``_build_f(X_thresholds_, y_thresholds_)``:
-    run the same ``interp1d`` on numeric arrays (deterministic, sized by the file) for its verdict;
-    ``f_`` itself stays unknown. The problem load would raise on, or None."""
+def _isotonic_setstate(inst: Any, d: dict[str, Any]) -> str | None:
+    """IsotonicRegression.__setstate__ is BaseEstimator's, then ``_build_f(X_thresholds_, y_thresholds_)``
+    rebuilds ``f_``: run the same ``interp1d`` on numeric arrays (deterministic, sized by the file)
+    for its verdict; ``f_`` itself stays unknown. The problem load would raise on, or None."""
+    inst.__dict__.update(d)
     if "X_thresholds_" not in d or "y_thresholds_" not in d:
         return None
     if "out_of_bounds" not in d:
@@ -584,10 +586,24 @@ def _isotonic_after(inst: Any, d: dict[str, Any]) -> str | None:
     return None
 
 
-#: Classes whose own __setstate__ is BaseEstimator's followed by a step the twin imitates (its
-#: problem, or None); the class is then as faithful as BaseEstimator's own subclasses.
-_AFTER_SETSTATE: dict[str, Callable[[Any, dict[str, Any]], str | None]] = {
-    "sklearn.isotonic.IsotonicRegression": _isotonic_after,
+def _coo_setstate(inst: Any, d: dict[str, Any]) -> str | None:
+    """coo_matrix.__setstate__: a state without ``coords`` (older SciPy) gets ``(row, col)`` moved there."""
+    if "coords" not in d:
+        missing = [k for k in ("row", "col") if k not in d]
+        if missing:
+            return f"a state with neither coords nor {missing[0]!r} (KeyError)"
+        d = dict(d)
+        d["coords"] = (d.pop("row"), d.pop("col"))
+    inst.__dict__.update(d)
+    return None
+
+
+#: Classes with their own __setstate__ that the twin imitates exactly (applying ``d``, which
+#: BaseEstimator's version-popping and casts have already seen): the problem load would raise
+#: on, or None. The class is then as faithful as one that takes pickle's default BUILD.
+_SETSTATE: dict[str, Callable[[Any, dict[str, Any]], str | None]] = {
+    "sklearn.isotonic.IsotonicRegression": _isotonic_setstate,
+    "scipy.sparse._coo.coo_matrix": _coo_setstate,
 }
 _HOW: dict[str, tuple[type, bool, tuple[str, np.dtype[Any]] | None] | None] = {}
 

@@ -598,3 +598,52 @@ def test_estimators_only_a_bunch_holds_are_judged(fmt: str, tmp_path: Path) -> N
         safeload.load(path)
     report = safeload.scan(path)
     assert not report.safe and any("n_features_in_" in f.message for f in report.findings), report
+
+
+def _coo_file(tmp_path: Path, state_change: Any, protocol: int) -> Path:
+    import copyreg
+
+    import scipy.sparse as sp
+
+    m = sp.coo_matrix((np.array([1.0, 2.0]), (np.array([0, 2]), np.array([1, 0]))), shape=(3, 2))
+    state = dict(vars(m))
+    state_change(state)
+    vars(m).clear()
+    vars(m).update(state)  # pickled as NEWOBJ + BUILD(state), the matrix's own reduction
+    assert m.__reduce_ex__(protocol)[0] is copyreg.__newobj__
+    path = tmp_path / "m.pkl"
+    path.write_bytes(pickle.dumps({"m": m}, protocol=protocol))
+    return path
+
+
+def _old_style(state: dict[str, Any]) -> None:
+    state["row"], state["col"] = state.pop("coords")
+
+
+def _out_of_range(state: dict[str, Any]) -> None:
+    state["coords"] = (np.array([0, 7]), state["coords"][1])
+
+
+def _old_style_out_of_range(state: dict[str, Any]) -> None:
+    _old_style(state)
+    state["row"] = np.array([0, 7])
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_coo_matrix_setstate_is_imitated(protocol: int, tmp_path: Path) -> None:
+    """coo_matrix's own __setstate__ (older SciPy's row/col moved to coords) made it unknown to the
+    twin; it is imitated now, so its structural rule and build failures reach scan."""
+    for change in (lambda s: None, _old_style):
+        path = _coo_file(tmp_path, change, protocol)
+        assert safeload.load(path)["m"].toarray().shape == (3, 2)
+        assert safeload.scan(path).safe
+    for change in (_out_of_range, _old_style_out_of_range):
+        path = _coo_file(tmp_path, change, protocol)
+        with pytest.raises(safeload.UnsafeModelError, match="coords"):
+            safeload.load(path)
+        assert not safeload.scan(path).safe
+    path = _coo_file(tmp_path, lambda s: s.pop("coords"), protocol)
+    with pytest.raises(safeload.MalformedModelError):
+        safeload.load(path)
+    report = safeload.scan(path)
+    assert not report.safe and any(f.rule == "unbuildable" for f in report.findings), report
