@@ -512,10 +512,17 @@ class StaticChecks:
     def check_array_state(self, i: int, state: Any, masked: bool = False) -> None:
         """What ndarray.__setstate__ will meet (MaskedArray's passes it the first fields of its own)."""
         if not isinstance(state, tuple):
+            # ndarray.__setstate__ parses a 5- or 4-item sequence, MaskedArray's unpacks 7 items: a dict,
+            # a set or a plain value is refused (a list or a built value is left to load)
+            if type(state) in (int, float, bool, type(None)) or (isinstance(state, Cont) and state.kind != "list"):
+                self.issue("array-state", MALFORMED, i, f"{'MaskedArray' if masked else 'ndarray'}.__setstate__ "
+                           f"takes a sequence of {7 if masked else '5 or 4'} items; numpy refuses this state")
             return
         version: Any = 1
         if masked:  # (version, shape, dtype, is_fortran, raw, mask, fill_value); it ignores its version
             if len(state) != 7:
+                self.issue("array-state", MALFORMED, i, f"MaskedArray.__setstate__ unpacks 7 items, the state "
+                           f"has {len(state)}")
                 return
             shape, dtype, raw = state[1], state[2], state[4]
         elif len(state) == 5:  # (version, shape, dtype, is_fortran, raw)
@@ -523,6 +530,8 @@ class StaticChecks:
         elif len(state) == 4:  # the version-0 form numpy still accepts
             shape, dtype, raw = state[0], state[1], state[3]
         else:
+            self.issue("array-state", MALFORMED, i, f"ndarray.__setstate__ takes a 5- or 4-item state, this one "
+                       f"has {len(state)}; numpy refuses it")
             return
         count = _elements(shape)
         data = _raw_bytes(raw)  # bytes, or protocol 0-2 bytes spelled as _codecs.encode(str, 'latin1')

@@ -647,3 +647,37 @@ def test_coo_matrix_setstate_is_imitated(protocol: int, tmp_path: Path) -> None:
         safeload.load(path)
     report = safeload.scan(path)
     assert not report.safe and any(f.rule == "unbuildable" for f in report.findings), report
+
+
+def _array_with_state(state: Any, masked: bool = False) -> Any:
+    import numpy.ma as ma
+
+    if masked:
+        func, args, _ = ma.masked_array([1.0, 2.0], mask=[0, 1]).__reduce__()
+    else:
+        func, args, _ = np.arange(3.0).__reduce__()
+    return _Reduced((func, args, state))
+
+
+_BAD_ARRAY_STATES: dict[str, Any] = {
+    "6 items": lambda: _array_with_state((1, (3,), np.dtype("f8"), False, b"\0" * 24, 0)),
+    "3 items": lambda: _array_with_state(((3,), np.dtype("f8"), b"\0" * 24)),
+    "a dict": lambda: _array_with_state({"shape": (3,)}),
+    "an int": lambda: _array_with_state(5),
+    "masked, 6 items": lambda: _array_with_state(np.arange(2.0).__reduce__()[2] + (b"\0\1",), masked=True),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_BAD_ARRAY_STATES))
+@pytest.mark.parametrize("protocol", [0, 2, 5])
+def test_array_states_numpy_refuses_are_malformed_to_scan(case: str, protocol: int, tmp_path: Path) -> None:
+    """numpy's __setstate__ refuses a state of the wrong length or kind; load fails to build such a
+    file, and scan says so too (byte fuzz seed 1919: scan said safe)."""
+    path = tmp_path / "m.pkl"
+    path.write_bytes(pickle.dumps({"a": _BAD_ARRAY_STATES[case]()}, protocol=protocol))
+    with pytest.raises((TypeError, ValueError)):
+        pickle.loads(path.read_bytes())
+    with pytest.raises(safeload.MalformedModelError):
+        safeload.load(path)
+    report = safeload.scan(path)
+    assert not report.safe and any(f.rule == "array-state" for f in report.findings), report
