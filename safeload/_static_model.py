@@ -410,14 +410,41 @@ class _Twin:
     def index_census(self, c: Cont) -> Any:
         assert c.vocab is not None
         entries, status, bad, value = census(self.checks.data, c.vocab)
-        if status == 2 or entries != c.count:
-            return UNKNOWN  # equal keys: the built dict is smaller than the stream; load judges it
+        if status == 2:  # equal keys: CPython's dict keeps the first position and the last value
+            return self.built_dict(c.vocab, entries)
+        if entries != c.count:
+            return UNKNOWN
         if status == 1:
             reason = "repeats an earlier column" if type(value) is int and 0 <= value < entries \
                 else f"is not a column index in [0, {entries})"
             return IndexCensus(f"entry {bad} (in stream order) maps to {value!r}, which {reason}; "
                                         "transform() builds sparse columns from it unchecked")
         return IndexCensus(None)
+
+    def built_dict(self, vocab: list[Any], entries: int) -> Any:
+        """The dict CPython builds from a record with repeated keys (small enough: the twin's
+        budget counts its entries), for load's own index-map check to judge; else unknown."""
+        from safeload._walker import _expand
+
+        self.budget -= entries
+        if self.budget < 0:
+            return UNKNOWN
+        out: dict[str, Any] = {}
+        k = 0
+        while k < len(vocab):
+            x = vocab[k]
+            if type(x) is Run:
+                try:
+                    pairs, _ = _expand(self.checks.data, x)
+                except UnicodeDecodeError:  # (the pure-Python matcher does not check texts: load fails on it)
+                    return UNKNOWN
+                for j in range(0, len(pairs), 2):
+                    out[pairs[j]] = pairs[j + 1]
+                k += 1
+            else:
+                out[x] = vocab[k + 1]
+                k += 2
+        return out
 
     def obj(self, o: Obj, depth: int) -> Any:
         callee = o.callee

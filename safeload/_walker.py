@@ -1208,9 +1208,15 @@ _KEEP_ARGS = frozenset({"numpy.dtype", "_codecs.encode", "builtins.bytes", "nump
 _BUILDS_FIRST_ARG = frozenset({"reconstructor", "new_obj"})
 
 
+#: Plain values no index map may hold (load refuses them; the census reports them): recorded so
+#: that scan can say so. A bool is not among them (load reads it as 0 or 1): it stops the record.
+_NON_INDEX_VALUES = frozenset({str, float, type(None)})
+
+
 def _record_vocabulary(target: Cont, items: list[Any]) -> None:
     """Append SETITEMS ``items`` to ``target.vocab`` if they are vocabulary entries (runs, and
-    ``str`` keys with ``int`` values, as SETITEMS lists them), or stop recording (``mixed``)."""
+    ``str`` keys with exactly-``int`` or plainly-not-index values, as SETITEMS lists them), or stop
+    recording (``mixed``)."""
     vocab = target.vocab
     assert vocab is not None
     key = True  # the next plain item is a key
@@ -1218,7 +1224,7 @@ def _record_vocabulary(target: Cont, items: list[Any]) -> None:
         t = type(x)
         if t is Run and key:
             continue
-        if (t is not str) if key else (t is not int):  # (exactly int: load reads a bool as 0 or 1)
+        if (t is not str) if key else (t is not int and t not in _NON_INDEX_VALUES):
             target.mixed = True
             target.vocab = []  # (nothing more is kept for a dict scan will not judge)
             return

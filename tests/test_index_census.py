@@ -3,9 +3,10 @@
 A vocabulary past the walker's 64-pair cap was unknown to scan's static twin, so a tampered one
 (a column out of range, a column used twice) scanned *safe* while load's ``_check_index_map``
 refused it: the largest class of scan/load disagreements the byte fuzzer counted. The walker now
-records a dict's vocabulary entries (runs, and ``str -> int`` pairs between them), and the twin
-judges them from the bytes: keys pairwise distinct and values exactly ``0..n-1``. Equal keys
-(the built dict is smaller than the stream) stay unknown, judged by load alone.
+records a dict's vocabulary entries (runs, and ``str`` keys with ``int`` values, or with values no
+index map may hold: ``str``, ``float``, ``None``), and the twin judges them from the bytes: keys
+pairwise distinct and values exactly ``0..n-1``. Equal keys (the built dict is smaller than the
+stream) make the twin build the dict CPython builds, within its budget, for load's own check.
 
 The census is held to a Python reading of the same entries (``_walker._expand``), over generated
 buffers in both run forms, with equal keys, bad values and run bounds that lie; and scan == load
@@ -187,7 +188,7 @@ _FORMATS = ["p0", "p1", "p2", "p3", "p4", "p5", "joblib", "zlib"]
 
 
 @pytest.mark.parametrize("name", sorted(_MODELS))
-@pytest.mark.parametrize("how", ["intact", "out-of-range", "repeated", "negative", "dropped"])
+@pytest.mark.parametrize("how", ["intact", "out-of-range", "repeated", "negative", "dropped", "float", "str"])
 @pytest.mark.parametrize("fmt", _FORMATS)
 def test_scan_judges_large_vocabularies_as_load_does(name: str, how: str, fmt: str, tmp_path: Any) -> None:
     model = _MODELS[name] if how == "intact" else _tampered(name, how)
@@ -208,3 +209,42 @@ def test_the_fallback_judges_the_same(tmp_path: Any) -> None:
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(_static_model, "_index_census", None)
             assert safeload.scan(path).safe is fast is (how == "intact")
+
+
+def _with_repeated_key(data: bytes, key: str, value: int) -> bytes:
+    """A protocol 2/3 stream with one more SETITEMS entry, right after ``key``'s, that sets ``key``
+    again (to ``value``): CPython keeps the key's first position and the last value."""
+    text = key.encode()
+    start = data.index(b"X" + struct.pack("<I", len(text)) + text + b"q")
+    j = start + 5 + len(text) + 2
+    j += {ord("K"): 2, ord("M"): 3, ord("J"): 5}[data[j]]
+    slot = data[start + 5 + len(text) + 1]  # (the key's own slot: it memoises an equal string again)
+    entry = b"X" + struct.pack("<I", len(text)) + text + b"q" + bytes([slot]) + _value(value)
+    return data[:j] + entry + data[j:]
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+@pytest.mark.parametrize(("again", "loads"), [("same", True), ("taken", False), ("past", False)])
+def test_repeated_keys_are_judged_on_the_dict_cpython_builds(protocol: int, again: str, loads: bool,
+                                                           tmp_path: Any) -> None:
+    """Equal keys in the stream (byte fuzz seed 1919: a duplicated range) were unknown to scan; the
+    twin now builds the dict CPython builds (first position, last value) for load's own check."""
+    model = _MODELS["count"]
+    vocab = model.vocabulary_
+    value = {"same": vocab["w5"], "taken": vocab["w6"], "past": len(vocab)}[again]
+    data = _with_repeated_key(pickle.dumps(model, protocol=protocol), "w5", value)
+    built = pickle.loads(data).vocabulary_
+    assert len(built) == len(vocab) and built["w5"] == value and list(built) == list(vocab)
+    path = os.path.join(str(tmp_path), "m.pkl")
+    with open(path, "wb") as fh:
+        fh.write(data)
+    try:
+        safeload.load(path)
+        loaded = True
+    except safeload.UnsafeModelError:
+        loaded = False
+    assert loaded is loads
+    assert safeload.scan(path).safe is loads
+    with pytest.MonkeyPatch.context() as mp:  # the pure-Python census reaches the same verdict
+        mp.setattr(_static_model, "_index_census", None)
+        assert safeload.scan(path).safe is loads
