@@ -74,6 +74,12 @@ def _hgb() -> Any:
     return HistGradientBoostingClassifier(max_iter=5).fit(X, y)
 
 
+def _knn_manhattan() -> Any:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    return KNeighborsClassifier(metric="manhattan", algorithm="brute").fit(X, y)  # (predict: ArgKminClassMode)
+
+
 def _dummy_regressor() -> Any:
     from sklearn.dummy import DummyRegressor
 
@@ -182,7 +188,19 @@ CASES: dict[str, tuple[Callable[[], Any], Callable[[Any], None], str, Any, str, 
                                   "n_outputs_"),
     "bagging-classes": (_bagging, _set(n_classes_=BIG), LIMIT + "m.predict_proba(X)", X[:2], "memory", "n_classes_"),
     "lle-width": (_lle, _set(n_components=BIG), LIMIT + "m.transform(X)", X[:2], "memory", "n_components"),
+    # (state fuzz seed 1919: ArgKminClassMode allocates the heaps before kneighbors' own check)
+    "knn-neighbors": (_knn_manhattan, _set(n_neighbors=BIG), LIMIT + "m.predict(X)", X[:2], "memory",
+                      "n_neighbors"),
 }
+
+
+def test_a_knn_asking_for_more_neighbours_than_it_holds_still_loads(tmp_path: Path) -> None:
+    """Below the cap, n_neighbors > n_samples_fit_ is a model scikit-learn fits and predicts with."""
+    model = _knn_manhattan()
+    model.n_neighbors = 500  # > the 120 samples it holds
+    joblib.dump(model, tmp_path / "m.joblib")
+    assert (safeload.load(tmp_path / "m.joblib").predict(X) == model.predict(X)).all()
+    assert safeload.scan(tmp_path / "m.joblib").safe
 
 
 def assert_exhausts(proc: Any) -> None:

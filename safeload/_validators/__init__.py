@@ -110,6 +110,7 @@ from safeload._validators.work import (
     _check_n_classes,
     _check_n_features_out,
     _check_n_jobs,
+    _check_n_neighbors,
     _check_nmf,
     _check_sparse_coding,
     _check_spline_width,
@@ -348,6 +349,11 @@ _RULES: Final[tuple[_Rule, ...]] = (
         "sklearn.gaussian_process._gpc._BinaryGaussianProcessClassifierLaplace",
         _check_gpc_laplace,
         "1 <= max_iter_predict <= 10000",
+    ),
+    _Rule(
+        "sklearn.neighbors._base.KNeighborsMixin",
+        _check_n_neighbors,
+        "1 <= n_neighbors <= max(n_samples_fit_, 10000) (predict allocates (n_queries, n_neighbors) heaps)",
     ),
     _Rule("sklearn.base.BaseEstimator", _check_n_jobs, "n_jobs None or an integer <= 256 (joblib starts that many workers)"),
     _Rule(

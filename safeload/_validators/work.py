@@ -45,6 +45,9 @@ MAX_JOBS: Final = 256
 MAX_NGRAM: Final = 64
 #: PolynomialCountSketch allocates (n_samples, degree, n_components) and FFTs it.
 MAX_SKETCH_COMPONENTS: Final = 1 << 20
+#: Neighbours a k-NN model may ask for beyond the samples it holds (its predict allocates
+#: (n_queries, n_neighbors) heaps before it compares n_neighbors with them).
+MAX_FREE_NEIGHBORS: Final = 10_000
 #: Output names generated without an array of that size behind them (a million names: ~0.3 s).
 MAX_FREE_NAMES: Final = 1 << 20
 
@@ -92,6 +95,15 @@ def _check_sparse_coding(est: Any, path: str) -> None:
 def _check_gpc_laplace(est: Any, path: str) -> None:
     """The binary Laplace GP classifier's Newton iterations (log_marginal_likelihood)."""
     _capped(est, "max_iter_predict", path, 1, MAX_INNER_ITER, "the posterior mode is searched that many steps")
+
+
+def _check_n_neighbors(est: Any, path: str) -> None:
+    """KNeighborsClassifier.predict (ArgKminClassMode, for metrics other than euclidean) allocates
+    (n_queries, n_neighbors) before kneighbors' own ``n_neighbors <= n_samples_fit`` check runs."""
+    fitted = _attr(est, "n_samples_fit_")
+    held = _int(fitted, path, ".n_samples_fit_") if fitted is not None else 0
+    _capped(est, "n_neighbors", path, 1, max(held, MAX_FREE_NEIGHBORS),
+            "predict allocates (n_queries, n_neighbors) neighbour heaps")
 
 
 def _check_n_jobs(est: Any, path: str) -> None:
