@@ -187,6 +187,8 @@ class StaticChecks:
                     problem = placeholder_problem(count, dt)
                     if problem is not None:
                         self.issue("limit-array", LIMIT, i, f"{name}: {problem}")
+        elif guard == "frombuffer":
+            self.check_frombuffer(i, name, args)
         elif guard == "reconstructor":
             if len(args) != 3 or not isinstance(args[0], G) or not isinstance(args[1], G) or \
                     args[1].name not in _PLAIN_BASES or (args[1].name == "builtins.object" and args[2] is not None):
@@ -293,6 +295,27 @@ class StaticChecks:
                     continue
                 if problem is not None:
                     self.issue("limit-array", LIMIT, i, f"{name}: {problem}")
+
+    def check_frombuffer(self, i: int, name: str, args: tuple[Any, ...]) -> None:
+        """``_frombuffer(buf, dtype, shape, order)`` is ``frombuffer(buf, dtype).reshape(shape)``: a buffer
+        that is not a whole number of items, or not ``shape``'s many, fails the build (a value the
+        walker cannot read, or a shape with a -1, is left to load)."""
+        if len(args) < 3:
+            return
+        raw = _raw_bytes(args[0])
+        dt = _static_dtype(args[1])
+        shape = args[2]
+        if raw is None or dt is None or dt.itemsize == 0 or not isinstance(shape, tuple) \
+                or not all(type(d) is int and d >= 0 for d in shape):
+            return
+        size = len(raw)
+        items = size // dt.itemsize
+        want = 1
+        for d in shape:
+            want *= d
+        if size % dt.itemsize or items != want:
+            self.issue("array-state", MALFORMED, i, f"{name}: {size} bytes of {dt.str} are not the {want} items of "
+                       f"shape {shape}; numpy refuses it")
 
     def check_state(self, i: int, target: Obj, state: Any) -> None:
         """What BUILD's ``__setstate__`` would meet, for every target whose setter trusts its state."""
@@ -533,6 +556,14 @@ class StaticChecks:
             self.issue("array-state", MALFORMED, i, f"ndarray.__setstate__ takes a 5- or 4-item state, this one "
                        f"has {len(state)}; numpy refuses it")
             return
+        # numpy parses it as (int, tuple, dtype, int, data): a field that is plainly something else fails
+        fortran = state[3] if masked or len(state) == 5 else state[2]
+        field = ("version" if _not_int(version) else "dtype" if _not_dtype(dtype)
+                 else "is_fortran" if _not_int(fortran) else None)
+        if field is not None:
+            self.issue("array-state", MALFORMED, i, f"ndarray state's {field} field is not one numpy accepts "
+                       "(it parses (int, tuple, dtype, int, data)); numpy refuses it")
+            return
         count = _elements(shape)
         data = _raw_bytes(raw)  # bytes, or protocol 0-2 bytes spelled as _codecs.encode(str, 'latin1')
         have = len(data) if data is not None else (
@@ -733,6 +764,16 @@ class _StaticTree:
 
     def __getstate__(self) -> dict[str, Any]:
         return self._state
+
+
+def _not_int(value: Any) -> bool:
+    """Plainly not what PyArg's "i" accepts (an int or a bool; a built value is left to load)."""
+    return type(value) in (str, bytes, float, type(None), tuple, memoryview) or isinstance(value, Cont)
+
+
+def _not_dtype(value: Any) -> bool:
+    """Plainly not a numpy dtype object (pickles build one with numpy.dtype: an Obj or a memo read of one)."""
+    return type(value) in (str, bytes, int, float, bool, type(None), tuple, memoryview) or isinstance(value, Cont)
 
 
 def _raw_bytes(value: Any) -> bytes | memoryview | None:

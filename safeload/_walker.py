@@ -821,12 +821,12 @@ class _Walker:
                 items = pop_mark()
                 fix_top()
                 if len(stack) > fence and type(stack[-1]) is Cont and _has_unhashable(items):
-                    raise fatal("unhashable", MALFORMED, i, "a set item is a list, dict or set (unhashable)")
+                    raise fatal("unhashable", MALFORMED, i, "a set item is a list, dict, set or array (unhashable)")
                 self.appends(i, stack, fence, _values(items), None, "ADDITEMS")  # a run is its values
                 i += 1
             elif op == 0x91:  # FROZENSET
                 if _has_unhashable(pop_mark()):
-                    raise fatal("unhashable", MALFORMED, i, "a frozenset item is a list, dict or set (unhashable)")
+                    raise fatal("unhashable", MALFORMED, i, "a frozenset item is a list, dict, set or array (unhashable)")
                 stack.append(OTHER)
                 i += 1
             elif op == 0x6C or op == 0x64:  # LIST, DICT
@@ -836,7 +836,7 @@ class _Walker:
                     if len(items) % 2:
                         raise fatal("odd-dict", MALFORMED, i, "odd number of items for DICT")
                     if _has_unhashable(items[::2]):
-                        raise fatal("unhashable", MALFORMED, i, "a dict key is a list, dict or set (unhashable)")
+                        raise fatal("unhashable", MALFORMED, i, "a dict key is a list, dict, set or array (unhashable)")
                     c.flat = items[: 2 * _DICT_CAP]
                 else:
                     c.flat = items[:_LIST_CAP]
@@ -981,9 +981,9 @@ class _Walker:
         types = set(map(type, items))
         runs = Run in types
         total = _values(items) if runs else len(items)  # even: the SETITEMS opcode checked it
-        if (runs or Cont in types or tuple in types) and _has_unhashable(
+        if (runs or Cont in types or tuple in types or Obj in types) and _has_unhashable(
                 _keys_beside_runs(items) if runs else items[::2]):
-            raise self.fatal("unhashable", MALFORMED, i, "a dict key is a list, dict or set (unhashable)")
+            raise self.fatal("unhashable", MALFORMED, i, "a dict key is a list, dict, set or array (unhashable)")
         whole = target.whole()
         target.count += total // 2
         room = 2 * _DICT_CAP - len(target.flat)
@@ -1206,6 +1206,11 @@ _KEEP_ARGS = frozenset({"numpy.dtype", "_codecs.encode", "builtins.bytes", "nump
                         "numpy.core.numeric._frombuffer", _TREE, "builtins.range",
                         "numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar", *NAMEDTUPLES})
 _BUILDS_FIRST_ARG = frozenset({"reconstructor", "new_obj"})
+#: Calls whose result Python cannot hash (ndarray and MaskedArray set __hash__ to None).
+_UNHASHABLE_CALLEES = frozenset({
+    "numpy._core.multiarray._reconstruct", "numpy.core.multiarray._reconstruct", "numpy.ma.core._mareconstruct",
+    "numpy._core.numeric._frombuffer", "numpy.core.numeric._frombuffer", "builtins.set", "builtins.bytearray",
+    "collections.OrderedDict", "collections.Counter", "collections.defaultdict"})
 
 
 #: Plain values no index map may hold (load refuses them; the census reports them): recorded so
@@ -1251,10 +1256,13 @@ def _keys_beside_runs(items: list[Any]) -> list[Any]:
 
 
 def _has_unhashable(values: Any) -> bool:
-    """Would CPython fail to hash one of ``values``? Lists, dicts and sets built in the stream (and
-    tuples holding them) are unhashable; other objects may or may not be, and are let through."""
+    """Would CPython fail to hash one of ``values``? Lists, dicts and sets built in the stream, arrays
+    and the mutable containers allowed calls return (and tuples holding them) are unhashable; other
+    objects may or may not be, and are let through."""
     types = set(map(type, values))
     if Cont in types:
+        return True
+    if Obj in types and any(type(v) is Obj and (v.array or v.callee in _UNHASHABLE_CALLEES) for v in values):
         return True
     return tuple in types and any(type(v) is tuple and _has_unhashable(v) for v in values)
 

@@ -664,6 +664,14 @@ _BAD_ARRAY_STATES: dict[str, Any] = {
     "3 items": lambda: _array_with_state(((3,), np.dtype("f8"), b"\0" * 24)),
     "a dict": lambda: _array_with_state({"shape": (3,)}),
     "an int": lambda: _array_with_state(5),
+    "dtype a str": lambda: _array_with_state((1, (3,), "f8", False, b"\0" * 24)),
+    "version a float": lambda: _array_with_state((1.0, (3,), np.dtype("f8"), False, b"\0" * 24)),
+    "is_fortran None": lambda: _array_with_state((1, (3,), np.dtype("f8"), None, b"\0" * 24)),
+    "4 items, dtype None": lambda: _array_with_state(((3,), None, False, b"\0" * 24)),
+    "frombuffer, not whole items": lambda: _Reduced((np.arange(3.0).__reduce_ex__(5)[0],
+                                                     (b"\0" * 20, np.dtype("f8"), (3,), "C"))),
+    "frombuffer, not the shape's items": lambda: _Reduced((np.arange(3.0).__reduce_ex__(5)[0],
+                                                           (b"\0" * 32, np.dtype("f8"), (3,), "C"))),
     "masked, 6 items": lambda: _array_with_state(np.arange(2.0).__reduce__()[2] + (b"\0\1",), masked=True),
 }
 
@@ -681,3 +689,28 @@ def test_array_states_numpy_refuses_are_malformed_to_scan(case: str, protocol: i
         safeload.load(path)
     report = safeload.scan(path)
     assert not report.safe and any(f.rule == "array-state" for f in report.findings), report
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_an_array_as_a_dict_key_is_malformed_to_scan(protocol: int, tmp_path: Path) -> None:
+    """CPython cannot hash an ndarray: a stream that makes one a dict key fails the load (byte fuzz
+    seed 1919, a duplicated range); the walker refuses it where it used to walk past."""
+    key = np.arange(3.0)
+    reduced = key.__reduce_ex__(protocol)
+    data = bytearray(pickle.dumps({"k": 1}, protocol=protocol))
+    sample = pickle.dumps(_Reduced(reduced), protocol=protocol)
+    # the array's reduction in place of the key 'k' (the same opcodes pickle writes for it)
+    body = sample[2:-1].removeprefix(b"\x95" + sample[3:11]) if protocol >= 4 else sample[2:-1]
+    at = data.index(b"k")
+    start = data.rindex(b"X" if protocol < 4 else b"\x8c", 0, at)
+    tampered = bytes(data[:start]) + body + bytes(data[at + 1:])
+    if protocol >= 4:  # (drop the frame: its length no longer matches)
+        tampered = tampered[:2] + tampered[11:]
+    with pytest.raises(TypeError, match="unhashable"):
+        pickle.loads(tampered)
+    path = tmp_path / "m.pkl"
+    path.write_bytes(tampered)
+    with pytest.raises(safeload.MalformedModelError):
+        safeload.load(path)
+    report = safeload.scan(path)
+    assert not report.safe and any("unhashable" in f.message for f in report.findings), report
