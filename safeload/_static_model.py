@@ -417,7 +417,10 @@ class _Twin:
         if status == 1:
             reason = "repeats an earlier column" if type(value) is int and 0 <= value < entries \
                 else f"is not a column index in [0, {entries})"
-            return IndexCensus(f"entry {bad} (in stream order) maps to {value!r}, which {reason}; "
+            # (bytes stay views in the walk; protocols 0-2 spell them as a _codecs.encode call)
+            shown = repr(bytes(value)) if type(value) is memoryview else (
+                "a bytes value" if type(value) is Obj else repr(value))
+            return IndexCensus(f"entry {bad} (in stream order) maps to {shown}, which {reason}; "
                                         "transform() builds sparse columns from it unchecked")
         return IndexCensus(None)
 

@@ -1215,7 +1215,7 @@ _UNHASHABLE_CALLEES = frozenset({
 
 #: Plain values no index map may hold (load refuses them; the census reports them): recorded so
 #: that scan can say so. A bool is not among them (load reads it as 0 or 1): it stops the record.
-_NON_INDEX_VALUES = frozenset({str, float, type(None)})
+_NON_INDEX_VALUES = frozenset({str, float, type(None), memoryview})
 
 
 def _record_vocabulary(target: Cont, items: list[Any]) -> None:
@@ -1229,7 +1229,8 @@ def _record_vocabulary(target: Cont, items: list[Any]) -> None:
         t = type(x)
         if t is Run and key:
             continue
-        if (t is not str) if key else (t is not int and t not in _NON_INDEX_VALUES):
+        if (t is not str) if key else (t is not int and t not in _NON_INDEX_VALUES and not (
+                t is Obj and x.callee == "_codecs.encode")):  # (bytes in protocols 0-2: text, never an int)
             target.mixed = True
             target.vocab = []  # (nothing more is kept for a dict scan will not judge)
             return

@@ -4,7 +4,7 @@ A vocabulary past the walker's 64-pair cap was unknown to scan's static twin, so
 (a column out of range, a column used twice) scanned *safe* while load's ``_check_index_map``
 refused it: the largest class of scan/load disagreements the byte fuzzer counted. The walker now
 records a dict's vocabulary entries (runs, and ``str`` keys with ``int`` values, or with values no
-index map may hold: ``str``, ``float``, ``None``), and the twin judges them from the bytes: keys
+index map may hold: ``str``, ``float``, ``None``, bytes), and the twin judges them from the bytes: keys
 pairwise distinct and values exactly ``0..n-1``. Equal keys (the built dict is smaller than the
 stream) make the twin build the dict CPython builds, within its budget, for load's own check.
 
@@ -157,6 +157,8 @@ def _tampered(name: str, how: str) -> Any:
         mapping[keys[4]] = 4.0
     elif how == "str":
         mapping[keys[4]] = "4"
+    elif how == "bytes":
+        mapping[keys[4]] = b"4"
     elif how == "dropped":
         del mapping[keys[len(keys) // 2]]  # column n-1 now out of range... unless it was the dropped one
     return model
@@ -188,7 +190,8 @@ _FORMATS = ["p0", "p1", "p2", "p3", "p4", "p5", "joblib", "zlib"]
 
 
 @pytest.mark.parametrize("name", sorted(_MODELS))
-@pytest.mark.parametrize("how", ["intact", "out-of-range", "repeated", "negative", "dropped", "float", "str"])
+@pytest.mark.parametrize("how", ["intact", "out-of-range", "repeated", "negative", "dropped", "float", "str",
+                                 "bytes"])
 @pytest.mark.parametrize("fmt", _FORMATS)
 def test_scan_judges_large_vocabularies_as_load_does(name: str, how: str, fmt: str, tmp_path: Any) -> None:
     model = _MODELS[name] if how == "intact" else _tampered(name, how)
