@@ -511,14 +511,19 @@ def test_a_predictor_its_setstate_cannot_build_is_malformed_to_scan_and_load(cas
     (state fuzz seed 1818: scan said safe); the twin knows the state exactly, so scan says so too."""
     model = _hgb()
     _UNBUILDABLE[case](model._predictors[1][0])
+    _assert_unbuildable(tmp_path, pickle.dumps(model, protocol=protocol), (AttributeError, TypeError), "unbuildable")
+
+
+def _assert_unbuildable(tmp_path: Path, data: bytes, fails: Any, rule: str) -> None:
+    """Plain pickle fails on ``data``; load says malformed, and scan flags it under ``rule``."""
     path = tmp_path / "m.pkl"
-    path.write_bytes(pickle.dumps(model, protocol=protocol))
-    with pytest.raises((AttributeError, TypeError)):
-        pickle.loads(path.read_bytes())
+    path.write_bytes(data)
+    with pytest.raises(fails):
+        pickle.loads(data)
     with pytest.raises(safeload.MalformedModelError):
         safeload.load(path)
     report = safeload.scan(path)
-    assert not report.safe and any(f.rule == "unbuildable" for f in report.findings), report
+    assert not report.safe and any(f.rule == rule for f in report.findings), report
 
 
 def _isotonic() -> Any:
@@ -681,14 +686,8 @@ _BAD_ARRAY_STATES: dict[str, Any] = {
 def test_array_states_numpy_refuses_are_malformed_to_scan(case: str, protocol: int, tmp_path: Path) -> None:
     """numpy's __setstate__ refuses a state of the wrong length or kind; load fails to build such a
     file, and scan says so too (byte fuzz seed 1919: scan said safe)."""
-    path = tmp_path / "m.pkl"
-    path.write_bytes(pickle.dumps({"a": _BAD_ARRAY_STATES[case]()}, protocol=protocol))
-    with pytest.raises((TypeError, ValueError)):
-        pickle.loads(path.read_bytes())
-    with pytest.raises(safeload.MalformedModelError):
-        safeload.load(path)
-    report = safeload.scan(path)
-    assert not report.safe and any(f.rule == "array-state" for f in report.findings), report
+    _assert_unbuildable(tmp_path, pickle.dumps({"a": _BAD_ARRAY_STATES[case]()}, protocol=protocol),
+                        (TypeError, ValueError), "array-state")
 
 
 @pytest.mark.parametrize("protocol", [2, 5])
