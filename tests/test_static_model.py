@@ -713,3 +713,24 @@ def test_an_array_as_a_dict_key_is_malformed_to_scan(protocol: int, tmp_path: Pa
         safeload.load(path)
     report = safeload.scan(path)
     assert not report.safe and any("unhashable" in f.message for f in report.findings), report
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_hgb_preprocessor_entries_are_judged_before_the_transformers(protocol: int, tmp_path: Path) -> None:
+    """The width rule reads each transformer (a FunctionTransformer's func is a global the twin
+    does not have); every entry's shape is checked first, so a malformed entry after such a
+    transformer reaches scan too (byte fuzz seed 1919: scan said safe)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    X = np.random.RandomState(0).rand(80, 3)
+    X[:, 0] = np.floor(X[:, 0] * 4)
+    model = HistGradientBoostingClassifier(max_iter=3, categorical_features=[0]).fit(X, X[:, 1] > 0.5)
+    path = tmp_path / "m.pkl"
+    path.write_bytes(pickle.dumps(model, protocol=protocol))
+    assert safeload.scan(path).safe
+    model._preprocessor.transformers_.insert(2, "remainder")
+    path.write_bytes(pickle.dumps(model, protocol=protocol))
+    with pytest.raises(safeload.UnsafeModelError, match="name, transformer, columns"):
+        safeload.load(path)
+    report = safeload.scan(path)
+    assert not report.safe and any("name, transformer, columns" in f.message for f in report.findings), report

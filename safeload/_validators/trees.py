@@ -282,10 +282,12 @@ def _preprocessor_width(ct: object, n_in: int, path: str) -> int:
     ct_in = _attr(ct, "n_features_in_")
     if ct_in is not None and _int(ct_in, path, "._preprocessor.n_features_in_") != n_in:
         _fail(path, "._preprocessor.n_features_in_", f"= {ct_in} but the model has n_features_in_ = {n_in}")
-    total = 0
+    # every entry's shape first: the width checks below read transformers scan's twin may not know
     for i, entry in enumerate(entries):
         if not isinstance(entry, tuple) or len(entry) < 3:
             _fail(path, f"{where}[{i}]", "must be a (name, transformer, columns) tuple")
+    total = 0
+    for i, entry in enumerate(entries):
         trans, cols = entry[1], entry[2]
         if isinstance(trans, str) and trans == "drop":
             continue
