@@ -58,21 +58,17 @@ _METRICS = tuple(f"sklearn.metrics._dist_metrics.{n}{b}" for n in (
 #: Allowed classes outside scikit-learn/SciPy whose instances have a ``__dict__`` BUILD fills (the
 #: shadowing rule's other subjects; tests/test_static_model.py holds this to the allowlist).
 _DICT_CARRIERS: Final = frozenset({"collections.Counter", "collections.OrderedDict"})
-_CLASS_LEVEL_NAMES: dict[str, frozenset[str]] = {}
 
 
-def _class_level_names(name: str) -> frozenset[str]:
-    """Class-level names of a standard-library class (imported already: nothing the file names)."""
-    names = _CLASS_LEVEL_NAMES.get(name)
-    if names is None:
-        import collections
-        import functools
+def _stdlib_class(name: str) -> type:
+    """The standard-library class a shadowing subject names (imported already: nothing the file names)."""
+    import collections
+    import functools
 
-        cls = {"collections.Counter": collections.Counter, "collections.OrderedDict": collections.OrderedDict,
-               "functools.partial": functools.partial}[name]
-        names = frozenset(n for base in cls.__mro__ for n in vars(base))
-        _CLASS_LEVEL_NAMES[name] = names
-    return names
+    classes: dict[str, type] = {"collections.Counter": collections.Counter,
+                                "collections.OrderedDict": collections.OrderedDict,
+                                "functools.partial": functools.partial}
+    return classes[name]
 
 
 #: Allowed namedtuples and their fields (tests/test_static_model.py holds this to the allowlist): no
@@ -379,8 +375,9 @@ class StaticChecks:
         an allowed class outside scikit-learn/SciPy (those are the twin's): a key naming a class-level
         attribute that real instances never carry. A part the walker did not keep whole is load's."""
         from safeload._validators._shadow_data import SHADOW_KEYS
+        from safeload._validators.shadow import class_level_names
 
-        names = _class_level_names(callee)
+        names = class_level_names(_stdlib_class(callee))
         allowed = SHADOW_KEYS.get(callee, frozenset())
         for part in parts:
             if not isinstance(part, Cont) or part.kind != "dict":

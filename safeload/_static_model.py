@@ -126,9 +126,23 @@ def census(data: Any, vocab: list[Any]) -> tuple[int, int, int, Any]:
             k += 2
     if _index_census is not None:
         return _index_census(data, pieces)
-    from safeload._walker import _expand  # pure-Python install: expand the runs (slower, same verdict)
+    texts, values = _entries(data, vocab)  # pure-Python install: expand the runs (slower, same verdict)
+    n = len(values)
+    if len(set(texts)) != len(texts):
+        return n, 2, -1, 0
+    seen: set[int] = set()
+    for j, v in enumerate(values):
+        if type(v) is not int or not 0 <= v < n or v in seen:
+            return n, 1, j, v
+        seen.add(v)
+    return n, 0, -1, 0
 
-    texts: list[Any] = []
+
+def _entries(data: Any, vocab: list[Any]) -> tuple[list[str], list[Any]]:
+    """The keys and values a recorded dict's SETITEMS give, in stream order (runs expanded)."""
+    from safeload._walker import _expand
+
+    texts: list[str] = []
     values: list[Any] = []
     k = 0
     while k < len(vocab):
@@ -142,15 +156,7 @@ def census(data: Any, vocab: list[Any]) -> tuple[int, int, int, Any]:
             texts.append(x)
             values.append(vocab[k + 1])
             k += 2
-    n = len(values)
-    if len(set(texts)) != len(texts):
-        return n, 2, -1, 0
-    seen: set[int] = set()
-    for j, v in enumerate(values):
-        if type(v) is not int or not 0 <= v < n or v in seen:
-            return n, 1, j, v
-        seen.add(v)
-    return n, 0, -1, 0
+    return texts, values
 
 
 try:
@@ -215,6 +221,7 @@ _TreeView.__module__ = "sklearn.tree._tree"
 _TreeView.__qualname__ = "Tree"
 _TreeView.__name__ = "Tree"
 
+
 class _BinaryTreeView:
     """What estimator validators read of a KD/Ball tree: its ``data`` (its own arrays are checked
     by ``StaticChecks.check_binary_tree``). One subclass per tree class carries the real MRO's names."""
@@ -241,8 +248,10 @@ def _binary_tree_views() -> dict[str, tuple[type, np.dtype[Any]]]:
 
 
 _BINARY_TREE_VIEWS: dict[str, tuple[type, np.dtype[Any]]] = _binary_tree_views()
+assert set(_BINARY_TREE_VIEWS) == BINARY_TREES
 #: The twin's views of Cython objects: their own state is judged by the walker, not by validators.
 _VIEW_TYPES: frozenset[type] = frozenset({_TreeView, *(v for v, _ in _BINARY_TREE_VIEWS.values())})
+
 
 def _namedtuple_view(name: str, fields: tuple[str, ...]) -> type:
     """A tuple subclass named like the real one, with its fields; any other attribute is unknowable."""
@@ -427,27 +436,14 @@ class _Twin:
     def built_dict(self, vocab: list[Any], entries: int) -> Any:
         """The dict CPython builds from a record with repeated keys (small enough: the twin's
         budget counts its entries), for load's own index-map check to judge; else unknown."""
-        from safeload._walker import _expand
-
         self.budget -= entries
         if self.budget < 0:
             return UNKNOWN
-        out: dict[str, Any] = {}
-        k = 0
-        while k < len(vocab):
-            x = vocab[k]
-            if type(x) is Run:
-                try:
-                    pairs, _ = _expand(self.checks.data, x)
-                except UnicodeDecodeError:  # (the pure-Python matcher does not check texts: load fails on it)
-                    return UNKNOWN
-                for j in range(0, len(pairs), 2):
-                    out[pairs[j]] = pairs[j + 1]
-                k += 1
-            else:
-                out[x] = vocab[k + 1]
-                k += 2
-        return out
+        try:
+            texts, values = _entries(self.checks.data, vocab)
+        except UnicodeDecodeError:  # (the pure-Python matcher does not check texts: load fails on it)
+            return UNKNOWN
+        return dict(zip(texts, values, strict=True))  # (a later equal key keeps the first's place)
 
     def obj(self, o: Obj, depth: int) -> Any:
         callee = o.callee
@@ -534,7 +530,7 @@ class _Twin:
         """A KD/Ball tree built by ``newObj`` + BUILD(13-tuple): ``__setstate__`` takes ``data`` as a
         C-contiguous 2-d memoryview of one exact dtype (anything else fails the load: unknown)."""
         state = o.state
-        if not (isinstance(state, tuple) and len(state) == 13) or callee not in _BINARY_TREE_VIEWS:
+        if not (isinstance(state, tuple) and len(state) == 13):
             return UNKNOWN
         cls, dtype = _BINARY_TREE_VIEWS[callee]
         data = self.checks.static_array(state[0], limit=None)
@@ -774,9 +770,6 @@ def findings(root: Any) -> list[tuple[Any, str]]:
         _CENSUS.reset(census)
         _VALIDATED.reset(token)
     return out
-
-
-
 
 
 def _judge(check: Any, item: Any, graph: _Graph, i: int) -> str | None:

@@ -37,7 +37,16 @@ from typing import Any
 from safeload._allowlist import Kind
 from safeload._containers import Buffer
 from safeload._filling import Filling
-from safeload._mirrors import BUILD_VALIDATED, DICT_SUBCLASSES, NAMEDTUPLES, StaticChecks, wrapper_state
+from safeload._mirrors import (
+    _FROMBUFFER,
+    _MARECONSTRUCT,
+    _RECONSTRUCT,
+    BUILD_VALIDATED,
+    DICT_SUBCLASSES,
+    NAMEDTUPLES,
+    StaticChecks,
+    wrapper_state,
+)
 from safeload._policy import Limits, Policy
 from safeload._simulated import (
     LIMIT,
@@ -1207,10 +1216,9 @@ _KEEP_ARGS = frozenset({"numpy.dtype", "_codecs.encode", "builtins.bytes", "nump
                         "numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar", *NAMEDTUPLES})
 _BUILDS_FIRST_ARG = frozenset({"reconstructor", "new_obj"})
 #: Calls whose result Python cannot hash (ndarray and MaskedArray set __hash__ to None).
-_UNHASHABLE_CALLEES = frozenset({
-    "numpy._core.multiarray._reconstruct", "numpy.core.multiarray._reconstruct", "numpy.ma.core._mareconstruct",
-    "numpy._core.numeric._frombuffer", "numpy.core.numeric._frombuffer", "builtins.set", "builtins.bytearray",
-    "collections.OrderedDict", "collections.Counter", "collections.defaultdict"})
+_UNHASHABLE_CALLEES = _RECONSTRUCT | _FROMBUFFER | {_MARECONSTRUCT, "builtins.set", "builtins.bytearray",
+                                                      "collections.OrderedDict", "collections.Counter",
+                                                      "collections.defaultdict"}
 
 
 #: Plain values no index map may hold (load refuses them; the census reports them): recorded so
