@@ -102,6 +102,19 @@ def _small_objects(n: int) -> bytes:
     return pickle.dumps([Interval(float(i), float(i + 1), False, True) for i in range(n)], protocol=4)
 
 
+def _runs_read_back(n: int) -> bytes:
+    """n vocabulary runs (8 memoized texts each, the walker takes a run in one step), then one memo
+    read into each, last run first: the walker once searched its runs linearly, 30 s for 60,000."""
+    import struct
+
+    body = bytearray(b"\x80\x04")
+    for k in range(n):
+        body += b"(" + b"".join(b"\x8c\x02" + bytes([65 + k % 26, 65 + j]) + b"\x94K\x01" for j in range(8)) + b"t0"
+    for k in reversed(range(n)):
+        body += b"j" + struct.pack("<I", 8 * k) + b"0"
+    return bytes(body + b"N.")
+
+
 CASES: dict[str, tuple[Builder, tuple[int, ...], tuple[int, ...]]] = {
     # name: (builder, full sizes, quick sizes)
     "object array of None": (_object_array, (10**7, 10**8), (10**6,)),
@@ -110,6 +123,7 @@ CASES: dict[str, tuple[Builder, tuple[int, ...], tuple[int, ...]]] = {
     "wide set": (_wide_set, (10**7,), (10**6,)),
     "deep nesting": (_nested, (50_000,), (50_000,)),
     "many small objects": (_small_objects, (10**6,), (10**5,)),
+    "memo runs read back in reverse": (_runs_read_back, (200_000,), (60_000,)),
 }
 
 

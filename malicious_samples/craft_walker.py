@@ -20,6 +20,9 @@ from craft import CRASH, HANG, MEMORY, Raw, Sample, binget, call, check, i, pk, 
 
 SECTION = "6"
 _RUN = 8  # entries in the vocabulary run (the walker takes runs of >= 8 in one step)
+_TUPLE1 = b"\x85"
+_SETITEM = b"s"
+_APPEND = b"a"
 _TUPLE2 = b"\x86"
 
 
@@ -98,6 +101,40 @@ def _vectorizer_backtracking() -> bytes:
         "fixed_vocabulary_": False, "vocabulary_": {"ab": 0, "b": 1}, "_sklearn_version": "1.9.1",
     }
     return pk(est + C.v(state) + C.BUILD)
+
+
+def _tuple_dag(levels: int) -> bytes:
+    """t0 = (), t[k+1] = (t[k], t[k]) through the memo: 4 bytes a level, 2**levels items to hash."""
+    body = C.EMPTY_TUPLE + C.MEMOIZE + C.POP
+    for k in range(levels):
+        body += binget(k) + binget(k) + _TUPLE2 + C.MEMOIZE + C.POP
+    return body  # (memo slot k holds t[k]; the stack is as it was)
+
+
+def samples_hashing() -> list[Sample]:
+    """Values the unpickler hashes: tuples nested deeper than C can recurse, or shared so that hashing
+    them is exponential in the file (tuple hashes are not cached)."""
+    deep = C.EMPTY_TUPLE + b"\x85" * 1_000_000  # TUPLE1, a million times
+    dag = _tuple_dag(60)
+    return [
+        Sample("s6_deep_tuple_key.pkl", "hash-deep-tuple-key", SECTION,
+               "A dict key nested a million tuples deep (one byte a level): CPython's tuplehash recurses in C "
+               "without a recursion check, and plain pickle overflows the stack (segfault).",
+               pk(C.EMPTY_DICT + deep + C.NONE + _SETITEM, framed=False), "pickle", CRASH,
+               error="LimitExceededError"),
+        Sample("s6_tuple_dag_key.pkl", "hash-tuple-dag-key", SECTION,
+               "A dict key built as t[k+1] = (t[k], t[k]) through the memo, 60 levels: 250 bytes that take "
+               "2**60 steps to hash when SETITEM inserts it.",
+               pk(C.EMPTY_DICT + dag + binget(60) + C.NONE + _SETITEM), "pickle", HANG, error="LimitExceededError"),
+        Sample("s6_tuple_dag_frozenset.pkl", "hash-tuple-dag-frozenset", SECTION,
+               "The same 60-level tuple DAG as a FROZENSET item.",
+               pk(dag + C.MARK + binget(60) + b"\x91"), "pickle", HANG, error="LimitExceededError"),
+        Sample("s6_tuple_dag_counter.pkl", "hash-tuple-dag-counter", SECTION,
+               "collections.Counter([dag]): the allowed materialising call hashes each item of its argument.",
+               pk(dag + sglob("collections", "Counter") + C.EMPTY_LIST + binget(60) + _APPEND + _TUPLE1
+                  + C.REDUCE),
+               "pickle", HANG, error="LimitExceededError", global_=None),
+    ]
 
 
 def samples() -> list[Sample]:
@@ -197,4 +234,5 @@ def samples() -> list[Sample]:
         _vectorizer_backtracking(), "pickle", HANG, error="UnsafeModelError",
         after_load="obj.transform(['a' * 40])", related=["sklearn.feature_extraction.text.CountVectorizer"],
     ))
+    out.extend(samples_hashing())
     return out

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from safeload._errors import LimitExceededError, UnsafeModelError
+from safeload._hashwork import HashCost, TooDeep, items_hash_work
 
 if TYPE_CHECKING:
     from safeload._policy import Policy
@@ -331,10 +332,32 @@ def _sized_buffer(policy: Policy) -> Callable[..., None]:
     return check
 
 
+def hash_work_problem(items: Any, cost: HashCost, limit: int) -> str | None:
+    """Why hashing every item of ``items`` (``set(items)``, ``Counter(items)``...) would not end:
+    tuples shared through the memo hash exponentially (see _hashwork; the walker mirrors this)."""
+    work = items_hash_work(items, cost)
+    if work > limit:
+        return f"hashing the items of this argument visits more than {limit:,} tuple items (tuples shared through the memo)"
+    return None
+
+
+def _real_tuple_items(v: object) -> Any:
+    return v if isinstance(v, tuple) else None
+
+
 def _materialise(policy: Policy) -> Callable[..., None]:
+    limit = policy.limits.max_hash_work
+
     def check(*args: object, **kwargs: object) -> None:
         for value in (*args, *kwargs.values()):
             problem = materialise_problem(value)
+            if problem is None and isinstance(value, (list, tuple)) and any(
+                    issubclass(t, tuple) for t in set(map(type, value))):
+                cost = HashCost(_real_tuple_items, lambda v: False, policy.limits.max_nesting_depth, limit + 1)
+                try:
+                    problem = hash_work_problem(value, cost, limit)
+                except TooDeep:
+                    problem = f"an item nests tuples deeper than {policy.limits.max_nesting_depth}"
             if problem is not None:
                 raise LimitExceededError(problem)
 

@@ -27,15 +27,17 @@ from safeload._guards import (
     PLAIN_BASES,
     TEXT_CODECS,
     dtype_elements,
+    hash_work_problem,
     materialise_problem,
     placeholder_problem,
     rng_state_problem,
     seed_sequence_problem,
 )
+from safeload._hashwork import HashCost, TooDeep, hash_budget
 from safeload._policy import Policy
 from safeload._simulated import LIMIT, MALFORMED, OTHER, UNSAFE, ArraySpan, Cont, G, Issue, Obj
 
-__all__ = ["STATE_LENGTHS", "StaticChecks", "concrete", "static_mapping", "wrapper_state"]
+__all__ = ["STATE_LENGTHS", "UNHASHABLE_CALLEES", "StaticChecks", "concrete", "static_mapping", "wrapper_state"]
 
 _PLAIN_BASES = frozenset(f"builtins.{t.__name__}" for t in PLAIN_BASES)
 _ARRAY_TYPES = frozenset({"numpy.ndarray", "numpy.matrix", "numpy.ma.core.MaskedArray", "numpy.ma.MaskedArray"})
@@ -85,6 +87,26 @@ STATE_LENGTHS: dict[str, int] = {**{n: 13 for n in BINARY_TREES}, **{n: 3 for n 
 _STATE_LENGTHS = STATE_LENGTHS
 _I64: Final = np.dtype(np.int64)
 _FROMBUFFER = frozenset({"numpy._core.numeric._frombuffer", "numpy.core.numeric._frombuffer"})
+#: Calls whose result Python cannot hash (ndarray and MaskedArray set __hash__ to None).
+UNHASHABLE_CALLEES: Final = _RECONSTRUCT | _FROMBUFFER | {_MARECONSTRUCT, "builtins.set", "builtins.bytearray",
+                                                          "collections.OrderedDict", "collections.Counter",
+                                                          "collections.defaultdict"}
+
+
+def _hashed_items(v: Any) -> Any:
+    """What ``hash(v)`` recurses into: a tuple's items, an allowed namedtuple's fields (its NEWOBJ arguments)."""
+    if type(v) is tuple:
+        return v
+    if type(v) is Obj and v.callee in NAMEDTUPLES and type(v.args) is tuple:
+        return v.args
+    return None
+
+
+def _unhashable(v: Any) -> bool:
+    """Lists, dicts and sets built in the stream, arrays and the mutable containers allowed calls
+    return; other objects may or may not be hashable, and are let through (load then decides)."""
+    return type(v) is Cont or (type(v) is Obj and (v.array or v.callee in UNHASHABLE_CALLEES))
+
 _BIT_GENERATOR_MAKERS = frozenset({"numpy.random._pickle.__bit_generator_ctor", "numpy.random._mt19937.MT19937",
                                    "numpy.random._pcg64.PCG64", "numpy.random._pcg64.PCG64DXSM",
                                    "numpy.random._philox.Philox", "numpy.random._sfc64.SFC64"})
@@ -127,6 +149,9 @@ class StaticChecks:
         self.issues = issues
         self.class_args: list[tuple[int, G, str]] = []  # (offset, class, callee) for finish()
         self.created: list[Obj] = []  # every BUILD_VALIDATED instance the stream creates, for finish()
+        limits = policy.limits
+        self.hash_left = hash_budget(limits.max_hash_work, len(data))
+        self._hash_cost = HashCost(_hashed_items, _unhashable, limits.max_nesting_depth, self.hash_left + 1)
 
     def issue(self, rule: str, severity: str, offset: int, message: str, names: tuple[str, ...] = ()) -> None:
         self.issues.append(Issue(rule, severity, offset, message, names))
@@ -149,6 +174,41 @@ class StaticChecks:
                 self.issue("tree-structure" if obj.callee == _TREE else "never-built", UNSAFE, obj.origin,
                            f"{what} is created but never given its state (no BUILD), which load does not "
                            "validate again")
+
+    def hash_problem(self, values: Any, what: str) -> tuple[str, str, str] | None:
+        """(rule, severity, message) if CPython's hashing of stream ``values`` (dict keys, set items)
+        fails or costs what no file of this size needs: an unhashable value, tuples nested past
+        ``max_nesting_depth`` (``tuplehash`` recurses in C, unchecked), or more items hashed in this
+        stream than its budget (tuples shared through the memo hash exponentially). See _hashwork."""
+        cost = self._hash_cost
+        for v in values:
+            try:
+                size = cost.measure(v)
+            except TooDeep:
+                return ("limit-tuple-depth", LIMIT, self._too_deep(what))
+            if size < 0:
+                return ("unhashable", MALFORMED, f"{what} is a list, dict, set or array (unhashable)")
+            if _hashed_items(v) is None:
+                continue  # (a string or a number: one step, bounded by the file; the budget counts tuples)
+            self.hash_left -= size
+            if self.hash_left < 0:
+                return ("limit-hash", LIMIT, f"hashing the stream's values ({what}) visits more items than its budget "
+                        f"of {hash_budget(self.policy.limits.max_hash_work, len(self.data)):,} "
+                        "(tuples shared through the memo)")
+        return None
+
+    def nesting_problem(self, t: tuple[Any, ...]) -> str | None:
+        """A tuple the stream builds nests tuples past ``max_nesting_depth``: whoever hashes it later
+        (the unpickler, the model, the caller) recurses in C without a limit."""
+        try:
+            self._hash_cost.measure(t)
+        except TooDeep:
+            return self._too_deep("a tuple")
+        return None
+
+    def _too_deep(self, what: str) -> str:
+        return (f"{what} nests tuples deeper than {self.policy.limits.max_nesting_depth} (CPython hashes "
+                "nested tuples recursively in C, without a limit: a deep one crashes the process)")
 
     def _guarded(self, name: str) -> bool:
         entry = self.policy.entries.get(name)
@@ -280,6 +340,16 @@ class StaticChecks:
     def check_materialise(self, i: int, name: str, args: tuple[Any, ...]) -> None:
         """Static mirror of ``_guards.materialise_problem``: a range argument is counted, not trusted."""
         for value in args:
+            items = value if type(value) is tuple else (
+                value.flat if type(value) is Cont and value.kind == "list" and value.complete() else None)
+            if items is not None:  # (a list past the walker's caps is not known item by item: load's guard judges it)
+                limit = self.policy.limits.max_hash_work
+                try:
+                    problem = hash_work_problem(items, self._hash_cost, limit)
+                except TooDeep:
+                    problem = self._too_deep("an item")
+                if problem is not None:
+                    self.issue("limit-hash", LIMIT, i, f"{name}: {problem}")
             if isinstance(value, Obj) and value.callee == "builtins.range":
                 bounds = value.args if isinstance(value.args, tuple) else ()
                 if not 1 <= len(bounds) <= 3 or not all(type(a) is int for a in bounds):

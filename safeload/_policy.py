@@ -367,7 +367,8 @@ class Limits:
     max_stack_depth: int = 100_000
     max_mark_depth: int = 10_000
     max_opcodes: int = 2_000_000_000
-    max_nesting_depth: int = 5_000
+    max_nesting_depth: int = 1_000  # tuples nested in a hashed value (CPython's pickler writes no deeper)
+    max_hash_work: int = 10_000_000  # items hashed per stream, or 4 per byte of it if more (_hashwork)
     max_nested_pickles: int = 1_000_000
     max_zip_members: int = 10_000
     max_zip_bytes: int = 16 * 1024**3

@@ -98,6 +98,11 @@ RULES: dict[str, tuple[str, str]] = {
     "limit-marks": ("Too many MARKs", "The stream nests deeper than any real model."),
     "limit-opcodes": ("Too many opcodes", "The stream exceeds the opcode limit."),
     "limit-nesting": ("Too many nested pickles", "Too many nested object-array pickles."),
+    "limit-tuple-depth": ("Tuples nested too deep",
+                          "CPython hashes nested tuples recursively in C without a limit: a deep one crashes the "
+                          "process that hashes it."),
+    "limit-hash": ("Hashing without end", "Tuples shared through the memo make the unpickler's hashing of keys or "
+                   "set items exponential in the file's size."),
     "limit": ("Resource limit exceeded", "The input exceeds a configured resource limit."),
     "malformed": ("Malformed input", "The input is truncated or corrupt; a loader would fail on it."),
     "unsupported": ("Unsupported container", "safeload.load does not accept this container."),

@@ -31,6 +31,7 @@ import numpy as np
 
 from safeload._class_data import CLASSES, SCIPY_VERSION, SETSTATE_CASTS, SKLEARN_VERSION
 from safeload._errors import SafeloadError
+from safeload._hashwork import HashCost
 from safeload._mirrors import (
     _FROMBUFFER,
     _RECONSTRUCT,
@@ -366,6 +367,9 @@ class _Twin:
         self.budget = MAX_VALUES
         #: (offset, message) for instances whose own __setstate__ fails on the state the file gives.
         self.unbuildable: list[tuple[int, str]] = []
+        # Plain keys the twin may hash: each distinct tuple judged once (a memo-built tuple DAG is
+        # exponential to walk item by item; the walker bounded what hashing it costs).
+        self._keys = HashCost(_tuple_items, _not_plain, sys.getrecursionlimit(), MAX_VALUES)
 
     def value(self, v: Any, depth: int = 0) -> Any:
         if type(v) in _PLAIN:
@@ -409,7 +413,7 @@ class _Twin:
                 key = flat[j]
                 if type(key) is not str:  # (state keys are names: the common case costs one test)
                     key = value(key, depth + 1)
-                    if not _hashable(key):
+                    if self._keys.measure(key) < 0:
                         return UNKNOWN
                 item = flat[j + 1]
                 d[key] = item if type(item) in _PLAIN else value(item, depth + 1)
@@ -659,10 +663,12 @@ class _OverBudget(Exception):
     pass
 
 
-def _hashable(key: Any) -> bool:
-    if type(key) in _PLAIN:
-        return True
-    return type(key) is tuple and all(_hashable(k) for k in key)
+def _tuple_items(v: Any) -> Any:
+    return v if type(v) is tuple else None
+
+
+def _not_plain(v: Any) -> bool:
+    return type(v) not in _PLAIN
 
 
 def _scalar(args: Any) -> Any:

@@ -1615,7 +1615,7 @@ def cpython_loads(data: bytes) -> Any:
 MUTATIONS = {
     # Round 1: a read that materialises a lazy run leaves its slots counted twice.
     "double-count": ("mlen += 1  # ORACLE-MUTATION-POINT",
-                     "mlen = len(memo) + sum(r.count for _, r in lazy)  # ORACLE-MUTATION-POINT"),
+                     "mlen = len(memo) + sum(r.count for r in lazy.values())  # ORACLE-MUTATION-POINT"),
     # Moving a lazy PUT run into the memo without giving back its slots: memo_len counts them twice.
     "put-run-double-count": ("lazy_total -= run.count  # ORACLE-MUTATION-POINT-PUT",
                              "pass  # ORACLE-MUTATION-POINT-PUT"),

@@ -1,0 +1,108 @@
+"""What CPython's ``hash()`` of a stream value costs, measured without hashing it.
+
+A tuple hashes its items, recursively, and caches nothing: a tuple built through the memo as
+``t[k+1] = (t[k], t[k])`` is 60 opcodes of file and 2**60 items of hashing, and one nested a
+million deep overflows the C stack (``tuplehash`` has no recursion check in 3.11: plain
+``pickle.load`` segfaults on an 8-byte-per-level key). Every place that hashes values from a
+stream (dict keys, set items, the materialising calls) measures them here first: depth against
+``Limits.max_nesting_depth``, size against the stream's hash budget. Each distinct tuple is
+measured once per stream (memoised by identity, kept alive so its id stays its own), so the
+measuring itself is linear in the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = ["HashCost", "TooDeep", "hash_budget", "items_hash_work"]
+
+#: The hash budget's floor (tuple items hashed per stream); above it, 4 per byte of stream.
+HASH_WORK_PER_BYTE = 4
+
+
+def hash_budget(max_hash_work: int, stream_bytes: int) -> int:
+    """Items a stream may make CPython hash: a file without shared tuples never needs more than a
+    few per byte (each item is at least one opcode), a memo-built tuple DAG needs exponentially more."""
+    return max(max_hash_work, HASH_WORK_PER_BYTE * stream_bytes)
+
+
+class TooDeep(Exception):
+    """A hashed value nests tuples deeper than the limit (or through itself)."""
+
+
+class HashCost:
+    """Items ``hash()`` visits in a value: 1 for a value that is not a tuple, 1 + its items' costs
+    for a tuple (repeats included), or -1 when CPython cannot hash it at all.
+
+    ``children(v)``: the items ``hash(v)`` recurses into (a tuple's), or None for a leaf.
+    ``unhashable(v)``: is the leaf ``v`` one that CPython refuses to hash (a list, a dict...)?
+    """
+
+    def __init__(self, children: Callable[[Any], Sequence[Any] | None], unhashable: Callable[[Any], bool],
+                 max_depth: int, cap: int) -> None:
+        self.children = children
+        self._unhashable = unhashable
+        self._max_depth = max_depth
+        self._cap = cap  # sizes saturate here: a 2**1000 count is as refused as cap + 1
+        self._known: dict[int, tuple[Any, int, int]] = {}  # id -> (the tuple, kept alive; cost; depth)
+
+    def measure(self, value: Any) -> int:
+        kids = self.children(value)
+        if kids is None:
+            return -1 if self._unhashable(value) else 1
+        hit = self._known.get(id(value))
+        if hit is not None:
+            return hit[1]
+        return self._walk(value, kids)
+
+    def _walk(self, root: Any, kids: Sequence[Any]) -> int:
+        """Post-order over the distinct tuples below ``root``; each node's depth is one more than its
+        deepest child's, so a chain is refused however much of it was measured before."""
+        known, cap, max_depth = self._known, self._cap, self._max_depth
+        path: list[list[Any]] = [[root, kids, 0, 1, 0]]  # [tuple, its items, next item, cost, deepest child]
+        on_path = {id(root)}
+        while True:
+            frame = path[-1]
+            node, items, k = frame[0], frame[1], frame[2]
+            if k == len(items):
+                size: int = frame[3]
+                depth: int = frame[4] + 1
+                if depth > max_depth:
+                    raise TooDeep
+                path.pop()
+                on_path.discard(id(node))
+                known[id(node)] = (node, size, depth)
+                if not path:
+                    return size
+                parent = path[-1]
+                parent[3] = min(cap, parent[3] + size)
+                parent[4] = max(parent[4], depth)
+                continue
+            frame[2] = k + 1
+            item = items[k]
+            sub = self.children(item)
+            if sub is None:
+                if self._unhashable(item):
+                    return -1
+                frame[3] = min(cap, frame[3] + 1)
+                continue
+            hit = known.get(id(item))
+            if hit is not None:
+                frame[3] = min(cap, frame[3] + hit[1])
+                frame[4] = max(frame[4], hit[2])
+                continue
+            if len(path) >= max_depth or id(item) in on_path:
+                raise TooDeep
+            on_path.add(id(item))
+            path.append([item, sub, 0, 1, 0])
+
+
+def items_hash_work(items: Sequence[Any], cost: HashCost) -> int:
+    """What a call that hashes every item (``set``, ``frozenset``, ``Counter``, ``OrderedDict``'s
+    pairs) costs in tuple items; strings and numbers, one step each, are not counted."""
+    total = 0
+    for item in items:
+        if cost.children(item) is not None:
+            total += max(0, cost.measure(item))
+    return total
