@@ -8,11 +8,10 @@ walker imports :func:`_check_tree` for its static mirror).
 
 from __future__ import annotations
 
-from safeload._validators import MAX_DEPTH, REFUSED_TYPES, VALIDATED_TYPES, validate
+from safeload._validators import REFUSED_TYPES, VALIDATED_TYPES, validate
 from safeload._validators.trees import _check_tree
 
 __all__ = [
-    "MAX_DEPTH",
     "REFUSED_TYPES",
     "VALIDATED_TYPES",
     "_check_tree",

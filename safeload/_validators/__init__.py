@@ -39,7 +39,6 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
-    "MAX_DEPTH",
     "REFUSED_TYPES",
     "VALIDATED_TYPES",
     "validate",
@@ -50,7 +49,6 @@ from safeload._validators._base import (
     _CENSUS,
     _LEAF_TYPES,
     _VALIDATED,
-    MAX_DEPTH,
     _all_leaves,
     _Check,
     _dict_types,
@@ -742,11 +740,13 @@ class _Graph:
         return _join("", "".join(reversed(parts)))
 
 
-def validate(obj: object, *, max_depth: int = MAX_DEPTH, prechecked: frozenset[str] = frozenset()) -> None:
+def validate(obj: object, *, max_depth: int | None = None, prechecked: frozenset[str] = frozenset()) -> None:
     """Check every natively-indexed structure reachable from ``obj``.
 
-    Raises :class:`UnsafeModelError` (with ``.path``) on the first violation,
-    including when the graph is nested deeper than ``max_depth``.
+    Raises :class:`UnsafeModelError` (with ``.path``) on the first violation, and when the graph
+    is nested deeper than ``max_depth`` if one is given. ``load`` gives none: the walk is
+    breadth-first and iterative, and what a deep graph could crash (hashing nested tuples, in C
+    without a recursion check) the walker refuses from the stream, where ``scan`` sees it too.
     """
     token = _VALIDATED.set(set())
     census = _CENSUS.set({})
@@ -814,7 +814,7 @@ def _leaf_instance(obj: object) -> bool:
 _PRECHECKED_RESIDUE: Final[dict[_Check, _Check]] = {_check_tree: _check_tree_built}
 
 
-def _walk(obj: object, max_depth: int, prechecked: frozenset[str] = frozenset()) -> None:
+def _walk(obj: object, max_depth: int | None, prechecked: frozenset[str] = frozenset()) -> None:
     graph = _Graph()
     graph.add(obj, -1, 0)
     nodes, index = graph.nodes, graph.index
@@ -836,7 +836,7 @@ def _walk(obj: object, max_depth: int, prechecked: frozenset[str] = frozenset())
                 for child in _child_objects(item):
                     if _is_leaf_type(type(child)) or id(child) in index:
                         continue
-                    if depth >= max_depth:
+                    if max_depth is not None and depth >= max_depth:
                         _fail(graph.path(i), _suffix_of(item, child), f"object graph nested deeper than {max_depth}")
                     if plain_arrays_free and type(child) is np.ndarray and not child.dtype.hasobject:
                         continue  # no rule and nothing below it: a graph node would only cost (HGB: ~900)

@@ -22,9 +22,6 @@ _c_dict_types: Callable[[dict[Any, Any]], tuple[frozenset[type], frozenset[type]
 #: Is a dict's value set exactly ``range(len(d))`` (Python ints)?  See text._check_index_map.
 c_index_map_ok: Callable[[object], bool] | None = getattr(_speedups, "index_map_ok", None)
 
-MAX_DEPTH: Final = 1000
-
-
 _Check = Callable[[Any, str], None]
 
 
