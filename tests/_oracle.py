@@ -142,9 +142,15 @@ _CHAR_CLASSES: tuple[Any, ...] = (
 )
 
 
-def canon(value: Any, depth: int = 0) -> Any:
+def canon(value: Any, depth: int = 0, budget: list[int] | None = None) -> Any:
     """A comparable term for a value of the oracle *or* the walker (``safeload._walker``'s G/Obj/Cont/
-    OTHER/Run-free values): objects by kind and origin, immutable values by type and value."""
+    OTHER/Run-free values): objects by kind and origin, immutable values by type and value.
+
+    ``budget``: tuple items still to expand in this term. A tuple DAG built through the memo is
+    exponential to expand (malicious_samples' hash-tuple-dag-*); both sides expand in the same
+    order, so they truncate at the same item and stay comparable."""
+    if budget is None:
+        budget = [4096]
     t = type(value)
     if t is str:
         return value
@@ -159,9 +165,10 @@ def canon(value: Any, depth: int = 0) -> Any:
     if t in (bytes, bytearray, memoryview):
         return ("bytes", bytes(value))
     if t is tuple:
-        if depth > 64:
+        budget[0] -= len(value)
+        if depth > 64 or budget[0] < 0:
             return ("tuple", "deep", len(value))
-        return ("tuple",) + tuple(canon(v, depth + 1) for v in value)
+        return ("tuple",) + tuple(canon(v, depth + 1, budget) for v in value)
     name = t.__name__
     if name in ("OGlobal", "G"):
         return ("G", value.name, value.origin)
