@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from safeload._errors import LimitExceededError, UnsafeModelError
-from safeload._hashwork import HashCost, TooDeep, items_hash_work
+from safeload._hashwork import HashCost, TooDeep, hash_work_problem
 
 if TYPE_CHECKING:
     from safeload._policy import Policy
@@ -330,15 +330,6 @@ def _sized_buffer(policy: Policy) -> Callable[..., None]:
             raise LimitExceededError("bytes from an oversized list refused")
 
     return check
-
-
-def hash_work_problem(items: Any, cost: HashCost, limit: int) -> str | None:
-    """Why hashing every item of ``items`` (``set(items)``, ``Counter(items)``...) would not end:
-    tuples shared through the memo hash exponentially (see _hashwork; the walker mirrors this)."""
-    work = items_hash_work(items, cost)
-    if work > limit:
-        return f"hashing the items of this argument visits more than {limit:,} tuple items (tuples shared through the memo)"
-    return None
 
 
 def _real_tuple_items(v: object) -> Any:

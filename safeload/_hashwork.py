@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["HashCost", "TooDeep", "hash_budget", "items_hash_work"]
+__all__ = ["HashCost", "TooDeep", "hash_budget", "hash_work_problem", "items_hash_work"]
 
 #: The hash budget's floor (tuple items hashed per stream); above it, 4 per byte of stream.
 HASH_WORK_PER_BYTE = 4
@@ -54,7 +54,37 @@ class HashCost:
         hit = self._known.get(id(value))
         if hit is not None:
             return hit[1]
-        return self._walk(value, kids)
+        size = self._shallow(value, kids)
+        return size if size is not None else self._walk(value, kids)
+
+    def _shallow(self, node: Any, items: Sequence[Any]) -> int | None:
+        """The common case in one loop, without a walk: every item is a leaf, a measured tuple or a
+        tuple of leaves (an array's state holding its shape). None: something deeper, walk it."""
+        known, children, unhashable = self._known, self.children, self._unhashable
+        size, depth = 1, 0
+        for item in items:
+            sub = children(item)
+            if sub is None:
+                if unhashable(item):
+                    return -1
+                size += 1
+                continue
+            hit = known.get(id(item))
+            if hit is not None:
+                size += hit[1]
+                depth = max(depth, hit[2])
+                continue
+            for x in sub:
+                if children(x) is not None or unhashable(x):
+                    return None
+            size += 1 + len(sub)
+            depth = max(depth, 1)
+        depth += 1
+        if depth > self._max_depth:
+            raise TooDeep
+        size = min(size, self._cap)
+        known[id(node)] = (node, size, depth)
+        return size
 
     def _walk(self, root: Any, kids: Sequence[Any]) -> int:
         """Post-order over the distinct tuples below ``root``; each node's depth is one more than its
@@ -106,3 +136,11 @@ def items_hash_work(items: Sequence[Any], cost: HashCost) -> int:
         if cost.children(item) is not None:
             total += max(0, cost.measure(item))
     return total
+
+
+def hash_work_problem(items: Sequence[Any], cost: HashCost, limit: int) -> str | None:
+    """Why hashing every item of ``items`` (``set(items)``, ``Counter(items)``...) would not end:
+    tuples shared through the memo (the runtime guard and its static mirror both ask this)."""
+    if items_hash_work(items, cost) > limit:
+        return f"hashing the items of this argument visits more than {limit:,} tuple items (tuples shared through the memo)"
+    return None

@@ -27,13 +27,12 @@ from safeload._guards import (
     PLAIN_BASES,
     TEXT_CODECS,
     dtype_elements,
-    hash_work_problem,
     materialise_problem,
     placeholder_problem,
     rng_state_problem,
     seed_sequence_problem,
 )
-from safeload._hashwork import HashCost, TooDeep, hash_budget
+from safeload._hashwork import HashCost, TooDeep, hash_budget, hash_work_problem
 from safeload._policy import Policy
 from safeload._simulated import LIMIT, MALFORMED, OTHER, UNSAFE, ArraySpan, Cont, G, Issue, Obj
 

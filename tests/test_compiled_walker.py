@@ -24,14 +24,14 @@ from safeload._policy import Policy
 
 ROOT = Path(__file__).resolve().parents[1]
 #: What setup.py compiles together, in import order.
-MODULES = ("_simulated", "_mirrors", "_walker")
+MODULES = ("_hashwork", "_simulated", "_mirrors", "_walker")
 SOURCES = [ROOT / "safeload" / f"{name}.py" for name in MODULES]
 SOURCE = SOURCES[-1]
 COMPILED = not str(_walker.__file__).endswith(".py")
 
 
 def _pure_walker() -> Any:
-    """The three compiled modules run from their sources, importing one another (not the compiled
+    """The compiled modules run from their sources, importing one another (not the compiled
     ones): swapped into ``sys.modules`` under their own names while they import, then put back."""
     saved = {name: sys.modules[f"safeload.{name}"] for name in MODULES}
     try:
