@@ -2,7 +2,7 @@
 
 * ``safeload._speedups`` (C): counts vocabulary runs for the opcode walker.
 * the opcode walker (``safeload._walker``, its simulated values ``_simulated`` and static
-  mirrors ``_mirrors``, the hash-cost model ``_hashwork``) compiled by mypyc (a memory-safe compiler: the generated C keeps
+  mirrors ``_mirrors``, the hash-cost model ``_hashwork`` and key hashes ``_keyhash``) compiled by mypyc (a memory-safe compiler: the generated C keeps
   Python semantics, bounds and type checks) when mypyc is available; 1.6-2.4x faster on
   opcode-dense streams. Both are optional: without a C compiler, or with
   ``SAFELOAD_PURE_PYTHON=1``, the same module runs as plain Python with the same verdicts
@@ -17,7 +17,7 @@ import os
 from setuptools import Extension, setup
 
 #: Compiled together (the walker's classes and the mirrors' are native to one another).
-COMPILED = ("safeload/_hashwork.py", "safeload/_simulated.py", "safeload/_mirrors.py", "safeload/_walker.py")
+COMPILED = ("safeload/_hashwork.py", "safeload/_keyhash.py", "safeload/_simulated.py", "safeload/_mirrors.py", "safeload/_walker.py")
 
 ext_modules: list[Extension] = [Extension("safeload._speedups", ["safeload/_speedups.c"], optional=True)]
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import operator
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from safeload._errors import LimitExceededError, UnsafeModelError
-from safeload._hashwork import HashCost, TooDeep, hash_work_problem
+from safeload._hashwork import HASH_MODULUS, HashCost, TooDeep, collision_work, hash_work_problem
 
 if TYPE_CHECKING:
     from safeload._policy import Policy
@@ -40,6 +40,8 @@ MAX_TREE_SIZE = 1 << 31
 #: abort the process (no Python exception). sklearn stores the machine's core count.
 MAX_THREADS = 1024
 PLAIN_BASES = (object, dict, list, set, frozenset, tuple, int, float, str, bytes)
+#: What ``copyreg._reconstructor``'s ``base.__init__(obj, state)`` hashes (``hashing_problem``'s ``keys``).
+BASE_KEYS: dict[type, str] = {set: "items", frozenset: "items", dict: "pairs"}
 TEXT_CODECS = frozenset({"latin1", "latin-1", "iso8859-1", "iso-8859-1", "utf-8", "utf8", "ascii"})
 BIT_GENERATORS = frozenset({"MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64"})
 _NOT_VALUES = (type, types.FunctionType, types.BuiltinFunctionType, types.ModuleType, np.ufunc)
@@ -307,7 +309,8 @@ def _reconstructor(policy: Policy) -> Callable[..., None]:
         # base.__new__(cls, state): bytes.__new__(cls, 10**9) and tuple.__new__(cls, range(10**9)) allocate
         if base is bytes and not isinstance(state, (bytes, bytearray, memoryview, str)):
             raise UnsafeModelError("copyreg._reconstructor with a bytes base needs bytes or text as its state")
-        problem = materialise_problem(state)
+        # set/frozenset/dict.__init__(obj, state) hash its items or its pairs' keys
+        problem = hashing_problem(state, policy, BASE_KEYS.get(base) if isinstance(base, type) else None)
         if problem is not None:
             raise LimitExceededError(problem)
 
@@ -336,23 +339,81 @@ def _real_tuple_items(v: object) -> Any:
     return v if isinstance(v, tuple) else None
 
 
-def _materialise(policy: Policy) -> Callable[..., None]:
-    limit = policy.limits.max_hash_work
+def _never_unhashable(v: object) -> bool:
+    return False
 
+
+def _pair_key(item: object) -> object:
+    """What ``dict(items)`` hashes of one item: a pair's key."""
+    return item[0] if isinstance(item, (tuple, list)) and len(item) == 2 else item
+
+
+def hashing_problem(value: object, policy: Policy, keys: str | None) -> str | None:
+    """Why a call that takes every element of ``value`` would not end or would allocate what the
+    file does not hold: a lazy ``range``; tuples shared through the memo (hash work); and, when it
+    hashes them (``keys``: "items" for set/frozenset/Counter, "pairs" for a dict built from pairs),
+    keys built to share one hash (``_hashwork.collision_work``). ``StaticChecks.check_materialise``
+    asks the same of the walker's values."""
+    problem = materialise_problem(value)
+    if problem is not None or not isinstance(value, (list, tuple)):
+        return problem
+    limit = policy.limits.max_hash_work
+    if any(issubclass(t, tuple) for t in set(map(type, value))):
+        cost = HashCost(_real_tuple_items, _never_unhashable, policy.limits.max_nesting_depth, limit + 1)
+        try:
+            problem = hash_work_problem(value, cost, limit)
+        except TooDeep:
+            problem = f"an item nests tuples deeper than {policy.limits.max_nesting_depth}"
+        if problem is not None:
+            return problem
+    if keys is None:
+        return None
+    return keys_problem(map(_pair_key, value) if keys == "pairs" else value, limit)
+
+
+def keys_problem(keys: Iterable[object], limit: int) -> str | None:
+    """Why inserting ``keys`` into one new dict or set would not end: keys built to share one hash."""
+    hashes: list[tuple[int, Any]] = []
+    for key in keys:
+        if not _collidable(key):
+            continue
+        try:
+            hashes.append((hash(key), key))
+        except TypeError:
+            break  # (the call fails here, before hashing the rest)
+    return collision_problem(collision_work(hashes, {}), limit)
+
+
+def _collidable(key: object) -> bool:
+    """``_keyhash.collidable`` for a built object: not a string, float or small int (which no
+    other key can be made to share a hash with), not an object hashed by identity."""
+    if type(key) is int:
+        return not -HASH_MODULUS < key < HASH_MODULUS
+    t = type(key)
+    return t not in (str, float, bool, bytes, type(None)) and (
+        t.__hash__ is not object.__hash__ or isinstance(key, tuple))
+
+
+def collision_problem(work: int, limit: int) -> str | None:
+    if work > limit:
+        return (f"keys built to share one hash: inserting them compares keys {work:,} times, "
+                f"more than {limit:,}")
+    return None
+
+
+def _materialise(policy: Policy, keys: str | None = "items") -> Callable[..., None]:
     def check(*args: object, **kwargs: object) -> None:
         for value in (*args, *kwargs.values()):
-            problem = materialise_problem(value)
-            if problem is None and isinstance(value, (list, tuple)) and any(
-                    issubclass(t, tuple) for t in set(map(type, value))):
-                cost = HashCost(_real_tuple_items, lambda v: False, policy.limits.max_nesting_depth, limit + 1)
-                try:
-                    problem = hash_work_problem(value, cost, limit)
-                except TooDeep:
-                    problem = f"an item nests tuples deeper than {policy.limits.max_nesting_depth}"
+            problem = hashing_problem(value, policy, keys)
             if problem is not None:
                 raise LimitExceededError(problem)
 
     return check
+
+
+def _materialise_pairs(policy: Policy) -> Callable[..., None]:
+    """OrderedDict(pairs), defaultdict(factory, pairs): each pair's key is hashed."""
+    return _materialise(policy, "pairs")
 
 
 def _range(policy: Policy) -> Callable[..., None]:
@@ -366,7 +427,7 @@ def _range(policy: Policy) -> Callable[..., None]:
 
 def _seeded(policy: Policy) -> Callable[..., None]:
     """Random generators turn a seed into an array: a lazy ``range`` seed would be materialised."""
-    return _materialise(policy)
+    return _materialise(policy, None)
 
 
 def _partial(policy: Policy) -> Callable[..., None]:
@@ -405,6 +466,7 @@ GUARDS: dict[str, Callable[[Policy], Callable[..., None]]] = {
     "codecs_encode": _codecs_encode,
     "sized_buffer": _sized_buffer,
     "materialise": _materialise,
+    "materialise_pairs": _materialise_pairs,
     "range": _range,
     "seeded": _seeded,
 }

@@ -12,10 +12,16 @@ measuring itself is linear in the file.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-__all__ = ["HashCost", "TooDeep", "hash_budget", "hash_work_problem", "items_hash_work"]
+__all__ = ["HASH_MODULUS", "HashCost", "TooDeep", "collision_work", "hash_budget", "hash_work_problem",
+           "items_hash_work"]
+
+#: ``sys.hash_info.modulus``: an int below it in size is its own hash (but -1), so only larger
+#: ones, and values whose hash combines others' (tuples, frozensets, complex, numpy scalars...),
+#: can be made to share a hash.
+HASH_MODULUS = (1 << 61) - 1
 
 #: The hash budget's floor (tuple items hashed per stream); above it, 4 per byte of stream.
 HASH_WORK_PER_BYTE = 4
@@ -144,3 +150,29 @@ def hash_work_problem(items: Sequence[Any], cost: HashCost, limit: int) -> str |
     if items_hash_work(items, cost) > limit:
         return f"hashing the items of this argument visits more than {limit:,} tuple items (tuples shared through the memo)"
     return None
+
+
+def collision_work(keys: Iterable[tuple[int, Any]], chains: dict[int, dict[int, tuple[int, Any]]]) -> int:
+    """Key comparisons a dict or set makes inserting ``keys`` ((hash, the key object) each) after
+    the keys ``chains`` (hash -> {id: (position, key)}: keys kept alive so that no id is reused)
+    already holds, which it updates. CPython randomises only str and bytes hashes: ints equal
+    modulo ``HASH_MODULUS`` share one (and so do tuples, complex numbers and numpy scalars built
+    from them); every insertion walks the keys of its hash in insertion order, comparing each,
+    until it meets the same object, so n distinct such keys cost n**2/2 comparisons (40,000 of
+    them, 11 bytes each in a pickle: 10 s), and the same object again costs its position. An equal
+    key that is another object counts as a new one (real pickles repeat no key; this over-counts
+    only hand-made files)."""
+    work = 0
+    for h, key in keys:
+        chain = chains.get(h)
+        if chain is None:
+            chains[h] = {id(key): (0, key)}
+            continue
+        seen = chain.get(id(key))
+        if seen is None:
+            at = len(chain)
+            chain[id(key)] = (at, key)
+        else:
+            at = seen[0]
+        work += at
+    return work

@@ -19,6 +19,7 @@ from safeload._allowlist import Kind
 from safeload._containers import Buffer
 from safeload._filling import Filling
 from safeload._guards import (
+    BASE_KEYS,
     BIT_GENERATORS,
     MAX_PLACEHOLDER_ELEMENTS,
     MAX_SCALAR_BYTES,
@@ -26,19 +27,22 @@ from safeload._guards import (
     MAX_TREE_SIZE,
     PLAIN_BASES,
     TEXT_CODECS,
+    collision_problem,
     dtype_elements,
     materialise_problem,
     placeholder_problem,
     rng_state_problem,
     seed_sequence_problem,
 )
-from safeload._hashwork import HashCost, TooDeep, hash_budget, hash_work_problem
+from safeload._hashwork import HashCost, TooDeep, collision_work, hash_budget, hash_work_problem
+from safeload._keyhash import KeyHashes, collidable
 from safeload._policy import Policy
 from safeload._simulated import LIMIT, MALFORMED, OTHER, UNSAFE, ArraySpan, Cont, G, Issue, Obj
 
 __all__ = ["STATE_LENGTHS", "UNHASHABLE_CALLEES", "StaticChecks", "concrete", "static_mapping", "wrapper_state"]
 
 _PLAIN_BASES = frozenset(f"builtins.{t.__name__}" for t in PLAIN_BASES)
+_BASE_KEYS = {f"builtins.{t.__name__}": keys for t, keys in BASE_KEYS.items()}
 _ARRAY_TYPES = frozenset({"numpy.ndarray", "numpy.matrix", "numpy.ma.core.MaskedArray", "numpy.ma.MaskedArray"})
 _RECONSTRUCT = frozenset({"numpy._core.multiarray._reconstruct", "numpy.core.multiarray._reconstruct"})
 _MARECONSTRUCT = "numpy.ma.core._mareconstruct"
@@ -101,6 +105,15 @@ def _hashed_items(v: Any) -> Any:
     return None
 
 
+def _pair_key(item: Any) -> Any:
+    """What ``dict(items)`` hashes of one item (``_guards._pair_key``): a pair's key."""
+    if type(item) is tuple and len(item) == 2:
+        return item[0]
+    if type(item) is Cont and item.kind == "list" and item.complete() and len(item.flat) == 2:
+        return item.flat[0]
+    return item
+
+
 def _unhashable(v: Any) -> bool:
     """Lists, dicts and sets built in the stream, arrays and the mutable containers allowed calls
     return; other objects may or may not be hashable, and are let through (load then decides)."""
@@ -151,6 +164,7 @@ class StaticChecks:
         limits = policy.limits
         self.hash_left = hash_budget(limits.max_hash_work, len(data))
         self._hash_cost = HashCost(_hashed_items, _unhashable, limits.max_nesting_depth, self.hash_left + 1)
+        self._keys = KeyHashes(NAMEDTUPLES, _unhashable, concrete, _raw_bytes)
 
     def issue(self, rule: str, severity: str, offset: int, message: str, names: tuple[str, ...] = ()) -> None:
         self.issues.append(Issue(rule, severity, offset, message, names))
@@ -194,6 +208,18 @@ class StaticChecks:
                 return ("limit-hash", LIMIT, f"hashing the stream's values ({what}) visits more items than its budget "
                         f"of {hash_budget(self.policy.limits.max_hash_work, len(self.data)):,} "
                         "(tuples shared through the memo)")
+        return None
+
+    def collision_problem(self, container: Any, keys: Any, what: str) -> tuple[str, str, str] | None:
+        """(rule, severity, message) if inserting ``keys`` into ``container`` (None: a new dict or set)
+        makes CPython compare keys of one hash more often than the stream's hash budget allows
+        (see _keyhash: ints equal modulo 2**61-1, tuples or complex numbers built from them...).
+        Call it after :meth:`hash_problem`, which bounds the hashing it does."""
+        self.hash_left -= self._keys.insert(container, keys)
+        if self.hash_left < 0:
+            return ("limit-hash", LIMIT, f"{what.removeprefix('a ')}s built to share one hash: inserting them "
+                    "compares keys more often than the stream's hash budget of "
+                    f"{hash_budget(self.policy.limits.max_hash_work, len(self.data)):,}")
         return None
 
     def nesting_problem(self, t: tuple[Any, ...]) -> str | None:
@@ -255,9 +281,10 @@ class StaticChecks:
                     and _raw_bytes(args[2]) is None:
                 self.issue("guard", UNSAFE, i, "copyreg._reconstructor with a bytes base needs bytes or text as its state")
             else:
-                self.check_materialise(i, name, (args[2],))
-        elif guard in ("materialise", "seeded"):
-            self.check_materialise(i, name, args)
+                self.check_materialise(i, name, (args[2],), _BASE_KEYS.get(args[1].name))
+        elif guard in ("materialise", "materialise_pairs", "seeded"):
+            self.check_materialise(i, name, args, None if guard == "seeded" else
+                                   "pairs" if guard == "materialise_pairs" else "items")
         elif guard == "range":
             if not 1 <= len(args) <= 3 or not all(type(a) is int for a in args):
                 self.issue("guard", UNSAFE, i, "range() may only be built from plain integers")
@@ -336,17 +363,26 @@ class StaticChecks:
                     isinstance(args[0], G) and args[0].name in _BIT_GENERATOR_CLASSES):
                 self.issue("guard", UNSAFE, i, "unknown bit generator")
 
-    def check_materialise(self, i: int, name: str, args: tuple[Any, ...]) -> None:
-        """Static mirror of ``_guards.materialise_problem``: a range argument is counted, not trusted."""
+    def check_materialise(self, i: int, name: str, args: tuple[Any, ...], keys: str | None) -> None:
+        """Static mirror of ``_guards.hashing_problem``: a range argument is counted, not trusted; the
+        items of a list or tuple argument are measured for hashing and, where the call hashes them
+        (``keys``), counted for keys built to share a hash."""
         for value in args:
+            # (a list past the walker's cap keeps, beside its first items, every later one that
+            # hashing could be made to cost: tuples and collidable keys, see Cont.overflow)
             items = value if type(value) is tuple else (
-                value.flat if type(value) is Cont and value.kind == "list" and value.complete() else None)
-            if items is not None:  # (a list past the walker's caps is not known item by item: load's guard judges it)
+                value.flat + value.overflow if value.overflow else value.flat) if type(value) is Cont and \
+                value.kind == "list" else None
+            if items is not None:
                 limit = self.policy.limits.max_hash_work
                 try:
                     problem = hash_work_problem(items, self._hash_cost, limit)
                 except TooDeep:
                     problem = self._too_deep("an item")
+                if problem is None and keys is not None:
+                    chosen = [_pair_key(x) for x in items] if keys == "pairs" else items
+                    hashes = self._keys.hashes(k for k in chosen if collidable(k))
+                    problem = collision_problem(collision_work(hashes, {}), limit)
                 if problem is not None:
                     self.issue("limit-hash", LIMIT, i, f"{name}: {problem}")
             if isinstance(value, Obj) and value.callee == "builtins.range":

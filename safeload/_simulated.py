@@ -16,7 +16,7 @@ import numpy as np
 from safeload._allowlist import Kind
 from safeload._textops import Decoding
 
-__all__ = ["LIMIT", "MALFORMED", "OTHER", "UNSAFE", "ArraySpan", "Cont", "G", "GlobalRef", "Issue", "Obj", "Run",
+__all__ = ["LIMIT", "MALFORMED", "OTHER", "UNSAFE", "ArraySpan", "Cont", "Frozen", "G", "GlobalRef", "Issue", "Obj", "Run",
            "Trace"]
 
 UNSAFE = "unsafe"
@@ -146,13 +146,17 @@ class Cont:
     list and no pair tuples per dict, which is most of the walker's memory on models made of
     many small objects (each with a state dict). ``count`` counts every item (pairs for a dict)."""
 
-    __slots__ = ("kind", "flat", "count", "origin", "vocab", "mixed")
+    __slots__ = ("kind", "flat", "count", "origin", "vocab", "mixed", "overflow")
 
     def __init__(self, kind: str, origin: int = -1) -> None:
         self.kind = kind
         self.flat: list[Any] = []
         self.count = 0
         self.origin = origin
+        #: A list's items past the cap that a call hashing them could be made to pay for (tuples,
+        #: keys built to collide, pairs of such keys: ``_walker.overflow``), so that the mirror of
+        #: set(list)/OrderedDict(list) judges every item the runtime guard judges.
+        self.overflow: list[Any] | None = None
         #: Once a dict outgrows the cap (or takes a vocabulary run): every entry it was given, in
         #: stream order and as SETITEMS lists them (runs, and ``str`` keys followed by ``int``
         #: values), while all are such (``mixed`` otherwise). Scan's twin judges such a dict, too
@@ -195,6 +199,15 @@ class Cont:
     def pairs(self) -> list[tuple[Any, Any]]:
         flat = self.flat
         return list(zip(flat[::2], flat[1::2], strict=True))
+
+
+class Frozen:
+    """A FROZENSET result: its items, which a dict or set given it as a key hashes through it."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
 
 
 class _Other:

@@ -38,6 +38,7 @@ from typing import Any
 from safeload._allowlist import Kind
 from safeload._containers import Buffer
 from safeload._filling import Filling
+from safeload._keyhash import collidable, may_collide
 from safeload._mirrors import (
     BUILD_VALIDATED,
     DICT_SUBCLASSES,
@@ -49,10 +50,10 @@ from safeload._policy import Limits, Policy
 from safeload._simulated import (
     LIMIT,
     MALFORMED,
-    OTHER,
     UNSAFE,
     ArraySpan,
     Cont,
+    Frozen,
     G,
     GlobalRef,
     Issue,
@@ -848,12 +849,13 @@ class _Walker:
                 items = pop_mark()
                 fix_top()
                 if len(stack) > fence:
-                    self.hashed(i, items, "a set item")  # (a run is not among ADDITEMS items: its text is a key)
+                    self.hashed(i, items, "a set item", stack[-1])  # (a run is not among ADDITEMS items: its text is a key)
                 self.appends(i, stack, fence, _values(items), None, "ADDITEMS")  # a run is its values
                 i += 1
             elif op == 0x91:  # FROZENSET
-                self.hashed(i, pop_mark(), "a frozenset item")
-                stack.append(OTHER)
+                items = plain(pop_mark())
+                self.hashed(i, items, "a frozenset item", None)
+                stack.append(Frozen(items))
                 i += 1
             elif op == 0x6C or op == 0x64:  # LIST, DICT
                 items = plain(pop_mark())
@@ -861,10 +863,12 @@ class _Walker:
                 if op == 0x64:
                     if len(items) % 2:
                         raise fatal("odd-dict", MALFORMED, i, "odd number of items for DICT")
-                    self.hashed(i, items[::2], "a dict key")
+                    self.hashed(i, items[::2], "a dict key", None)
                     c.flat = items[: 2 * _DICT_CAP]
                 else:
                     c.flat = items[:_LIST_CAP]
+                    if len(items) > _LIST_CAP:
+                        _overflow(c, items[_LIST_CAP:])
                 c.count = len(items) // 2 if op == 0x64 else len(items)  # a dict counts pairs, as SETITEMS does
                 stack.append(c)
                 i += 1
@@ -1001,7 +1005,7 @@ class _Walker:
         elif type(target.args) is Cont and target.callee in DICT_SUBCLASSES:
             self.fill_dict(i, target.args, items)  # (a Bunch: dict.__setitem__ on its items, kept for the twin)
         else:  # (an OrderedDict, a Counter: their items are not modelled, but CPython hashes the keys)
-            self.hashed(i, _keys_beside_runs(items), "a dict key")
+            self.hashed(i, _keys_beside_runs(items), "a dict key", target)
 
     def nested(self, i: int, t: tuple[Any, ...]) -> None:
         """Refuse a tuple nested past the limit (StaticChecks.nesting_problem); a flat one costs a type test per item."""
@@ -1012,23 +1016,29 @@ class _Walker:
                     raise self.fatal("limit-tuple-depth", LIMIT, i, problem)
                 return
 
-    def hashed(self, i: int, values: list[Any], what: str) -> None:
-        """Refuse ``values`` CPython is about to hash if that fails or would not end (see
-        StaticChecks.hash_problem); strings and numbers, the common keys, cost one type test each."""
+    def hashed(self, i: int, values: list[Any], what: str, container: Any) -> None:
+        """Refuse ``values`` CPython is about to hash into ``container`` (None: a new one) if that
+        fails or would not end: unhashable, nested too deep or too costly to hash
+        (StaticChecks.hash_problem), or built to share hashes (collision_problem). Strings and
+        small numbers, the common keys, cost one type test each."""
         types = set(map(type, values))
-        if Cont in types or tuple in types or Obj in types:
+        problem = None
+        if Cont in types or tuple in types or Obj in types or Frozen in types:
             problem = self.checks.hash_problem(values, what)
-            if problem is not None:
-                rule, severity, message = problem
-                raise self.fatal(rule, severity, i, message)
+        if problem is None and (tuple in types or Obj in types or Frozen in types or (
+                int in types and may_collide(values))):
+            problem = self.checks.collision_problem(container, values, what)
+        if problem is not None:
+            rule, severity, message = problem
+            raise self.fatal(rule, severity, i, message)
 
     def fill_dict(self, i: int, target: Cont, items: list[Any]) -> None:
         """SETITEM(S) of ``items`` (pairs and vocabulary runs) into a dict."""
         types = set(map(type, items))
         runs = Run in types
         total = _values(items) if runs else len(items)  # even: the SETITEMS opcode checked it
-        if runs or Cont in types or tuple in types or Obj in types:
-            self.hashed(i, _keys_beside_runs(items) if runs else items[::2], "a dict key")
+        if runs or Cont in types or tuple in types or Obj in types or int in types or Frozen in types:
+            self.hashed(i, _keys_beside_runs(items) if runs else items[::2], "a dict key", target)
         whole = target.whole()
         target.count += total // 2
         room = 2 * _DICT_CAP - len(target.flat)
@@ -1085,9 +1095,12 @@ class _Walker:
                 raise self.fatal("bad-target", MALFORMED, i, f"{what} on a {target.kind}")
             # A list keeps its first items (the static model reads lists of estimators and arrays); a
             # run's values are not kept, so a list holding one stays partial (count > kept).
-            if items is not None and target.kind == "list" and target.count == len(target.flat) \
-                    and len(target.flat) + len(items) <= _LIST_CAP and Run not in map(type, items):
-                target.flat.extend(items)
+            if items is not None and target.kind == "list":
+                if target.count == len(target.flat) and len(target.flat) + len(items) <= _LIST_CAP \
+                        and Run not in map(type, items):
+                    target.flat.extend(items)
+                else:
+                    _overflow(target, items)
             target.count += count
         elif not isinstance(target, Obj):
             raise self.fatal("bad-target", MALFORMED, i, f"{what} on a {type(target).__name__}")
@@ -1247,9 +1260,22 @@ _AHEAD = 256 * 1024
 _TEXT_OPS = frozenset({0x49, 0x4C, 0x46, 0x53, 0x56, 0x67, 0x70, 0x50})
 # Calls whose arguments later checks read (dtype evaluation, raw bytes, Tree sizes).
 _TREE = "sklearn.tree._tree.Tree"
+def _overflow(target: Cont, items: list[Any]) -> None:
+    """Keep what a list does not keep of ``items`` (past its cap) and a call that hashes its items
+    could be made to pay for: tuples, keys built to collide, and pairs holding such a key."""
+    kept = [x for x in items if collidable(x) or (type(x) is Cont and x.kind == "list" and len(x.flat) == 2
+                                                   and collidable(x.flat[0]))]
+    if kept:
+        if target.overflow is None:
+            target.overflow = kept
+        else:
+            target.overflow.extend(kept)
+
+
 _KEEP_ARGS = frozenset({"numpy.dtype", "_codecs.encode", "builtins.bytes", "numpy._core.numeric._frombuffer",
                         "numpy.core.numeric._frombuffer", _TREE, "builtins.range",
-                        "numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar", *NAMEDTUPLES})
+                        "numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar", *NAMEDTUPLES,
+                        "builtins.complex", "builtins.frozenset", "datetime.timedelta"})  # (for _keyhash)
 _BUILDS_FIRST_ARG = frozenset({"reconstructor", "new_obj"})
 
 

@@ -24,7 +24,7 @@ from safeload._policy import Policy
 
 ROOT = Path(__file__).resolve().parents[1]
 #: What setup.py compiles together, in import order.
-MODULES = ("_hashwork", "_simulated", "_mirrors", "_walker")
+MODULES = ("_hashwork", "_simulated", "_keyhash", "_mirrors", "_walker")
 SOURCES = [ROOT / "safeload" / f"{name}.py" for name in MODULES]
 SOURCE = SOURCES[-1]
 COMPILED = not str(_walker.__file__).endswith(".py")

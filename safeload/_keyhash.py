@@ -1,0 +1,153 @@
+"""What a stream value hashes to, without building it: the static side of hash-collision counting.
+
+CPython randomises the hashes of ``str`` and ``bytes`` only. An int hashes to itself modulo
+``HASH_MODULUS``, a tuple combines its items' hashes, a frozenset its items', a complex number its
+parts', a numpy scalar hashes like the Python number it holds: so a file can give a dict or a set
+thousands of distinct keys of one hash, and inserting n of them costs n**2/2 comparisons
+(``_hashwork.collision_work``). To count them, each key is stood for by a *proxy*: a real,
+inert Python value with the same hash and the same equality as the object load would build
+(its numbers and strings themselves, tuples and frozensets of proxies, the evaluated complex,
+range, timedelta, numpy scalar or dtype). Objects that hash by identity (estimators, classes)
+are their own proxy, which collides with nothing, as at load.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from safeload._hashwork import HASH_MODULUS, collision_work
+from safeload._simulated import OTHER, Cont, Frozen, Obj
+
+__all__ = ["KeyHashes", "collidable", "may_collide"]
+
+
+def collidable(v: Any) -> bool:
+    """Could ``v`` share its hash with another, unequal key? Strings and ints below
+    ``HASH_MODULUS`` cannot be made to, floats hardly (each exponent allows one mantissa per hash:
+    34-35 distinct floats shared each hash tried), values that hash by identity never do.
+    ``_guards._collidable`` asks the same of built objects."""
+    t = type(v)
+    if t is int:
+        return not -HASH_MODULUS < v < HASH_MODULUS
+    return t is tuple or t is Obj or t is Frozen
+
+
+def may_collide(values: Iterable[Any]) -> bool:
+    """Is any of ``values`` (dict keys, set items) :func:`collidable`? One type test per common key."""
+    for v in values:
+        t = type(v)
+        if t is str or t is float or t is bool or v is None:
+            continue
+        if collidable(v):
+            return True
+    return False
+
+
+def _scalar(args: Any, concrete: Callable[[Any], Any], raw_bytes: Callable[[Any], Any]) -> Any:
+    """numpy's ``scalar(dtype, bytes)`` evaluated: it hashes as the Python number it holds."""
+    if type(args) is not tuple or len(args) != 2:
+        return None
+    dt = concrete(args[0])
+    raw = raw_bytes(args[1])
+    if not isinstance(dt, np.dtype) or dt.hasobject or raw is None or len(raw) != dt.itemsize:
+        return None
+    return np.frombuffer(bytes(raw), dtype=dt)[0]
+
+
+class KeyHashes:
+    """Proxies for one stream's values (memoised: a tuple DAG's proxy is a DAG of the same shape)
+    and the per-container counts of the hashes inserted so far."""
+
+    def __init__(self, namedtuples: Iterable[str], unhashable: Callable[[Any], bool],
+                 concrete: Callable[[Any], Any], raw_bytes: Callable[[Any], Any]) -> None:
+        self._namedtuples = frozenset(namedtuples)
+        self._unhashable = unhashable
+        self._concrete = concrete
+        self._raw_bytes = raw_bytes
+        self._proxies: dict[int, tuple[Any, Any]] = {}  # id -> (the value, kept alive; its proxy)
+        self._counts: dict[int, tuple[Any, dict[int, dict[int, tuple[int, Any]]]]] = {}  # id(container) -> (it; chains)
+
+    def proxy(self, v: Any) -> Any:
+        """A hashable stand-in for ``v``, or TypeError where load's object would not hash."""
+        t = type(v)
+        if t is str or t is int or t is float or t is bool or v is None or t is bytes:
+            return v
+        if t is memoryview:
+            return v.tobytes()
+        if t is Cont:
+            raise TypeError(f"unhashable {v.kind}")
+        if v is OTHER or not (t is tuple or t is Obj or t is Frozen):
+            return v  # (a global: hashed by identity at load, as here)
+        hit = self._proxies.get(id(v))
+        if hit is not None:
+            return hit[1]
+        p = self._evaluate(v)
+        self._proxies[id(v)] = (v, p)
+        return p
+
+    def _evaluate(self, v: Any) -> Any:
+        if type(v) is tuple:
+            return tuple(self.proxy(x) for x in v)
+        if type(v) is Frozen:
+            return frozenset(self.proxy(x) for x in v.items)
+        if self._unhashable(v):
+            raise TypeError(f"unhashable {v.callee}")
+        if v.callee in self._namedtuples and type(v.args) is tuple:
+            return tuple(self.proxy(x) for x in v.args)
+        try:
+            value = self._value(v)
+        except Exception:  # noqa: BLE001 - a call that fails at load fails before anything hashes it
+            value = None
+        return v if value is None else value
+
+    def _value(self, v: Obj) -> Any:
+        """The value an allowed call builds, for the calls whose result hashes by value."""
+        callee, args = v.callee, v.args
+        if callee == "numpy.dtype":
+            return self._concrete(v)
+        if type(args) is not tuple:
+            return None
+        numbers = all(type(a) in (int, float, bool) for a in args)
+        if callee == "builtins.complex" and numbers and len(args) <= 2:
+            return complex(*args)
+        if callee == "datetime.timedelta" and numbers and len(args) <= 7:
+            return datetime.timedelta(*args)
+        if callee == "builtins.range" and all(type(a) is int for a in args) and 1 <= len(args) <= 3:
+            return range(*args)
+        if callee == "builtins.frozenset" and len(args) <= 1:
+            items = args[0] if args else ()
+            if type(items) is Cont and items.kind == "list" and items.complete():
+                items = items.flat
+            return frozenset(self.proxy(x) for x in items) if type(items) in (tuple, list) else None
+        if callee in ("numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar"):
+            return _scalar(args, self._concrete, self._raw_bytes)
+        return None
+
+    def hashes(self, keys: Iterable[Any]) -> list[tuple[int, Any]]:
+        """(hash, key) of ``keys`` up to the first that load could not hash (there its
+        insertion fails). The identity is the stream value's: one object read twice through the
+        memo is one object at load too."""
+        out: list[tuple[int, Any]] = []
+        for k in keys:
+            try:
+                out.append((hash(self.proxy(k)), k))
+            except TypeError:
+                break
+        return out
+
+    def insert(self, container: Any, keys: Iterable[Any]) -> int:
+        """Comparisons inserting ``keys`` into ``container`` costs (None: a new one), counting
+        only :func:`collidable` keys (a small int that equals a large one's hash is missed: one
+        comparison per large key)."""
+        if container is None:
+            counts: dict[int, dict[int, tuple[int, Any]]] = {}
+        else:
+            entry = self._counts.get(id(container))
+            if entry is None:
+                entry = self._counts[id(container)] = (container, {})
+            counts = entry[1]
+        return collision_work(self.hashes(k for k in keys if collidable(k)), counts)
