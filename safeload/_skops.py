@@ -556,6 +556,18 @@ class _Judge:
             out.append(_key_converter(t.name))
         return out
 
+    def colliding_keys(self, node: _Node, converters: list[Any]) -> None:
+        """Int keys built to share one hash (``_guards.keys_problem``): the only key type whose values
+        can be (numpy's fixed-width ints share a hash a few at a time, floats a few dozen)."""
+        from safeload._guards import keys_problem
+
+        if not any(conv is int for conv in converters):
+            return
+        keys = [_convert_key(conv, k) for conv, k in zip(converters, node.kids["content"], strict=False)]
+        problem = keys_problem(keys, self.policy.limits.max_hash_work)
+        if problem is not None:
+            self.problems.append(LimitExceededError(f"skops dict: {problem}"))
+
     def array_kind(self, node: _Node) -> str:
         """'array' (numpy.ndarray), 'scalar' (a numpy scalar type of the member's dtype) or CALL."""
         if node.name == "numpy.ndarray":
@@ -619,8 +631,8 @@ class _Judge:
             if node.kids["key_types"].loader == "ListNode":
                 for name in sorted({t.name for t in node.kids["key_types"].kids["content"]}):
                     self.use(name, VALUE)
-            self.key_types(node)
-        except UnsafeModelError as exc:
+            self.colliding_keys(node, self.key_types(node))
+        except (UnsafeModelError, MalformedModelError) as exc:
             self.problems.append(exc)
         if node.name == "builtins.dict":
             self.use(node.name, VALUE)
