@@ -108,7 +108,21 @@ def samples() -> list[Sample]:
         "array with it unchecked on the first draw and the process dies.",
         skops_archive(*_random_state(10**6)), "UnsafeModelError", None, effect=CRASH,
         after_load="obj.random_sample(10)")
+    ints = [1 + k * ((1 << 61) - 1) for k in range(_COLLIDING)]
+    content = {str(k): skops_json(0) for k in ints}
+    key_types = skops_node("ListNode", "builtins", "list",
+                           content=[skops_node("TypeNode", "builtins", "int") for _ in ints])
+    schema = _schema_text(skops_node("DictNode", "builtins", "dict", content=content, key_types=key_types))
+    add("s5_skops_dict_colliding_int_keys.skops", "skops-dict-colliding-keys",
+        f"DictNode of {_COLLIDING:,} int keys equal modulo 2**61-1: skops converts each JSON key with int and "
+        "inserts it, comparing it with every earlier key of the one hash they share (hash flooding).",
+        craft.make_zip([("schema.json", schema, zipfile.ZIP_DEFLATED)]), "LimitExceededError", None,
+        effect=craft.HANG)
     return out
+
+
+#: Keys of one hash in the skops dict sample: 30,000**2/2 comparisons, several seconds.
+_COLLIDING = 30_000
 
 
 def _schema_text(root: dict[str, Any]) -> bytes:

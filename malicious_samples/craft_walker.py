@@ -137,6 +137,62 @@ def samples_hashing() -> list[Sample]:
     ]
 
 
+#: sys.hash_info.modulus: ints equal modulo it share a hash (CPython randomises str and bytes only).
+_MODULUS = (1 << 61) - 1
+_COLLIDING = 50_000  # keys of one hash: 50,000**2/2 comparisons, about 15 s under plain pickle
+
+
+def _colliding_ints() -> list[int]:
+    return [1 + k * _MODULUS for k in range(_COLLIDING)]
+
+
+def _batched(entries: list[bytes], op: bytes, per: int = 1000) -> bytes:
+    """MARK, ``per`` entries, ``op`` (SETITEMS, APPENDS, ADDITEMS) until all are given."""
+    return b"".join(C.MARK + b"".join(entries[k:k + per]) + op for k in range(0, len(entries), per))
+
+
+def _colliding_complex() -> list[tuple[int, int]]:
+    """complex(c - 1000003*k, k): hash(complex) is hash(real) + 1000003*hash(imag), so all share c's."""
+    c = 10**15
+    pairs = [(c - 1_000_003 * k, k) for k in range(_COLLIDING)]
+    assert len({hash(complex(*p)) for p in pairs}) == 1 and len(set(pairs)) == _COLLIDING
+    return pairs
+
+
+def samples_collisions() -> list[Sample]:
+    """Distinct keys built to share one hash: each insertion compares the new key with every earlier
+    one of its hash, so n keys cost n**2/2 comparisons (hash flooding: Python randomises only str and
+    bytes hashes). One sample per way in: dict keys, set items of a called type, a materialising call
+    over pairs, and tuples in a FROZENSET."""
+    ints = _colliding_ints()
+    assert len({hash(k) for k in ints}) == 1
+    cplx = sglob("builtins", "complex") + C.MEMOIZE + C.POP  # memo slot 0
+    return [
+        Sample("s6_collide_int_keys.pkl", "hash-collide-dict-keys", SECTION,
+               f"A dict of {_COLLIDING:,} int keys equal modulo 2**61-1 (11 bytes each): CPython hashes them all "
+               "alike and compares each new key with every earlier one, 1.25e9 comparisons.",
+               pk(C.EMPTY_DICT + _batched([i(k) + C.NONE for k in ints], C.SETITEMS), framed=False), "pickle", HANG,
+               error="LimitExceededError"),
+        Sample("s6_collide_complex_set.pkl", "hash-collide-set-items", SECTION,
+               f"A set of {_COLLIDING:,} builtins.complex(c - 1000003*k, k): all hash as c, so ADDITEMS compares "
+               "each with every earlier one.",
+               pk(cplx + b"\x8f" + _batched([binget(0) + i(r) + i(m) + _TUPLE2 + C.REDUCE
+                                                 for r, m in _colliding_complex()], b"\x90"), framed=False),
+               "pickle", HANG, error="LimitExceededError"),
+        Sample("s6_collide_ordereddict_pairs.pkl", "hash-collide-materialise-pairs", SECTION,
+               f"collections.OrderedDict([(k, None), ...]) over {_COLLIDING:,} colliding int keys: the allowed "
+               "materialising call hashes every pair's key.",
+               pk(sglob("collections", "OrderedDict") + C.EMPTY_LIST
+                  + _batched([i(k) + C.NONE + _TUPLE2 for k in ints], C.APPENDS) + _TUPLE1 + C.REDUCE,
+                  framed=False), "pickle", HANG, error="LimitExceededError"),
+        Sample("s6_collide_tuple_frozenset.pkl", "hash-collide-frozenset-tuples", SECTION,
+               f"A FROZENSET of {_COLLIDING:,} one-item tuples of colliding ints: tuples combine their items' "
+               "hashes, so they collide too.",
+               pk(C.MARK + b"".join(i(k) + _TUPLE1 for k in ints) + b"\x91", framed=False), "pickle", HANG,
+               error="LimitExceededError"),
+    ]
+
+
 def samples() -> list[Sample]:
     out: list[Sample] = []
     out.append(Sample(
@@ -235,4 +291,5 @@ def samples() -> list[Sample]:
         after_load="obj.transform(['a' * 40])", related=["sklearn.feature_extraction.text.CountVectorizer"],
     ))
     out.extend(samples_hashing())
+    out.extend(samples_collisions())
     return out
