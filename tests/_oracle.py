@@ -176,7 +176,7 @@ def canon(value: Any, depth: int = 0, budget: list[int] | None = None) -> Any:
         return ("Obj", value.origin, value.callee)
     if name in ("OCont", "Cont"):
         return ("Cont", value.kind, value.origin)
-    if name in ("OFrozen", "_Other"):
+    if name in ("OFrozen", "Frozen", "_Other"):
         return ("OTHER",)
     return ("?", name)
 
@@ -790,6 +790,7 @@ RUN_OPS = frozenset({0x8C, 0x94, 0x4B, 0x4D, 0x4A, 0x58, 0x71, 0x72,
 #: Opcodes that act on objects below the top: the whole stack is compared before each of them.
 TARGET_OPS = frozenset(b"bRo\x81\x92iseu\x90a\x93\x85\x86\x87tld\x91.0122")
 _GETS = frozenset(b"ghj")
+_WIDE_STACK = 4096
 
 
 class Divergence(Exception):
@@ -831,7 +832,9 @@ def differential(data: Any, policy: Any, *, joblib: bool = False, walk: Callable
     """Walk ``data`` with an observer that steps the oracle in lockstep and compares, before every
     walker step, the offset, ``memo_len`` and the mark stack, and (every ``every`` steps, before every
     opcode that acts on a target, after every memo read and at STOP) the whole stack; the memo every
-    ``memo_every`` steps and at STOP. Comparison ends where the walker stops, where the oracle is unsure,
+    ``memo_every`` steps and at STOP. While the stack is wider than ``_WIDE_STACK`` (50,000 keys
+    under one MARK), the whole stack is compared every ``len // 64`` steps instead, since each
+    comparison copies it. Comparison ends where the walker stops, where the oracle is unsure,
     or where CPython refuses an opcode the walker goes past (``Outcome.lenient``).
 
     ``walk``: ``safeload._walker.walk`` or a mutated copy's (the mutation tests)."""
@@ -846,6 +849,7 @@ def differential(data: Any, policy: Any, *, joblib: bool = False, walk: Callable
     # reads is fixed once built (G/Obj/Cont fields are set in __init__, tuples are immutable), so a
     # term never goes stale; bytearrays, whose bytes could change, are left out.
     terms: dict[int, tuple[Any, Any]] = {}
+    seen = [-(1 << 62), 0]  # the step and the stack length of the last full comparison
 
     def term(value: Any) -> Any:
         hit = terms.get(id(value))
@@ -888,13 +892,15 @@ def differential(data: Any, policy: Any, *, joblib: bool = False, walk: Callable
             raise Divergence(f"{where}: marks walker {view.marks()} != CPython {o.marks()}")
         k = out.steps
         out.steps += 1
-        if view.stopped or k % every == 0:
+        wide = seen[1] > _WIDE_STACK  # (both views copy the stack: keep the comparisons linear)
+        if view.stopped or k - seen[0] >= (max(every, seen[1] // 64) if wide else every):
             out.full += 1
             a = [term(x) for x in view.stack()]
             b = [term(x) for x in o.full_stack()]
             if a != b:
                 raise Divergence(f"{where}: stack {_first_difference(a, b)}")
-        elif st.opcode in TARGET_OPS or previous in _GETS:
+            seen[:] = [k, len(a)]
+        elif not wide and (st.opcode in TARGET_OPS or previous in _GETS):
             # Between full comparisons: the stack length, the top four values and the value under
             # the top MARK (what SETITEMS/APPENDS/ADDITEMS act on); a GET's value is then on top.
             sa, sb = view.stack(), o.full_stack()

@@ -1,0 +1,269 @@
+"""Keys built to share one hash (hash flooding), every way in and every place that inserts them.
+
+CPython randomises only ``str`` and ``bytes`` hashes: ints equal modulo 2**61-1 share one, and so
+do tuples, frozensets, complex numbers, numpy scalars, ranges and namedtuples built from values
+that do. n such keys cost n**2/2 comparisons to insert into one dict or set (50,000 of them, 550 KB
+of pickle, hang plain pickle for 15 s: malicious_samples' ``hash-collide-*``). The walker counts
+them statically (``_keyhash``) and the materialising calls' runtime guard counts them on the
+built objects (``_guards.hashing_problem``).
+
+The oracle here is the built object itself: every stream is loaded with plain ``pickle`` (they use
+only allowed, inert names), the comparisons its containers really cost are counted from the hashes
+of their keys, and ``scan`` and ``load`` must refuse exactly the streams whose count passes the
+hash budget, for every route (how a key is made) times every insertion point (what inserts it).
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import safeload
+from safeload._errors import LimitExceededError
+from safeload._hashwork import HASH_MODULUS, collision_work
+from safeload._policy import Limits, Policy
+
+#: A tenth of the default budget keeps the matrix fast; the samples hold the default to 50,000 keys.
+LIMIT = 1_000_000
+POLICY = Policy.default().extended(limits=Limits().replace(max_hash_work=LIMIT))
+_P = HASH_MODULUS
+
+
+def _u(s: str) -> bytes:
+    b = s.encode()
+    return b"\x8c" + bytes([len(b)]) + b
+
+
+def _int(n: int) -> bytes:
+    if 0 <= n < 256:
+        return b"K" + bytes([n])
+    raw = n.to_bytes((n.bit_length() + 8) // 8, "little", signed=True)
+    return b"\x8a" + bytes([len(raw)]) + raw
+
+
+def _glob(module: str, name: str) -> bytes:
+    return _u(module) + _u(name) + b"\x93"
+
+
+def _get(slot: int) -> bytes:
+    return b"h" + bytes([slot])
+
+
+# memo slots the prelude fills (each global memoized once, then read per key)
+_PRELUDE = [
+    ("builtins", "complex"), ("numpy.core.multiarray", "scalar"), ("builtins", "frozenset"), ("builtins", "range"),
+    ("sklearn.impute._iterative", "_ImputerTriplet"), ("builtins", "set"), ("collections", "Counter"),
+    ("collections", "OrderedDict"), ("collections", "defaultdict"), ("copyreg", "_reconstructor"),
+    ("builtins", "dict"),
+]
+_SLOT = {f"{m}.{n}": k for k, (m, n) in enumerate(_PRELUDE)}
+_DTYPE_SLOT = len(_PRELUDE)  # numpy.dtype('c16'), stated as numpy pickles it
+
+
+def _prelude() -> bytes:
+    out = b"".join(_glob(m, n) + b"\x94" + b"0" for m, n in _PRELUDE)
+    dtype = (_glob("numpy", "dtype") + _u("c16") + b"\x89\x88\x87R\x94"
+             + b"(K\x03" + _u("<") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t" + b"b0")
+    return out + dtype
+
+
+def _g(name: str) -> bytes:
+    return _get(_SLOT[name])
+
+
+def _complex_parts(k: int) -> tuple[int, int]:
+    return 10**15 - 1_000_003 * k, k  # hash(complex(a, b)) = hash(a) + 1000003 * hash(b)
+
+
+# How each key is made: k -> opcodes that push the k-th of a family of distinct, equal-hash keys.
+ROUTES: dict[str, Callable[[int], bytes]] = {
+    "int": lambda k: _int(1 + k * _P),
+    "tuple": lambda k: _int(1 + k * _P) + b"\x85",
+    "tuple-with-str": lambda k: _u("feature") + _int(1 + k * _P) + b"\x86",
+    "complex": lambda k: _g("builtins.complex") + b"".join(_int(x) for x in _complex_parts(k)) + b"\x86R",
+    "numpy-scalar": lambda k: _g("numpy.core.multiarray.scalar") + _get(_DTYPE_SLOT) + b"C\x10"
+    + struct.pack("<dd", *map(float, _complex_parts(k))) + b"\x86R",
+    "frozenset-opcode": lambda k: b"(" + _int(1 + k * _P) + b"\x91",
+    "frozenset-call": lambda k: _g("builtins.frozenset") + b"]" + _int(1 + k * _P) + b"a\x85R",
+    "range": lambda k: _g("builtins.range") + _int(1 + k * _P) + b"\x85R",
+    "namedtuple": lambda k: _g("sklearn.impute._iterative._ImputerTriplet") + _int(1 + k * _P) + b"NN\x87\x81",
+}
+
+
+def _batched(entries: list[bytes], op: bytes) -> bytes:
+    return b"".join(b"(" + b"".join(entries[j:j + 500]) + op for j in range(0, len(entries), 500))
+
+
+def _call(name: str, *args: bytes) -> bytes:
+    return _g(name) + b"(" + b"".join(args) + b"tR"
+
+
+# What inserts them: keys -> opcodes that push the container built from them.
+POINTS: dict[str, Callable[[list[bytes]], bytes]] = {
+    "SETITEMS": lambda ks: b"}" + _batched([k + b"N" for k in ks], b"u"),
+    "SETITEM": lambda ks: b"}" + b"".join(k + b"Ns" for k in ks),
+    "DICT": lambda ks: b"(" + b"".join(k + b"N" for k in ks) + b"d",
+    "ADDITEMS": lambda ks: b"\x8f" + _batched(ks, b"\x90"),
+    "FROZENSET": lambda ks: b"(" + b"".join(ks) + b"\x91",
+    "set()": lambda ks: _call("builtins.set", b"]" + _batched(ks, b"e")),
+    "frozenset()": lambda ks: _call("builtins.frozenset", b"]" + _batched(ks, b"e")),
+    "Counter()": lambda ks: _call("collections.Counter", b"]" + _batched(ks, b"e")),
+    "OrderedDict(pairs)": lambda ks: _call("collections.OrderedDict", b"]" + _batched([k + b"N\x86" for k in ks], b"e")),
+    "OrderedDict(list pairs)": lambda ks: _call("collections.OrderedDict",
+                                                b"]" + _batched([b"]" + k + b"aNa" for k in ks], b"e")),
+    "defaultdict(None, pairs)": lambda ks: _call("collections.defaultdict", b"N",
+                                                 b"]" + _batched([k + b"N\x86" for k in ks], b"e")),
+    "Counter SETITEMS": lambda ks: _call("collections.Counter") + _batched([k + b"K\x01" for k in ks], b"u"),
+    "OrderedDict SETITEMS": lambda ks: _call("collections.OrderedDict") + _batched([k + b"N" for k in ks], b"u"),
+    "_reconstructor(set)": lambda ks: _call("copyreg._reconstructor", _g("builtins.set"), _g("builtins.set"),
+                                            b"]" + _batched(ks, b"e")),
+    "_reconstructor(dict)": lambda ks: _call("copyreg._reconstructor", _g("collections.OrderedDict"),
+                                             _g("builtins.dict"), b"]" + _batched([k + b"N\x86" for k in ks], b"e")),
+}
+
+
+def _stream(route: str, point: str, n: int) -> bytes:
+    keys = [ROUTES[route](k) for k in range(n)]
+    return b"\x80\x04" + _prelude() + POINTS[point](keys) + b"."
+
+
+class _Enough(Exception):
+    """Counting stops just past the budget: that is all the verdict needs."""
+
+
+class _Counted:
+    """A key that hashes as ``key`` and counts the equality tests CPython really makes on it."""
+
+    calls = 0
+    stop = 1 << 62
+
+    def __init__(self, key: Any) -> None:
+        self.key = key
+        self._hash = hash(key)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        _Counted.calls += 1
+        if _Counted.calls > _Counted.stop:
+            raise _Enough
+        return isinstance(other, _Counted) and self.key == other.key
+
+
+def _real_comparisons(built: Any) -> int:
+    """The equality tests inserting the built container's keys makes in CPython itself: each
+    key is wrapped in a counter and inserted into a fresh dict (the same probe code as a set's).
+    Its keys are distinct objects, so the count does not depend on their order. Counting stops at
+    ``LIMIT + 1``."""
+    keys = list(dict.keys(built)) if isinstance(built, dict) else list(built)  # (an OrderedDict filled by dict.__init__ lists none)
+    _Counted.calls, _Counted.stop = 0, LIMIT
+    try:
+        dict.fromkeys(_Counted(k) for k in keys)
+    except _Enough:
+        pass
+    finally:
+        _Counted.stop = 1 << 62
+    return _Counted.calls
+
+
+# 1,000 keys: 0.5 M comparisons, within the budget; 1,500: 1.1 M, past it. A call's list argument
+# gets 4,200 (8.8 M), past the walker's list cap of 4,096 items: its overflow record is what counts.
+SIZES = (1_000, 1_500)
+_PAST_LIST_CAP = 4_200
+
+
+@pytest.mark.parametrize("point", list(POINTS))
+@pytest.mark.parametrize("route", list(ROUTES))
+def test_refused_exactly_when_the_real_comparisons_pass_the_budget(route: str, point: str, tmp_path: Any) -> None:
+    for n in (SIZES[0], _PAST_LIST_CAP if "(" in point else SIZES[1]):
+        data = _stream(route, point, n)
+        built = pickle.loads(data)  # noqa: S301 - our own stream of allowed, inert names
+        real = _real_comparisons(built)
+        assert (real > LIMIT) == (n != SIZES[0]), (route, point, n, real)  # the family really collides
+        path = tmp_path / f"{n}.pkl"
+        path.write_bytes(data)
+        report = safeload.scan(path, policy=POLICY)
+        if real > LIMIT:
+            assert not report.safe and {f.rule for f in report.findings} == {"limit-hash"}, report.findings
+            with pytest.raises(LimitExceededError, match="share"):
+                safeload.load(path, policy=POLICY)
+        else:
+            assert report.safe, [f.message for f in report.findings]
+            loaded = safeload.load(path, policy=POLICY)
+            assert type(loaded) is type(built) and _real_comparisons(loaded) == real
+
+
+def test_keys_that_collide_with_nothing_pass_at_any_size(tmp_path: Any) -> None:
+    """Distinct hashes (big ints not congruent modulo 2**61-1, tuples of them) cost nothing: 20,000 pass."""
+    n = 20_000
+    for keys in ([_int(k * (_P + 1) + 2**62) for k in range(n)], [_int(2**62 + k) + b"\x85" for k in range(n)]):
+        data = b"\x80\x04" + POINTS["SETITEMS"](keys) + b"."
+        path = tmp_path / "ok.pkl"
+        path.write_bytes(data)
+        assert safeload.scan(path).safe
+        assert len(safeload.load(path)) == n
+
+
+def test_collision_work_counts_earlier_keys_of_each_hash() -> None:
+    a, b, c, d, e = (object() for _ in range(5))
+    chains: dict[int, dict[int, tuple[int, Any]]] = {}
+    assert collision_work([(5, a), (5, b), (7, c), (5, d)], chains) == 0 + 1 + 0 + 2
+    assert collision_work([(7, e), (5, b)], chains) == 1 + 1  # the same object again: its position
+    assert {h: sorted(p for p, _ in chain.values()) for h, chain in chains.items()} == {5: [0, 1, 2], 7: [0, 1]}
+
+
+def test_the_same_key_again_costs_what_cpython_charges() -> None:
+    """CPython meets an object already in the table by identity: n copies of one colliding key
+    after k distinct ones cost its position each, which the model and the real count agree on."""
+    distinct = [_Counted(k * _P + 2**62) for k in range(50)]
+    inserts = distinct + [distinct[10]] * 1_000 + [distinct[0]] * 1_000
+    _Counted.calls = 0
+    dict.fromkeys(inserts)
+    model = collision_work([(hash(k), k) for k in inserts], {})
+    assert _Counted.calls == model == 50 * 49 // 2 + 10 * 1_000
+
+
+def _skops_dict(keys: list[int]) -> bytes:
+    """A skops archive of one dict whose JSON keys skops converts with ``int``."""
+    import io
+    import json
+    import zipfile
+
+    def node(loader: str, cls: str, **extra: Any) -> dict[str, Any]:
+        return {"__class__": cls, "__module__": "builtins", "__loader__": loader, **extra}
+
+    zero = node("JsonNode", "int", content="0", is_json=True)
+    root = node("DictNode", "dict", content={str(k): zero for k in keys},
+                key_types=node("ListNode", "list", content=[node("TypeNode", "int") for _ in keys]))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("schema.json", json.dumps({**root, "protocol": 2, "_skops_version": "0.16.0"}))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("route", ["int", "distinct"])
+def test_skops_dict_keys_refused_exactly_when_the_real_comparisons_pass_the_budget(route: str) -> None:
+    """skops builds a dict from JSON keys converted by their key type: ``int`` keys can collide."""
+    import io
+
+    import skops.io as sio
+
+    for n in SIZES:
+        keys = [k * _P + 2**62 if route == "int" else 2**62 + k for k in range(n)]
+        data = _skops_dict(keys)
+        built = sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+        real = _real_comparisons(built)
+        assert (real > LIMIT) == (route == "int" and n != SIZES[0]), (route, n, real)
+        report = safeload.scan(io.BytesIO(data), policy=POLICY)
+        if real > LIMIT:
+            assert not report.safe and "share one hash" in report.findings[0].message, report.findings
+            with pytest.raises(LimitExceededError, match="share one hash"):
+                safeload.loads(data, policy=POLICY)
+        else:
+            assert report.safe, [f.message for f in report.findings]
+            assert safeload.loads(data, policy=POLICY) == built
