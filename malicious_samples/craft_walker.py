@@ -139,7 +139,7 @@ def samples_hashing() -> list[Sample]:
 
 #: sys.hash_info.modulus: ints equal modulo it share a hash (CPython randomises str and bytes only).
 _MODULUS = (1 << 61) - 1
-_COLLIDING = 50_000  # keys of one hash: 50,000**2/2 comparisons, about 15 s under plain pickle
+_COLLIDING = 50_000  # keys of one hash: 50,000**2/2 comparisons, 25-71 s under plain pickle
 
 
 def _colliding_ints() -> list[int]:
