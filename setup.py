@@ -2,8 +2,9 @@
 
 * ``safeload._speedups`` (C): counts vocabulary runs for the opcode walker.
 * the opcode walker (``safeload._walker``, its simulated values ``_simulated`` and static
-  mirrors ``_mirrors``, the hash-cost model ``_hashwork`` and key hashes ``_keyhash``) compiled by mypyc (a memory-safe compiler: the generated C keeps
-  Python semantics, bounds and type checks) when mypyc is available; 1.6-2.4x faster on
+  mirrors ``_mirrors``, the hash-cost model ``_hashwork`` and key hashes ``_keyhash``)
+  compiled by mypyc (a memory-safe compiler: the generated C keeps Python semantics, bounds
+  and type checks) when mypyc is available; 1.6-2.4x faster on
   opcode-dense streams. Both are optional: without a C compiler, or with
   ``SAFELOAD_PURE_PYTHON=1``, the same module runs as plain Python with the same verdicts
   (tests/test_compiled_walker.py holds the two to the same walks). After editing one of

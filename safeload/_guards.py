@@ -355,9 +355,13 @@ def hashing_problem(value: object, policy: Policy, keys: str | None) -> str | No
     keys built to share one hash (``_hashwork.collision_work``). ``StaticChecks.check_materialise``
     asks the same of the walker's values."""
     problem = materialise_problem(value)
-    if problem is not None or not isinstance(value, (list, tuple)):
+    if problem is not None:
         return problem
     limit = policy.limits.max_hash_work
+    if keys is not None and isinstance(value, (dict, set, frozenset)):
+        return keys_problem(value, limit)  # (a dict, set or frozenset argument: its keys are hashed again)
+    if not isinstance(value, (list, tuple)):
+        return None
     if any(issubclass(t, tuple) for t in set(map(type, value))):
         cost = HashCost(_real_tuple_items, _never_unhashable, policy.limits.max_nesting_depth, limit + 1)
         try:

@@ -63,8 +63,12 @@ class KeyHashes:
     and the per-container counts of the hashes inserted so far."""
 
     def __init__(self, namedtuples: Iterable[str], unhashable: Callable[[Any], bool],
-                 concrete: Callable[[Any], Any], raw_bytes: Callable[[Any], Any]) -> None:
+                 concrete: Callable[[Any], Any], raw_bytes: Callable[[Any], Any],
+                 materialising: Iterable[str] = ()) -> None:
         self._namedtuples = frozenset(namedtuples)
+        self._materialising = frozenset(materialising)
+        self._totals: dict[int, int] = {}  # id(container) -> comparisons its insertions cost so far
+        self._argwork: dict[int, tuple[Any, int]] = {}  # id(argument) -> (it; what hashing its keys cost)
         self._unhashable = unhashable
         self._concrete = concrete
         self._raw_bytes = raw_bytes
@@ -150,4 +154,28 @@ class KeyHashes:
             if entry is None:
                 entry = self._counts[id(container)] = (container, {})
             counts = entry[1]
-        return collision_work(self.hashes(k for k in keys if collidable(k)), counts)
+        work = collision_work(self.hashes(k for k in keys if collidable(k)), counts)
+        if container is not None and work:
+            self._totals[id(container)] = self._totals.get(id(container), 0) + work
+        return work
+
+    def note_argument(self, value: Any, work: int) -> None:
+        """A materialising call hashed the keys of ``value`` at this cost: its result holds them."""
+        if work:
+            self._argwork[id(value)] = (value, work)
+
+    def rehash(self, value: Any) -> int:
+        """What inserting the keys ``value`` already holds into another dict or set costs again: a
+        BUILD copies a state dict's keys into the instance's, ``set(s)``/``OrderedDict(d)`` rehash
+        theirs. One colliding container read back through the memo n times costs n times, which a
+        per-insertion count alone never sees. Values no count was kept for cost nothing here."""
+        t = type(value)
+        if not (t is Cont or t is Frozen or t is Obj):
+            return 0
+        work = self._totals.get(id(value), 0) if id(value) in self._counts else 0
+        if t is Obj and value.callee in self._materialising and type(value.args) is tuple:
+            for a in value.args:  # set(L), OrderedDict(pairs): the call's result holds L's keys
+                hit = self._argwork.get(id(a))
+                if hit is not None and hit[0] is a:
+                    work += hit[1]
+        return work

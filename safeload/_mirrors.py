@@ -27,14 +27,13 @@ from safeload._guards import (
     MAX_TREE_SIZE,
     PLAIN_BASES,
     TEXT_CODECS,
-    collision_problem,
     dtype_elements,
     materialise_problem,
     placeholder_problem,
     rng_state_problem,
     seed_sequence_problem,
 )
-from safeload._hashwork import HashCost, TooDeep, collision_work, hash_budget, hash_work_problem
+from safeload._hashwork import HashCost, TooDeep, collision_work, hash_budget, items_hash_work
 from safeload._keyhash import KeyHashes, collidable
 from safeload._policy import Policy
 from safeload._simulated import LIMIT, MALFORMED, OTHER, UNSAFE, ArraySpan, Cont, G, Issue, Obj
@@ -43,6 +42,8 @@ __all__ = ["STATE_LENGTHS", "UNHASHABLE_CALLEES", "StaticChecks", "concrete", "s
 
 _PLAIN_BASES = frozenset(f"builtins.{t.__name__}" for t in PLAIN_BASES)
 _BASE_KEYS = {f"builtins.{t.__name__}": keys for t, keys in BASE_KEYS.items()}
+#: Guards of the calls whose result holds the keys their argument gave (``KeyHashes.rehash``).
+_KEYED_GUARDS = frozenset({"materialise", "materialise_pairs", "reconstructor"})
 _ARRAY_TYPES = frozenset({"numpy.ndarray", "numpy.matrix", "numpy.ma.core.MaskedArray", "numpy.ma.MaskedArray"})
 _RECONSTRUCT = frozenset({"numpy._core.multiarray._reconstruct", "numpy.core.multiarray._reconstruct"})
 _MARECONSTRUCT = "numpy.ma.core._mareconstruct"
@@ -164,7 +165,8 @@ class StaticChecks:
         limits = policy.limits
         self.hash_left = hash_budget(limits.max_hash_work, len(data))
         self._hash_cost = HashCost(_hashed_items, _unhashable, limits.max_nesting_depth, self.hash_left + 1)
-        self._keys = KeyHashes(NAMEDTUPLES, _unhashable, concrete, _raw_bytes)
+        self._keys = KeyHashes(NAMEDTUPLES, _unhashable, concrete, _raw_bytes, [
+            name for name, entry in self.policy.entries.items() if entry.guard in _KEYED_GUARDS])
 
     def issue(self, rule: str, severity: str, offset: int, message: str, names: tuple[str, ...] = ()) -> None:
         self.issues.append(Issue(rule, severity, offset, message, names))
@@ -220,6 +222,22 @@ class StaticChecks:
             return ("limit-hash", LIMIT, f"{what.removeprefix('a ')}s built to share one hash: inserting them "
                     "compares keys more often than the stream's hash budget of "
                     f"{hash_budget(self.policy.limits.max_hash_work, len(self.data)):,}")
+        return None
+
+    def budget(self) -> int:
+        return hash_budget(self.policy.limits.max_hash_work, len(self.data))
+
+    def rehash_problem(self, state: Any) -> tuple[str, str, str] | None:
+        """BUILD inserts a state dict's keys into the instance's ``__dict__`` (a ``(dict, slots)``
+        pair: both): keys built to collide cost again for every object given that state."""
+        parts = state if type(state) is tuple and len(state) == 2 else (state,)
+        work = 0
+        for part in parts:
+            work += self._keys.rehash(part)
+        self.hash_left -= work
+        if work and self.hash_left < 0:
+            return ("limit-hash", LIMIT, "BUILD states whose keys share one hash: copying them into the objects "
+                    f"compares keys more often than the stream's hash budget of {self.budget():,}")
         return None
 
     def nesting_problem(self, t: tuple[Any, ...]) -> str | None:
@@ -373,18 +391,28 @@ class StaticChecks:
             items = value if type(value) is tuple else (
                 value.flat + value.overflow if value.overflow else value.flat) if type(value) is Cont and \
                 value.kind == "list" else None
+            # Charged to the stream's budget, not judged per call: one argument read back through
+            # the memo and passed again costs again. Refused once, where the budget runs out.
+            before = self.hash_left
             if items is not None:
-                limit = self.policy.limits.max_hash_work
                 try:
-                    problem = hash_work_problem(items, self._hash_cost, limit)
+                    self.hash_left -= items_hash_work(items, self._hash_cost)
                 except TooDeep:
-                    problem = self._too_deep("an item")
-                if problem is None and keys is not None:
+                    self.issue("limit-hash", LIMIT, i, f"{name}: {self._too_deep('an item')}")
+                    continue
+                if self.hash_left >= 0 and keys is not None:  # (past it, a memo-built DAG is never hashed here)
                     chosen = [_pair_key(x) for x in items] if keys == "pairs" else items
-                    hashes = self._keys.hashes(k for k in chosen if collidable(k))
-                    problem = collision_problem(collision_work(hashes, {}), limit)
-                if problem is not None:
-                    self.issue("limit-hash", LIMIT, i, f"{name}: {problem}")
+                    keyed = collision_work(self._keys.hashes(k for k in chosen if collidable(k)), {})
+                    self._keys.note_argument(value, keyed)
+                    self.hash_left -= keyed
+            elif keys is not None:  # a dict, set or frozenset argument: its keys are hashed again
+                keyed = self._keys.rehash(value)
+                self._keys.note_argument(value, keyed)
+                self.hash_left -= keyed
+            if before >= 0 > self.hash_left:
+                self.issue("limit-hash", LIMIT, i, f"{name}: hashing its argument's items costs more than the "
+                           f"stream's hash budget of {self.budget():,} (tuples shared through the memo, "
+                           "or keys built to share one hash)")
             if isinstance(value, Obj) and value.callee == "builtins.range":
                 bounds = value.args if isinstance(value.args, tuple) else ()
                 if not 1 <= len(bounds) <= 3 or not all(type(a) is int for a in bounds):

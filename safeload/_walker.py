@@ -832,6 +832,9 @@ class _Walker:
                 fix_top()
                 if len(stack) <= fence:
                     raise fatal("stack-underflow", MALFORMED, i, "BUILD without an object")
+                problem = self.checks.rehash_problem(state)
+                if problem is not None:
+                    raise fatal(problem[0], problem[1], i, problem[2])
                 array = self.build(i, stack[-1], state, fend if fend != big else 0)
                 i += 1
                 if array is not None:
@@ -854,8 +857,9 @@ class _Walker:
                 i += 1
             elif op == 0x91:  # FROZENSET
                 items = plain(pop_mark())
-                self.hashed(i, items, "a frozenset item", None)
-                stack.append(Frozen(items))
+                fz = Frozen(items)
+                self.hashed(i, items, "a frozenset item", fz)  # (counted against it: rehashed later, it costs again)
+                stack.append(fz)
                 i += 1
             elif op == 0x6C or op == 0x64:  # LIST, DICT
                 items = plain(pop_mark())
@@ -863,7 +867,7 @@ class _Walker:
                 if op == 0x64:
                     if len(items) % 2:
                         raise fatal("odd-dict", MALFORMED, i, "odd number of items for DICT")
-                    self.hashed(i, items[::2], "a dict key", None)
+                    self.hashed(i, items[::2], "a dict key", c)
                     c.flat = items[: 2 * _DICT_CAP]
                 else:
                     c.flat = items[:_LIST_CAP]
