@@ -267,3 +267,57 @@ def test_skops_dict_keys_refused_exactly_when_the_real_comparisons_pass_the_budg
         else:
             assert report.safe, [f.message for f in report.findings]
             assert safeload.loads(data, policy=POLICY) == built
+
+
+# -- one colliding container, read back through the memo and hashed again ---------------------
+_FREE = _DTYPE_SLOT + 1  # the first memo slot after the prelude's
+
+
+def _again(name: str) -> Callable[[], bytes]:
+    return lambda: _call(name, _get(_FREE))
+
+
+# What builds the container (memoised), and what hashes its keys again on each read.
+REPEATS: dict[str, tuple[Callable[[list[bytes]], bytes], Callable[[], bytes]]] = {
+    "OrderedDict(dict)": (POINTS["SETITEMS"], _again("collections.OrderedDict")),
+    "defaultdict(None, dict)": (POINTS["SETITEMS"], lambda: _call("collections.defaultdict", b"N", _get(_FREE))),
+    "Counter(frozenset)": (POINTS["FROZENSET"], _again("collections.Counter")),
+    "set(list)": (lambda ks: b"]" + _batched(ks, b"e"), _again("builtins.set")),
+    "frozenset(set)": (POINTS["ADDITEMS"], _again("builtins.frozenset")),
+    "BUILD state": (POINTS["DICT"], lambda: _call("collections.OrderedDict") + _get(_FREE) + b"b"),
+}
+
+
+def _fresh_comparisons(x: Any) -> int:
+    """A copy's keys inserted one by one into a fresh dict: what a BUILD's ``__dict__.update`` or a
+    materialising call costs when CPython takes no copying shortcut (which a file can arrange)."""
+    if isinstance(x, list):
+        return 0  # (a list argument: its keys cost in each call)
+    own = _real_comparisons(x)
+    return own + (_real_comparisons(vars(x)) if getattr(x, "__dict__", None) else 0)
+
+
+@pytest.mark.parametrize("repeat", list(REPEATS))
+@pytest.mark.parametrize("route", ["int", "tuple"])
+def test_a_container_hashed_again_costs_again(route: str, repeat: str, tmp_path: Any) -> None:
+    """300 colliding keys cost 44,850 comparisons, a twentieth of the budget; a file that reads them
+    back 30 times costs 30 times that (OrderedDict(d) in a loop: 200 copies of 4,000 keys, 52 KB,
+    kept plain pickle busy for 61 s). Refused exactly when the copies together pass the budget."""
+    build, again = REPEATS[repeat]
+    keys = [ROUTES[route](k) for k in range(300)]
+    for copies in (20, 30):
+        data = (b"\x80\x04" + _prelude() + build(keys) + b"\x94" + b"(" + _get(_FREE)
+                + b"".join(again() for _ in range(copies)) + b"l.")
+        built = pickle.loads(data)  # noqa: S301 - our own stream of allowed, inert names
+        real = sum(_fresh_comparisons(x) for x in built)
+        assert (real > LIMIT) == (copies == 30), (route, repeat, copies, real)
+        path = tmp_path / f"{copies}.pkl"
+        path.write_bytes(data)
+        report = safeload.scan(path, policy=POLICY)
+        if real > LIMIT:
+            assert not report.safe and {f.rule for f in report.findings} == {"limit-hash"}, report.findings
+            with pytest.raises(LimitExceededError):
+                safeload.load(path, policy=POLICY)
+        else:
+            assert report.safe, [f.message for f in report.findings]
+            assert len(safeload.load(path, policy=POLICY)) == copies + 1
