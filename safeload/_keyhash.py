@@ -64,9 +64,9 @@ class KeyHashes:
 
     def __init__(self, namedtuples: Iterable[str], unhashable: Callable[[Any], bool],
                  concrete: Callable[[Any], Any], raw_bytes: Callable[[Any], Any],
-                 materialising: Iterable[str] = ()) -> None:
+                 keyed: Callable[[str], bool] | None = None) -> None:
         self._namedtuples = frozenset(namedtuples)
-        self._materialising = frozenset(materialising)
+        self._keyed = keyed  # does a call of this name return a container of its argument's keys?
         self._totals: dict[int, int] = {}  # id(container) -> comparisons its insertions cost so far
         self._argwork: dict[int, tuple[Any, int]] = {}  # id(argument) -> (it; what hashing its keys cost)
         self._unhashable = unhashable
@@ -173,7 +173,7 @@ class KeyHashes:
         if not (t is Cont or t is Frozen or t is Obj):
             return 0
         work = self._totals.get(id(value), 0) if id(value) in self._counts else 0
-        if t is Obj and value.callee in self._materialising and type(value.args) is tuple:
+        if t is Obj and self._keyed is not None and type(value.args) is tuple and self._keyed(value.callee):
             for a in value.args:  # set(L), OrderedDict(pairs): the call's result holds L's keys
                 hit = self._argwork.get(id(a))
                 if hit is not None and hit[0] is a:

@@ -165,8 +165,12 @@ class StaticChecks:
         limits = policy.limits
         self.hash_left = hash_budget(limits.max_hash_work, len(data))
         self._hash_cost = HashCost(_hashed_items, _unhashable, limits.max_nesting_depth, self.hash_left + 1)
-        self._keys = KeyHashes(NAMEDTUPLES, _unhashable, concrete, _raw_bytes, [
-            name for name, entry in self.policy.entries.items() if entry.guard in _KEYED_GUARDS])
+        self._keys = KeyHashes(NAMEDTUPLES, _unhashable, concrete, _raw_bytes, self._keyed)
+
+    def _keyed(self, name: str) -> bool:
+        """Does a call of ``name`` return a container of its argument's keys (``KeyHashes.rehash``)?"""
+        entry = self.policy.entries.get(name)
+        return entry is not None and entry.guard in _KEYED_GUARDS
 
     def issue(self, rule: str, severity: str, offset: int, message: str, names: tuple[str, ...] = ()) -> None:
         self.issues.append(Issue(rule, severity, offset, message, names))
