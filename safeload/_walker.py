@@ -1264,6 +1264,13 @@ _AHEAD = 256 * 1024
 _TEXT_OPS = frozenset({0x49, 0x4C, 0x46, 0x53, 0x56, 0x67, 0x70, 0x50})
 # Calls whose arguments later checks read (dtype evaluation, raw bytes, Tree sizes).
 _TREE = "sklearn.tree._tree.Tree"
+_KEEP_ARGS = frozenset({"numpy.dtype", "_codecs.encode", "builtins.bytes", "numpy._core.numeric._frombuffer",
+                        "numpy.core.numeric._frombuffer", _TREE, "builtins.range",
+                        "numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar", *NAMEDTUPLES,
+                        "builtins.complex", "builtins.frozenset", "datetime.timedelta"})  # (for _keyhash)
+_BUILDS_FIRST_ARG = frozenset({"reconstructor", "new_obj"})
+
+
 def _overflow(target: Cont, items: list[Any]) -> None:
     """Keep what a list does not keep of ``items`` (past its cap) and a call that hashes its items
     could be made to pay for: tuples, keys built to collide, and pairs holding such a key."""
@@ -1274,13 +1281,6 @@ def _overflow(target: Cont, items: list[Any]) -> None:
             target.overflow = kept
         else:
             target.overflow.extend(kept)
-
-
-_KEEP_ARGS = frozenset({"numpy.dtype", "_codecs.encode", "builtins.bytes", "numpy._core.numeric._frombuffer",
-                        "numpy.core.numeric._frombuffer", _TREE, "builtins.range",
-                        "numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar", *NAMEDTUPLES,
-                        "builtins.complex", "builtins.frozenset", "datetime.timedelta"})  # (for _keyhash)
-_BUILDS_FIRST_ARG = frozenset({"reconstructor", "new_obj"})
 
 
 #: Plain values no index map may hold (load refuses them; the census reports them): recorded so
