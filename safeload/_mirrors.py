@@ -224,8 +224,7 @@ class StaticChecks:
         self.hash_left -= self._keys.insert(container, keys)
         if self.hash_left < 0:
             return ("limit-hash", LIMIT, f"{what.removeprefix('a ')}s built to share one hash: inserting them "
-                    "compares keys more often than the stream's hash budget of "
-                    f"{hash_budget(self.policy.limits.max_hash_work, len(self.data)):,}")
+                    f"compares keys more often than the stream's hash budget of {self.budget():,}")
         return None
 
     def budget(self) -> int:
