@@ -190,7 +190,20 @@ def samples_collisions() -> list[Sample]:
                "hashes, so they collide too.",
                pk(C.MARK + b"".join(i(k) + _TUPLE1 for k in ints) + b"\x91", framed=False), "pickle", HANG,
                error="LimitExceededError"),
+        Sample("s6_collide_rehash_ordereddict.pkl", "hash-collide-rehash", SECTION,
+               f"One dict of {_REHASH_KEYS:,} colliding int keys (8 M comparisons, within the hash budget) read back "
+               f"through the memo and passed to collections.OrderedDict {_REHASH_COPIES} times: each copy compares "
+               "them all again (a count per insertion, or a verdict per call, misses it).",
+               pk(sglob("collections", "OrderedDict") + C.MEMOIZE + C.POP  # memo slot 0
+                  + C.EMPTY_DICT + C.MEMOIZE  # memo slot 1
+                  + _batched([i(k) + C.NONE for k in ints[:_REHASH_KEYS]], C.SETITEMS) + C.POP
+                  + C.MARK + (binget(0) + binget(1) + _TUPLE1 + C.REDUCE) * _REHASH_COPIES + b"l",
+                  framed=False), "pickle", HANG, error="LimitExceededError"),
     ]
+
+
+#: The re-hash sample: 4,000 keys (8 M comparisons) copied 200 times, 52 KB, 61-68 s under plain pickle.
+_REHASH_KEYS, _REHASH_COPIES = 4_000, 200
 
 
 def samples() -> list[Sample]:
