@@ -172,7 +172,7 @@ class KeyHashes:
         t = type(value)
         if not (t is Cont or t is Frozen or t is Obj):
             return 0
-        work = self._totals.get(id(value), 0) if id(value) in self._counts else 0
+        work = self._totals.get(id(value), 0)  # (no id reused: ``_counts`` keeps each container alive)
         if t is Obj and self._keyed is not None and type(value.args) is tuple and self._keyed(value.callee):
             for a in value.args:  # set(L), OrderedDict(pairs): the call's result holds L's keys
                 hit = self._argwork.get(id(a))

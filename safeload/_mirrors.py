@@ -212,8 +212,7 @@ class StaticChecks:
             self.hash_left -= size
             if self.hash_left < 0:
                 return ("limit-hash", LIMIT, f"hashing the stream's values ({what}) visits more items than its budget "
-                        f"of {hash_budget(self.policy.limits.max_hash_work, len(self.data)):,} "
-                        "(tuples shared through the memo)")
+                        f"of {self.budget():,} (tuples shared through the memo)")
         return None
 
     def collision_problem(self, container: Any, keys: Any, what: str) -> tuple[str, str, str] | None:
