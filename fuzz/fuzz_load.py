@@ -45,6 +45,7 @@ import re
 import resource
 import shutil
 import signal
+import struct
 import sys
 import tempfile
 import threading
@@ -419,6 +420,60 @@ _DTYPE_TEXT = re.compile(rb"^[<>|=]?[a-zA-Z?][0-9]{0,3}(\[[a-zA-Z0-9]{1,4}\])?$"
 _DTYPE_TAIL = re.compile(rb"J(....)J(....)K(.)t|I(-?[0-9]+)\nI(-?[0-9]+)\nI([0-9]+)\nt", re.DOTALL)
 
 
+# Numbers a model's state never holds but an attacker can write: past int64 and past CPython's
+# 4,300-digit int/str limit (a stray ValueError wherever a message formats one), signed edges,
+# non-finite and subnormal floats.
+EXTREME_INTS = (1 << 15000, -(1 << 15000), 1 << 64, (1 << 63) - 1, -(1 << 63), 1 << 31, -(1 << 31), -1, 0,
+                1 << 62)
+EXTREME_FLOATS = (float("nan"), float("inf"), float("-inf"), 1e308, -1e308, 5e-324, -0.0, 1e19)
+_INT_OPS = frozenset(b"JKM\x8a\x8bIL")
+_FLOAT_OPS = frozenset(b"GF")
+
+
+def encode_number(value: int | float, text: bool) -> bytes:
+    """``value`` as one opcode: binary (LONG4, BINFLOAT) or protocol-0 text (INT/LONG, FLOAT)."""
+    if isinstance(value, float):
+        if text:
+            return b"F" + repr(value).encode() + b"\n"
+        return b"G" + struct.pack(">d", value)
+    if text:
+        return b"L" + str(value).encode() + b"L\n" if abs(value) < 10 ** 4000 else b"L" + _big_text(value) + b"L\n"
+    raw = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True) if value else b""
+    return b"\x8b" + len(raw).to_bytes(4, "little") + raw
+
+
+def _big_text(value: int) -> bytes:
+    """Decimal digits of a huge int without ``str()`` (which refuses past 4,300 digits)."""
+    with _digit_limit_off():
+        return str(value).encode()
+
+
+class _digit_limit_off:  # noqa: N801 - a tiny context manager
+    def __enter__(self) -> None:
+        self._old = sys.get_int_max_str_digits()
+        sys.set_int_max_str_digits(0)
+
+    def __exit__(self, *exc: object) -> None:
+        sys.set_int_max_str_digits(self._old)
+
+
+def number_sites(buf: bytes | bytearray, ops: Sequence[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """The numeric opcodes of ``ops`` still inside ``buf``."""
+    return [o for o in ops if o[1] in _INT_OPS | _FLOAT_OPS and o[0] + o[2] <= len(buf)]
+
+
+def mut_number(rng: random.Random, buf: bytearray, ops: Sequence[tuple[int, int, int]]) -> str:
+    """Replace a number with an extreme one of either kind (an int where a float was, and back)."""
+    cands = number_sites(buf, ops)
+    if not cands:
+        return mut_length(rng, buf, ops)
+    off, opcode, total = rng.choice(cands)
+    value = rng.choice(EXTREME_INTS + EXTREME_FLOATS)
+    text = opcode in b"ILF" or buf[:1] != b"\x80"
+    buf[off:off + total] = encode_number(value, text)
+    return f"number-{chr(opcode) if 32 < opcode < 127 else hex(opcode)}"
+
+
 def _reencode(opcode: int, raw: bytes) -> bytes:
     if opcode == 0x8C:
         return b"\x8c" + bytes([len(raw)]) + raw
@@ -549,8 +604,10 @@ def mutate_stream(rng: random.Random, stream: bytes, ops: Sequence[tuple[int, in
         applied.append(mut_length(rng, buf, ops))
     elif first < 0.33:
         applied.append(mut_dtype(rng, buf, ops))
-    elif first < 0.4:
+    elif first < 0.37:
         applied.append(mut_text(rng, buf, ops))
+    elif first < 0.42:
+        applied.append(mut_number(rng, buf, ops))
     elif first < 0.7:
         applied.append(mut_insert_opcode(rng, buf, ops))
     else:

@@ -105,3 +105,41 @@ def test_harness_flags_crashes_and_hangs(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.setattr(fuzz_load, "CASE_TIMEOUT", 0.5)
     result = fuzz_load.run_case(b"\x80\x04N.", str(tmp_path / "y.bin"), "tree", timeout=0.5)
     assert "timeout" in {kind for kind, _ in result.failures}
+
+
+# -- every number a model holds, replaced by one no model holds ------------------------------
+
+
+def _number_case(args: tuple[bytes, str, str]) -> list[tuple[str, str]]:
+    data, path, model = args
+    Path(path).write_bytes(data)
+    return fuzz_load.run_case(data, path, model).failures
+
+
+@pytest.mark.parametrize("fmt", ["pickle-p0", "pickle-p4", "joblib"])
+def test_extreme_numbers_fail_only_with_safeload_errors(fmt: str, seeds: list[fuzz_load.Seed],
+                                                        tmp_path: Path) -> None:
+    """Each numeric opcode of every model, in turn, becomes each extreme int and float.
+
+    Systematic rather than sampled: ints past int64 and past CPython's 4,300-digit limit (a
+    ``str()`` of one in an error message raises ``ValueError``), non-finite floats, and an int
+    where a float was and back.  Cases run in a child process so a crash fails the test.
+    """
+    import concurrent.futures
+    import multiprocessing
+
+    values = fuzz_load.EXTREME_INTS + fuzz_load.EXTREME_FLOATS
+    cases = []
+    for seed in (s for s in seeds if s.fmt == fmt):
+        assert seed.stream is not None
+        for k, (off, opcode, total) in enumerate(fuzz_load.number_sites(seed.stream, seed.ops)):
+            value = values[k % len(values)]
+            buf = bytearray(seed.stream)
+            buf[off:off + total] = fuzz_load.encode_number(value, opcode in b"ILF" or buf[:1] != b"\x80")
+            cases.append((bytes(buf), str(tmp_path / f"case{len(cases) % 4}.bin"), seed.model))
+    assert len(cases) > 300
+    failures = []
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        for case, found in zip(cases, pool.map(_number_case, cases, chunksize=16), strict=True):
+            failures.extend((case[2], kind) for kind, _ in found)
+    assert not failures, failures[:10]
