@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from safeload._errors import LimitExceededError, UnsafeModelError
-from safeload._hashwork import HASH_MODULUS, HashCost, TooDeep, collision_work, hash_work_problem
+from safeload._hashwork import HASH_MODULUS, HashCost, TooDeep, collision_work, compare_weight, hash_work_problem
 
 if TYPE_CHECKING:
     from safeload._policy import Policy
@@ -359,7 +359,7 @@ def hashing_problem(value: object, policy: Policy, keys: str | None) -> str | No
         return problem
     limit = policy.limits.max_hash_work
     if keys is not None and isinstance(value, (dict, set, frozenset)):
-        return keys_problem(value, limit)  # (a dict, set or frozenset argument: its keys are hashed again)
+        return keys_problem(value, limit, policy.limits.max_nesting_depth)  # (a dict, set or frozenset argument: its keys are hashed again)
     if not isinstance(value, (list, tuple)):
         return None
     if any(issubclass(t, tuple) for t in set(map(type, value))):
@@ -372,11 +372,12 @@ def hashing_problem(value: object, policy: Policy, keys: str | None) -> str | No
             return problem
     if keys is None:
         return None
-    return keys_problem(map(_pair_key, value) if keys == "pairs" else value, limit)
+    return keys_problem(map(_pair_key, value) if keys == "pairs" else value, limit, policy.limits.max_nesting_depth)
 
 
-def keys_problem(keys: Iterable[object], limit: int) -> str | None:
-    """Why inserting ``keys`` into one new dict or set would not end: keys built to share one hash."""
+def keys_problem(keys: Iterable[object], limit: int, max_depth: int) -> str | None:
+    """Why inserting ``keys`` into one new dict or set would not end: keys built to share one hash,
+    each comparison weighted by the items it can walk (``_hashwork.compare_weight``)."""
     hashes: list[tuple[int, Any]] = []
     for key in keys:
         if not _collidable(key):
@@ -385,7 +386,10 @@ def keys_problem(keys: Iterable[object], limit: int) -> str | None:
             hashes.append((hash(key), key))
         except TypeError:
             break  # (the call fails here, before hashing the rest)
-    return collision_problem(collision_work(hashes, {}), limit)
+    work = collision_work(hashes, {}, compare_weight(max_depth, limit + 1))
+    if work > limit:
+        return f"keys built to share one hash: inserting them compares keys (or their items) {work:,} times, more than {limit:,}"
+    return None
 
 
 def _collidable(key: object) -> bool:
@@ -396,13 +400,6 @@ def _collidable(key: object) -> bool:
     t = type(key)
     return t not in (str, float, bool, bytes, type(None)) and (
         t.__hash__ is not object.__hash__ or isinstance(key, tuple))
-
-
-def collision_problem(work: int, limit: int) -> str | None:
-    if work > limit:
-        return (f"keys built to share one hash: inserting them compares keys {work:,} times, "
-                f"more than {limit:,}")
-    return None
 
 
 def _materialise(policy: Policy, keys: str | None = "items") -> Callable[..., None]:

@@ -19,10 +19,27 @@ from typing import Any
 
 import numpy as np
 
-from safeload._hashwork import HASH_MODULUS, collision_work
+from safeload._hashwork import HASH_MODULUS, collision_work, compare_weight
 from safeload._simulated import OTHER, Cont, Frozen, Obj
 
-__all__ = ["KeyHashes", "collidable", "may_collide"]
+__all__ = ["VALUE_HASHED", "KeyHashes", "collidable", "may_collide"]
+
+_SCALARS = frozenset({"numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar"})
+#: Allowed calls whose result hashes by value (and not through a randomised str/bytes hash), besides
+#: the allowed namedtuples: ``tests/test_keyhash_audit.py`` keeps this exact against the policy.
+#: One whose value the proxy cannot evaluate (its arguments were not kept, a list past the
+#: walker's cap) is stood for by ``UNKNOWN_HASH``: all such keys are counted as colliding.
+VALUE_HASHED: frozenset[str] = frozenset({"builtins.complex", "builtins.frozenset", "builtins.range",
+                                          "datetime.timedelta", "numpy.dtype"}) | _SCALARS
+#: The hash given to a value-hashed key the proxy cannot evaluate: an upper bound on its collisions.
+UNKNOWN_HASH = 0x5AFE
+
+
+#: The proxy of a value whose hash cannot be evaluated (or of a tuple or frozenset holding one):
+#: the items it holds (what a comparison walks); :meth:`KeyHashes.hashes` gives it ``UNKNOWN_HASH``.
+#: Never hashed or put in a set (a frozenset holding one is itself unknown). Made with ``type()``:
+#: a compiled module cannot subclass ``tuple`` natively.
+Unknown: Any = type("Unknown", (tuple,), {"__slots__": ()})
 
 
 def collidable(v: Any) -> bool:
@@ -64,8 +81,10 @@ class KeyHashes:
 
     def __init__(self, namedtuples: Iterable[str], unhashable: Callable[[Any], bool],
                  concrete: Callable[[Any], Any], raw_bytes: Callable[[Any], Any],
-                 keyed: Callable[[str], bool] | None = None) -> None:
+                 keyed: Callable[[str], bool] | None = None, max_depth: int = 1000, cap: int = 1 << 62) -> None:
         self._namedtuples = frozenset(namedtuples)
+        self._value_hashed = VALUE_HASHED | self._namedtuples
+        self._weigh_proxy = compare_weight(max_depth, cap)
         self._keyed = keyed  # does a call of this name return a container of its argument's keys?
         self._totals: dict[int, int] = {}  # id(container) -> comparisons its insertions cost so far
         self._argwork: dict[int, tuple[Any, int]] = {}  # id(argument) -> (it; what hashing its keys cost)
@@ -73,6 +92,7 @@ class KeyHashes:
         self._concrete = concrete
         self._raw_bytes = raw_bytes
         self._proxies: dict[int, tuple[Any, Any]] = {}  # id -> (the value, kept alive; its proxy)
+        self._runs: dict[int, tuple[Any, tuple[None, ...]]] = {}  # id(list) -> (it; its length in Nones)
         self._counts: dict[int, tuple[Any, dict[int, dict[int, tuple[int, Any]]]]] = {}  # id(container) -> (it; chains)
 
     def proxy(self, v: Any) -> Any:
@@ -95,18 +115,43 @@ class KeyHashes:
 
     def _evaluate(self, v: Any) -> Any:
         if type(v) is tuple:
-            return tuple(self.proxy(x) for x in v)
+            return self._combined(tuple(self.proxy(x) for x in v), False)
         if type(v) is Frozen:
-            return frozenset(self.proxy(x) for x in v.items)
+            return self._combined(tuple(self.proxy(x) for x in v.items), True)
         if self._unhashable(v):
             raise TypeError(f"unhashable {v.callee}")
         if v.callee in self._namedtuples and type(v.args) is tuple:
-            return tuple(self.proxy(x) for x in v.args)
+            return self._combined(tuple(self.proxy(x) for x in v.args), False)
         try:
             value = self._value(v)
         except Exception:  # noqa: BLE001 - a call that fails at load fails before anything hashes it
             value = None
+        if value is None and v.callee in self._value_hashed:
+            return Unknown(self._known_args(v))  # (hashes by value at load, but not one evaluated here)
         return v if value is None else value
+
+    @staticmethod
+    def _combined(items: tuple[Any, ...], frozen: bool) -> Any:
+        """A tuple or frozenset of proxies; unknown when one of them is (its hash is theirs)."""
+        for x in items:
+            if type(x) is Unknown:
+                return Unknown(items)
+        return frozenset(items) if frozen else items
+
+    def _known_args(self, v: Obj) -> tuple[Any, ...]:
+        """Stand-ins for what comparing ``v`` can walk: its plain arguments, and for a list (a
+        ``frozenset`` over more items than the walker keeps) one shared run of its length. No
+        recursion: the arguments of a call nobody hashed were never measured for depth."""
+        out: list[Any] = []
+        for a in v.args if type(v.args) is tuple else ():
+            if type(a) is Cont:
+                run = self._runs.get(id(a))
+                if run is None:
+                    run = self._runs[id(a)] = (a, (None,) * a.count)
+                out.append(run[1])
+            else:
+                out.append(a if type(a) in (str, int, float, bool, bytes) else None)
+        return tuple(out)
 
     def _value(self, v: Obj) -> Any:
         """The value an allowed call builds, for the calls whose result hashes by value."""
@@ -116,8 +161,8 @@ class KeyHashes:
         if type(args) is not tuple:
             return None
         numbers = all(type(a) in (int, float, bool) for a in args)
-        if callee == "builtins.complex" and numbers and len(args) <= 2:
-            return complex(*args)
+        if callee == "builtins.complex" and (numbers and len(args) <= 2 or len(args) == 1 and type(args[0]) is str):
+            return complex(*args)  # (complex("1e300+7j"): linear in the text, as at load)
         if callee == "datetime.timedelta" and numbers and len(args) <= 7:
             return datetime.timedelta(*args)
         if callee == "builtins.range" and all(type(a) is int for a in args) and 1 <= len(args) <= 3:
@@ -126,8 +171,8 @@ class KeyHashes:
             items = args[0] if args else ()
             if type(items) is Cont and items.kind == "list" and items.complete():
                 items = items.flat
-            return frozenset(self.proxy(x) for x in items) if type(items) in (tuple, list) else None
-        if callee in ("numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar"):
+            return self._combined(tuple(self.proxy(x) for x in items), True) if type(items) in (tuple, list) else None
+        if callee in _SCALARS:
             return _scalar(args, self._concrete, self._raw_bytes)
         return None
 
@@ -138,10 +183,19 @@ class KeyHashes:
         out: list[tuple[int, Any]] = []
         for k in keys:
             try:
-                out.append((hash(self.proxy(k)), k))
+                p = self.proxy(k)
+                out.append((UNKNOWN_HASH if type(p) is Unknown else hash(p), k))
             except TypeError:
                 break
         return out
+
+    def weigh(self, key: Any) -> int:
+        """What one comparison with ``key`` can cost (``_hashwork.compare_weight`` of its proxy)."""
+        return self._weigh_proxy(self.proxy(key))
+
+    def work(self, keys: Iterable[Any], chains: dict[int, dict[int, tuple[int, Any]]]) -> int:
+        """``collision_work`` of inserting the :func:`collidable` ones of ``keys`` after ``chains``."""
+        return collision_work(self.hashes(k for k in keys if collidable(k)), chains, self.weigh)
 
     def insert(self, container: Any, keys: Iterable[Any]) -> int:
         """Comparisons inserting ``keys`` into ``container`` costs (None: a new one), counting
@@ -154,7 +208,7 @@ class KeyHashes:
             if entry is None:
                 entry = self._counts[id(container)] = (container, {})
             counts = entry[1]
-        work = collision_work(self.hashes(k for k in keys if collidable(k)), counts)
+        work = self.work(keys, counts)
         if container is not None and work:
             self._totals[id(container)] = self._totals.get(id(container), 0) + work
         return work

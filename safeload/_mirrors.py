@@ -16,6 +16,7 @@ from typing import Any, Final
 import numpy as np
 
 from safeload._allowlist import Kind
+from safeload._class_data import CLASSES
 from safeload._containers import Buffer
 from safeload._filling import Filling
 from safeload._guards import (
@@ -33,8 +34,8 @@ from safeload._guards import (
     rng_state_problem,
     seed_sequence_problem,
 )
-from safeload._hashwork import HashCost, TooDeep, collision_work, hash_budget, items_hash_work
-from safeload._keyhash import KeyHashes, collidable
+from safeload._hashwork import HashCost, TooDeep, hash_budget, items_hash_work
+from safeload._keyhash import KeyHashes
 from safeload._policy import Policy
 from safeload._simulated import LIMIT, MALFORMED, OTHER, UNSAFE, ArraySpan, Cont, G, Issue, Obj
 
@@ -91,10 +92,34 @@ STATE_LENGTHS: dict[str, int] = {**{n: 13 for n in BINARY_TREES}, **{n: 3 for n 
 _STATE_LENGTHS = STATE_LENGTHS
 _I64: Final = np.dtype(np.int64)
 _FROMBUFFER = frozenset({"numpy._core.numeric._frombuffer", "numpy.core.numeric._frombuffer"})
-#: Calls whose result Python cannot hash (ndarray and MaskedArray set __hash__ to None).
-UNHASHABLE_CALLEES: Final = _RECONSTRUCT | _FROMBUFFER | {_MARECONSTRUCT, "builtins.set", "builtins.bytearray",
-                                                          "collections.OrderedDict", "collections.Counter",
-                                                          "collections.defaultdict"}
+
+
+def _hash_is_none(name: str) -> bool:
+    """Does the class data say ``name``'s instances are unhashable (the first class along its
+    bases that sets ``__hash__`` sets it to None: it defines ``__eq__`` only, or is a dict)?"""
+    stack, seen = [name], set()
+    while stack:
+        cls = stack.pop()
+        data = CLASSES.get(cls)
+        if data is None or cls in seen:
+            continue
+        seen.add(cls)
+        if "__hash__" in data[1]:
+            return data[1]["__hash__"] is None
+        if "__hash__" in data[3]:
+            return False
+        stack.extend(reversed(data[0]))
+    return False
+
+
+#: Calls and classes whose result Python cannot hash: numpy's arrays (``__hash__ = None``), the
+#: mutable containers, and every class of the generated class data that defines ``__eq__`` alone
+#: (kernels, sparse matrices, dataclasses) or derives from dict. A dict key or set item built by
+#: one fails at load; the walker says so (``tests/test_keyhash_audit.py`` keeps this exact).
+UNHASHABLE_CALLEES: Final = _RECONSTRUCT | _FROMBUFFER | {
+    _MARECONSTRUCT, "builtins.set", "builtins.bytearray", "collections.OrderedDict", "collections.Counter",
+    "collections.defaultdict", "numpy.ndarray", "numpy.matrix", "numpy.ma.MaskedArray", "numpy.ma.core.MaskedArray",
+} | ({"builtins.slice"} if slice.__hash__ is None else set()) | {n for n in CLASSES if _hash_is_none(n)}
 
 
 def _hashed_items(v: Any) -> Any:
@@ -165,7 +190,8 @@ class StaticChecks:
         limits = policy.limits
         self.hash_left = hash_budget(limits.max_hash_work, len(data))
         self._hash_cost = HashCost(_hashed_items, _unhashable, limits.max_nesting_depth, self.hash_left + 1)
-        self._keys = KeyHashes(NAMEDTUPLES, _unhashable, concrete, _raw_bytes, self._keyed)
+        self._keys = KeyHashes(NAMEDTUPLES, _unhashable, concrete, _raw_bytes, self._keyed, limits.max_nesting_depth,
+                               self.hash_left + 1)
 
     def _keyed(self, name: str) -> bool:
         """Does a call of ``name`` return a container of its argument's keys (``KeyHashes.rehash``)?"""
@@ -206,7 +232,7 @@ class StaticChecks:
             except TooDeep:
                 return ("limit-tuple-depth", LIMIT, self._too_deep(what))
             if size < 0:
-                return ("unhashable", MALFORMED, f"{what} is a list, dict, set or array (unhashable)")
+                return ("unhashable", MALFORMED, f"{what} is unhashable (a list, dict, set, array, or an object that defines __eq__ only)")
             if _hashed_items(v) is None:
                 continue  # (a string or a number: one step, bounded by the file; the budget counts tuples)
             self.hash_left -= size
@@ -404,7 +430,7 @@ class StaticChecks:
                     continue
                 if self.hash_left >= 0 and keys is not None:  # (past it, a memo-built DAG is never hashed here)
                     chosen = [_pair_key(x) for x in items] if keys == "pairs" else items
-                    keyed = collision_work(self._keys.hashes(k for k in chosen if collidable(k)), {})
+                    keyed = self._keys.work(chosen, {})
                     self._keys.note_argument(value, keyed)
                     self.hash_left -= keyed
             elif keys is not None:  # a dict, set or frozenset argument: its keys are hashed again

@@ -564,7 +564,7 @@ class _Judge:
         if not any(conv is int for conv in converters):
             return
         keys = [_convert_key(conv, k) for conv, k in zip(converters, node.kids["content"], strict=False)]
-        problem = keys_problem(keys, self.policy.limits.max_hash_work)
+        problem = keys_problem(keys, self.policy.limits.max_hash_work, self.policy.limits.max_nesting_depth)
         if problem is not None:
             self.problems.append(LimitExceededError(f"skops dict: {problem}"))
 

@@ -1128,9 +1128,15 @@ class _Walker:
         entry = self.policy.entries.get(name)
         if entry is not None and entry.guard in _BUILDS_FIRST_ARG and args and isinstance(args[0], G):
             cls_name = args[0].name  # copyreg._reconstructor / newObj: an instance of args[0]
-            if cls_name in NAMEDTUPLES and len(args) == 3 and isinstance(args[1], G) \
-                    and args[1].name == "builtins.tuple" and isinstance(args[2], tuple):
-                return Obj(cls_name, args[2], i)  # protocols 0-1: tuple.__new__(cls, items)
+            base = args[1].name if len(args) == 3 and isinstance(args[1], G) else None
+            if cls_name in NAMEDTUPLES and base == "builtins.tuple":
+                items = args[2]  # protocols 0-1: tuple.__new__(cls, items)
+                if type(items) is Cont and items.kind == "list" and items.complete():
+                    items = tuple(items.flat)
+                if isinstance(items, tuple):
+                    return Obj(cls_name, items, i)
+            if cls_name == "builtins.frozenset" and base == "builtins.frozenset":
+                return Obj(cls_name, (args[2],), i)  # frozenset.__new__(frozenset, items): it hashes by value
             if cls_name in DICT_SUBCLASSES and len(args) == 3 and isinstance(args[1], G) \
                     and args[1].name == "builtins.dict":  # protocols 0-1: dict.__init__(obj, items), a copy
                 items = args[2]
