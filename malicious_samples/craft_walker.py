@@ -204,6 +204,42 @@ def samples_collisions() -> list[Sample]:
 
 #: The re-hash sample: 4,000 keys (8 M comparisons) copied 200 times, 52 KB, 61-68 s under plain pickle.
 _REHASH_KEYS, _REHASH_COPIES = 4_000, 200
+#: Long keys: 4,000 tuples of 300 items (8 M comparisons, within the budget as a count; 2.4 G item steps).
+_LONG_KEYS, _LONG_ITEMS = 4_000, 300
+#: Keys the round-2 proxy could not evaluate: 30,000 of them.
+_OPAQUE_KEYS = 30_000
+
+
+def samples_comparison_cost() -> list[Sample]:
+    """Colliding keys whose comparisons are expensive, or whose value the walker did not evaluate:
+    the session-22 count charged one step per comparison and stood for such keys by identity."""
+    ints = _colliding_ints()
+    shared = u("shared") + C.MEMOIZE + C.POP  # memo slot 0
+    fset = (sglob("copyreg", "_reconstructor") + C.MEMOIZE + C.POP  # slot 0
+            + sglob("builtins", "frozenset") + C.MEMOIZE + C.POP)  # slot 1
+    cplx = sglob("builtins", "complex") + C.MEMOIZE + C.POP  # slot 0
+    return [
+        Sample("s6_collide_long_tuples.pkl", "hash-collide-long-keys", SECTION,
+               f"A dict of {_LONG_KEYS:,} tuples of {_LONG_ITEMS} items, equal but for a last colliding int: "
+               f"{_LONG_KEYS**2 // 2:,} comparisons (within the hash budget as a count), but each walks the "
+               "300 items.",
+               pk(shared + C.EMPTY_DICT + b"".join(C.MARK + binget(0) * (_LONG_ITEMS - 1) + i(k) + b"t" + C.NONE
+                                                   + _SETITEM for k in ints[:_LONG_KEYS]), framed=False),
+               "pickle", HANG, error="LimitExceededError"),
+        Sample("s6_collide_frozenset_reconstructor.pkl", "hash-collide-reconstructor", SECTION,
+               f"A dict of {_OPAQUE_KEYS:,} keys copyreg._reconstructor(frozenset, frozenset, [k]) (the protocol "
+               "0-1 spelling of a frozenset): the walker modelled the result as an instance hashed by identity.",
+               pk(fset + C.EMPTY_DICT + _batched([binget(0) + binget(1) + binget(1) + C.EMPTY_LIST + i(k) + _APPEND
+                                                  + b"\x87" + C.REDUCE + C.NONE for k in ints[:_OPAQUE_KEYS]],
+                                                 C.SETITEMS), framed=False),
+               "pickle", HANG, error="LimitExceededError"),
+        Sample("s6_collide_complex_text.pkl", "hash-collide-complex-text", SECTION,
+               f"A set of {_OPAQUE_KEYS:,} builtins.complex('<c - 1000003*k>+<k>j'): the proxy evaluated complex "
+               "numbers from numbers only, so these were counted by identity.",
+               pk(cplx + b"\x8f" + _batched([binget(0) + u(f"{r}+{m}j") + _TUPLE1 + C.REDUCE
+                                                  for r, m in _colliding_complex()[:_OPAQUE_KEYS]], b"\x90"),
+                  framed=False), "pickle", HANG, error="LimitExceededError"),
+    ]
 
 
 def samples() -> list[Sample]:
@@ -305,4 +341,5 @@ def samples() -> list[Sample]:
     ))
     out.extend(samples_hashing())
     out.extend(samples_collisions())
+    out.extend(samples_comparison_cost())
     return out
