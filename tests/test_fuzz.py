@@ -110,12 +110,6 @@ def test_harness_flags_crashes_and_hangs(monkeypatch: pytest.MonkeyPatch, tmp_pa
 # -- every number a model holds, replaced by one no model holds ------------------------------
 
 
-def _number_case(args: tuple[bytes, str, str]) -> list[tuple[str, str]]:
-    data, path, model = args
-    Path(path).write_bytes(data)
-    return fuzz_load.run_case(data, path, model).failures
-
-
 @pytest.mark.parametrize("fmt", ["pickle-p0", "pickle-p4", "joblib"])
 def test_extreme_numbers_fail_only_with_safeload_errors(fmt: str, seeds: list[fuzz_load.Seed],
                                                         tmp_path: Path) -> None:
@@ -129,17 +123,25 @@ def test_extreme_numbers_fail_only_with_safeload_errors(fmt: str, seeds: list[fu
     import multiprocessing
 
     values = fuzz_load.EXTREME_INTS + fuzz_load.EXTREME_FLOATS
-    cases = []
+    datas, paths, models = [], [], []
     for seed in (s for s in seeds if s.fmt == fmt):
         assert seed.stream is not None
         for k, (off, opcode, total) in enumerate(fuzz_load.number_sites(seed.stream, seed.ops)):
-            value = values[k % len(values)]
             buf = bytearray(seed.stream)
-            buf[off:off + total] = fuzz_load.encode_number(value, opcode in b"ILF" or buf[:1] != b"\x80")
-            cases.append((bytes(buf), str(tmp_path / f"case{len(cases) % 4}.bin"), seed.model))
-    assert len(cases) > 300
+            buf[off:off + total] = fuzz_load.encode_number(values[k % len(values)],
+                                                           opcode in b"ILF" or buf[:1] != b"\x80")
+            path = tmp_path / f"case{len(datas)}.bin"
+            path.write_bytes(buf)
+            datas.append(bytes(buf))
+            paths.append(str(path))
+            models.append(seed.model)
+    assert len(datas) > 300
+    # forkserver, not fork: a process that already ran OpenMP (HGB's predict, earlier tests) leaves
+    # libgomp's thread pool unusable in a forked child, which then hangs in its first parallel loop.
+    context = multiprocessing.get_context("forkserver")
     failures = []
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
-        for case, found in zip(cases, pool.map(_number_case, cases, chunksize=16), strict=True):
-            failures.extend((case[2], kind) for kind, _ in found)
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+        for model, result in zip(models, pool.map(fuzz_load.run_case, datas, paths, models, chunksize=16),
+                                 strict=True):
+            failures.extend((model, kind) for kind, _ in result.failures)
     assert not failures, failures[:10]
