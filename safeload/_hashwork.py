@@ -63,6 +63,11 @@ class HashCost:
         size = self._shallow(value, kids)
         return size if size is not None else self._walk(value, kids)
 
+    def depth(self, value: Any) -> int:
+        """How deep :meth:`measure` found ``value`` nested (0 for a leaf or one not measured)."""
+        hit = self._known.get(id(value))
+        return hit[2] if hit is not None and hit[0] is value else 0
+
     def _shallow(self, node: Any, items: Sequence[Any]) -> int | None:
         """The common case in one loop, without a walk: every item is a leaf, a measured tuple or a
         tuple of leaves (an array's state holding its shape). None: something deeper, walk it."""
@@ -198,17 +203,24 @@ def _never(v: Any) -> bool:
     return False
 
 
+#: Nesting past which comparing two keys of one hash is refused: ``==`` recurses in C through
+#: ``Py_EnterRecursiveCall``, so two colliding keys nested ~1,000 deep raise RecursionError in the
+#: middle of a load (how deep exactly depends on the caller's stack); real keys are flat.
+COMPARE_DEPTH = 500
+
+
 def compare_weight(max_depth: int, cap: int) -> Callable[[Any], int]:
     """``weigh`` for :func:`collision_work`: the items one comparison with a key can visit, its
     nested tuples and frozensets expanded (an upper bound: the identity shortcut and the first
     difference stop it sooner), memoised per object, saturating at ``cap``; a key nested past
-    ``max_depth`` weighs ``cap`` (its comparison recurses as deep)."""
+    ``COMPARE_DEPTH`` (or ``max_depth``) weighs ``cap``: comparing it recurses as deep."""
     cost = HashCost(compared_items, _never, max_depth, cap)
 
     def weigh(key: Any) -> int:
         try:
-            return max(1, cost.measure(key))
+            size = cost.measure(key)
         except TooDeep:
             return cap
+        return cap if cost.depth(key) > COMPARE_DEPTH else max(1, size)
 
     return weigh

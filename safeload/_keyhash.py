@@ -109,19 +109,46 @@ class KeyHashes:
         hit = self._proxies.get(id(v))
         if hit is not None:
             return hit[1]
-        p = self._evaluate(v)
+        p = self._nested(v) if self._items(v) is not None else self._evaluate(v)
         self._proxies[id(v)] = (v, p)
         return p
 
-    def _evaluate(self, v: Any) -> Any:
+    def _items(self, v: Any) -> tuple[Any, ...] | None:
+        """What a tuple's proxy is made of: its items, an allowed namedtuple's fields."""
         if type(v) is tuple:
-            return self._combined(tuple(self.proxy(x) for x in v), False)
+            return v
+        if type(v) is Obj and v.callee in self._namedtuples and type(v.args) is tuple and not self._unhashable(v):
+            return v.args
+        return None
+
+    def _nested(self, root: Any) -> Any:
+        """The proxy of a tuple, its nested tuples first, without recursion: keys may nest
+        ``max_nesting_depth`` deep, past what Python's own recursion allows without a compiler."""
+        frames: list[tuple[Any, tuple[Any, ...], list[Any]]] = [(root, self._items(root) or (), [])]
+        while True:
+            node, items, done = frames[-1]
+            if len(done) < len(items):
+                x = items[len(done)]
+                sub = self._items(x)
+                if sub is not None and id(x) not in self._proxies:
+                    if len(frames) > 1_000_000:
+                        raise TypeError("tuples nested past any limit")
+                    frames.append((x, sub, []))
+                else:
+                    done.append(self.proxy(x))
+                continue
+            p = self._combined(tuple(done), False)
+            frames.pop()
+            if not frames:
+                return p
+            self._proxies[id(node)] = (node, p)
+            frames[-1][2].append(p)
+
+    def _evaluate(self, v: Any) -> Any:
         if type(v) is Frozen:
             return self._combined(tuple(self.proxy(x) for x in v.items), True)
         if self._unhashable(v):
             raise TypeError(f"unhashable {v.callee}")
-        if v.callee in self._namedtuples and type(v.args) is tuple:
-            return self._combined(tuple(self.proxy(x) for x in v.args), False)
         try:
             value = self._value(v)
         except Exception:  # noqa: BLE001 - a call that fails at load fails before anything hashes it

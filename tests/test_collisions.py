@@ -404,3 +404,43 @@ def test_a_value_hashed_key_the_walker_cannot_evaluate_counts_as_colliding(tmp_p
         path.write_bytes(data)
         loaded = _judged(path, real, budget)
         assert real > budget or len(loaded) == n
+
+
+# -- keys nested deep: their proxies, and comparing two of them -------------------------------
+
+
+def _nested_key(k: int, depth: int) -> bytes:
+    return _int(1 + k * _P) + b"\x85" * depth
+
+
+def test_a_key_nested_to_the_depth_limit_is_judged_without_recursion(tmp_path: Any) -> None:
+    """The proxy of a tuple nested 1,000 deep (``max_nesting_depth``) is built without Python
+    recursion, so the walker without a C compiler gives the verdict the compiled one gives
+    (it raised RecursionError past ~330 levels, and the file was refused as unparsable)."""
+    path = tmp_path / "deep.pkl"
+    path.write_bytes(b"\x80\x04}" + _nested_key(0, 1_000) + b"K\x01s" + b"K\x02\x85K\x02s.")
+    assert safeload.scan(path, policy=POLICY).safe
+    assert len(safeload.load(path, policy=POLICY)) == 2
+
+
+@pytest.mark.parametrize("depth", [400, 600, 999])
+def test_two_colliding_keys_nested_deep_are_refused_past_the_compare_depth(depth: int, tmp_path: Any) -> None:
+    """Comparing two keys of one hash recurses in C through ``Py_EnterRecursiveCall``: nested
+    ~1,000 deep they raise RecursionError in the middle of the load (when exactly depends on the
+    caller's stack), so scan said safe and load failed. Past ``COMPARE_DEPTH`` both refuse."""
+    from safeload._hashwork import COMPARE_DEPTH
+
+    data = b"\x80\x04}" + _nested_key(1, depth) + b"K\x01s" + _nested_key(2, depth) + b"K\x02s."
+    if depth == 999:
+        with pytest.raises(RecursionError):
+            pickle.loads(data)  # noqa: S301 - our own stream of allowed, inert names
+    path = tmp_path / "deep.pkl"
+    path.write_bytes(data)
+    report = safeload.scan(path, policy=POLICY)
+    if depth > COMPARE_DEPTH:
+        assert not report.safe and {f.rule for f in report.findings} == {"limit-hash"}, report.findings
+        with pytest.raises(LimitExceededError):
+            safeload.load(path, policy=POLICY)
+    else:
+        assert report.safe, report.findings
+        assert len(safeload.load(path, policy=POLICY)) == 2
