@@ -437,24 +437,19 @@ def encode_number(value: int | float, text: bool) -> bytes:
             return b"F" + repr(value).encode() + b"\n"
         return b"G" + struct.pack(">d", value)
     if text:
-        return b"L" + str(value).encode() + b"L\n" if abs(value) < 10 ** 4000 else b"L" + _big_text(value) + b"L\n"
+        return b"L" + _digits(value) + b"L\n"
     raw = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True) if value else b""
     return b"\x8b" + len(raw).to_bytes(4, "little") + raw
 
 
-def _big_text(value: int) -> bytes:
-    """Decimal digits of a huge int without ``str()`` (which refuses past 4,300 digits)."""
-    with _digit_limit_off():
+def _digits(value: int) -> bytes:
+    """Decimal digits of any int, also past the 4,300 that ``str()`` refuses by default."""
+    old = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
         return str(value).encode()
-
-
-class _digit_limit_off:  # noqa: N801 - a tiny context manager
-    def __enter__(self) -> None:
-        self._old = sys.get_int_max_str_digits()
-        sys.set_int_max_str_digits(0)
-
-    def __exit__(self, *exc: object) -> None:
-        sys.set_int_max_str_digits(self._old)
+    finally:
+        sys.set_int_max_str_digits(old)
 
 
 def number_sites(buf: bytes | bytearray, ops: Sequence[tuple[int, int, int]]) -> list[tuple[int, int, int]]:

@@ -38,7 +38,7 @@ from typing import Any
 from safeload._allowlist import Kind
 from safeload._containers import Buffer
 from safeload._filling import Filling
-from safeload._keyhash import collidable, may_collide
+from safeload._keyhash import VALUE_HASHED, collidable, may_collide
 from safeload._mirrors import (
     BUILD_VALIDATED,
     DICT_SUBCLASSES,
@@ -1268,12 +1268,11 @@ class _Walker:
 _MARGIN = 64 * 1024
 _AHEAD = 256 * 1024
 _TEXT_OPS = frozenset({0x49, 0x4C, 0x46, 0x53, 0x56, 0x67, 0x70, 0x50})
-# Calls whose arguments later checks read (dtype evaluation, raw bytes, Tree sizes).
 _TREE = "sklearn.tree._tree.Tree"
-_KEEP_ARGS = frozenset({"numpy.dtype", "_codecs.encode", "builtins.bytes", "numpy._core.numeric._frombuffer",
-                        "numpy.core.numeric._frombuffer", _TREE, "builtins.range",
-                        "numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar", *NAMEDTUPLES,
-                        "builtins.complex", "builtins.frozenset", "datetime.timedelta"})  # (for _keyhash)
+# Calls whose arguments later checks read (raw bytes, Tree sizes) and, through VALUE_HASHED and the
+# namedtuples, those whose results _keyhash evaluates (dtypes, complex numbers, scalars...).
+_KEEP_ARGS = VALUE_HASHED | frozenset({"_codecs.encode", "builtins.bytes", "numpy._core.numeric._frombuffer",
+                                       "numpy.core.numeric._frombuffer", _TREE, *NAMEDTUPLES})
 _BUILDS_FIRST_ARG = frozenset({"reconstructor", "new_obj"})
 
 
