@@ -226,10 +226,12 @@ class Run:
     entries; it is expanded into real values only if an opcode looks inside it.
     """
 
-    __slots__ = ("start", "end", "count", "put")
+    __slots__ = ("start", "end", "count", "put", "index")
 
     def __init__(self, start: int, end: int, count: int, put: bool = False) -> None:
         self.start = start
         self.end = end
         self.count = count
         self.put = put
+        # offsets of every _walker._STRIDE-th entry, made by the first memo read into a long run
+        self.index: list[int] | None = None

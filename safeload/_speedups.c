@@ -811,7 +811,227 @@ done:
     return out;
 }
 
+/* The entry at p[i:]: its text (p[*text:*text + *len]), its integer opcode (p[*integer]) and the
+   offset of the next entry; -1 if p[i:end] does not start with a whole entry (text, PUT or
+   MEMOIZE, BININT1 / BININT2 / BININT).  Every index is checked against end before it is read. */
+static Py_ssize_t
+next_entry(const unsigned char *p, Py_ssize_t i, Py_ssize_t end, int put, Py_ssize_t *text, Py_ssize_t *len,
+           Py_ssize_t *integer)
+{
+    Py_ssize_t after;
+    if (put) {
+        if (end - i < 5 || p[i] != BINUNICODE) {
+            return -1;
+        }
+        unsigned long long n = (unsigned long long)p[i + 1] | ((unsigned long long)p[i + 2] << 8)
+            | ((unsigned long long)p[i + 3] << 16) | ((unsigned long long)p[i + 4] << 24);
+        if ((unsigned long long)(end - (i + 5)) < n + 1) {
+            return -1;
+        }
+        *text = i + 5;
+        *len = (Py_ssize_t)n;
+        Py_ssize_t q = i + 5 + (Py_ssize_t)n;  /* the PUT opcode */
+        Py_ssize_t w = p[q] == BINPUT ? 2 : (p[q] == LONG_BINPUT ? 5 : -1);
+        if (w < 0 || end - q < w) {
+            return -1;
+        }
+        after = q + w;
+    }
+    else {
+        if (end - i < 2 || p[i] != SHORT_BINUNICODE) {
+            return -1;
+        }
+        *text = i + 2;
+        *len = p[i + 1];
+        if (end - *text < *len + 1 || p[*text + *len] != MEMOIZE) {
+            return -1;
+        }
+        after = *text + *len + 1;
+    }
+    if (end - after < 1) {
+        return -1;
+    }
+    unsigned char op = p[after];
+    Py_ssize_t width = op == BININT1 ? 1 : (op == BININT2 ? 2 : (op == BININT ? 4 : -1));
+    if (width < 0 || end - (after + 1) < width) {
+        return -1;
+    }
+    *integer = after;
+    return after + 1 + width;
+}
+
+PyDoc_STRVAR(expand_run_doc,
+"expand_run(data, start, end, put, /) -> (values, strings)\n\n"
+"Parse the vocabulary entries in data[start:end] (a run count_entries or, with put true,\n"
+"count_put_entries delimited): values is [text, int, text, int, ...] as the unpickler pushes\n"
+"them, strings the texts it memoizes.  Raises ValueError if the span is not whole entries.");
+
+static PyObject *
+expand_run(PyObject *module, PyObject *args)
+{
+    (void)module;
+    Py_buffer view;
+    Py_ssize_t start, end;
+    int put;
+    if (!PyArg_ParseTuple(args, "y*nnp:expand_run", &view, &start, &end, &put)) {
+        return NULL;
+    }
+    PyObject *values = NULL, *strings = NULL, *out = NULL;
+    if (end > view.len) {
+        end = view.len;
+    }
+    if (start < 0 || start > end) {
+        PyErr_SetString(PyExc_ValueError, "expand_run: bad span");
+        goto done;
+    }
+    if ((values = PyList_New(0)) == NULL || (strings = PyList_New(0)) == NULL) {
+        goto done;
+    }
+    const unsigned char *p = (const unsigned char *)view.buf;
+    Py_ssize_t i = start;
+    while (i < end) {
+        Py_ssize_t text, len, at;
+        Py_ssize_t next = next_entry(p, i, end, put, &text, &len, &at);
+        if (next < 0) {
+            PyErr_SetString(PyExc_ValueError, "expand_run: the span is not whole vocabulary entries");
+            goto done;
+        }
+        const unsigned char *v = p + at + 1;
+        long long value;
+        if (p[at] == BININT1) {
+            value = v[0];
+        }
+        else if (p[at] == BININT2) {
+            value = (long long)v[0] | ((long long)v[1] << 8);
+        }
+        else {
+            value = (long long)(int32_t)((uint32_t)v[0] | ((uint32_t)v[1] << 8) | ((uint32_t)v[2] << 16)
+                                         | ((uint32_t)v[3] << 24));
+        }
+        PyObject *s = PyUnicode_DecodeUTF8((const char *)p + text, len, "surrogatepass");
+        if (s == NULL) {
+            goto done;
+        }
+        int failed = PyList_Append(values, s) < 0 || PyList_Append(strings, s) < 0;
+        Py_DECREF(s);
+        if (failed) {
+            goto done;
+        }
+        PyObject *num = PyLong_FromLongLong(value);
+        if (num == NULL) {
+            goto done;
+        }
+        failed = PyList_Append(values, num) < 0;
+        Py_DECREF(num);
+        if (failed) {
+            goto done;
+        }
+        i = next;
+    }
+    out = PyTuple_Pack(2, values, strings);
+done:
+    Py_XDECREF(values);
+    Py_XDECREF(strings);
+    PyBuffer_Release(&view);
+    return out;
+}
+
+PyDoc_STRVAR(run_offsets_doc,
+"run_offsets(data, start, end, put, stride, /) -> list\n\n"
+"The offsets of entries 0, stride, 2*stride, ... of the run in data[start:end] (see\n"
+"expand_run), so that run_text reaches any entry in fewer than stride steps.  Raises\n"
+"ValueError if the span is not whole vocabulary entries.");
+
+static PyObject *
+run_offsets(PyObject *module, PyObject *args)
+{
+    (void)module;
+    Py_buffer view;
+    Py_ssize_t start, end, stride;
+    int put;
+    if (!PyArg_ParseTuple(args, "y*nnpn:run_offsets", &view, &start, &end, &put, &stride)) {
+        return NULL;
+    }
+    PyObject *out = NULL;
+    if (end > view.len) {
+        end = view.len;
+    }
+    if (start < 0 || start > end || stride < 1) {
+        PyErr_SetString(PyExc_ValueError, "run_offsets: bad span or stride");
+        goto done;
+    }
+    if ((out = PyList_New(0)) == NULL) {
+        goto done;
+    }
+    const unsigned char *p = (const unsigned char *)view.buf;
+    Py_ssize_t i = start, k = 0, text, len, at;
+    while (i < end) {
+        if (k % stride == 0) {
+            PyObject *offset = PyLong_FromSsize_t(i);
+            if (offset == NULL || PyList_Append(out, offset) < 0) {
+                Py_XDECREF(offset);
+                Py_CLEAR(out);
+                goto done;
+            }
+            Py_DECREF(offset);
+        }
+        i = next_entry(p, i, end, put, &text, &len, &at);
+        if (i < 0) {
+            PyErr_SetString(PyExc_ValueError, "run_offsets: the span is not whole vocabulary entries");
+            Py_CLEAR(out);
+            goto done;
+        }
+        k++;
+    }
+done:
+    PyBuffer_Release(&view);
+    return out;
+}
+
+PyDoc_STRVAR(run_text_doc,
+"run_text(data, at, end, put, skip, /) -> str\n\n"
+"The text of the entry skip entries after the one at data[at] (within end), decoded as the\n"
+"unpickler decodes it: what a memo read of that slot of the run gives.  Raises ValueError\n"
+"if there is no such whole entry.");
+
+static PyObject *
+run_text(PyObject *module, PyObject *args)
+{
+    (void)module;
+    Py_buffer view;
+    Py_ssize_t at, end, skip;
+    int put;
+    if (!PyArg_ParseTuple(args, "y*nnpn:run_text", &view, &at, &end, &put, &skip)) {
+        return NULL;
+    }
+    PyObject *out = NULL;
+    if (end > view.len) {
+        end = view.len;
+    }
+    const unsigned char *p = (const unsigned char *)view.buf;
+    Py_ssize_t i = (at < 0 || at > end || skip < 0) ? -1 : at, text = 0, len = 0, integer;
+    for (Py_ssize_t k = 0; i >= 0; k++) {
+        Py_ssize_t next = next_entry(p, i, end, put, &text, &len, &integer);
+        if (next < 0 || k == skip) {
+            i = next;
+            break;
+        }
+        i = next;
+    }
+    if (i < 0) {
+        PyErr_SetString(PyExc_ValueError, "run_text: no such whole vocabulary entry");
+    }
+    else {
+        out = PyUnicode_DecodeUTF8((const char *)p + text, len, "surrogatepass");
+    }
+    PyBuffer_Release(&view);
+    return out;
+}
+
 static PyMethodDef speedups_methods[] = {
+    {"expand_run", expand_run, METH_VARARGS, expand_run_doc},
+    {"run_offsets", run_offsets, METH_VARARGS, run_offsets_doc},
+    {"run_text", run_text, METH_VARARGS, run_text_doc},
     {"count_entries", count_entries, METH_VARARGS, count_entries_doc},
     {"count_put_entries", count_put_entries, METH_VARARGS, count_put_entries_doc},
     {"count_values", count_values, METH_VARARGS, count_values_doc},

@@ -252,7 +252,7 @@ def _compiled_values(data: Any, i: int, end: int, memo: dict[int, Any] | None) -
 _match_values = _python_values if _speedups is None else _compiled_values
 
 
-def _expand(data: Any, run: Run) -> tuple[list[Any], list[str]]:
+def _python_expand(data: Any, run: Run) -> tuple[list[Any], list[str]]:
     """Parse a run entry by entry: its stack values and the strings it memoized."""
     values: list[Any] = []
     strings: list[str] = []
@@ -274,6 +274,76 @@ def _expand(data: Any, run: Run) -> tuple[list[Any], list[str]]:
         strings.append(text)
         p = j + 1 + w
     return values, strings
+
+
+def _compiled_expand(data: Any, run: Run) -> tuple[list[Any], list[str]]:
+    """The same, by safeload/_speedups.c (20x faster: 200,000 runs read back in reverse, the
+    resource case of issue 11, spent most of their walk here)."""
+    return _speedups.expand_run(data, run.start, run.end, run.put)
+
+
+#: Chosen once, like _match_run; tests/test_speedups.py holds the two to the same result.
+_expand = _python_expand if _speedups is None or not hasattr(_speedups, "expand_run") else _compiled_expand
+
+
+def _python_offsets(data: Any, run: Run, stride: int) -> list[int]:
+    """The offsets of entries 0, stride, 2*stride... of ``run``."""
+    out: list[int] = []
+    p = run.start
+    k = 0
+    while p < run.end:
+        if k % stride == 0:
+            out.append(p)
+        p = _next_entry(data, p, run.put)
+        k += 1
+    return out
+
+
+def _python_text(data: Any, at: int, run: Run, skip: int) -> str:
+    """The text of the entry ``skip`` entries after the one at ``at`` in ``run``."""
+    for _ in range(skip):
+        at = _next_entry(data, at, run.put)
+    j = at + 5 + int.from_bytes(data[at + 1:at + 5], "little") if run.put else at + 2 + data[at + 1]
+    return str(data[at + (5 if run.put else 2):j], "utf-8", "surrogatepass")
+
+
+def _next_entry(data: Any, p: int, put: bool) -> int:
+    j = p + 5 + int.from_bytes(data[p + 1:p + 5], "little") if put else p + 2 + data[p + 1]
+    j += (2 if data[j] == 0x71 else 5) if put else 1
+    op = data[j]
+    return j + 1 + (1 if op == 0x4B else (2 if op == 0x4D else 4))
+
+
+#: Entries between two offsets of a run's index (Run.index): a memo read into a run decodes one
+#: entry after stepping over fewer than this many, and a run of n entries keeps n / _STRIDE offsets.
+_STRIDE = 32
+
+
+def _compiled_offsets(data: Any, run: Run, stride: int) -> list[int]:
+    """The same, by safeload/_speedups.c."""
+    return _speedups.run_offsets(data, run.start, run.end, run.put, stride)
+
+
+def _compiled_text(data: Any, at: int, run: Run, skip: int) -> str:
+    """The same, by safeload/_speedups.c."""
+    return _speedups.run_text(data, at, run.end, run.put, skip)
+
+
+#: Chosen once, like _match_run.
+_offsets = _python_offsets if _speedups is None or not hasattr(_speedups, "run_offsets") else _compiled_offsets
+_text = _python_text if _speedups is None or not hasattr(_speedups, "run_text") else _compiled_text
+
+
+def _run_text(data: Any, run: Run, k: int) -> str:
+    """What a memo read of the run's k-th slot gives, without materialising the run: its texts
+    stay in the file until an opcode writes into its slots (issue 11: 200,000 runs read back in
+    reverse, 13 MB, held 1.6 M strings in the walker's memo, 314 MiB, where reading it takes 12)."""
+    if run.count <= _STRIDE:
+        return _text(data, run.start, run, k)
+    index = run.index
+    if index is None:
+        index = run.index = _offsets(data, run, _STRIDE)
+    return _text(data, index[k // _STRIDE], run, k % _STRIDE)
 
 
 def _entry_follows(data: Any, p: int, put: int, width: int, end: int) -> bool:
@@ -385,21 +455,21 @@ class _Walker:
         # occupied slots; MEMOIZE writes at that index). ``memo`` holds materialised slots; ``lazy``
         # holds vocabulary runs taken in one step, each occupying ``run.count`` slots from ``first``.
         # While ``use_runs`` is on, no PUT has happened, so the slots are exactly [0, mlen): MEMOIZE
-        # adds one, a run adds ``count``, and a read that materialises a run changes nothing. The
-        # first PUT materialises every run and from then on ``mlen`` is recomputed as ``len(memo)``
-        # plus the slots of lazy PUT runs (a PUT above memo_len leaves a hole, and MEMOIZE into an
-        # occupied slot does not count). A PUT run (protocols 1-3) is taken only at ``hi``, one past
-        # the highest slot ever written, so its slots are free; ``memo`` never holds a key inside a
-        # lazy run: a read, a PUT or a MEMOIZE that lands in one first moves it into ``memo`` (settle).
+        # adds one, a run adds ``count``, a read changes nothing. From the first PUT on, ``mlen`` is
+        # recomputed as ``len(memo)`` plus ``lazy_total``, the slots of the lazy runs (a PUT above
+        # memo_len leaves a hole, and MEMOIZE into an occupied slot does not count). A PUT run
+        # (protocols 1-3) is taken only at ``hi``, one past the highest slot ever written, so its
+        # slots are free. ``memo`` never holds a key inside a lazy run: a PUT or a MEMOIZE that lands
+        # in one first moves the run into ``memo`` (settle); a read decodes the one entry it reads.
         memo: dict[int, Any] = {}
-        # first memo index -> run; a read expands the run into ``memo``. Runs are taken at ``mlen``
-        # (MEMOIZE) or ``hi`` (PUT), so firsts only grow and runs never overlap: ``starts`` lists them
-        # in order (a settled run's first stays, harmlessly) and a slot's run is found by bisection.
-        # (A linear search here made 60,000 runs read back in reverse cost 30 s on a 3.9 MB file.)
+        # first memo index -> run. Runs are taken at ``mlen`` (MEMOIZE) or ``hi`` (PUT), so firsts
+        # only grow and runs never overlap: ``starts`` lists them in order (a settled run's first
+        # stays, harmlessly) and a slot's run is found by bisection. (A linear search here made
+        # 60,000 runs read back in reverse cost 30 s on a 3.9 MB file.)
         lazy: dict[int, Run] = {}
         starts: list[int] = []
         mlen = 0
-        lazy_total = 0  # slots held by lazy PUT runs (0 while ``use_runs``)
+        lazy_total = 0  # slots held by lazy runs (kept up to date only once ``use_runs`` is off)
         hi = 0  # after the first PUT: one past the highest memo slot written
         match_put_run = _match_put_run
         match_values = _match_values
@@ -471,29 +541,21 @@ class _Walker:
                 return memo[idx]
             except KeyError:
                 pass
-            if not use_runs:
-                settle(idx)
-                if idx in memo:
-                    return memo[idx]
-                raise fatal("memo", MALFORMED, i, f"memo value not found at index {idx}")
             first = run_at(idx)
             if first >= 0:
-                # The run's slots were counted in ``mlen`` when it was taken; expanding it only
-                # fills them in. (Round 1 counted them again here: every later MEMOIZE landed
-                # elsewhere than in CPython. tests/test_walker_oracle.py re-introduces that.)
-                for k, text in enumerate(_expand(data, lazy[first])[1]):
-                    memo.setdefault(first + k, text)
-                return memo[idx]
+                # The run's slots were counted in ``mlen`` when it was taken; a read only looks
+                # into one of them, and the run stays lazy. (Round 1 counted them again here:
+                # every later MEMOIZE landed elsewhere than in CPython; tests/test_walker_oracle.py
+                # re-introduces that. Session 24 stopped materialising the run into ``memo``.)
+                return _run_text(data, lazy[first], idx - first)  # ORACLE-MUTATION-POINT-READ
             raise fatal("memo", MALFORMED, i, f"memo value not found at index {idx}")
 
         def flush_lazy() -> None:
-            """The first PUT: materialise the MEMOIZE runs; the slots are dense, so ``hi`` is ``mlen``."""
-            nonlocal use_runs, hi
-            for first, run in lazy.items():
-                for k, text in enumerate(_expand(data, run)[1]):
-                    memo.setdefault(first + k, text)
-            lazy.clear()
-            starts.clear()
+            """The first PUT: memo indices must be exact from here on, so ``mlen`` is recomputed from
+            ``memo`` and ``lazy_total``; the MEMOIZE runs stay lazy, counted there (slots are dense
+            so far, so ``hi`` is ``mlen``)."""
+            nonlocal use_runs, hi, lazy_total
+            lazy_total = sum(run.count for run in lazy.values())  # ORACLE-MUTATION-POINT-FLUSH
             use_runs = False
             hi = mlen
 

@@ -758,22 +758,28 @@ class Matchers(NamedTuple):
     run: Callable[[Any, int, int], tuple[int, int]]  # MEMOIZE vocabulary runs: _walker._match_run
     put_run: Callable[[Any, int, int, int], tuple[int, int]]  # protocol 1-3 PUT runs: _match_put_run
     values: Callable[[Any, int, int, Any], tuple[int, int]]  # batches of plain values: _match_values
+    # and the readers of a taken run: _expand (all of it), _offsets / _text (one memo read)
+    expand: Callable[[Any, Any], tuple[list[Any], list[str]]]
+    offsets: Callable[[Any, Any, int], list[int]]
+    text: Callable[[Any, int, Any, int], str]
 
     def install(self, setattr_: Callable[[Any, str, Any], Any] = setattr) -> None:
         """Set them on ``safeload._walker`` (``setattr_``: e.g. ``monkeypatch.setattr``)."""
         from safeload import _walker
 
         for name, fn in self._asdict().items():
-            setattr_(_walker, f"_match_{name}", fn)
+            setattr_(_walker, f"_match_{name}" if name in ("run", "put_run", "values") else f"_{name}", fn)
 
 
 def _matchers() -> dict[str, Matchers]:
-    from safeload import _walker
+    from safeload import _walker as w
 
-    out = {"regex": Matchers(_walker._regex_run, _walker._python_put_run, _walker._python_values),
-           "none": Matchers(_never, _never, _never)}
-    if getattr(_walker, "_speedups", None) is not None:
-        out["compiled"] = Matchers(_walker._compiled_run, _walker._compiled_put_run, _walker._compiled_values)
+    readers = (w._python_expand, w._python_offsets, w._python_text)
+    out = {"regex": Matchers(w._regex_run, w._python_put_run, w._python_values, *readers),
+           "none": Matchers(_never, _never, _never, *readers)}
+    if getattr(w, "_speedups", None) is not None:
+        out["compiled"] = Matchers(w._compiled_run, w._compiled_put_run, w._compiled_values,
+                                   w._compiled_expand, w._compiled_offsets, w._compiled_text)
     return out
 
 
@@ -965,6 +971,9 @@ class Grammar:
         # Half the protocol 4+ streams memoize with MEMOIZE only, as pickle writes them: the walker
         # keeps runs lazy until the first PUT, so reads into lazy runs happen only in these.
         self.puts = proto < 4 or rnd.random() < 0.5
+        # Half of the others write their first PUT only after a vocabulary run: the walker keeps the
+        # MEMOIZE runs lazy past it, counted in memo_len (session 24).
+        self.late_puts = proto >= 4 and self.puts and rnd.random() < 0.5
         self.memo: dict[int, tuple[bool, str | None]] = {}  # slot -> (hashable, text if a str)
         self.runs: list[tuple[int, int]] = []  # (first slot, count) of each vocabulary run emitted
         self.last_put = -1  # the slot of the last PUT run entry
@@ -1029,7 +1038,7 @@ class Grammar:
     def remember(self, kind: tuple[bool, str | None]) -> None:
         """MEMOIZE or PUT the value on top (its ``kind``)."""
         r = self.r
-        if self.proto >= 4 and (not self.puts or r.random() < 0.6):
+        if self.proto >= 4 and (not self.puts or (self.late_puts and not self.runs) or r.random() < 0.6):
             self.emit(b"\x94")
             self.memo[len(self.memo)] = kind
             return
@@ -1624,11 +1633,23 @@ def cpython_loads(data: bytes) -> Any:
 
 # -- mutated walkers: the property must catch them ----------------------------------------------------
 
-#: (old, new) textual patches of safeload/_walker.py, each a known way to get the memo or marks wrong.
-MUTATIONS = {
-    # Round 1: a read that materialises a lazy run leaves its slots counted twice.
-    "double-count": ("mlen += 1  # ORACLE-MUTATION-POINT",
-                     "mlen = len(memo) + sum(r.count for r in lazy.values())  # ORACLE-MUTATION-POINT"),
+#: (old, new) textual patches of safeload/_walker.py, each a known way to get the memo or marks wrong
+#: (a list of such pairs where one mistake spans two places).
+MUTATIONS: dict[str, tuple[str, str] | list[tuple[str, str]]] = {
+    # Round 1: a read that materialises a lazy run leaves its slots counted twice. (Since session 24 a
+    # read decodes one entry and the run stays lazy; the mutant puts round 1's read back too.)
+    "double-count": [("mlen += 1  # ORACLE-MUTATION-POINT",
+                      "mlen = len(memo) + sum(r.count for r in lazy.values())  # ORACLE-MUTATION-POINT"),
+                     ("return _run_text(data, lazy[first], idx - first)  # ORACLE-MUTATION-POINT-READ",
+                      "for k, text in enumerate(_expand(data, lazy[first])[1]):\n"
+                      "                    memo.setdefault(first + k, text)\n"
+                      "                return memo[idx]")],
+    # A read into a run that decodes the wrong entry (an off-by-one in the run's index).
+    "read-next-entry": ("return _run_text(data, lazy[first], idx - first)  # ORACLE-MUTATION-POINT-READ",
+                        "return _run_text(data, lazy[first], min(idx - first + 1, lazy[first].count - 1))"),
+    # The first PUT forgets the slots of the MEMOIZE runs that stay lazy: memo_len falls short.
+    "flush-forgets-runs": ("lazy_total = sum(run.count for run in lazy.values())  # ORACLE-MUTATION-POINT-FLUSH",
+                           "lazy_total = 0"),
     # Moving a lazy PUT run into the memo without giving back its slots: memo_len counts them twice.
     "put-run-double-count": ("lazy_total -= run.count  # ORACLE-MUTATION-POINT-PUT",
                              "pass  # ORACLE-MUTATION-POINT-PUT"),
@@ -1651,18 +1672,20 @@ MUTATIONS = {
 
 def mutant(name: str) -> types.ModuleType:
     """A copy of safeload/_walker.py with mutation ``name`` applied, exec'd as its own module."""
-    old, new = MUTATIONS[name]
+    patches = MUTATIONS[name]
     import safeload
 
     # The source file, not _walker.__file__: the installed walker may be compiled by mypyc.
     path = Path(safeload.__file__).resolve().parent / "_walker.py"
     source = path.read_text(encoding="utf-8")
-    assert source.count(old) == 1, f"mutation {name}: the walker no longer contains {old!r}"
+    for old, new in patches if isinstance(patches, list) else [patches]:
+        assert source.count(old) == 1, f"mutation {name}: the walker no longer contains {old!r}"
+        source = source.replace(old, new)
     module = types.ModuleType(f"safeload._walker_mutant_{name.replace('-', '_')}")
     module.__file__ = str(path)
     sys.modules[module.__name__] = module  # dataclasses look their module up
     try:
-        exec(compile(source.replace(old, new), f"<walker mutant {name}>", "exec"), module.__dict__)
+        exec(compile(source, f"<walker mutant {name}>", "exec"), module.__dict__)
     finally:
         del sys.modules[module.__name__]
     return module

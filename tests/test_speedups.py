@@ -74,6 +74,9 @@ def test_the_extension_is_built_and_used() -> None:
     assert _walker._match_run is _walker._compiled_run
     assert _walker._match_put_run is _walker._compiled_put_run
     assert _walker._match_values is _walker._compiled_values
+    assert _walker._expand is _walker._compiled_expand
+    assert _walker._offsets is _walker._compiled_offsets
+    assert _walker._text is _walker._compiled_text
 
 
 def test_vocabulary_entries_are_counted() -> None:
@@ -383,3 +386,140 @@ def test_values_agree_with_the_reference(values: list[bytes], slots: set[int], w
         python = _walker._python_values(blob, start, end, memo)
         assert python == (expected if expected[1] >= _walker._MIN_VALUES else (start, 0))
         assert _walker._compiled_values(blob, start, end, memo) == python
+
+
+# Expanding a delimited run (expand_run): the values and memoized texts the walker reads out of a run
+# when an opcode looks inside it. It parses untrusted bytes in C, so it is held to the Python reading
+# (_walker._python_expand) on every run the counters delimit, and must refuse, not misread, any other span.
+
+
+def _both_expansions(data: bytes, start: int, end: int, put: bool) -> tuple[list[object], list[str]]:
+    from safeload._simulated import Run
+    from safeload._speedups import expand_run
+
+    count = 0  # the Run's count is not read by either expansion
+    compiled = expand_run(data, start, end, put)
+    assert compiled == _walker._python_expand(data, Run(start, end, count, put))
+    values, strings = compiled
+    assert values[::2] == strings and all(a is b for a, b in zip(values[::2], strings, strict=True))  # one object each
+    return compiled
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_ENTRY, max_size=40), st.binary(max_size=8))
+def test_expanding_a_memoize_run_agrees_with_the_python_reading(entries: list[bytes], tail: bytes) -> None:
+    blob = b"".join(entries) + tail
+    stop, count = reference(blob, 0, len(blob))
+    values, strings = _both_expansions(blob, 0, stop, False)
+    assert len(strings) == count and len(values) == 2 * count
+    assert list(pickle.loads(b"\x80\x04(" + blob[:stop] + b"t.")) == values  # the unpickler's own reading
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_PUT_ENTRY, max_size=40), st.integers(0, 300), st.binary(max_size=8))
+def test_expanding_a_put_run_agrees_with_the_python_reading(entries: list[tuple[bytes, int, bytes, int, bool]],
+                                                            first: int, tail: bytes) -> None:
+    blob = b"".join(put_entry(text, first + k, op, value[:_WIDTH[op]], long_put)
+                    for k, (text, op, value, _skew, long_put) in enumerate(entries)) + tail
+    stop, count = reference_put(blob, 0, len(blob), first)
+    values, strings = _both_expansions(blob, 0, stop, True)
+    assert len(strings) == count and len(values) == 2 * count
+    assert list(pickle.loads(b"\x80\x02(" + blob[:stop] + b"t.")) == values  # the unpickler's own reading
+
+
+def test_expanding_reads_the_integers_as_the_unpickler_does() -> None:
+    from safeload._speedups import expand_run
+
+    data = (entry(b"a", 0x4B, b"\xff") + entry(b"b", 0x4D, b"\xff\xff") + entry(b"c", 0x4A, b"\xff\xff\xff\xff")
+            + entry(b"d", 0x4A, b"\x00\x00\x00\x80") + entry(b"e", 0x4A, b"\xff\xff\xff\x7f"))
+    values, _ = expand_run(data, 0, len(data), False)
+    assert values[1::2] == [255, 65535, -1, -(2**31), 2**31 - 1]
+    assert values == list(pickle.loads(b"\x80\x04(" + data + b"t."))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_ENTRY, _PUT_ENTRY.map(lambda t: put_entry(t[0], t[3], t[1], t[2][:_WIDTH[t[1]]], t[4]))),
+                max_size=20), st.booleans(), st.integers(-3, 300), st.integers(-3, 300), st.integers(0, 20))
+def test_expanding_any_other_span_refuses_without_reading_past_it(entries: list[bytes], put: bool, start: int,
+                                                                  end: int, flips: int) -> None:
+    """Corrupted runs, spans cut mid-entry, ends past the buffer: the answer is the Python reading's
+    when that reading is well defined, else ValueError; never a read past ``end`` or the buffer."""
+    from safeload._simulated import Run
+    from safeload._speedups import expand_run
+
+    data = bytearray(b"".join(entries))
+    rng = random.Random(len(data) * 41 + flips)
+    for _ in range(flips if data else 0):
+        data[rng.randrange(len(data))] = rng.choice((0x58, 0x71, 0x72, 0x8C, 0x94, 0x4A, 0x4B, 0x4D, rng.randrange(256)))
+    blob = bytes(data)
+    for buf in (blob, blob + b"\x4a\x01\x02\x03\x04" * 4):  # bytes after ``end`` must not complete an entry
+        try:
+            got = expand_run(buf, start, end, put)
+        except ValueError:
+            continue
+        except UnicodeDecodeError:
+            continue
+        window = buf[:max(0, min(end, len(buf)))]
+        assert got == _walker._python_expand(window, Run(start, len(window), 0, put))
+
+
+# One memo read into a run (run_offsets / run_text): the entry the read lands on, decoded alone, so
+# that a run stays in the file (issue 11's resource property: reading runs back must not hold every
+# text in the walker's memo). Held to the Python path and to the full expansion, at every slot.
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_ENTRY, min_size=1, max_size=150), st.integers(1, 40))
+def test_a_read_of_any_slot_gives_the_expanded_text(entries: list[bytes], stride: int) -> None:
+    from safeload._simulated import Run
+
+    blob = b"".join(entries) + b"."
+    stop, count = reference(blob, 0, len(blob))
+    run = Run(0, stop, count, False)
+    strings = _walker._python_expand(blob, run)[1]
+    offsets = _walker._compiled_offsets(blob, run, stride)
+    assert offsets == _walker._python_offsets(blob, run, stride)
+    assert len(offsets) == -(-count // stride)
+    for k in range(count):
+        at, skip = offsets[k // stride], k % stride
+        assert _walker._compiled_text(blob, at, run, skip) == _walker._python_text(blob, at, run, skip) == strings[k]
+    for k in range(count):  # through the walker's reader, index built on the first read of a long run
+        assert _walker._run_text(blob, run, k) == strings[k]
+    assert (run.index is not None) == (count > _walker._STRIDE)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_PUT_ENTRY, min_size=1, max_size=80), st.integers(0, 300), st.integers(1, 40))
+def test_a_read_of_any_slot_of_a_put_run_gives_the_expanded_text(
+        entries: list[tuple[bytes, int, bytes, int, bool]], first: int, stride: int) -> None:
+    from safeload._simulated import Run
+
+    blob = b"".join(put_entry(text, first + k, op, value[:_WIDTH[op]], long_put)
+                    for k, (text, op, value, _skew, long_put) in enumerate(entries)) + b"."
+    stop, count = reference_put(blob, 0, len(blob), first)
+    run = Run(0, stop, count, True)
+    strings = _walker._python_expand(blob, run)[1]
+    offsets = _walker._compiled_offsets(blob, run, stride)
+    assert offsets == _walker._python_offsets(blob, run, stride)
+    for k in range(count):
+        at, skip = offsets[k // stride], k % stride
+        assert _walker._compiled_text(blob, at, run, skip) == _walker._python_text(blob, at, run, skip) == strings[k]
+
+
+@pytest.mark.parametrize("at, end, skip", [(-1, 10, 0), (0, -5, 0), (0, 2**62, 2**62), (0, 2**62, -1), (11, 10, 0),
+                                           (2**62, 2**62, 0), (0, 5, 0), (1, 2**62, 0), (0, 2**62, 3)])
+def test_reading_a_slot_outside_whole_entries_refuses_without_reading_past_them(at: int, end: int, skip: int) -> None:
+    from safeload._speedups import run_offsets, run_text
+
+    data = entry(b"abc", 0x4A, b"\x01\x02\x03\x04") * 3
+    for buf in (data, data[:-2]):  # whole, and with the last integer cut short
+        try:
+            text = run_text(buf, at, end, False, skip)
+        except ValueError:
+            continue
+        assert text == "abc" and 0 <= skip < (3 if buf is data else 2) and at == 0
+    with pytest.raises(ValueError):
+        run_offsets(data[:-2], 0, 2**62, False, 4)
+    with pytest.raises(ValueError):
+        run_offsets(data, 0, len(data), False, 0)
+    assert run_offsets(data, 0, len(data), False, 2) == [0, 2 * len(data) // 3]

@@ -198,14 +198,22 @@ READ_INTO_RUN = (b"\x80\x04}\x94(" + RUN + b"u\x94"  # dict at slot 0, run at 1.
 RUN_UNDER_MARK = b"\x80\x04]\x94" + RUN + b"(K\x01l(K\x02K\x03t\x94h\x05."
 
 
+# A PUT after a MEMOIZE run (session 24: the run stays lazy past the first PUT, its slots counted in
+# lazy_total): the next MEMOIZE lands at memo_len = 1 + 10 + 1 + 1 (dict, run, dict again, the PUT),
+# and reads of the run's slots and of that slot come back right.
+PUT_AFTER_RUN = (b"\x80\x04}\x94(" + RUN + b"u\x94" + b"Nqd0" + b"\x8c\x01y\x94" + b"h\x0d" + b"h\x02"
+                 + b"h\x0a" + b"\x87\x94" + b"Nq\x050" + b"h\x05" + b"h\x06" + b"\x86\x94\x86.")
+
+
 # TUPLE2/TUPLE3 over a run and a value: they take the run's last values, not the run as one item
 # (campaign seed 11, case 430845: the walker's stack fell 27 values short of CPython's).
 TUPLE2_OVER_RUN = b"\x80\x04" + RUN + b"\x8c\x01a\x94\x86\x94h\x0b."
 TUPLE3_OVER_RUN = b"\x80\x04" + RUN + b"\x8c\x01a\x94\x87\x94h\x0b."
 
 
-@pytest.mark.parametrize("data", [READ_INTO_RUN, RUN_UNDER_MARK, TUPLE2_OVER_RUN, TUPLE3_OVER_RUN],
-                         ids=["read-into-run", "run-under-mark", "tuple2-over-run", "tuple3-over-run"])
+@pytest.mark.parametrize("data", [READ_INTO_RUN, RUN_UNDER_MARK, TUPLE2_OVER_RUN, TUPLE3_OVER_RUN, PUT_AFTER_RUN],
+                         ids=["read-into-run", "run-under-mark", "tuple2-over-run", "tuple3-over-run",
+                              "put-after-run"])
 def test_crafted_streams(matcher: str, data: bytes) -> None:
     cpython_loads(data)
     assert oracle_memo_and_result(data) == cpython_memo_and_result(data)
@@ -240,7 +248,8 @@ def test_unmutated_copy_passes() -> None:
 @pytest.mark.parametrize("name", sorted(MUTATIONS))
 def test_the_property_catches_a_mutated_walker(name: str) -> None:
     module = mutant(name)
-    streams = [READ_INTO_RUN] + [generate(random.Random(s), proto=(4, 5, 2, 3)[s % 4]) for s in range(160)]
+    streams = [READ_INTO_RUN, PUT_AFTER_RUN] + [generate(random.Random(s), proto=(4, 5, 2, 3)[s % 4])
+                                                for s in range(160)]
     caught = _caught(module, streams)
     assert caught > 0, f"mutation {name} went unnoticed on {len(streams)} streams"
 
