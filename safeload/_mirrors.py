@@ -39,7 +39,8 @@ from safeload._keyhash import KeyHashes
 from safeload._policy import Policy
 from safeload._simulated import LIMIT, MALFORMED, OTHER, UNSAFE, ArraySpan, Cont, G, Issue, Obj
 
-__all__ = ["STATE_LENGTHS", "UNHASHABLE_CALLEES", "StaticChecks", "concrete", "static_mapping", "wrapper_state"]
+__all__ = ["STATE_LENGTHS", "UNHASHABLE_CALLEES", "StaticChecks", "concrete", "static_mapping", "unhashable",
+           "wrapper_state"]
 
 _PLAIN_BASES = frozenset(f"builtins.{t.__name__}" for t in PLAIN_BASES)
 _BASE_KEYS = {f"builtins.{t.__name__}": keys for t, keys in BASE_KEYS.items()}
@@ -140,7 +141,7 @@ def _pair_key(item: Any) -> Any:
     return item
 
 
-def _unhashable(v: Any) -> bool:
+def unhashable(v: Any) -> bool:
     """Lists, dicts and sets built in the stream, arrays and the mutable containers allowed calls
     return; other objects may or may not be hashable, and are let through (load then decides)."""
     return type(v) is Cont or (type(v) is Obj and (v.array or v.callee in UNHASHABLE_CALLEES))
@@ -189,8 +190,8 @@ class StaticChecks:
         self.created: list[Obj] = []  # every BUILD_VALIDATED instance the stream creates, for finish()
         limits = policy.limits
         self.hash_left = hash_budget(limits.max_hash_work, len(data))
-        self._hash_cost = HashCost(_hashed_items, _unhashable, limits.max_nesting_depth, self.hash_left + 1)
-        self._keys = KeyHashes(NAMEDTUPLES, _unhashable, concrete, _raw_bytes, self._keyed, limits.max_nesting_depth,
+        self._hash_cost = HashCost(_hashed_items, unhashable, limits.max_nesting_depth, self.hash_left + 1)
+        self._keys = KeyHashes(NAMEDTUPLES, unhashable, concrete, _raw_bytes, self._keyed, limits.max_nesting_depth,
                                self.hash_left + 1)
 
     def _keyed(self, name: str) -> bool:
@@ -428,8 +429,14 @@ class StaticChecks:
                 except TooDeep:
                     self.issue("limit-hash", LIMIT, i, f"{name}: {self._too_deep('an item')}")
                     continue
+                chosen = [_pair_key(x) for x in items] if keys == "pairs" else items
+                if keys is not None and any(self._hash_cost.measure(x) < 0 for x in chosen):
+                    # (measured above: a tuple is looked up, not walked again) the call raises at load
+                    what = "a key of its argument's pairs" if keys == "pairs" else "an item of its argument"
+                    self.issue("unhashable", MALFORMED, i, f"{name}: {what} is unhashable (a list, dict, set, "
+                               "array, or an object that defines __eq__ only)")
+                    continue
                 if self.hash_left >= 0 and keys is not None:  # (past it, a memo-built DAG is never hashed here)
-                    chosen = [_pair_key(x) for x in items] if keys == "pairs" else items
                     keyed = self._keys.work(chosen, {})
                     self._keys.note_argument(value, keyed)
                     self.hash_left -= keyed

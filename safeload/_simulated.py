@@ -146,7 +146,7 @@ class Cont:
     list and no pair tuples per dict, which is most of the walker's memory on models made of
     many small objects (each with a state dict). ``count`` counts every item (pairs for a dict)."""
 
-    __slots__ = ("kind", "flat", "count", "origin", "vocab", "mixed", "overflow")
+    __slots__ = ("kind", "flat", "count", "origin", "vocab", "mixed", "overflow", "unhashable_kept")
 
     def __init__(self, kind: str, origin: int = -1) -> None:
         self.kind = kind
@@ -157,6 +157,8 @@ class Cont:
         #: keys built to collide, pairs of such keys: ``_walker.overflow``), so that the mirror of
         #: set(list)/OrderedDict(list) judges every item the runtime guard judges.
         self.overflow: list[Any] | None = None
+        #: ``overflow`` holds the first item past the cap that no call could hash (one is enough)
+        self.unhashable_kept = False
         #: Once a dict outgrows the cap (or takes a vocabulary run): every entry it was given, in
         #: stream order and as SETITEMS lists them (runs, and ``str`` keys followed by ``int``
         #: values), while all are such (``mixed`` otherwise). Scan's twin judges such a dict, too

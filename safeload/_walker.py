@@ -44,6 +44,7 @@ from safeload._mirrors import (
     DICT_SUBCLASSES,
     NAMEDTUPLES,
     StaticChecks,
+    unhashable,
     wrapper_state,
 )
 from safeload._policy import Limits, Policy
@@ -1340,9 +1341,17 @@ _BUILDS_FIRST_ARG = frozenset({"reconstructor", "new_obj"})
 
 def _overflow(target: Cont, items: list[Any]) -> None:
     """Keep what a list does not keep of ``items`` (past its cap) and a call that hashes its items
-    could be made to pay for: tuples, keys built to collide, and pairs holding such a key."""
+    could be made to pay for: tuples, keys built to collide, and pairs holding such a key; and the
+    first item that such a call could not hash (``set(list)`` then fails at load: scan says so)."""
     kept = [x for x in items if collidable(x) or (type(x) is Cont and x.kind == "list" and len(x.flat) == 2
                                                    and collidable(x.flat[0]))]
+    if not target.unhashable_kept:
+        for x in items:
+            if unhashable(x) or (type(x) is Cont and x.kind == "list" and len(x.flat) == 2
+                                 and unhashable(x.flat[0])):
+                kept.append(x)
+                target.unhashable_kept = True
+                break
     if kept:
         if target.overflow is None:
             target.overflow = kept
