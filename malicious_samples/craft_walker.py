@@ -204,10 +204,12 @@ def samples_collisions() -> list[Sample]:
 
 #: The re-hash sample: 4,000 keys (8 M comparisons) copied 200 times, 52 KB, 61-68 s under plain pickle.
 _REHASH_KEYS, _REHASH_COPIES = 4_000, 200
-#: Long keys: 4,000 tuples of 300 items (8 M comparisons, within the budget as a count; 2.4 G item steps).
-_LONG_KEYS, _LONG_ITEMS = 4_000, 300
-#: Keys the round-2 proxy could not evaluate: 30,000 of them.
-_OPAQUE_KEYS = 30_000
+#: Long keys: 5,000 tuples of 600 items (12.5 M comparisons, within the budget as a count; 7.5 G item
+#: steps). Session 23's 4,000 x 300 took 6 s under plain pickle on a faster machine than its own: too
+#: close to the tests' 5 s that tell a hang, so every hang sample here now takes 15 s or more.
+_LONG_KEYS, _LONG_ITEMS = 5_000, 600
+#: Keys the round-2 proxy could not evaluate: 50,000 of them (30,000 took 5.3 s, see above).
+_OPAQUE_KEYS = 50_000
 
 
 def samples_comparison_cost() -> list[Sample]:
@@ -222,7 +224,7 @@ def samples_comparison_cost() -> list[Sample]:
         Sample("s6_collide_long_tuples.pkl", "hash-collide-long-keys", SECTION,
                f"A dict of {_LONG_KEYS:,} tuples of {_LONG_ITEMS} items, equal but for a last colliding int: "
                f"{_LONG_KEYS**2 // 2:,} comparisons (within the hash budget as a count), but each walks the "
-               "300 items.",
+               f"{_LONG_ITEMS} items.",
                pk(shared + C.EMPTY_DICT + b"".join(C.MARK + binget(0) * (_LONG_ITEMS - 1) + i(k) + b"t" + C.NONE
                                                    + _SETITEM for k in ints[:_LONG_KEYS]), framed=False),
                "pickle", HANG, error="LimitExceededError"),
