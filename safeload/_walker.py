@@ -728,8 +728,8 @@ class _Walker:
                     need(j)
                 idx = data[i + 1] if op == 0x71 else _U32(data, i + 1)[0]
                 if use_runs:
-                    flush_lazy()
-                elif lazy and idx < hi:
+                    flush_lazy()  # (the runs stay lazy: a PUT into one settles it, next)
+                if lazy and idx < hi:
                     settle(idx)
                 fix_top()
                 self.put(i, idx, ops, stack, fence, memo)
@@ -977,7 +977,7 @@ class _Walker:
                         idx = -1  # text_op refuses it, after its own checks
                     if use_runs:  # PUT: memo indices must be exact from here on
                         flush_lazy()
-                    elif lazy and 0 <= idx < hi:
+                    if lazy and 0 <= idx < hi:
                         settle(idx)
                     if idx >= hi:
                         hi = idx + 1

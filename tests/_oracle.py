@@ -1654,8 +1654,8 @@ MUTATIONS: dict[str, tuple[str, str] | list[tuple[str, str]]] = {
     "put-run-double-count": ("lazy_total -= run.count  # ORACLE-MUTATION-POINT-PUT",
                              "pass  # ORACLE-MUTATION-POINT-PUT"),
     # A PUT into a lazy PUT run's slot that leaves the run lazy: its value and memo_len go wrong.
-    "put-into-run-unsettled": ("elif lazy and idx < hi:\n                    settle(idx)",
-                               "elif False:\n                    settle(idx)"),
+    "put-into-run-unsettled": ("if lazy and idx < hi:\n                    settle(idx)",
+                               "if False:\n                    settle(idx)"),
     # A PUT run taken at memo_len instead of one past the highest slot: it can cover occupied slots.
     "put-run-at-memo-len": ("j, count = match_put_run(data, i, fend if fend < avail else avail, hi)",
                             "j, count = match_put_run(data, i, fend if fend < avail else avail, mlen)"),

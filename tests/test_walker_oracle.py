@@ -204,6 +204,11 @@ RUN_UNDER_MARK = b"\x80\x04]\x94" + RUN + b"(K\x01l(K\x02K\x03t\x94h\x05."
 PUT_AFTER_RUN = (b"\x80\x04}\x94(" + RUN + b"u\x94" + b"Nqd0" + b"\x8c\x01y\x94" + b"h\x0d" + b"h\x02"
                  + b"h\x0a" + b"\x87\x94" + b"Nq\x050" + b"h\x05" + b"h\x06" + b"\x86\x94\x86.")
 
+# The first PUT lands inside a MEMOIZE run (campaign seed 2401, case 11400: the run stayed lazy while
+# the PUT wrote its slot too, so memo_len counted that slot twice): it must settle the run.
+FIRST_PUT_INTO_RUN = (b"\x80\x04}\x94(" + RUN + b"uq\x050" + b"\x8c\x01z\x94" + b"h\x0b" + b"h\x05" + b"h\x06"
+                      + b"\x87.")
+
 
 # TUPLE2/TUPLE3 over a run and a value: they take the run's last values, not the run as one item
 # (campaign seed 11, case 430845: the walker's stack fell 27 values short of CPython's).
@@ -211,9 +216,10 @@ TUPLE2_OVER_RUN = b"\x80\x04" + RUN + b"\x8c\x01a\x94\x86\x94h\x0b."
 TUPLE3_OVER_RUN = b"\x80\x04" + RUN + b"\x8c\x01a\x94\x87\x94h\x0b."
 
 
-@pytest.mark.parametrize("data", [READ_INTO_RUN, RUN_UNDER_MARK, TUPLE2_OVER_RUN, TUPLE3_OVER_RUN, PUT_AFTER_RUN],
+@pytest.mark.parametrize("data", [READ_INTO_RUN, RUN_UNDER_MARK, TUPLE2_OVER_RUN, TUPLE3_OVER_RUN, PUT_AFTER_RUN,
+                                  FIRST_PUT_INTO_RUN],
                          ids=["read-into-run", "run-under-mark", "tuple2-over-run", "tuple3-over-run",
-                              "put-after-run"])
+                              "put-after-run", "first-put-into-run"])
 def test_crafted_streams(matcher: str, data: bytes) -> None:
     cpython_loads(data)
     assert oracle_memo_and_result(data) == cpython_memo_and_result(data)
@@ -248,7 +254,7 @@ def test_unmutated_copy_passes() -> None:
 @pytest.mark.parametrize("name", sorted(MUTATIONS))
 def test_the_property_catches_a_mutated_walker(name: str) -> None:
     module = mutant(name)
-    streams = [READ_INTO_RUN, PUT_AFTER_RUN] + [generate(random.Random(s), proto=(4, 5, 2, 3)[s % 4])
+    streams = [READ_INTO_RUN, PUT_AFTER_RUN, FIRST_PUT_INTO_RUN] + [generate(random.Random(s), proto=(4, 5, 2, 3)[s % 4])
                                                 for s in range(160)]
     caught = _caught(module, streams)
     assert caught > 0, f"mutation {name} went unnoticed on {len(streams)} streams"
