@@ -84,12 +84,22 @@ def case(seed: int, index: int) -> tuple[bytes, str, bool, bool]:
     return (mutate(rnd, data) if mutated else data), ORDER[index % len(ORDER)], joblib, mutated
 
 
+#: What ``_walker._PRUNE_AT`` is in real walks; every other case runs with 0 (every memo slot no GET
+#: can read is dropped from the first MEMOIZE on), so that the campaign checks the pruned memo too.
+_PRUNE_AT = _walker._PRUNE_AT
+
+
 def run_case(seed: int, index: int, walk: Any) -> tuple[str, int, int, int, str | None]:
     """(outcome, protocol, bytes, steps, message); outcome 'ok', 'divergence', 'short' (the walker
     stopped before STOP on a valid stream), 'unsure' (the oracle cannot tell) or 'lenient' (pickle's
     reading of a joblib stream: the walker went on past an opcode CPython refuses; not a failure)."""
     data, matcher, joblib, mutated = case(seed, index)
     MATCHERS[matcher].install()
+    prune_at = 0 if index % 2 else _PRUNE_AT
+    if hasattr(walk, "__globals__"):  # a mutant: exec'd from the source
+        walk.__globals__["_PRUNE_AT"] = prune_at
+    else:  # the installed walker (compiled by mypyc: its module's attribute)
+        _walker._PRUNE_AT = prune_at
     # protocols 0 and 1 have no PROTO opcode: counted as 1; -1: a mutated PROTO
     proto = (data[1] if len(data) > 1 and data[1] <= 5 else -1) if data[:1] == b"\x80" else 1
     # the memo (O(memo) per comparison) every 4 steps and at STOP; everything else at every step

@@ -347,6 +347,54 @@ def _run_text(data: Any, run: Run, k: int) -> str:
     return _text(data, index[k // _STRIDE], run, k % _STRIDE)
 
 
+#: A memo of more entries than this (and the whole file in) is pruned to the slots a GET could read.
+#: Real models stay below it (a 1,000-tree forest memoizes ~30,000 objects); tests set it to 0.
+_PRUNE_AT = 100_000
+#: Above this many candidate slots, or 0x67 bytes to parse as text GETs (one Python step each; a
+#: protocol 0 file, or a lot of text), the memo is kept whole: no saving.
+_MAX_READ_CANDIDATES = 1 << 20
+_MAX_TEXT_GETS = 50_000
+#: What ``memo_view`` (the tests' oracle) shows for an occupied slot that was not kept.
+UNREAD: Any = type("Unread", (), {})()
+
+
+def _memo_reads(data: Any, n: int) -> set[int] | None:
+    """Every memo index a GET in ``data[:n]`` could read: the byte after every 0x68 (BINGET), the
+    four after every 0x6A (LONG_BINGET), the text after every 0x67 (GET) parsed as the walker parses
+    it. A superset of the reads of every stream in the file (nested joblib pickles too), since every
+    real GET is such a byte, wherever the opcodes start; None if there are too many candidates."""
+    import numpy as np
+
+    a = np.frombuffer(data, dtype=np.uint8, count=n)
+    out: set[int] = set()
+    parsed = 0
+    step = 1 << 24  # bounded temporaries: a 1 GB file is not copied as a 1 GB mask
+    for lo in range(0, n, step):
+        hi = min(n, lo + step + 4)  # (an operand may run past the chunk)
+        chunk = a[lo:hi]
+        at = np.flatnonzero(chunk[:min(step, n - lo)] == 0x68)
+        at = at[at + 1 < len(chunk)]
+        out.update(np.flatnonzero(np.bincount(chunk[at + 1], minlength=256)).tolist())  # (no sort of millions)
+        at = np.flatnonzero(chunk[:min(step, n - lo)] == 0x6A)
+        at = at[at + 4 < len(chunk)]
+        idx = (chunk[at + 1].astype(np.int64) | chunk[at + 2].astype(np.int64) << 8
+               | chunk[at + 3].astype(np.int64) << 16 | chunk[at + 4].astype(np.int64) << 24)
+        out.update(np.unique(idx).tolist())
+        texts = np.flatnonzero(chunk[:min(step, n - lo)] == 0x67)
+        parsed += len(texts)
+        if len(out) > _MAX_READ_CANDIDATES or parsed > _MAX_TEXT_GETS:
+            return None
+        for p in (lo + texts).tolist():
+            e = data.find(b"\n", p + 1, n)
+            if e < 0:
+                continue
+            try:
+                out.add(parse_get(bytes(data[p + 1:e])))
+            except (ValueError, OverflowError):
+                continue
+    return out
+
+
 def _entry_follows(data: Any, p: int, put: int, width: int, end: int) -> bool:
     """Is the text that ends at ``p`` followed by its memo opcode (``put``, whose operand is ``width``
     bytes; LONG_BINPUT after BINPUT's 0x71 takes 4) and a BININT*? Necessary for the first entry of a
@@ -471,6 +519,15 @@ class _Walker:
         starts: list[int] = []
         mlen = 0
         lazy_total = 0  # slots held by lazy runs (kept up to date only once ``use_runs`` is off)
+        # Slots no GET in the file can read (``_memo_reads``) are not kept: a model of 10**6 small
+        # objects memoizes each, reads back almost none, and kept them all to the end of the walk
+        # (issue 11: scan held 574 MiB for a 36 MB file). Decided once the memo passes ``prune_at``
+        # entries and the whole file is in; only while no PUT has come (slots are dense). ``skipped``
+        # counts the occupied slots not kept, all below ``base`` (``mlen`` at the first PUT).
+        reads: set[int] | None = None
+        prune_at = _PRUNE_AT
+        skipped = 0
+        base = 0
         hi = 0  # after the first PUT: one past the highest memo slot written
         match_put_run = _match_put_run
         match_values = _match_values
@@ -555,16 +612,36 @@ class _Walker:
             """The first PUT: memo indices must be exact from here on, so ``mlen`` is recomputed from
             ``memo`` and ``lazy_total``; the MEMOIZE runs stay lazy, counted there (slots are dense
             so far, so ``hi`` is ``mlen``)."""
-            nonlocal use_runs, hi, lazy_total
+            nonlocal use_runs, hi, lazy_total, base
             lazy_total = sum(run.count for run in lazy.values())  # ORACLE-MUTATION-POINT-FLUSH
             use_runs = False
-            hi = mlen
+            hi = base = mlen
+
+        def prune() -> None:
+            """The whole file is in and the memo is large: keep only the slots a GET could read."""
+            nonlocal reads, prune_at, skipped
+            reads = _memo_reads(data, n)
+            if reads is None:  # too many candidates to be worth it: keep everything, never ask again
+                prune_at = big
+                return
+            for k in [k for k in memo if k not in reads]:
+                del memo[k]
+                skipped += 1  # ORACLE-MUTATION-POINT-PRUNE
+
+        def fill_skipped(idx: int) -> None:
+            """A write into a slot that was not kept (occupied, below ``base``) makes it kept again."""
+            nonlocal skipped
+            if skipped and idx < base and idx not in memo:
+                skipped -= 1  # ORACLE-MUTATION-POINT-FILL
 
         def memo_view() -> dict[int, Any]:
             out = dict(memo)
             for first, run in lazy.items():
                 for k, text in enumerate(_expand(data, run)[1]):
                     out.setdefault(first + k, text)
+            if skipped:  # occupied, not kept: the oracle checks the slot exists, not its value
+                for k in range(mlen if use_runs else base):
+                    out.setdefault(k, UNREAD)
             return out
 
         def marks_view() -> list[int]:
@@ -645,15 +722,23 @@ class _Walker:
                 if type(stack[-1]) is Run:
                     fix_top()
                 if use_runs:  # dense: slot mlen was free
-                    memo[mlen] = stack[-1]
+                    if reads is None:
+                        memo[mlen] = stack[-1]
+                        if len(memo) > prune_at and avail >= n:
+                            prune()
+                    elif mlen in reads:
+                        memo[mlen] = stack[-1]
+                    else:
+                        skipped += 1  # ORACLE-MUTATION-POINT-SKIP
                     mlen += 1  # ORACLE-MUTATION-POINT (round 1 used len(memo) + the lazy runs' slots)
                 else:  # after a PUT: slot mlen may already be occupied (then memo_len stays)
                     if lazy and mlen < hi:
                         settle(mlen)
+                    fill_skipped(mlen)
                     memo[mlen] = stack[-1]
                     if mlen >= hi:
                         hi = mlen + 1
-                    mlen = len(memo) + lazy_total
+                    mlen = len(memo) + lazy_total + skipped
                 i += 1
                 continue
             if op == 0x4B:  # BININT1
@@ -731,9 +816,10 @@ class _Walker:
                     flush_lazy()  # (the runs stay lazy: a PUT into one settles it, next)
                 if lazy and idx < hi:
                     settle(idx)
+                fill_skipped(idx)
                 fix_top()
                 self.put(i, idx, ops, stack, fence, memo)
-                mlen = len(memo) + lazy_total
+                mlen = len(memo) + lazy_total + skipped
                 if idx >= hi:
                     hi = idx + 1
                 i = j
@@ -979,6 +1065,8 @@ class _Walker:
                         flush_lazy()
                     if lazy and 0 <= idx < hi:
                         settle(idx)
+                    if idx >= 0:
+                        fill_skipped(idx)
                     if idx >= hi:
                         hi = idx + 1
                 fix_top()
@@ -988,7 +1076,7 @@ class _Walker:
                     continue
                 self.text_op(i, op, bytes(raw), stack, fence, memo, ops)
                 if op == 0x70:
-                    mlen = len(memo) + lazy_total
+                    mlen = len(memo) + lazy_total + skipped
                 i = j
             elif op in (0x82, 0x83, 0x84):
                 raise fatal("ext", UNSAFE, i, "EXT opcode: resolves a global through the copyreg extension registry")
@@ -1339,12 +1427,21 @@ _KEEP_ARGS = VALUE_HASHED | frozenset({"_codecs.encode", "builtins.bytes", "nump
 _BUILDS_FIRST_ARG = frozenset({"reconstructor", "new_obj"})
 
 
+def _may_share_hash(x: Any) -> bool:
+    """``collidable``, less the objects that hash by identity (every allowed class whose instances are
+    not value-hashed or a namedtuple: tests/test_keyhash_audit.py keeps that split exact). A list of
+    10**6 estimators or intervals past the cap kept them all alive for nothing."""
+    if type(x) is Obj:
+        return not x.array and (x.callee in VALUE_HASHED or x.callee in NAMEDTUPLES)
+    return collidable(x)
+
+
 def _overflow(target: Cont, items: list[Any]) -> None:
     """Keep what a list does not keep of ``items`` (past its cap) and a call that hashes its items
     could be made to pay for: tuples, keys built to collide, and pairs holding such a key; and the
     first item that such a call could not hash (``set(list)`` then fails at load: scan says so)."""
-    kept = [x for x in items if collidable(x) or (type(x) is Cont and x.kind == "list" and len(x.flat) == 2
-                                                   and collidable(x.flat[0]))]
+    kept = [x for x in items if _may_share_hash(x) or (type(x) is Cont and x.kind == "list" and len(x.flat) == 2
+                                                        and _may_share_hash(x.flat[0]))]
     if not target.unhashable_kept:
         for x in items:
             if unhashable(x) or (type(x) is Cont and x.kind == "list" and len(x.flat) == 2
