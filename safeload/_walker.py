@@ -352,7 +352,7 @@ def _run_text(data: Any, run: Run, k: int) -> str:
 _PRUNE_AT = 100_000
 #: Above this many candidate slots, or 0x67 bytes to parse as text GETs (one Python step each; a
 #: protocol 0 file, or a lot of text), the memo is kept whole: no saving.
-_MAX_READ_CANDIDATES = 1 << 20
+_MAX_READ_CANDIDATES = 1 << 16
 _MAX_TEXT_GETS = 50_000
 #: What ``memo_view`` (the tests' oracle) shows for an occupied slot that was not kept.
 UNREAD: Any = type("Unread", (), {})()
@@ -377,13 +377,13 @@ def _memo_reads(data: Any, n: int) -> set[int] | None:
         out.update(np.flatnonzero(np.bincount(chunk[at + 1], minlength=256)).tolist())  # (no sort of millions)
         at = np.flatnonzero(chunk[:min(step, n - lo)] == 0x6A)
         at = at[at + 4 < len(chunk)]
-        idx = (chunk[at + 1].astype(np.int64) | chunk[at + 2].astype(np.int64) << 8
-               | chunk[at + 3].astype(np.int64) << 16 | chunk[at + 4].astype(np.int64) << 24)
-        out.update(np.unique(idx).tolist())
+        idx = np.unique(chunk[at + 1].astype(np.int64) | chunk[at + 2].astype(np.int64) << 8
+                        | chunk[at + 3].astype(np.int64) << 16 | chunk[at + 4].astype(np.int64) << 24)
         texts = np.flatnonzero(chunk[:min(step, n - lo)] == 0x67)
         parsed += len(texts)
-        if len(out) > _MAX_READ_CANDIDATES or parsed > _MAX_TEXT_GETS:
-            return None
+        if len(out) + len(idx) > _MAX_READ_CANDIDATES or parsed > _MAX_TEXT_GETS:
+            return None  # (before the candidates become Python ints: the set stays small)
+        out.update(idx.tolist())
         for p in (lo + texts).tolist():
             e = data.find(b"\n", p + 1, n)
             if e < 0:

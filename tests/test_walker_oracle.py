@@ -375,3 +375,19 @@ def test_the_walker_stops_where_cpython_refuses_an_unhashable_key_between_runs(
     out = differential(UNHASHABLE_KEY_BETWEEN_RUNS, POLICY)
     assert out.ok
     assert out.lenient is None, out.lenient
+
+
+def test_memo_reads_give_up_before_they_cost_memory() -> None:
+    """More distinct LONG_BINGET candidates than _MAX_READ_CANDIDATES (or 0x67 bytes than
+    _MAX_TEXT_GETS): no read set (the memo is kept whole), decided before the candidates become a
+    Python set."""
+    import struct
+
+    from safeload import _walker
+
+    many = b"".join(b"\x6a" + struct.pack("<I", k) for k in range(_walker._MAX_READ_CANDIDATES + 1))
+    assert _walker._memo_reads(many, len(many)) is None
+    texts = b"g1\n" * (_walker._MAX_TEXT_GETS + 1)
+    assert _walker._memo_reads(texts, len(texts)) is None
+    few = b"\x80\x04h\x05j\x07\x00\x00\x00g9\n."
+    assert _walker._memo_reads(few, len(few)) == {5, 7, 9}
