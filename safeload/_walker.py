@@ -253,23 +253,32 @@ def _compiled_values(data: Any, i: int, end: int, memo: dict[int, Any] | None) -
 _match_values = _python_values if _speedups is None else _compiled_values
 
 
+def _entry(data: Any, p: int, put: bool) -> tuple[int, int, int]:
+    """Where the run entry at ``p`` has its text (start, end) and its integer opcode: BINUNICODE
+    <len4> <text> BINPUT <1> | LONG_BINPUT <4> with ``put``, else SHORT_BINUNICODE <len1> <text>
+    MEMOIZE; then BININT1 / BININT2 / BININT. (The run matchers checked the entry: the Python
+    reading of safeload/_speedups.c's next_entry.)"""
+    if put:
+        end = p + 5 + int.from_bytes(data[p + 1:p + 5], "little")
+        return p + 5, end, end + (2 if data[end] == 0x71 else 5)
+    end = p + 2 + data[p + 1]
+    return p + 2, end, end + 1
+
+
+def _int_width(op: int) -> int:
+    return 1 if op == 0x4B else (2 if op == 0x4D else 4)
+
+
 def _python_expand(data: Any, run: Run) -> tuple[list[Any], list[str]]:
     """Parse a run entry by entry: its stack values and the strings it memoized."""
     values: list[Any] = []
     strings: list[str] = []
     p = run.start
-    put = run.put
     while p < run.end:
-        if put:  # BINUNICODE <len4> <text> BINPUT <1> | LONG_BINPUT <4>
-            j = p + 5 + int.from_bytes(data[p + 1:p + 5], "little")
-            text = str(data[p + 5:j], "utf-8", "surrogatepass")
-            j += 2 if data[j] == 0x71 else 5
-        else:  # SHORT_BINUNICODE <len1> <text> MEMOIZE
-            j = p + 2 + data[p + 1]
-            text = str(data[p + 2:j], "utf-8", "surrogatepass")
-            j += 1
+        start, end, j = _entry(data, p, run.put)
+        text = str(data[start:end], "utf-8", "surrogatepass")
         op = data[j]
-        w = 1 if op == 0x4B else (2 if op == 0x4D else 4)
+        w = _int_width(op)
         values.append(text)
         values.append(int.from_bytes(data[j + 1:j + 1 + w], "little", signed=(op == 0x4A)))
         strings.append(text)
@@ -304,15 +313,13 @@ def _python_text(data: Any, at: int, run: Run, skip: int) -> str:
     """The text of the entry ``skip`` entries after the one at ``at`` in ``run``."""
     for _ in range(skip):
         at = _next_entry(data, at, run.put)
-    j = at + 5 + int.from_bytes(data[at + 1:at + 5], "little") if run.put else at + 2 + data[at + 1]
-    return str(data[at + (5 if run.put else 2):j], "utf-8", "surrogatepass")
+    start, end, _j = _entry(data, at, run.put)
+    return str(data[start:end], "utf-8", "surrogatepass")
 
 
 def _next_entry(data: Any, p: int, put: bool) -> int:
-    j = p + 5 + int.from_bytes(data[p + 1:p + 5], "little") if put else p + 2 + data[p + 1]
-    j += (2 if data[j] == 0x71 else 5) if put else 1
-    op = data[j]
-    return j + 1 + (1 if op == 0x4B else (2 if op == 0x4D else 4))
+    j = _entry(data, p, put)[2]
+    return j + 1 + _int_width(data[j])
 
 
 #: Entries between two offsets of a run's index (Run.index): a memo read into a run decodes one
@@ -348,7 +355,7 @@ def _run_text(data: Any, run: Run, k: int) -> str:
 
 
 #: A memo of more entries than this (and the whole file in) is pruned to the slots a GET could read.
-#: Real models stay below it (a 1,000-tree forest memoizes ~30,000 objects); tests set it to 0.
+#: Real models stay below it (a 1,000-tree forest memoizes ~24,000 objects); tests set it to 0.
 _PRUNE_AT = 100_000
 #: Above this many candidate slots, or 0x67 bytes to parse as text GETs (one Python step each; a
 #: protocol 0 file, or a lot of text), the memo is kept whole: no saving.
@@ -372,14 +379,15 @@ def _memo_reads(data: Any, n: int) -> set[int] | None:
     for lo in range(0, n, step):
         hi = min(n, lo + step + 4)  # (an operand may run past the chunk)
         chunk = a[lo:hi]
-        at = np.flatnonzero(chunk[:min(step, n - lo)] == 0x68)
+        ops = chunk[:min(step, n - lo)]  # the bytes an opcode may start at in this chunk
+        at = np.flatnonzero(ops == 0x68)
         at = at[at + 1 < len(chunk)]
         out.update(np.flatnonzero(np.bincount(chunk[at + 1], minlength=256)).tolist())  # (no sort of millions)
-        at = np.flatnonzero(chunk[:min(step, n - lo)] == 0x6A)
+        at = np.flatnonzero(ops == 0x6A)
         at = at[at + 4 < len(chunk)]
         idx = np.unique(chunk[at + 1].astype(np.int64) | chunk[at + 2].astype(np.int64) << 8
                         | chunk[at + 3].astype(np.int64) << 16 | chunk[at + 4].astype(np.int64) << 24)
-        texts = np.flatnonzero(chunk[:min(step, n - lo)] == 0x67)
+        texts = np.flatnonzero(ops == 0x67)
         parsed += len(texts)
         if len(out) + len(idx) > _MAX_READ_CANDIDATES or parsed > _MAX_TEXT_GETS:
             return None  # (before the candidates become Python ints: the set stays small)

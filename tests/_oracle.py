@@ -925,7 +925,8 @@ def differential(data: Any, policy: Any, *, joblib: bool = False, walk: Callable
         if view.stopped or k % memo_every == 0:
             bm = o.memo_terms()
             # a slot the walker did not keep (no GET in the file can read it): it must exist in CPython's
-            am = {i: (bm.get(i, "<not in CPython's memo>") if x is _walker_unread() else term(x))
+            unread = _walker_unread()
+            am = {i: (bm.get(i, "<not in CPython's memo>") if x is unread else term(x))
                   for i, x in view.memo().items()}
             if am != bm:
                 raise Divergence(f"{where}: memo {_memo_difference(am, bm)}")
