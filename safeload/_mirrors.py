@@ -45,11 +45,14 @@ __all__ = ["STATE_LENGTHS", "UNHASHABLE_CALLEES", "StaticChecks", "concrete", "s
 _PLAIN_BASES = frozenset(f"builtins.{t.__name__}" for t in PLAIN_BASES)
 _BASE_KEYS = {f"builtins.{t.__name__}": keys for t, keys in BASE_KEYS.items()}
 #: Guards of the calls whose result holds the keys their argument gave (``KeyHashes.rehash``).
-_KEYED_GUARDS = frozenset({"materialise", "materialise_pairs", "reconstructor"})
+# Tuples of the policy's kinds as compiled statics (an Enum member lookup takes EnumType's slow slot).
+_NEW_OR_CALL: Final = (Kind.NEW, Kind.CALL)
+_CALL_OR_VALUE: Final = (Kind.CALL, Kind.VALUE)
+_KEYED_GUARDS: Final = frozenset({"materialise", "materialise_pairs", "reconstructor"})
 _ARRAY_TYPES = frozenset({"numpy.ndarray", "numpy.matrix", "numpy.ma.core.MaskedArray", "numpy.ma.MaskedArray"})
-_RECONSTRUCT = frozenset({"numpy._core.multiarray._reconstruct", "numpy.core.multiarray._reconstruct"})
-_MARECONSTRUCT = "numpy.ma.core._mareconstruct"
-_TREE = "sklearn.tree._tree.Tree"
+_RECONSTRUCT: Final = frozenset({"numpy._core.multiarray._reconstruct", "numpy.core.multiarray._reconstruct"})
+_MARECONSTRUCT: Final = "numpy.ma.core._mareconstruct"
+_TREE: Final = "sklearn.tree._tree.Tree"
 #: Types whose state the walker validates at every BUILD from the stream's bytes, so that load skips
 #: their full validator (``_load``'s ``prechecked``). Every instance of one the stream creates is
 #: tracked (``made``), and one that no BUILD reaches is refused (``finish``): a type added here gets
@@ -90,7 +93,7 @@ NAMEDTUPLES: Final[dict[str, tuple[str, ...]]] = {
 DICT_SUBCLASSES: Final = frozenset({"sklearn.utils._bunch.Bunch"})
 # Allowed Cython classes whose __setstate__ reads a fixed-size tuple without checking its length.
 STATE_LENGTHS: dict[str, int] = {**{n: 13 for n in BINARY_TREES}, **{n: 3 for n in _METRICS}}
-_STATE_LENGTHS = STATE_LENGTHS
+_STATE_LENGTHS: Final = STATE_LENGTHS
 _I64: Final = np.dtype(np.int64)
 _FROMBUFFER = frozenset({"numpy._core.numeric._frombuffer", "numpy.core.numeric._frombuffer"})
 
@@ -150,7 +153,7 @@ _BIT_GENERATOR_MAKERS = frozenset({"numpy.random._pickle.__bit_generator_ctor", 
                                    "numpy.random._pcg64.PCG64", "numpy.random._pcg64.PCG64DXSM",
                                    "numpy.random._philox.Philox", "numpy.random._sfc64.SFC64"})
 #: BUILD targets whose state dict numpy's bit-generator setters read (see _guards.rng_state_problem).
-_RNG_STATE_TARGETS = _BIT_GENERATOR_MAKERS | {"numpy.random._pickle.__randomstate_ctor"}
+_RNG_STATE_TARGETS: Final = _BIT_GENERATOR_MAKERS | {"numpy.random._pickle.__randomstate_ctor"}
 _BIT_GENERATOR_CLASSES = frozenset({"numpy.random._mt19937.MT19937", "numpy.random._pcg64.PCG64",
                                     "numpy.random._pcg64.PCG64DXSM", "numpy.random._philox.Philox",
                                     "numpy.random._sfc64.SFC64"})
@@ -321,7 +324,7 @@ class StaticChecks:
             if len(args) != 3 or not isinstance(args[0], G) or not isinstance(args[1], G) or \
                     args[1].name not in _PLAIN_BASES or (args[1].name == "builtins.object" and args[2] is not None):
                 self.issue("guard", UNSAFE, i, "copyreg._reconstructor with an unexpected class, base or state")
-            elif args[0].kind not in (Kind.NEW, Kind.CALL) or args[0].name in FUNCTIONS:
+            elif args[0].kind not in _NEW_OR_CALL or args[0].name in FUNCTIONS:
                 self.issue("guard", UNSAFE, i, f"copyreg._reconstructor may not build {args[0].name}",
                            (args[0].name,))
             elif args[1].name == "builtins.bytes" and not isinstance(args[2], (bytes, memoryview, str)) \
@@ -365,13 +368,13 @@ class StaticChecks:
             if not args or not isinstance(args[0], G) or not args[0].name.endswith("." + expected):
                 self.issue("guard", UNSAFE, i, f"{name} called for another class")
         elif guard == "partial":
-            if not args or not isinstance(args[0], G) or args[0].kind not in (Kind.CALL, Kind.VALUE):
+            if not args or not isinstance(args[0], G) or args[0].kind not in _CALL_OR_VALUE:
                 self.issue("guard", UNSAFE, i, "functools.partial may only wrap an allowed function")
             elif self._guarded(args[0].name):
                 self.issue("guard", UNSAFE, i, f"functools.partial may not wrap {args[0].name}, which is safe to "
                            "call only through its guard")
         elif guard == "new_obj":
-            if len(args) != 1 or not isinstance(args[0], G) or args[0].kind not in (Kind.NEW, Kind.CALL) \
+            if len(args) != 1 or not isinstance(args[0], G) or args[0].kind not in _NEW_OR_CALL \
                     or args[0].name in FUNCTIONS:
                 self.issue("guard", UNSAFE, i, f"{name} needs an allowed class")
         elif guard == "codecs_encode":
@@ -527,7 +530,7 @@ class StaticChecks:
             self.issue("guard", UNSAFE, i, f"{target.callee} state must be a {_STATE_LENGTHS[target.callee]}-tuple")
         elif target.callee == "functools.partial":
             func = state[0] if isinstance(state, tuple) and state else None
-            if not isinstance(func, G) or func.kind not in (Kind.CALL, Kind.VALUE) or self._guarded(func.name):
+            if not isinstance(func, G) or func.kind not in _CALL_OR_VALUE or self._guarded(func.name):
                 self.issue("guard", UNSAFE, i, "functools.partial state may only name an allowed function "
                            "that needs no guard")
             if isinstance(state, tuple) and len(state) == 4:  # (func, args, keywords, __dict__)

@@ -33,7 +33,7 @@ import struct
 import sys
 from bisect import bisect_right
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from safeload._allowlist import Kind
 from safeload._containers import Buffer
@@ -71,7 +71,12 @@ except ImportError:  # installed without a C compiler: the regular expressions b
 
 __all__ = ["LIMIT", "MALFORMED", "UNSAFE", "ArraySpan", "GlobalRef", "Issue", "Trace", "walk"]
 
-WRAPPER = "joblib.numpy_pickle.NumpyArrayWrapper"
+WRAPPER: Final = "joblib.numpy_pickle.NumpyArrayWrapper"
+# The policy's kinds as compiled statics: ``_NEW`` is an attribute lookup on an Enum class,
+# which goes through EnumType.__getattr__'s slow slot (~0.14 us each, three per NEWOBJ: most of its cost).
+_NEW: Final = Kind.NEW
+_CALL: Final = Kind.CALL
+_VALUE: Final = Kind.VALUE
 _LEGACY_WRAPPERS = frozenset(
     {
         "joblib.numpy_pickle_compat.NDArrayWrapper",
@@ -84,16 +89,16 @@ _LEGACY_WRAPPERS = frozenset(
         "sklearn.externals.joblib.numpy_pickle_compat.ZNDArrayWrapper",
     }
 )
-_DICT_CAP = 64
-_LIST_CAP = 4096
-_BINFLOAT = struct.Struct(">d")  # what CPython's _PyFloat_Unpack8 reads
+_DICT_CAP: Final = 64
+_LIST_CAP: Final = 4096
+_BINFLOAT: Final = struct.Struct(">d")  # what CPython's _PyFloat_Unpack8 reads
 # Little-endian operands, read in place: ``int.from_bytes(data[a:b], ...)`` cut a slice and looked
 # the method up on every PUT and length (~19% of the walk of a small estimator). Every read below
 # comes after the bounds check that the slice relied on (need()/avail), so none reads past the data.
-_U16 = struct.Struct("<H").unpack_from
-_U32 = struct.Struct("<I").unpack_from
-_I32 = struct.Struct("<i").unpack_from
-_U64 = struct.Struct("<Q").unpack_from
+_U16: Final = struct.Struct("<H").unpack_from
+_U32: Final = struct.Struct("<I").unpack_from
+_I32: Final = struct.Struct("<i").unpack_from
+_U64: Final = struct.Struct("<Q").unpack_from
 
 
 class _Stop(Exception):
@@ -131,8 +136,8 @@ def _entry_head() -> bytes:
     return b"\\x8c(?:" + lengths + b")\\x94"
 
 
-_MIN_RUN = 8  # shorter runs go opcode by opcode
-_HEAD = _entry_head()
+_MIN_RUN: Final = 8  # shorter runs go opcode by opcode
+_HEAD: Final = _entry_head()
 _CLEAN_INT = b"(?:K[^\\x94]|M[^\\x94]{2}|J[^\\x94]{4})"  # BININT1/2/BININT without a 0x94 byte
 _ANY_INT = b"(?:K.|M.{2}|J.{4})"
 # Possessive (3.11+): an entry never needs to be given back, so the engine keeps no
@@ -172,7 +177,7 @@ def _compiled_run(data: Any, i: int, end: int) -> tuple[int, int]:
 #: Chosen once; tests swap it to hold both paths to the same walk.
 _match_run = _regex_run if _speedups is None else _compiled_run
 
-_INT_WIDTH = {0x4B: 1, 0x4D: 2, 0x4A: 4}
+_INT_WIDTH: Final = {0x4B: 1, 0x4D: 2, 0x4A: 4}
 
 
 def _python_put_run(data: Any, i: int, end: int, first: int) -> tuple[int, int]:
@@ -219,9 +224,9 @@ _match_put_run = _python_put_run if _speedups is None else _compiled_put_run
 # its items, the walker only counts them, in one step (issue 11: 10^7 of them cost seconds opcode by
 # opcode). Each opcode below pushes exactly one value; a memo read only where ``memo`` is given (a
 # list's items: never hashed) and its slot is filled.
-_MIN_VALUES = 16  # shorter batches go opcode by opcode
-_VALUE_WIDTH = {0x4E: 0, 0x88: 0, 0x89: 0, 0x4B: 1, 0x4D: 2, 0x4A: 4, 0x47: 8}  # NONE, NEWTRUE/FALSE, BININT*, BINFLOAT
-_GET_WIDTH = {0x68: 1, 0x6A: 4}  # BINGET, LONG_BINGET
+_MIN_VALUES: Final = 16  # shorter batches go opcode by opcode
+_VALUE_WIDTH: Final = {0x4E: 0, 0x88: 0, 0x89: 0, 0x4B: 1, 0x4D: 2, 0x4A: 4, 0x47: 8}  # NONE, NEWTRUE/FALSE, BININT*, BINFLOAT
+_GET_WIDTH: Final = {0x68: 1, 0x6A: 4}  # BINGET, LONG_BINGET
 
 
 def _python_values(data: Any, i: int, end: int, memo: dict[int, Any] | None) -> tuple[int, int]:
@@ -324,7 +329,7 @@ def _next_entry(data: Any, p: int, put: bool) -> int:
 
 #: Entries between two offsets of a run's index (Run.index): a memo read into a run decodes one
 #: entry after stepping over fewer than this many, and a run of n entries keeps n / _STRIDE offsets.
-_STRIDE = 32
+_STRIDE: Final = 32
 
 
 def _compiled_offsets(data: Any, run: Run, stride: int) -> list[int]:
@@ -1277,7 +1282,7 @@ class _Walker:
         func.called = True
         if func.kind is None:
             return Obj(func.name, origin=i)
-        if func.kind is not Kind.CALL:
+        if func.kind is not _CALL:
             self.issue("call-not-callable", UNSAFE, i,
                        f"{func.name} is allowed only as a {func.kind.value} and may not be called with arguments",
                        (func.name,))
@@ -1322,15 +1327,15 @@ class _Walker:
         if not isinstance(args, tuple) or (kwargs is not None and not isinstance(kwargs, Cont)):
             raise self.fatal("bad-args", MALFORMED, i, "NEWOBJ arguments must be a tuple")
         cls.called = True
-        if cls.kind is Kind.VALUE:
+        if cls.kind is _VALUE:
             self.issue("new-value", UNSAFE, i, f"{cls.name} is allowed only as a value and may not be instantiated",
                        (cls.name,))
-        elif cls.kind is Kind.NEW and (_values(args) or (kwargs is not None and kwargs.count)):
+        elif cls.kind is _NEW and (_values(args) or (kwargs is not None and kwargs.count)):
             # NEWOBJ runs cls.__new__(cls, *args): ndarray.__new__(ndarray, (10**9,)) allocates, sparse
             # matrices and estimators validate nothing. Real pickles rebuild these with no arguments.
             self.issue("new-args", UNSAFE, i, f"{cls.name} may only be rebuilt without arguments; NEWOBJ passes it "
                        "arguments its __new__ would act on", (cls.name,))
-        elif cls.kind is Kind.CALL and self.guard_of(cls.name) is not None:
+        elif cls.kind is _CALL and self.guard_of(cls.name) is not None:
             # The loader hands out the guarded callable, which is not a class: NEWOBJ would bypass its guard.
             self.issue("new-args", UNSAFE, i, f"{cls.name} may only be called through its guard (REDUCE), "
                        "not instantiated with NEWOBJ", (cls.name,))
@@ -1349,11 +1354,11 @@ class _Walker:
         if not isinstance(cls, G):
             raise self.fatal("call-non-global", UNSAFE, i, "OBJ/INST on a value that is not an allowed class")
         cls.called = True
-        if cls.kind is not None and cls.kind is not Kind.CALL and (args or cls.kind is Kind.VALUE):
+        if cls.kind is not None and cls.kind is not _CALL and (args or cls.kind is _VALUE):
             self.issue("call-not-callable", UNSAFE, i,
                        f"{cls.name} is allowed only as a {cls.kind.value} and may not be called with arguments",
                        (cls.name,))
-        elif cls.kind is Kind.CALL:
+        elif cls.kind is _CALL:
             self.checks.check_guard(i, cls.name, tuple(args))  # OBJ/INST call cls(*args): the same guard as REDUCE
         return self.made(Obj(cls.name, origin=i))
 
@@ -1424,15 +1429,15 @@ class _Walker:
 
 # Background reads (see _filling): every opcode with arguments shorter than _MARGIN finds them
 # read; the loop asks for _AHEAD more bytes at a time.
-_MARGIN = 64 * 1024
-_AHEAD = 256 * 1024
-_TEXT_OPS = frozenset({0x49, 0x4C, 0x46, 0x53, 0x56, 0x67, 0x70, 0x50})
-_TREE = "sklearn.tree._tree.Tree"
+_MARGIN: Final = 64 * 1024
+_AHEAD: Final = 256 * 1024
+_TEXT_OPS: Final = frozenset({0x49, 0x4C, 0x46, 0x53, 0x56, 0x67, 0x70, 0x50})
+_TREE: Final = "sklearn.tree._tree.Tree"
 # Calls whose arguments later checks read (raw bytes, Tree sizes) and, through VALUE_HASHED and the
 # namedtuples, those whose results _keyhash evaluates (dtypes, complex numbers, scalars...).
-_KEEP_ARGS = VALUE_HASHED | frozenset({"_codecs.encode", "builtins.bytes", "numpy._core.numeric._frombuffer",
+_KEEP_ARGS: Final = VALUE_HASHED | frozenset({"_codecs.encode", "builtins.bytes", "numpy._core.numeric._frombuffer",
                                        "numpy.core.numeric._frombuffer", _TREE, *NAMEDTUPLES})
-_BUILDS_FIRST_ARG = frozenset({"reconstructor", "new_obj"})
+_BUILDS_FIRST_ARG: Final = frozenset({"reconstructor", "new_obj"})
 
 
 def _may_share_hash(x: Any) -> bool:
@@ -1466,7 +1471,7 @@ def _overflow(target: Cont, items: list[Any]) -> None:
 
 #: Plain values no index map may hold (load refuses them; the census reports them): recorded so
 #: that scan can say so. A bool is not among them (load reads it as 0 or 1): it stops the record.
-_NON_INDEX_VALUES = frozenset({str, float, type(None), memoryview})
+_NON_INDEX_VALUES: Final = frozenset({str, float, type(None), memoryview})
 
 
 def _record_vocabulary(target: Cont, items: list[Any]) -> None:
