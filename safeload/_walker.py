@@ -408,7 +408,7 @@ def _memo_reads(data: Any, n: int) -> set[int] | None:
     return out
 
 
-def _entry_follows(data: Any, p: int, put: int, width: int, end: int) -> bool:
+def _entry_follows(data: bytes, p: int, put: int, width: int, end: int) -> bool:
     """Is the text that ends at ``p`` followed by its memo opcode (``put``, whose operand is ``width``
     bytes; LONG_BINPUT after BINPUT's 0x71 takes 4) and a BININT*? Necessary for the first entry of a
     run, so a False spares the matcher's call; both run matchers check the whole entry again."""
@@ -421,6 +421,17 @@ def _entry_follows(data: Any, p: int, put: int, width: int, end: int) -> bool:
         return False
     p += 1 + width
     return p < end and (data[p] == 0x4B or data[p] == 0x4D or data[p] == 0x4A)
+
+
+def _u32(b: bytes, k: int) -> int:
+    """The little-endian unsigned 32-bit operand at ``b[k:k + 4]`` (native reads, no struct call)."""
+    return b[k] | b[k + 1] << 8 | b[k + 2] << 16 | b[k + 3] << 24
+
+
+def _i32(b: bytes, k: int) -> int:
+    """The little-endian signed 32-bit operand at ``b[k:k + 4]``, as BININT and LONG4 read it."""
+    v = b[k] | b[k + 1] << 8 | b[k + 2] << 16 | b[k + 3] << 24
+    return v - (1 << 32) if v >= 1 << 31 else v
 
 
 def _c(data: Any, i: int) -> str:
@@ -698,19 +709,35 @@ class _Walker:
                     raise fatal("truncated", MALFORMED, i, "pickle data was truncated")
                 more(e)
 
+        # The opcodes' own bytes are read from ``win``, a ``bytes`` copy of [wbase, wbase + _WINDOW):
+        # compiled, ``win[k]`` is a native read, where ``data[i]`` on a bytearray or an mmap was a
+        # boxed index, a generic subscript and an unboxed result (~30% of the walk of many small
+        # objects). Invariant: while ``i < wsoft``, [i, i + _MARGIN) is in the window (or the window
+        # reaches the end of the data), so every read of an opcode and its short operands (at most
+        # 263 bytes past ``i``) finds its byte there; longer reads use ``data``.
+        win = b""
+        wbase = 0
+        wsoft = -1
         while True:
-            if i >= soft:
-                if observer is not None:
-                    observer(i, view)
-                if i >= fill_soft:
-                    more(i + _AHEAD)
-            op = data[i]
+            if i >= soft or i >= wsoft:
+                if i >= soft:
+                    if observer is not None:
+                        observer(i, view)
+                    if i >= fill_soft:
+                        more(i + _AHEAD)
+                if i >= wsoft:
+                    wend = avail if avail < i + _WINDOW else i + _WINDOW
+                    win = bytes(memoryview(data)[i:wend])
+                    wbase = i
+                    wsoft = wend - _MARGIN if wend < n else big
+            op = win[i - wbase]
             ops += 1
             # ---- hot data opcodes first: a push, a bounds check, nothing else ------------
             if op == 0x8C:  # SHORT_BINUNICODE
                 # a run starts with an entry: <text> MEMOIZE BININT*; most texts (attribute names)
                 # are not one, and two byte reads are cheaper than asking the matcher
-                if use_runs and _entry_follows(data, i + 2 + data[i + 1], 0x94, 0, fend if fend < avail else avail):
+                if use_runs and _entry_follows(win, i + 2 + win[i + 1 - wbase] - wbase, 0x94, 0,
+                                               (fend if fend < avail else avail) - wbase):
                     j, count = match_run(data, i, fend if fend < avail else avail)
                     if count:
                         ops += 3 * count - 1  # the real opcode count, however the run was split
@@ -721,12 +748,12 @@ class _Walker:
                         stack.append(run)
                         i = j
                         continue
-                j = i + 2 + data[i + 1]
+                j = i + 2 + win[i + 1 - wbase]
                 if j > fend:
                     fend = self.frame_units(i, fend, (1, 1), big)
                 if j > n:
                     raise fatal("truncated", MALFORMED, i, "pickle data was truncated")
-                stack.append(str(data[i + 2:j], "utf-8", "surrogatepass"))
+                stack.append(str(win[i + 2 - wbase:j - wbase], "utf-8", "surrogatepass"))
                 i = j
                 continue
             if op == 0x94:  # MEMOIZE
@@ -758,7 +785,7 @@ class _Walker:
                 j = i + 2
                 if j > fend:
                     fend = self.frame_units(i, fend, (1,), big)
-                stack.append(data[i + 1])
+                stack.append(win[i + 1 - wbase])
                 i = j
                 continue
             if op == 0x4D or op == 0x4A:  # BININT2, BININT
@@ -767,7 +794,8 @@ class _Walker:
                     fend = self.frame_units(i, fend, (1,), big)
                 if j > avail:  # (inline test: need() is a closure call)
                     need(j)
-                stack.append(_U16(data, i + 1)[0] if op == 0x4D else _I32(data, i + 1)[0])
+                k = i + 1 - wbase
+                stack.append(win[k] | win[k + 1] << 8 if op == 0x4D else _i32(win, k))
                 i = j
                 continue
             if op == 0x68 or op == 0x6A:  # BINGET, LONG_BINGET
@@ -776,7 +804,7 @@ class _Walker:
                     fend = self.frame_units(i, fend, (1,), big)
                 if j > avail:
                     need(j)
-                idx = data[i + 1] if op == 0x68 else _U32(data, i + 1)[0]
+                idx = win[i + 1 - wbase] if op == 0x68 else _u32(win, i + 1 - wbase)
                 stack.append(memo[idx] if idx in memo else memo_get(idx))
                 i = j
                 continue
@@ -803,16 +831,32 @@ class _Walker:
                 i += 1
                 continue
             if op == 0x75:  # SETITEMS
-                items = pop_mark()
+                # (pop_mark() and fix_top() inlined on their common paths: a closure call is a
+                # Python-level vectorcall, even compiled)
+                if marks:
+                    k = marks.pop()
+                    fence = marks[-1] if marks else 0
+                    items = stack[k:]
+                    del stack[k:]
+                else:
+                    items = pop_mark()  # (raises)
                 if _values(items) % 2:
                     raise fatal("odd-setitems", MALFORMED, i, "odd number of items for SETITEMS")
-                fix_top()
+                if len(stack) > fence and type(stack[-1]) is Run:
+                    fix_top()
                 self.setitems(i, stack, fence, items)
                 i += 1
                 continue
             if op == 0x65:  # APPENDS
-                items = pop_mark()
-                fix_top()
+                if marks:
+                    k = marks.pop()
+                    fence = marks[-1] if marks else 0
+                    items = stack[k:]
+                    del stack[k:]
+                else:
+                    items = pop_mark()  # (raises)
+                if len(stack) > fence and type(stack[-1]) is Run:
+                    fix_top()
                 self.appends(i, stack, fence, _values(items), items)
                 i += 1
                 continue
@@ -824,7 +868,7 @@ class _Walker:
                     fend = self.frame_units(i, fend, (1,), big)
                 if j > avail:
                     need(j)
-                idx = data[i + 1] if op == 0x71 else _U32(data, i + 1)[0]
+                idx = win[i + 1 - wbase] if op == 0x71 else _u32(win, i + 1 - wbase)
                 if use_runs:
                     flush_lazy()  # (the runs stay lazy: a PUT into one settles it, next)
                 if lazy and idx < hi:
@@ -876,8 +920,9 @@ class _Walker:
                 i += 1
             elif op == 0x58 or op == 0x42 or op == 0x54 or op == 0x8D or op == 0x8E or op == 0x96:
                 # BINUNICODE, BINBYTES, BINSTRING (4-byte length), BINUNICODE8, BINBYTES8, BYTEARRAY8
-                if op == 0x58 and not use_runs and hi <= ops and i + 5 <= avail and _entry_follows(
-                        data, i + 5 + _U32(data, i + 1)[0], 0x71, 2, fend if fend < avail else avail):
+                if op == 0x58 and not use_runs and hi <= ops and i + 5 <= avail \
+                        and _u32(win, i + 1 - wbase) < _SHORT_TEXT and _entry_follows(
+                        win, i + 5 + _u32(win, i + 1 - wbase) - wbase, 0x71, 2, (fend if fend < avail else avail) - wbase):
                     # a protocol 1-3 vocabulary run: its PUTs write slots hi, hi + 1, ... (all free)
                     j, count = match_put_run(data, i, fend if fend < avail else avail, hi)
                     if count and hi + count <= max_memo:
@@ -912,7 +957,7 @@ class _Walker:
             elif op == 0x43 or op == 0x55:  # SHORT_BINBYTES, SHORT_BINSTRING
                 if i + 2 > avail:
                     need(i + 2)
-                j = i + 2 + data[i + 1]
+                j = i + 2 + win[i + 1 - wbase]
                 if j > fend:
                     fend = self.frame_units(i, fend, (1, 1), big)
                 if j > avail:
@@ -925,13 +970,13 @@ class _Walker:
                     fend = self.frame_units(i, fend, (1,), big)
                 if j > avail:
                     need(j)
-                stack.append(_BINFLOAT.unpack_from(data, i + 1)[0])
+                stack.append(_BINFLOAT.unpack_from(win, i + 1 - wbase)[0])
                 i = j
             elif op == 0x8A or op == 0x8B:  # LONG1, LONG4
                 w = 1 if op == 0x8A else 4
                 if i + 1 + w > avail:
                     need(i + 1 + w)
-                ln = data[i + 1] if op == 0x8A else _I32(data, i + 1)[0]
+                ln = win[i + 1 - wbase] if op == 0x8A else _i32(win, i + 1 - wbase)
                 if ln < 0:
                     raise fatal("negative-length", MALFORMED, i, "LONG pickle has negative byte count")
                 j = i + 1 + w + ln
@@ -944,7 +989,7 @@ class _Walker:
             elif op == 0x80:  # PROTO
                 if i + 2 > avail:
                     need(i + 2)
-                proto = data[i + 1]
+                proto = win[i + 1 - wbase]
                 if proto > 5:
                     raise fatal("protocol", MALFORMED, i, f"unsupported pickle protocol: {proto}")
                 trace.protocol = max(trace.protocol, proto)
@@ -979,8 +1024,9 @@ class _Walker:
                 i += 1
             elif op == 0x81 or op == 0x92:  # NEWOBJ, NEWOBJ_EX
                 kwargs = pop() if op == 0x92 else None
-                args = pop()
-                cls = pop()
+                # (pop() inlined where the top is a plain value above the fence, the common case)
+                args = stack.pop() if len(stack) > fence and type(stack[-1]) is not Run else pop()
+                cls = stack.pop() if len(stack) > fence and type(stack[-1]) is not Run else pop()
                 stack.append(self.new(i, cls, args, kwargs))
                 i += 1
             elif op == 0x6F:  # OBJ
@@ -990,8 +1036,9 @@ class _Walker:
                 stack.append(self.instantiate(i, items[0], items[1:]))
                 i += 1
             elif op == 0x62:  # BUILD
-                state = pop()
-                fix_top()
+                state = stack.pop() if len(stack) > fence and type(stack[-1]) is not Run else pop()
+                if len(stack) > fence and type(stack[-1]) is Run:
+                    fix_top()
                 if len(stack) <= fence:
                     raise fatal("stack-underflow", MALFORMED, i, "BUILD without an object")
                 problem = self.checks.rehash_problem(state)
@@ -1189,12 +1236,12 @@ class _Walker:
         fails or would not end: unhashable, nested too deep or too costly to hash
         (StaticChecks.hash_problem), or built to share hashes (collision_problem). Strings and
         small numbers, the common keys, cost one type test each."""
-        types = set(map(type, values))
+        types = _types_of(values)
         problem = None
-        if Cont in types or tuple in types or Obj in types or Frozen in types:
+        if types & (_T_CONT | _T_TUPLE | _T_OBJ | _T_FROZEN):
             problem = self.checks.hash_problem(values, what)
-        if problem is None and (tuple in types or Obj in types or Frozen in types or (
-                int in types and may_collide(values))):
+        if problem is None and (types & (_T_TUPLE | _T_OBJ | _T_FROZEN) or (
+                types & _T_INT and may_collide(values))):
             problem = self.checks.collision_problem(container, values, what)
         if problem is not None:
             rule, severity, message = problem
@@ -1202,10 +1249,10 @@ class _Walker:
 
     def fill_dict(self, i: int, target: Cont, items: list[Any]) -> None:
         """SETITEM(S) of ``items`` (pairs and vocabulary runs) into a dict."""
-        types = set(map(type, items))
-        runs = Run in types
+        types = _types_of(items)
+        runs = bool(types & _T_RUN)
         total = _values(items) if runs else len(items)  # even: the SETITEMS opcode checked it
-        if runs or Cont in types or tuple in types or Obj in types or int in types or Frozen in types:
+        if types & (_T_RUN | _T_CONT | _T_TUPLE | _T_OBJ | _T_INT | _T_FROZEN):
             self.hashed(i, _keys_beside_runs(items) if runs else items[::2], "a dict key", target)
         whole = target.whole()
         target.count += total // 2
@@ -1265,7 +1312,7 @@ class _Walker:
             # run's values are not kept, so a list holding one stays partial (count > kept).
             if items is not None and target.kind == "list":
                 if target.count == len(target.flat) and len(target.flat) + len(items) <= _LIST_CAP \
-                        and Run not in map(type, items):
+                        and not _types_of(items) & _T_RUN:
                     target.flat.extend(items)
                 else:
                     _overflow(target, items)
@@ -1330,7 +1377,7 @@ class _Walker:
         if cls.kind is _VALUE:
             self.issue("new-value", UNSAFE, i, f"{cls.name} is allowed only as a value and may not be instantiated",
                        (cls.name,))
-        elif cls.kind is _NEW and (_values(args) or (kwargs is not None and kwargs.count)):
+        elif cls.kind is _NEW and ((args and _values(list(args))) or (kwargs is not None and kwargs.count)):
             # NEWOBJ runs cls.__new__(cls, *args): ndarray.__new__(ndarray, (10**9,)) allocates, sparse
             # matrices and estimators validate nothing. Real pickles rebuild these with no arguments.
             self.issue("new-args", UNSAFE, i, f"{cls.name} may only be rebuilt without arguments; NEWOBJ passes it "
@@ -1430,6 +1477,8 @@ class _Walker:
 # Background reads (see _filling): every opcode with arguments shorter than _MARGIN finds them
 # read; the loop asks for _AHEAD more bytes at a time.
 _MARGIN: Final = 64 * 1024
+_WINDOW: Final = 4 * _MARGIN  # the loop's bytes copy: one copy of the stream per 192 KB walked
+_SHORT_TEXT: Final = 1024  # a longer text never starts a vocabulary run the loop looks for in its window
 _AHEAD: Final = 256 * 1024
 _TEXT_OPS: Final = frozenset({0x49, 0x4C, 0x46, 0x53, 0x56, 0x67, 0x70, 0x50})
 _TREE: Final = "sklearn.tree._tree.Tree"
@@ -1512,17 +1561,45 @@ def _keys_beside_runs(items: list[Any]) -> list[Any]:
     return keys
 
 
-def _values(items: Any) -> int:
+def _values(items: list[Any]) -> int:
     """How many stack values ``items`` stands for (a Run is two per entry)."""
     total = len(items)
-    if not total:
-        return 0
-    if Run not in map(type, items):  # the common case, without a Python-level loop
-        return total
-    for x in items:
+    for x in items:  # (compiled: a pointer comparison per item; ``Run in map(type, ...)`` cost a set-up per call)
         if type(x) is Run:
             total += 2 * x.count - 1
     return total
+
+
+# What _types_of reports: one bit per type the hashing checks care about.
+_T_RUN: Final = 1
+_T_CONT: Final = 2
+_T_TUPLE: Final = 4
+_T_OBJ: Final = 8
+_T_INT: Final = 16
+_T_FROZEN: Final = 32
+
+
+def _types_of(items: list[Any]) -> int:
+    """The _T_* bits of the types among ``items`` (a set of ``map(type, ...)`` per SETITEMS was
+    ~10% of the walk of a model made of many small objects)."""
+    bits = 0
+    for x in items:
+        t = type(x)
+        if t is str or t is float:
+            continue
+        if t is Run:
+            bits |= _T_RUN
+        elif t is Cont:
+            bits |= _T_CONT
+        elif t is tuple:
+            bits |= _T_TUPLE
+        elif t is Obj:
+            bits |= _T_OBJ
+        elif t is int:
+            bits |= _T_INT
+        elif t is Frozen:
+            bits |= _T_FROZEN
+    return bits
 
 
 def walk(data: Buffer, policy: Policy, *, start: int = 0, joblib: bool = False,
