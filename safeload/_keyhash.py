@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -24,15 +24,15 @@ from safeload._simulated import OTHER, Cont, Frozen, Obj
 
 __all__ = ["VALUE_HASHED", "KeyHashes", "collidable", "may_collide"]
 
-_SCALARS = frozenset({"numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar"})
+_SCALARS: Final = frozenset({"numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar"})
 #: Allowed calls whose result hashes by value (and not through a randomised str/bytes hash), besides
 #: the allowed namedtuples: ``tests/test_keyhash_audit.py`` keeps this exact against the policy.
 #: One whose value the proxy cannot evaluate (its arguments were not kept, a list past the
 #: walker's cap) is stood for by ``UNKNOWN_HASH``: all such keys are counted as colliding.
-VALUE_HASHED: frozenset[str] = frozenset({"builtins.complex", "builtins.frozenset", "builtins.range",
+VALUE_HASHED: Final[frozenset[str]] = frozenset({"builtins.complex", "builtins.frozenset", "builtins.range",
                                           "datetime.timedelta", "numpy.dtype"}) | _SCALARS
 #: The hash given to a value-hashed key the proxy cannot evaluate: an upper bound on its collisions.
-UNKNOWN_HASH = 0x5AFE
+UNKNOWN_HASH: Final = 0x5AFE
 
 
 #: The proxy of a value whose hash cannot be evaluated (or of a tuple or frozenset holding one):
@@ -251,8 +251,8 @@ class KeyHashes:
         theirs. One colliding container read back through the memo n times costs n times, which a
         per-insertion count alone never sees. Values no count was kept for cost nothing here."""
         t = type(value)
-        if not (t is Cont or t is Frozen or t is Obj):
-            return 0
+        if not (t is Cont or t is Frozen or t is Obj) or not (self._totals or self._argwork):
+            return 0  # (no insertion has cost anything yet: the common case, one test per BUILD)
         work = self._totals.get(id(value), 0)  # (no id reused: ``_counts`` keeps each container alive)
         if t is Obj and self._keyed is not None and type(value.args) is tuple and self._keyed(value.callee):
             for a in value.args:  # set(L), OrderedDict(pairs): the call's result holds L's keys

@@ -181,6 +181,47 @@ _CLASS_ARGS: dict[str, tuple[int, ...]] = {
 }
 
 
+# check_state's branches. The last four (from _ROUTE_TREE on) are the names under "sklearn." or
+# "scipy.", whose dict state the static model reads.
+_ROUTE_NONE: Final = 0
+_ROUTE_ARRAY: Final = 1
+_ROUTE_MASKED: Final = 2
+_ROUTE_RNG: Final = 3
+_ROUTE_PARTIAL: Final = 4
+_ROUTE_SHADOW: Final = 5
+_ROUTE_BINARY: Final = 6
+_ROUTE_TREE: Final = 7
+_ROUTE_LENGTH: Final = 8
+_ROUTE_ESTIMATOR: Final = 9
+_ROUTE_SCIPY: Final = 10
+
+
+def _route(callee: str) -> int:
+    """The branch of ``StaticChecks.check_state`` that a BUILD on an instance of ``callee`` takes,
+    in the order the branches are tried (tests/test_mirror_routes.py holds it to that order)."""
+    if callee in _RECONSTRUCT:
+        return _ROUTE_ARRAY
+    if callee == _MARECONSTRUCT:
+        return _ROUTE_MASKED
+    if callee in _RNG_STATE_TARGETS:
+        return _ROUTE_RNG
+    if callee == _TREE:
+        return _ROUTE_TREE
+    if callee in BINARY_TREES:
+        return _ROUTE_BINARY
+    if callee in _STATE_LENGTHS:
+        return _ROUTE_LENGTH
+    if callee == "functools.partial":
+        return _ROUTE_PARTIAL
+    if callee in _DICT_CARRIERS:
+        return _ROUTE_SHADOW
+    if callee.startswith("sklearn."):
+        return _ROUTE_ESTIMATOR
+    if callee.startswith("scipy."):
+        return _ROUTE_SCIPY
+    return _ROUTE_NONE
+
+
 class StaticChecks:
     """The mirrors, bound to one stream: its bytes (array data is read in place) and its issue list."""
 
@@ -191,6 +232,7 @@ class StaticChecks:
         self.issues = issues
         self.class_args: list[tuple[int, G, str]] = []  # (offset, class, callee) for finish()
         self.created: list[Obj] = []  # every BUILD_VALIDATED instance the stream creates, for finish()
+        self._routes: dict[str, int] = {}  # callee -> its check_state branch (_route)
         limits = policy.limits
         self.hash_left = hash_budget(limits.max_hash_work, len(data))
         self._hash_cost = HashCost(_hashed_items, unhashable, limits.max_nesting_depth, self.hash_left + 1)
@@ -262,10 +304,10 @@ class StaticChecks:
     def rehash_problem(self, state: Any) -> tuple[str, str, str] | None:
         """BUILD inserts a state dict's keys into the instance's ``__dict__`` (a ``(dict, slots)``
         pair: both): keys built to collide cost again for every object given that state."""
-        parts = state if type(state) is tuple and len(state) == 2 else (state,)
-        work = 0
-        for part in parts:
-            work += self._keys.rehash(part)
+        if type(state) is tuple and len(state) == 2:
+            work = self._keys.rehash(state[0]) + self._keys.rehash(state[1])
+        else:
+            work = self._keys.rehash(state)
         self.hash_left -= work
         if work and self.hash_left < 0:
             return ("limit-hash", LIMIT, "BUILD states whose keys share one hash: copying them into the objects "
@@ -486,7 +528,8 @@ class StaticChecks:
 
     def check_state(self, i: int, target: Obj, state: Any) -> None:
         """What BUILD's ``__setstate__`` would meet, for every target whose setter trusts its state."""
-        if target.callee == "numpy.dtype":  # (the walker stops at a second BUILD on one dtype)
+        callee = target.callee
+        if callee == "numpy.dtype":  # (the walker stops at a second BUILD on one dtype)
             target.state = state
             try:
                 concrete(target)
@@ -494,51 +537,57 @@ class StaticChecks:
                 self.issue("dtype-state", UNSAFE, i,
                            f"invalid numpy dtype state ({exc}); numpy would build a corrupt dtype")
             return
+        if callee is None:
+            target.state = None
+            return
+        # Which branch a callee takes depends on its name only: decided once per name (eight set
+        # and prefix tests per BUILD were most of the cost of a model made of many small objects).
+        route = self._routes.get(callee)
+        if route is None:
+            route = self._routes[callee] = _route(callee)
         # Only an ndarray's state (static_array) and a scikit-learn instance's state dict (the static
         # model, _static_model) are read again later; every other state is judged here and dropped,
         # so the simulated graph does not keep every object's state alive (memory ~ file).
         # A scikit-learn/SciPy instance's second BUILD is merged into its first by __setstate__, and
         # a state that is not a dict is not one the static model reads: either leaves it OTHER (unknown).
-        callee = target.callee
-        if callee in _RECONSTRUCT:
+        if route == _ROUTE_ARRAY:
             target.state = state
-        elif callee in BINARY_TREES:  # (the twin reads its data array: _static_model._Twin.binary_tree)
+        elif route == _ROUTE_BINARY:  # (the twin reads its data array: _static_model._Twin.binary_tree)
             single = target.state is None and isinstance(state, tuple) and len(state) == 13
             target.state = state if single else OTHER
-        elif callee is not None and callee.startswith(("sklearn.", "scipy.")):
+        elif route >= _ROUTE_TREE:  # a name under "sklearn." or "scipy."
             single = target.state is None and isinstance(state, Cont) and state.kind == "dict"
             target.state = state if single else OTHER
         else:
             target.state = None
-        if target.callee in _RECONSTRUCT:
+        if route == _ROUTE_ARRAY:
             self.check_array_state(i, state)
-        elif target.callee == _MARECONSTRUCT:
+        elif route == _ROUTE_MASKED:
             self.check_array_state(i, state, masked=True)
-        elif target.callee in _RNG_STATE_TARGETS:
+        elif route == _ROUTE_RNG:
             problem = rng_state_problem(static_mapping(state))
             if _keys_not_names(state):
-                problem = f"{target.callee} state has a key that is not a plain string (it could replace a named field)"
+                problem = f"{callee} state has a key that is not a plain string (it could replace a named field)"
             if problem is not None:
                 self.issue("guard", UNSAFE, i, problem)
-        elif target.callee == _TREE:
+        elif route == _ROUTE_TREE:
             self.check_tree(i, target, state)
-        elif target.callee in BINARY_TREES and isinstance(state, tuple) and len(state) == 13:
-            self.check_binary_tree(i, target.callee, state)
-        elif target.callee in _STATE_LENGTHS and not (isinstance(state, tuple)
-                                                     and len(state) == _STATE_LENGTHS[target.callee]):
+        elif route == _ROUTE_BINARY and isinstance(state, tuple) and len(state) == 13:
+            self.check_binary_tree(i, callee, state)
+        elif (route == _ROUTE_BINARY or route == _ROUTE_LENGTH) and not (
+                isinstance(state, tuple) and len(state) == _STATE_LENGTHS[callee]):
             # Their Cython __setstate__ indexes the tuple without a length check.
-            self.issue("guard", UNSAFE, i, f"{target.callee} state must be a {_STATE_LENGTHS[target.callee]}-tuple")
-        elif target.callee == "functools.partial":
+            self.issue("guard", UNSAFE, i, f"{callee} state must be a {_STATE_LENGTHS[callee]}-tuple")
+        elif route == _ROUTE_PARTIAL:
             func = state[0] if isinstance(state, tuple) and state else None
             if not isinstance(func, G) or func.kind not in _CALL_OR_VALUE or self._guarded(func.name):
                 self.issue("guard", UNSAFE, i, "functools.partial state may only name an allowed function "
                            "that needs no guard")
             if isinstance(state, tuple) and len(state) == 4:  # (func, args, keywords, __dict__)
                 self.check_shadowing(i, "functools.partial", (state[3],))
-        elif target.callee in _DICT_CARRIERS:  # default BUILD: a dict, or (dict, slot dict) set as attributes
-            self.check_shadowing(i, target.callee, state if isinstance(state, tuple) else (state,))
-        elif target.callee is not None and target.callee.startswith("sklearn.") and isinstance(state, Cont) \
-                and state.kind == "dict":
+        elif route == _ROUTE_SHADOW:  # default BUILD: a dict, or (dict, slot dict) set as attributes
+            self.check_shadowing(i, callee, state if isinstance(state, tuple) else (state,))
+        elif route == _ROUTE_ESTIMATOR and isinstance(state, Cont) and state.kind == "dict":
             self.check_estimator_state(i, state)
 
     def check_shadowing(self, i: int, callee: str, parts: tuple[Any, ...]) -> None:
@@ -570,7 +619,8 @@ class StaticChecks:
         other estimator-level rules are listed in the README's Known gaps."""
         flat = state.flat
         for k in range(0, len(flat) - 1, 2):
-            if flat[k] == "_n_threads":
+            key = flat[k]
+            if isinstance(key, str) and key == "_n_threads":  # (a str compare, compiled; Any == str was generic)
                 value = flat[k + 1]
                 if isinstance(value, (Obj, G)):
                     continue  # e.g. a numpy integer: its value is load's to check
