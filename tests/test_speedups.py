@@ -523,3 +523,29 @@ def test_reading_a_slot_outside_whole_entries_refuses_without_reading_past_them(
     with pytest.raises(ValueError):
         run_offsets(data, 0, len(data), False, 0)
     assert run_offsets(data, 0, len(data), False, 2) == [0, 2 * len(data) // 3]
+
+
+# -- BINFLOAT read natively (_walker._f64) ------------------------------------------------------------
+
+_EDGE_DOUBLES = [0, 1, (1 << 52) - 1, 1 << 52, 1 << 63, (1 << 63) | 1, 0x7FEFFFFFFFFFFFFF, 0x0010000000000000,
+                 0x000FFFFFFFFFFFFF, 0x7FF0000000000000, 0xFFF0000000000000, 0x7FF8000000000000,
+                 0xFFF8000000000001, 0x7FF0000000000001, 0x3FF0000000000000]
+
+
+@given(st.one_of(st.integers(0, (1 << 64) - 1), st.sampled_from(_EDGE_DOUBLES),
+                 st.builds(lambda e, m: e << 52 | m, st.integers(0, 4095), st.integers(0, (1 << 52) - 1))),
+       st.integers(0, 3))
+@settings(max_examples=3000, deadline=None)
+def test_f64_reads_every_double_as_struct_does(bits: int, pad: int) -> None:
+    """Bit for bit, at any offset: zeros and subnormals keep their sign, NaNs their payload."""
+    import struct
+
+    raw = b"\xaa" * pad + bits.to_bytes(8, "big") + b"\x55"
+    got = _walker._f64(raw, pad)
+    assert type(got) is float
+    assert struct.pack(">d", got) == bits.to_bytes(8, "big")
+
+
+def test_f64_refuses_a_short_read() -> None:
+    with pytest.raises(IndexError):
+        _walker._f64(b"\x00" * 7, 0)
