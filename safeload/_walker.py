@@ -643,7 +643,7 @@ class _Walker:
                     memo[first + n] = text
                 lazy_total -= run.count  # ORACLE-MUTATION-POINT-PUT (memo_len is unchanged)
 
-        def memo_get(idx: int) -> Any:
+        def memo_get(i: int, idx: int) -> Any:
             try:
                 return memo[idx]
             except KeyError:
@@ -699,7 +699,7 @@ class _Walker:
 
         view = _View(self.depth, lambda: plain(list(stack)), marks_view, memo_view, lambda: mlen)
 
-        def pop() -> Any:
+        def pop(i: int) -> Any:
             if len(stack) <= fence:
                 raise fatal("stack-underflow", MALFORMED, i, "stack underflow")
             top = stack.pop()
@@ -708,7 +708,7 @@ class _Walker:
                 top = stack.pop()
             return top
 
-        def pop_mark() -> list[Any]:
+        def pop_mark(i: int) -> list[Any]:
             nonlocal fence
             if not marks:
                 raise fatal("no-mark", MALFORMED, i, "could not find MARK")
@@ -728,7 +728,7 @@ class _Walker:
                 raise fatal("truncated", MALFORMED, s, "pickle data was truncated (unterminated line)")
             return data[s:e], e + 1
 
-        def need(e: int) -> None:
+        def need(i: int, e: int) -> None:
             if e > avail:
                 if e > n:
                     raise fatal("truncated", MALFORMED, i, "pickle data was truncated")
@@ -818,7 +818,7 @@ class _Walker:
                 if j > fend:
                     fend = self.frame_units(i, fend, (1,), big)
                 if j > avail:  # (inline test: need() is a closure call)
-                    need(j)
+                    need(i, j)
                 k = i + 1 - wbase
                 stack.append(win[k] | win[k + 1] << 8 if op == 0x4D else _i32(win, k))
                 i = j
@@ -828,10 +828,10 @@ class _Walker:
                 if j > fend:
                     fend = self.frame_units(i, fend, (1,), big)
                 if j > avail:
-                    need(j)
+                    need(i, j)
                 idx = win[i + 1 - wbase] if op == 0x68 else _u32(win, i + 1 - wbase)
                 v = memo.get(idx, _ABSENT)  # (one lookup; a memoized value may be None)
-                stack.append(v if v is not _ABSENT else memo_get(idx))
+                stack.append(v if v is not _ABSENT else memo_get(i, idx))
                 i = j
                 continue
             if op == 0x28:  # MARK
@@ -857,7 +857,7 @@ class _Walker:
                 i += 1
                 continue
             if op == 0x75:  # SETITEMS
-                # (pop_mark() and fix_top() inlined on their common paths: a closure call is a
+                # (pop_mark(i) and fix_top() inlined on their common paths: a closure call is a
                 # Python-level vectorcall, even compiled)
                 if marks:
                     k = marks.pop()
@@ -865,7 +865,7 @@ class _Walker:
                     items = stack[k:]
                     del stack[k:]
                 else:
-                    items = pop_mark()  # (raises)
+                    items = pop_mark(i)  # (raises)
                 if _values(items) % 2:
                     raise fatal("odd-setitems", MALFORMED, i, "odd number of items for SETITEMS")
                 if len(stack) > fence and type(stack[-1]) is Run:
@@ -880,7 +880,7 @@ class _Walker:
                     items = stack[k:]
                     del stack[k:]
                 else:
-                    items = pop_mark()  # (raises)
+                    items = pop_mark(i)  # (raises)
                 if len(stack) > fence and type(stack[-1]) is Run:
                     fix_top()
                 self.appends(i, stack, fence, _values(items), items)
@@ -893,7 +893,7 @@ class _Walker:
                 if j > fend:
                     fend = self.frame_units(i, fend, (1,), big)
                 if j > avail:
-                    need(j)
+                    need(i, j)
                 idx = win[i + 1 - wbase] if op == 0x71 else _u32(win, i + 1 - wbase)
                 if use_runs:
                     flush_lazy()  # (the runs stay lazy: a PUT into one settles it, next)
@@ -909,7 +909,7 @@ class _Walker:
             elif op == 0x95:  # FRAME
                 j = i + 9
                 if j > avail:
-                    need(j)
+                    need(i, j)
                 if fend != big and i < fend:
                     raise fatal("frame-overlap", UNSAFE, i, "FRAME begins before the end of the current frame")
                 flen = _U64(data, i + 1)[0]
@@ -934,7 +934,7 @@ class _Walker:
                 stack.append(t)
                 i += 1
             elif op == 0x74:  # TUPLE
-                t = tuple(plain(pop_mark()))
+                t = tuple(plain(pop_mark(i)))
                 self.nested(i, t)
                 stack.append(t)
                 i += 1
@@ -964,7 +964,7 @@ class _Walker:
                         continue
                 w = 4 if op in (0x58, 0x42, 0x54) else 8
                 if i + 1 + w > avail:
-                    need(i + 1 + w)
+                    need(i, i + 1 + w)
                 ln = (_I32(data, i + 1) if op == 0x54 else _U32(data, i + 1))[0] if w == 4 else _U64(data, i + 1)[0]
                 if ln < 0:
                     raise fatal("negative-length", MALFORMED, i, "negative byte count")
@@ -972,7 +972,7 @@ class _Walker:
                 if j > fend:
                     fend = self.frame_units(i, fend, (1, w), big)
                 if j > avail:
-                    need(j)
+                    need(i, j)
                 if op == 0x58 or op == 0x8D:
                     stack.append(str(data[i + 1 + w:j], "utf-8", "surrogatepass"))
                 elif op == 0x54:
@@ -982,12 +982,12 @@ class _Walker:
                 i = j
             elif op == 0x43 or op == 0x55:  # SHORT_BINBYTES, SHORT_BINSTRING
                 if i + 2 > avail:
-                    need(i + 2)
+                    need(i, i + 2)
                 j = i + 2 + win[i + 1 - wbase]
                 if j > fend:
                     fend = self.frame_units(i, fend, (1, 1), big)
                 if j > avail:
-                    need(j)
+                    need(i, j)
                 stack.append(memoryview(data)[i + 2:j] if op == 0x43 else decoding.string(bytes(data[i + 2:j])))
                 i = j
             elif op == 0x47:  # BINFLOAT
@@ -995,13 +995,13 @@ class _Walker:
                 if j > fend:
                     fend = self.frame_units(i, fend, (1,), big)
                 if j > avail:
-                    need(j)
+                    need(i, j)
                 stack.append(_f64(win, i + 1 - wbase) if _NATIVE else _BINFLOAT.unpack_from(win, i + 1 - wbase)[0])
                 i = j
             elif op == 0x8A or op == 0x8B:  # LONG1, LONG4
                 w = 1 if op == 0x8A else 4
                 if i + 1 + w > avail:
-                    need(i + 1 + w)
+                    need(i, i + 1 + w)
                 ln = win[i + 1 - wbase] if op == 0x8A else _i32(win, i + 1 - wbase)
                 if ln < 0:
                     raise fatal("negative-length", MALFORMED, i, "LONG pickle has negative byte count")
@@ -1009,20 +1009,20 @@ class _Walker:
                 if j > fend:
                     fend = self.frame_units(i, fend, (1, w), big)
                 if j > avail:
-                    need(j)
+                    need(i, j)
                 stack.append(int.from_bytes(data[i + 1 + w:j], "little", signed=True))
                 i = j
             elif op == 0x80:  # PROTO
                 if i + 2 > avail:
-                    need(i + 2)
+                    need(i, i + 2)
                 proto = win[i + 1 - wbase]
                 if proto > 5:
                     raise fatal("protocol", MALFORMED, i, f"unsupported pickle protocol: {proto}")
                 trace.protocol = max(trace.protocol, proto)
                 i += 2
             elif op == 0x93:  # STACK_GLOBAL
-                name = pop()
-                module = pop()
+                name = pop(i)
+                module = pop(i)
                 if type(name) is not str or type(module) is not str:
                     self.issue("unresolved-global", UNSAFE, i,
                                "STACK_GLOBAL operands are not plain strings; the name cannot be judged statically")
@@ -1041,28 +1041,28 @@ class _Walker:
                 if op == 0x63:
                     stack.append(g)
                 else:
-                    stack.append(self.instantiate(i, g, plain(pop_mark())))
+                    stack.append(self.instantiate(i, g, plain(pop_mark(i))))
                 i = j
             elif op == 0x52:  # REDUCE
-                args = pop()
-                func = pop()
+                args = pop(i)
+                func = pop(i)
                 stack.append(self.call(i, func, args))
                 i += 1
             elif op == 0x81 or op == 0x92:  # NEWOBJ, NEWOBJ_EX
-                kwargs = pop() if op == 0x92 else None
-                # (pop() inlined where the top is a plain value above the fence, the common case)
-                args = stack.pop() if len(stack) > fence and type(stack[-1]) is not Run else pop()
-                cls = stack.pop() if len(stack) > fence and type(stack[-1]) is not Run else pop()
+                kwargs = pop(i) if op == 0x92 else None
+                # (pop(i) inlined where the top is a plain value above the fence, the common case)
+                args = stack.pop() if len(stack) > fence and type(stack[-1]) is not Run else pop(i)
+                cls = stack.pop() if len(stack) > fence and type(stack[-1]) is not Run else pop(i)
                 stack.append(self.new(i, cls, args, kwargs))
                 i += 1
             elif op == 0x6F:  # OBJ
-                items = plain(pop_mark())
+                items = plain(pop_mark(i))
                 if not items:
                     raise fatal("stack-underflow", MALFORMED, i, "OBJ without a class")
                 stack.append(self.instantiate(i, items[0], items[1:]))
                 i += 1
             elif op == 0x62:  # BUILD
-                state = stack.pop() if len(stack) > fence and type(stack[-1]) is not Run else pop()
+                state = stack.pop() if len(stack) > fence and type(stack[-1]) is not Run else pop(i)
                 if len(stack) > fence and type(stack[-1]) is Run:
                     fix_top()
                 if len(stack) <= fence:
@@ -1076,28 +1076,28 @@ class _Walker:
                     stack[-1] = array[0]
                     i = array[1]
             elif op == 0x61:  # APPEND
-                self.appends(i, stack, fence, 1, [pop()])
+                self.appends(i, stack, fence, 1, [pop(i)])
                 i += 1
             elif op == 0x73:  # SETITEM
-                value = pop()
-                key = pop()
+                value = pop(i)
+                key = pop(i)
                 self.setitems(i, stack, fence, [key, value])
                 i += 1
             elif op == 0x90:  # ADDITEMS
-                items = pop_mark()
+                items = pop_mark(i)
                 fix_top()
                 if len(stack) > fence:
                     self.hashed(i, items, "a set item", stack[-1])  # (a run is not among ADDITEMS items: its text is a key)
                 self.appends(i, stack, fence, _values(items), None, "ADDITEMS")  # a run is its values
                 i += 1
             elif op == 0x91:  # FROZENSET
-                items = plain(pop_mark())
+                items = plain(pop_mark(i))
                 fz = Frozen(items)
                 self.hashed(i, items, "a frozenset item", fz)  # (counted against it: rehashed later, it costs again)
                 stack.append(fz)
                 i += 1
             elif op == 0x6C or op == 0x64:  # LIST, DICT
-                items = plain(pop_mark())
+                items = plain(pop_mark(i))
                 c = Cont("list" if op == 0x6C else "dict", i)
                 if op == 0x64:
                     if len(items) % 2:
@@ -1116,10 +1116,10 @@ class _Walker:
                     marks.pop()
                     fence = marks[-1] if marks else 0
                 else:
-                    pop()
+                    pop(i)
                 i += 1
             elif op == 0x31:  # POP_MARK
-                pop_mark()
+                pop_mark(i)
                 i += 1
             elif op == 0x32:  # DUP
                 fix_top()
@@ -1157,7 +1157,7 @@ class _Walker:
                         hi = idx + 1
                 fix_top()
                 if op == 0x67:  # GET
-                    stack.append(memo_get(parse_get(bytes(raw))))
+                    stack.append(memo_get(i, parse_get(bytes(raw))))
                     i = j
                     continue
                 self.text_op(i, op, bytes(raw), stack, fence, memo, ops)
