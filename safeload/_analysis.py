@@ -122,6 +122,10 @@ def analyse(data: Buffer, policy: Policy, filling: Filling | None = None, *, num
     if fmt in COMPRESSED:
         compression = fmt.value
         data = decompress(fmt, data, policy.limits)
+        # The inflated stream is whole: the background read was of the compressed file, and its
+        # byte count is not this buffer's (the walker reads no further than ``filling`` says has
+        # arrived: handed on, it stopped a 99 MB stream inflated from 18.6 MB at 18.6 MB).
+        filling = None
         fmt = sniff(data)
         if fmt is not Format.PICKLE:
             raise UnsupportedFormatError(f"{compression}-compressed data is not a joblib/pickle stream ({fmt.value})")
