@@ -856,7 +856,7 @@ class _Walker:
                 marks.append(fence)
                 i += 1
                 continue
-            if op == 0x75:  # SETITEMS
+            if op == 0x75 or op == 0x65:  # SETITEMS, APPENDS
                 # (pop_mark(i) and fix_top() inlined on their common paths: a closure call is a
                 # Python-level vectorcall, even compiled)
                 if marks:
@@ -866,24 +866,14 @@ class _Walker:
                     del stack[k:]
                 else:
                     items = pop_mark(i)  # (raises)
-                if _values(items) % 2:
+                if op == 0x75 and _values(items) % 2:
                     raise fatal("odd-setitems", MALFORMED, i, "odd number of items for SETITEMS")
                 if len(stack) > fence and type(stack[-1]) is Run:
                     fix_top()
-                self.setitems(i, stack, fence, items)
-                i += 1
-                continue
-            if op == 0x65:  # APPENDS
-                if marks:
-                    k = marks.pop()
-                    fence = marks[-1] if marks else 0
-                    items = stack[k:]
-                    del stack[k:]
+                if op == 0x75:
+                    self.setitems(i, stack, fence, items)
                 else:
-                    items = pop_mark(i)  # (raises)
-                if len(stack) > fence and type(stack[-1]) is Run:
-                    fix_top()
-                self.appends(i, stack, fence, _values(items), items)
+                    self.appends(i, stack, fence, _values(items), items)
                 i += 1
                 continue
             if ops > max_ops:
