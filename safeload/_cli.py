@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import gc
 import importlib
 import os
 import re
@@ -899,16 +898,6 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     named = {os.path.realpath(p) for p in local if os.path.isfile(p)}
     cache = None if args.no_cache else ResultCache()
     per_file = _policies_near(files, args) if args.config is None else policy
-    if len(files) > 1:
-        # The CLI owns its process. What it imported (numpy, scikit-learn, the validators) is not
-        # garbage: imported first, then frozen out of the collector (forked workers inherit both).
-        # And the reports kept for the output made full collections frequent and long (11 in a scan
-        # of 10,000 small files, 0.5 s of 7.2 s); each file's garbage is young, so full collections
-        # wait for 100 young-generation ones instead of 10 (then 1 in that scan; memory unchanged).
-        _preload(files)
-        gc.freeze()
-        young, middle, _ = gc.get_threshold()
-        gc.set_threshold(young, middle, 100)
     reports = scan_all(files, per_file, jobs=args.jobs, explain=args.explain, cache=cache)
     # (realpath only when files were named: a directory of 10,000 files should not pay for it)
     expected = [expectation(p, bool(named) and os.path.realpath(p) in named) for p in files]
