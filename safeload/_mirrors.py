@@ -44,10 +44,10 @@ __all__ = ["STATE_LENGTHS", "UNHASHABLE_CALLEES", "StaticChecks", "concrete", "s
 
 _PLAIN_BASES = frozenset(f"builtins.{t.__name__}" for t in PLAIN_BASES)
 _BASE_KEYS = {f"builtins.{t.__name__}": keys for t, keys in BASE_KEYS.items()}
-#: Guards of the calls whose result holds the keys their argument gave (``KeyHashes.rehash``).
 # Tuples of the policy's kinds as compiled statics (an Enum member lookup takes EnumType's slow slot).
 _NEW_OR_CALL: Final = (Kind.NEW, Kind.CALL)
 _CALL_OR_VALUE: Final = (Kind.CALL, Kind.VALUE)
+#: Guards of the calls whose result holds the keys their argument gave (``KeyHashes.rehash``).
 _KEYED_GUARDS: Final = frozenset({"materialise", "materialise_pairs", "reconstructor"})
 _ARRAY_TYPES = frozenset({"numpy.ndarray", "numpy.matrix", "numpy.ma.core.MaskedArray", "numpy.ma.MaskedArray"})
 _RECONSTRUCT: Final = frozenset({"numpy._core.multiarray._reconstruct", "numpy.core.multiarray._reconstruct"})
