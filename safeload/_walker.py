@@ -93,12 +93,9 @@ _LEGACY_WRAPPERS = frozenset(
 _DICT_CAP: Final = 64
 _LIST_CAP: Final = 4096
 _BINFLOAT: Final = struct.Struct(">d")  # what CPython's _PyFloat_Unpack8 reads
-# Little-endian operands, read in place: ``int.from_bytes(data[a:b], ...)`` cut a slice and looked
-# the method up on every PUT and length (~19% of the walk of a small estimator). Every read below
-# comes after the bounds check that the slice relied on (need()/avail), so none reads past the data.
-_U16: Final = struct.Struct("<H").unpack_from
-_U32: Final = struct.Struct("<I").unpack_from
-_I32: Final = struct.Struct("<i").unpack_from
+# 8-byte operands (FRAME, BINUNICODE8 & co.), read in place after the bounds check: an
+# ``int.from_bytes`` of a slice cost a slice and a method lookup per read. Shorter operands are read
+# from the loop's window (``_u32``, ``_i32``).
 _U64: Final = struct.Struct("<Q").unpack_from
 
 
@@ -431,7 +428,7 @@ def _u32(b: bytes, k: int) -> int:
 
 def _i32(b: bytes, k: int) -> int:
     """The little-endian signed 32-bit operand at ``b[k:k + 4]``, as BININT and LONG4 read it."""
-    v = b[k] | b[k + 1] << 8 | b[k + 2] << 16 | b[k + 3] << 24
+    v = _u32(b, k)
     return v - (1 << 32) if v >= 1 << 31 else v
 
 
@@ -936,9 +933,13 @@ class _Walker:
                 i += 1
             elif op == 0x58 or op == 0x42 or op == 0x54 or op == 0x8D or op == 0x8E or op == 0x96:
                 # BINUNICODE, BINBYTES, BINSTRING (4-byte length), BINUNICODE8, BINBYTES8, BYTEARRAY8
-                if op == 0x58 and not use_runs and hi <= ops and i + 5 <= avail \
-                        and _u32(win, i + 1 - wbase) < _SHORT_TEXT and _entry_follows(
-                        win, i + 5 + _u32(win, i + 1 - wbase) - wbase, 0x71, 2, (fend if fend < avail else avail) - wbase):
+                w = 4 if op in (0x58, 0x42, 0x54) else 8
+                if i + 1 + w > avail:
+                    need(i, i + 1 + w)
+                ln = (_i32(win, i + 1 - wbase) if op == 0x54 else _u32(win, i + 1 - wbase)) if w == 4 \
+                    else _U64(data, i + 1)[0]
+                if op == 0x58 and not use_runs and hi <= ops and ln < _SHORT_TEXT and _entry_follows(
+                        win, i + 5 + ln - wbase, 0x71, 2, (fend if fend < avail else avail) - wbase):
                     # a protocol 1-3 vocabulary run: its PUTs write slots hi, hi + 1, ... (all free)
                     j, count = match_put_run(data, i, fend if fend < avail else avail, hi)
                     if count and hi + count <= max_memo:
@@ -952,10 +953,6 @@ class _Walker:
                         stack.append(run)
                         i = j
                         continue
-                w = 4 if op in (0x58, 0x42, 0x54) else 8
-                if i + 1 + w > avail:
-                    need(i, i + 1 + w)
-                ln = (_I32(data, i + 1) if op == 0x54 else _U32(data, i + 1))[0] if w == 4 else _U64(data, i + 1)[0]
                 if ln < 0:
                     raise fatal("negative-length", MALFORMED, i, "negative byte count")
                 j = i + 1 + w + ln
