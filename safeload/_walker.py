@@ -36,6 +36,8 @@ from bisect import bisect_right
 from collections.abc import Callable
 from typing import Any, Final
 
+from mypy_extensions import i64
+
 from safeload._allowlist import Kind
 from safeload._containers import Buffer
 from safeload._filling import Filling
@@ -439,13 +441,14 @@ _NATIVE: Final = not __file__.endswith(".py")
 _SCALE: Final = [math.ldexp(1.0, max(e, 1) - 1075) for e in range(2047)]
 
 
-def _f64(b: bytes, k: int) -> float:
+def _f64(b: bytes, k: i64) -> float:
     """The big-endian IEEE 754 double at ``b[k:k + 8]`` (BINFLOAT), as CPython's _PyFloat_Unpack8
     reads it, computed natively: a struct call was ~660 instructions per float, compiled. The
     significand (< 2**53) times a power of two is exact for every finite value; infinities and
     NaNs (whose payload this would not keep) go through struct (tests/test_speedups.py)."""
-    hi = b[k] << 24 | b[k + 1] << 16 | b[k + 2] << 8 | b[k + 3]
-    lo = b[k + 4] << 24 | b[k + 5] << 16 | b[k + 6] << 8 | b[k + 7]
+    # (i64: compiled, native arithmetic instead of tagged ints; every value here is < 2**53)
+    hi = i64(b[k]) << 24 | i64(b[k + 1]) << 16 | i64(b[k + 2]) << 8 | i64(b[k + 3])
+    lo = i64(b[k + 4]) << 24 | i64(b[k + 5]) << 16 | i64(b[k + 6]) << 8 | i64(b[k + 7])
     e = (hi >> 20) & 0x7FF
     if e == 0x7FF:
         return float(_BINFLOAT.unpack_from(b, k)[0])
