@@ -244,6 +244,41 @@ def samples_comparison_cost() -> list[Sample]:
     ]
 
 
+#: Inference-time hashing: classes_ of 50,000 colliding ints (1.25e9 comparisons per transform call);
+#: the memo-read variant: 4,000 distinct ones, then 400,000 reads of the last (each costs 3,999).
+_READ_DISTINCT, _READ_REPEATS = 4_000, 400_000
+_LABEL_ENCODER = sglob("sklearn.preprocessing._label", "LabelEncoder") + C.EMPTY_TUPLE + C.NEWOBJ
+
+
+def samples_inference_hashing() -> list[Sample]:
+    """Values a fitted model hashes when it is *used*: LabelEncoder.transform builds a set and a
+    dict of ``classes_``, MultiLabelBinarizer a dict, the encoders sets of ``categories_``. The
+    walker counted colliding dict keys and set items, not the items of a list or object array:
+    these loaded at once and hung the first ``transform``."""
+    ints = _colliding_ints()
+    obj_dtype = C.np_dtype("O8", C.DT_OBJ)
+
+    def encoder(n: int, items: bytes) -> bytes:
+        array = C.np_array((n,), obj_dtype, Raw(C.EMPTY_LIST + items))
+        return pk(_LABEL_ENCODER + C.v({"classes_": Raw(array)}) + C.BUILD, framed=False)
+
+    distinct = b"".join(i(k) + C.MEMOIZE for k in ints[:_READ_DISTINCT])  # memo slots 0..3999 (dtype: none)
+    reads = [C.long_binget(_READ_DISTINCT - 1)] * _READ_REPEATS
+    return [
+        Sample("s6_collide_labelencoder_classes.pkl", "hash-collide-object-array-inference", SECTION,
+               f"A LabelEncoder whose classes_ is an object array of {_COLLIDING:,} ints equal modulo 2**61-1: it "
+               "loads at once, and transform() hashes classes_ into a set and a dict (1.25e9 comparisons each).",
+               encoder(_COLLIDING, _batched([i(k) for k in ints], C.APPENDS)), "pickle", HANG,
+               error="LimitExceededError", after_load="obj.transform(obj.classes_[:1])"),
+        Sample("s6_collide_labelencoder_memo_reads.pkl", "hash-collide-object-array-memo-reads", SECTION,
+               f"classes_ holds {_READ_DISTINCT:,} colliding ints, then {_READ_REPEATS:,} memo reads of the last: "
+               "each copy costs every earlier key of its hash again when hashed. The walker counted batches of "
+               "memo reads into a list without looking at what they read.",
+               encoder(_READ_DISTINCT + _READ_REPEATS, C.MARK + distinct + C.APPENDS + _batched(reads, C.APPENDS)),
+               "pickle", HANG, error="LimitExceededError", after_load="obj.transform(obj.classes_[:1])"),
+    ]
+
+
 def samples() -> list[Sample]:
     out: list[Sample] = []
     out.append(Sample(
@@ -344,4 +379,5 @@ def samples() -> list[Sample]:
     out.extend(samples_hashing())
     out.extend(samples_collisions())
     out.extend(samples_comparison_cost())
+    out.extend(samples_inference_hashing())
     return out

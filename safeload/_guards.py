@@ -375,9 +375,10 @@ def hashing_problem(value: object, policy: Policy, keys: str | None) -> str | No
     return keys_problem(map(_pair_key, value) if keys == "pairs" else value, limit, policy.limits.max_nesting_depth)
 
 
-def keys_problem(keys: Iterable[object], limit: int, max_depth: int) -> str | None:
+def keys_problem(keys: Iterable[object], limit: int, max_depth: int, skip_unhashable: bool = False) -> str | None:
     """Why inserting ``keys`` into one new dict or set would not end: keys built to share one hash,
-    each comparison weighted by the items it can walk (``_hashwork.compare_weight``)."""
+    each comparison weighted by the items it can walk (``_hashwork.compare_weight``).
+    ``skip_unhashable``: count past an unhashable key (a list's items, not a call's argument)."""
     hashes: list[tuple[int, Any]] = []
     for key in keys:
         if not _collidable(key):
@@ -385,7 +386,8 @@ def keys_problem(keys: Iterable[object], limit: int, max_depth: int) -> str | No
         try:
             hashes.append((hash(key), key))
         except TypeError:
-            break  # (the call fails here, before hashing the rest)
+            if not skip_unhashable:
+                break  # (the call fails here, before hashing the rest)
     work = collision_work(hashes, {}, compare_weight(max_depth, limit + 1))
     if work > limit:
         return f"keys built to share one hash: inserting them compares keys (or their items) {work:,} times, more than {limit:,}"

@@ -13,15 +13,20 @@ measuring itself is linear in the file.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Final
 
-__all__ = ["HASH_MODULUS", "HashCost", "TooDeep", "collision_work", "compare_weight", "compared_items",
+__all__ = ["HASH_MODULUS", "Chains", "HashCost", "TooDeep", "big_int", "collision_work", "compare_weight", "compared_items",
            "hash_budget", "hash_work_problem", "items_hash_work"]
 
 #: ``sys.hash_info.modulus``: an int below it in size is its own hash (but -1), so only larger
 #: ones, and values whose hash combines others' (tuples, frozensets, complex, numpy scalars...),
 #: can be made to share a hash.
-HASH_MODULUS = (1 << 61) - 1
+HASH_MODULUS: Final = (1 << 61) - 1
+
+def big_int(n: int) -> bool:
+    """Is ``n`` too large to be its own hash (so it can share one with a small int, or with others)?"""
+    return n >= HASH_MODULUS or n <= -HASH_MODULUS
+
 
 #: The hash budget's floor (tuple items hashed per stream); above it, 4 per byte of stream.
 HASH_WORK_PER_BYTE = 4
@@ -157,11 +162,16 @@ def hash_work_problem(items: Sequence[Any], cost: HashCost, limit: int) -> str |
     return None
 
 
-def collision_work(keys: Iterable[tuple[int, Any]], chains: dict[int, dict[int, tuple[int, Any]]],
+#: hash -> the one key of that hash met so far (most hashes: no dict for it), or, from the second,
+#: {id: (position, key)}: keys kept alive so that no id is reused. A key is hashable, so never a dict.
+Chains = dict[int, Any]
+
+
+def collision_work(keys: Iterable[tuple[int, Any]], chains: Chains,
                    weigh: Callable[[Any], int] | None = None) -> int:
     """Key comparisons a dict or set makes inserting ``keys`` ((hash, the key object) each) after
-    the keys ``chains`` (hash -> {id: (position, key)}: keys kept alive so that no id is reused)
-    already holds, which it updates. CPython randomises only str and bytes hashes: ints equal
+    the keys ``chains`` (see :data:`Chains`) already holds, which it updates. CPython randomises
+    only str and bytes hashes: ints equal
     modulo ``HASH_MODULUS`` share one (and so do tuples, complex numbers and numpy scalars built
     from them); every insertion walks the keys of its hash in insertion order, comparing each,
     until it meets the same object, so n distinct such keys cost n**2/2 comparisons (40,000 of
@@ -174,8 +184,12 @@ def collision_work(keys: Iterable[tuple[int, Any]], chains: dict[int, dict[int, 
     for h, key in keys:
         chain = chains.get(h)
         if chain is None:
-            chains[h] = {id(key): (0, key)}
+            chains[h] = key
             continue
+        if type(chain) is not dict:
+            if chain is key:
+                continue  # (the first key again: position 0, no comparison)
+            chain = chains[h] = {id(chain): (0, chain)}
         seen = chain.get(id(key))
         if seen is None:
             at = len(chain)

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from safeload._hashwork import HASH_MODULUS, collision_work, compare_weight
+from safeload._hashwork import Chains, big_int, collision_work, compare_weight
 from safeload._simulated import OTHER, Cont, Frozen, Obj
 
 __all__ = ["VALUE_HASHED", "KeyHashes", "collidable", "may_collide"]
@@ -42,6 +42,15 @@ UNKNOWN_HASH: Final = 0x5AFE
 Unknown: Any = type("Unknown", (tuple,), {"__slots__": ()})
 
 
+def _plain(t: tuple[Any, ...]) -> bool:
+    """Does ``t`` hold only strings, bytes, numbers, booleans and None (no proxy needed)?"""
+    for x in t:
+        tx = type(x)
+        if not (tx is str or tx is int or tx is float or tx is bool or x is None or tx is bytes):
+            return False
+    return True
+
+
 def collidable(v: Any) -> bool:
     """Could ``v`` share its hash with another, unequal key? Strings and ints below
     ``HASH_MODULUS`` cannot be made to, floats hardly (each exponent allows one mantissa per hash:
@@ -49,7 +58,7 @@ def collidable(v: Any) -> bool:
     ``_guards._collidable`` asks the same of built objects."""
     t = type(v)
     if t is int:
-        return not -HASH_MODULUS < v < HASH_MODULUS
+        return big_int(v)
     return t is tuple or t is Obj or t is Frozen
 
 
@@ -93,7 +102,7 @@ class KeyHashes:
         self._raw_bytes = raw_bytes
         self._proxies: dict[int, tuple[Any, Any]] = {}  # id -> (the value, kept alive; its proxy)
         self._runs: dict[int, tuple[Any, tuple[None, ...]]] = {}  # id(list) -> (it; its length in Nones)
-        self._counts: dict[int, tuple[Any, dict[int, dict[int, tuple[int, Any]]]]] = {}  # id(container) -> (it; chains)
+        self._counts: dict[int, tuple[Any, Chains]] = {}  # id(container) -> (it; chains)
 
     def proxy(self, v: Any) -> Any:
         """A hashable stand-in for ``v``, or TypeError where load's object would not hash."""
@@ -106,6 +115,8 @@ class KeyHashes:
             raise TypeError(f"unhashable {v.kind}")
         if v is OTHER or not (t is tuple or t is Obj or t is Frozen):
             return v  # (a global: hashed by identity at load, as here)
+        if t is tuple and _plain(v):
+            return v  # (its own proxy: the common tuple, not kept; lists of them may be long)
         hit = self._proxies.get(id(v))
         if hit is not None:
             return hit[1]
@@ -203,40 +214,43 @@ class KeyHashes:
             return _scalar(args, self._concrete, self._raw_bytes)
         return None
 
-    def hashes(self, keys: Iterable[Any]) -> list[tuple[int, Any]]:
+    def hashes(self, keys: Iterable[Any], skip_unhashable: bool = False) -> list[tuple[int, Any]]:
         """(hash, key) of ``keys`` up to the first that load could not hash (there its
-        insertion fails). The identity is the stream value's: one object read twice through the
-        memo is one object at load too."""
+        insertion fails), or of all that it could (``skip_unhashable``). The identity is the
+        stream value's: one object read twice through the memo is one object at load too."""
         out: list[tuple[int, Any]] = []
         for k in keys:
             try:
                 p = self.proxy(k)
                 out.append((UNKNOWN_HASH if type(p) is Unknown else hash(p), k))
             except TypeError:
-                break
+                if not skip_unhashable:
+                    break
         return out
 
     def weigh(self, key: Any) -> int:
         """What one comparison with ``key`` can cost (``_hashwork.compare_weight`` of its proxy)."""
         return self._weigh_proxy(self.proxy(key))
 
-    def work(self, keys: Iterable[Any], chains: dict[int, dict[int, tuple[int, Any]]]) -> int:
+    def work(self, keys: Iterable[Any], chains: Chains,
+             skip_unhashable: bool = False) -> int:
         """``collision_work`` of inserting the :func:`collidable` ones of ``keys`` after ``chains``."""
-        return collision_work(self.hashes(k for k in keys if collidable(k)), chains, self.weigh)
+        return collision_work(self.hashes((k for k in keys if collidable(k)), skip_unhashable), chains, self.weigh)
 
-    def insert(self, container: Any, keys: Iterable[Any]) -> int:
+    def insert(self, container: Any, keys: Iterable[Any], skip_unhashable: bool = False,
+               keep_total: bool = True) -> int:
         """Comparisons inserting ``keys`` into ``container`` costs (None: a new one), counting
         only :func:`collidable` keys (a small int that equals a large one's hash is missed: one
         comparison per large key)."""
         if container is None:
-            counts: dict[int, dict[int, tuple[int, Any]]] = {}
+            counts: Chains = {}
         else:
             entry = self._counts.get(id(container))
             if entry is None:
                 entry = self._counts[id(container)] = (container, {})
             counts = entry[1]
-        work = self.work(keys, counts)
-        if container is not None and work:
+        work = self.work(keys, counts, skip_unhashable)
+        if container is not None and work and keep_total:  # (what rehash charges again)
             self._totals[id(container)] = self._totals.get(id(container), 0) + work
         return work
 

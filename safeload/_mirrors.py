@@ -266,11 +266,12 @@ class StaticChecks:
                            f"{what} is created but never given its state (no BUILD), which load does not "
                            "validate again")
 
-    def hash_problem(self, values: Any, what: str) -> tuple[str, str, str] | None:
+    def hash_problem(self, values: Any, what: str, skip_unhashable: bool = False) -> tuple[str, str, str] | None:
         """(rule, severity, message) if CPython's hashing of stream ``values`` (dict keys, set items)
         fails or costs what no file of this size needs: an unhashable value, tuples nested past
         ``max_nesting_depth`` (``tuplehash`` recurses in C, unchecked), or more items hashed in this
-        stream than its budget (tuples shared through the memo hash exponentially). See _hashwork."""
+        stream than its budget (tuples shared through the memo hash exponentially). See _hashwork.
+        ``skip_unhashable``: a list's items, which may be unhashable (only inference hashes them)."""
         cost = self._hash_cost
         for v in values:
             try:
@@ -278,6 +279,8 @@ class StaticChecks:
             except TooDeep:
                 return ("limit-tuple-depth", LIMIT, self._too_deep(what))
             if size < 0:
+                if skip_unhashable:
+                    continue
                 return ("unhashable", MALFORMED, f"{what} is unhashable (a list, dict, set, array, or an object that defines __eq__ only)")
             if _hashed_items(v) is None:
                 continue  # (a string or a number: one step, bounded by the file; the budget counts tuples)
@@ -287,12 +290,15 @@ class StaticChecks:
                         f"of {self.budget():,} (tuples shared through the memo)")
         return None
 
-    def collision_problem(self, container: Any, keys: Any, what: str) -> tuple[str, str, str] | None:
+    def collision_problem(self, container: Any, keys: Any, what: str,
+                          list_items: bool = False) -> tuple[str, str, str] | None:
         """(rule, severity, message) if inserting ``keys`` into ``container`` (None: a new dict or set)
         makes CPython compare keys of one hash more often than the stream's hash budget allows
         (see _keyhash: ints equal modulo 2**61-1, tuples or complex numbers built from them...).
-        Call it after :meth:`hash_problem`, which bounds the hashing it does."""
-        self.hash_left -= self._keys.insert(container, keys)
+        Call it after :meth:`hash_problem`, which bounds the hashing it does. ``list_items``: the
+        items of a list, as if hashed into one dict: past an unhashable one too (a list may hold
+        it), and not charged again when the list is (a call that hashes it counts its items)."""
+        self.hash_left -= self._keys.insert(container, keys, skip_unhashable=list_items, keep_total=not list_items)
         if self.hash_left < 0:
             return ("limit-hash", LIMIT, f"{what.removeprefix('a ')}s built to share one hash: inserting them "
                     f"compares keys more often than the stream's hash budget of {self.budget():,}")
@@ -313,6 +319,10 @@ class StaticChecks:
             return ("limit-hash", LIMIT, "BUILD states whose keys share one hash: copying them into the objects "
                     f"compares keys more often than the stream's hash budget of {self.budget():,}")
         return None
+
+    def holds_tuples(self, t: tuple[Any, ...]) -> bool:
+        """Was ``t`` measured as holding tuples (:meth:`nesting_problem`)? A flat one costs its length to hash."""
+        return self._hash_cost.depth(t) > 1
 
     def nesting_problem(self, t: tuple[Any, ...]) -> str | None:
         """A tuple the stream builds nests tuples past ``max_nesting_depth``: whoever hashes it later

@@ -611,15 +611,36 @@ class _Judge:
     def _none(self, node: _Node) -> None:
         return None
 
+    def colliding_items(self, items: list[_Node], what: str) -> None:
+        """A list's, a tuple's or an object array's items built to share one hash: the walker's
+        ``list_items`` rule (inference code hashes a model's ``classes_`` and ``categories_``)."""
+        from safeload._guards import keys_problem
+
+        values = []
+        for item in items:
+            try:
+                values.append(self.value(item, False))
+            except _Opaque:
+                continue  # (an object: hashed by identity, or judged where it is built)
+            except (UnsafeModelError, MalformedModelError) as exc:
+                self.problems.append(exc)
+                return
+        limits = self.policy.limits
+        problem = keys_problem(values, limits.max_hash_work, limits.max_nesting_depth, skip_unhashable=True)
+        if problem is not None:
+            self.problems.append(LimitExceededError(f"skops {what}: {problem}"))
+
     def _ListNode(self, node: _Node) -> None:
         if node.name == "builtins.list":
             self.use(node.name, VALUE)
+            self.colliding_items(node.kids["content"], "list")
         else:
             self.call(node.name, lambda: ([self.value(v, True) for v in node.kids["content"]],))
 
     def _TupleNode(self, node: _Node) -> None:
         if node.name == "builtins.tuple":
             self.use(node.name, VALUE)
+            self.colliding_items(node.kids["content"], "tuple")
         else:
             self.call(node.name, lambda: tuple(self.value(v, True) for v in node.kids["content"]))
 
@@ -713,6 +734,7 @@ class _Judge:
                 self.problems.append(UnsafeModelError(f"skops object array of class {node.name}", names=[node.name],
                                                       rule="skops-state"))
             self.object_shape(node)
+            self.colliding_items(node.kids["content"], "object array")
             return
         kind = self.array_kind(node)
         if kind == CALL:

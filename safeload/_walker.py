@@ -33,7 +33,7 @@ import re
 import struct
 import sys
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from mypy_extensions import i64
@@ -41,6 +41,7 @@ from mypy_extensions import i64
 from safeload._allowlist import Kind
 from safeload._containers import Buffer
 from safeload._filling import Filling
+from safeload._hashwork import big_int
 from safeload._keyhash import VALUE_HASHED, collidable, may_collide
 from safeload._mirrors import (
     BUILD_VALIDATED,
@@ -483,6 +484,13 @@ class _Walker:
         self.checks = StaticChecks(policy, data, filling, self.trace.issues)
         self.seen: dict[tuple[str, str], str] = {}
         self.nested_count = 0
+        # Lists: their items are charged as if hashed into one dict (see list_items). A batch of
+        # memo reads into a list is counted without looking at what it reads, so it is taken only
+        # while the memo holds nothing that could share a hash (``keyed_memo``): no big int, float,
+        # frozenset, value-hashed object or tuple holding one (``keyed_ids``: the tuples built so far
+        # that do; an id reused after a tuple dies only makes a batch go opcode by opcode).
+        self.keyed_memo = False
+        self.keyed_ids: set[int] = set()
 
     # -- reporting -------------------------------------------------------------
     def issue(self, rule: str, severity: str, offset: int, message: str, names: tuple[str, ...] = ()) -> None:
@@ -786,6 +794,8 @@ class _Walker:
                     raise fatal("stack-underflow", MALFORMED, i, "MEMOIZE on an empty stack")
                 if type(stack[-1]) is Run:
                     fix_top()
+                if not self.keyed_memo and type(stack[-1]) is not str and type(stack[-1]) is not Cont:
+                    self.note_memo(stack[-1])
                 if use_runs:  # dense: slot mlen was free
                     if reads is None:
                         memo[mlen] = stack[-1]
@@ -844,7 +854,7 @@ class _Walker:
                             target.flat) >= 2 * _DICT_CAP)):  # (a dict keeps its first pairs: no batch)
                         e = fend if fend < avail else avail
                         j, count = match_values(data, i + 1, e, memo if type(target) is Cont
-                                                and target.kind == "list" else None)
+                                                and target.kind == "list" and not self.keyed_memo else None)
                         if count and j < e and len(stack) + count <= max_stack \
                                 and self.take_values(target, data[j], count):
                             ops += count + 1  # the values and the opcode that took them
@@ -925,7 +935,8 @@ class _Walker:
                 i += 1
             elif op == 0x74:  # TUPLE
                 t = tuple(plain(pop_mark(i)))
-                self.nested(i, t)
+                if self.nested(i, t) and len(t) > _TUPLE_CHARGED:
+                    self.list_items(i, None, t)
                 stack.append(t)
                 i += 1
             elif op == 0x4E:  # NONE
@@ -1095,6 +1106,7 @@ class _Walker:
                     self.hashed(i, items[::2], "a dict key", c)
                     c.flat = items[: 2 * _DICT_CAP]
                 else:
+                    self.list_items(i, c, items)
                     c.flat = items[:_LIST_CAP]
                     if len(items) > _LIST_CAP:
                         _overflow(c, items[_LIST_CAP:])
@@ -1194,6 +1206,7 @@ class _Walker:
                              f"memo index {idx} is beyond anything the stream could have stored "
                              "(the C unpickler would allocate a memo table of that size)")
         memo[idx] = stack[-1]
+        self.note_memo(stack[-1])
 
     def text_op(self, i: int, op: int, raw: bytes, stack: list[Any], fence: int, memo: dict[int, Any],
                 ops: int) -> None:
@@ -1238,14 +1251,58 @@ class _Walker:
         else:  # (an OrderedDict, a Counter: their items are not modelled, but CPython hashes the keys)
             self.hashed(i, _keys_beside_runs(items), "a dict key", target)
 
-    def nested(self, i: int, t: tuple[Any, ...]) -> None:
-        """Refuse a tuple nested past the limit (StaticChecks.nesting_problem); a flat one costs a type test per item."""
+    def nested(self, i: int, t: tuple[Any, ...]) -> bool:
+        """Refuse a tuple nested past the limit (StaticChecks.nesting_problem), and note one holding a
+        value that can share a hash (``keyed_ids``); a flat one costs a few type tests per item.
+        True if ``t`` holds a tuple or such a value: what hashing its items can cost is then not one step each."""
+        measured = keyed = False
         for x in t:
-            if type(x) is tuple or (type(x) is Obj and x.callee in NAMEDTUPLES):
+            if not measured and (type(x) is tuple or (type(x) is Obj and x.callee in NAMEDTUPLES)):
                 problem = self.checks.nesting_problem(t)
                 if problem is not None:
                     raise self.fatal("limit-tuple-depth", LIMIT, i, problem)
-                return
+                measured = True
+            if not keyed and self.keyed(x):
+                self.keyed_ids.add(id(t))
+                keyed = True
+            if measured and keyed:
+                break
+        return measured or keyed
+
+    def keyed(self, x: Any) -> bool:
+        """Could ``x`` share its hash with another, unequal value (a float: with a few dozen)?"""
+        t = type(x)
+        if t is int:
+            return big_int(x)
+        if t is str or t is Cont or x is None:
+            return False
+        if t is tuple:
+            return id(x) in self.keyed_ids
+        return t is float or _may_share_hash(x)
+
+    def note_memo(self, v: Any) -> None:
+        """A value MEMOIZE or PUT stores: after a keyed one, list batches read the memo opcode by opcode."""
+        if not self.keyed_memo and type(v) is not Cont and self.keyed(v):
+            self.keyed_memo = True
+
+    def list_items(self, i: int, target: Cont | None, items: Sequence[Any]) -> None:
+        """Charge the items a list (or a tuple: ``target`` None) receives as if inserted into one dict:
+        a model's lists and object arrays reach inference code that hashes them (``LabelEncoder.transform``
+        and ``MultiLabelBinarizer.transform`` build a dict of ``classes_``, the encoders a set of
+        ``categories_``), and n items built to share one hash cost n**2/2 comparisons there, at every
+        call. Unhashable items are skipped (a list may hold them; a dict of them fails, not hangs)."""
+        keys = [x for x in items if type(x) is not Run and type(x) is not str and _may_share_hash(x)]
+        if keys:
+            what = "a list item" if target is not None else "a tuple item"
+            # First the cost of hashing them: a tuple DAG shared through the memo takes 2**60 steps
+            # (a flat tuple costs its length, bounded by the file: not measured, not kept).
+            checks = self.checks
+            costly = [x for x in keys if type(x) is not tuple or checks.holds_tuples(x)]
+            problem = checks.hash_problem(costly, what, skip_unhashable=True) if costly else None
+            if problem is None:
+                problem = self.checks.collision_problem(target, keys, what, list_items=True)
+            if problem is not None:
+                raise self.fatal(problem[0], problem[1], i, problem[2])
 
     def hashed(self, i: int, values: list[Any], what: str, container: Any) -> None:
         """Refuse ``values`` CPython is about to hash into ``container`` (None: a new one) if that
@@ -1327,6 +1384,7 @@ class _Walker:
             # A list keeps its first items (the static model reads lists of estimators and arrays); a
             # run's values are not kept, so a list holding one stays partial (count > kept).
             if items is not None and target.kind == "list":
+                self.list_items(i, target, items)
                 if target.count == len(target.flat) and len(target.flat) + len(items) <= _LIST_CAP \
                         and not _types_of(items) & _T_RUN:
                     target.flat.extend(items)
@@ -1503,6 +1561,12 @@ _TREE: Final = "sklearn.tree._tree.Tree"
 _KEEP_ARGS: Final = VALUE_HASHED | frozenset({"_codecs.encode", "builtins.bytes", "numpy._core.numeric._frombuffer",
                                        "numpy.core.numeric._frombuffer", _TREE, *NAMEDTUPLES})
 _BUILDS_FIRST_ARG: Final = frozenset({"reconstructor", "new_obj"})
+
+
+#: A tuple's items are charged as a list's are only past this length: a shorter one's items cost
+#: at most 120 comparisons if inference ever hashed them one by one (each weighted by its items),
+#: and every array state, call argument and small record in a stream is such a tuple.
+_TUPLE_CHARGED: Final = 16
 
 
 def _may_share_hash(x: Any) -> bool:

@@ -24,7 +24,7 @@ import pytest
 
 import safeload
 from safeload._errors import LimitExceededError
-from safeload._hashwork import HASH_MODULUS, collision_work
+from safeload._hashwork import HASH_MODULUS, Chains, collision_work
 from safeload._policy import Limits, Policy
 
 #: A tenth of the default budget keeps the matrix fast; the samples hold the default to 50,000 keys.
@@ -132,7 +132,39 @@ POINTS: dict[str, Callable[[list[bytes]], bytes]] = {
                                             b"]" + _batched(ks, b"e")),
     "_reconstructor(dict)": lambda ks: _call("copyreg._reconstructor", _g("collections.OrderedDict"),
                                              _g("builtins.dict"), b"]" + _batched([k + b"N\x86" for k in ks], b"e")),
+    # A list inserts nothing while it is built, but a model's lists and object arrays reach inference
+    # code that hashes them (LabelEncoder.transform: a set and a dict of classes_): its items are
+    # charged as if inserted into one dict, at every size (past the walker's 4,096-item cap too).
+    "list APPENDS": lambda ks: b"]" + _batched(ks, b"e"),
+    "list APPEND": lambda ks: b"]" + b"".join(k + b"a" for k in ks),
+    "LIST": lambda ks: b"(" + b"".join(ks) + b"l",
+    "TUPLE": lambda ks: b"(" + b"".join(ks) + b"t",
+    "object array": lambda ks: _object_array(len(ks), b"]" + _batched(ks, b"e")),
 }
+def _keys_list(ks: list[bytes]) -> bytes:
+    return b"]" + _batched(ks, b"e")
+
+
+def _pairs_list(ks: list[bytes]) -> bytes:
+    return b"]" + _batched([k + b"N\x86" for k in ks], b"e")
+
+
+#: The list a call point builds as its argument: charged too, as every list is (the call's own
+#: insertions come on top). Lists of lists hold nothing hashable.
+ARGUMENTS: dict[str, Callable[[list[bytes]], bytes]] = {
+    "set()": _keys_list, "frozenset()": _keys_list, "Counter()": _keys_list, "_reconstructor(set)": _keys_list,
+    "OrderedDict(pairs)": _pairs_list, "defaultdict(None, pairs)": _pairs_list, "_reconstructor(dict)": _pairs_list,
+}
+#: The points whose second size is past the walker's list cap: calls over a list, and lists.
+_LISTS = {point for point in POINTS if "(" in point or point in ("list APPENDS", "list APPEND", "LIST", "object array")}
+
+
+def _object_array(n: int, items: bytes) -> bytes:
+    """``_reconstruct(ndarray, (0,), b'b')`` BUILT with ``(1, (n,), dtype('O'), False, items)``, as numpy pickles it."""
+    dtype = (_glob("numpy", "dtype") + _u("O8") + b"\x89\x88\x87R"
+             + b"(K\x03" + _u("|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK?t" + b"b")
+    head = _glob("numpy._core.multiarray", "_reconstruct") + _glob("numpy", "ndarray") + b"K\x00\x85C\x01b\x87R"
+    return head + b"(K\x01" + _int(n) + b"\x85" + dtype + b"\x89" + items + b"tb"
 
 
 def _stream(route: str, point: str, n: int) -> bytes:
@@ -212,6 +244,8 @@ def _judged(path: Any, real: int, budget: int = LIMIT) -> Any:
 # a tuple's comparison may stop at its first item) may refuse what really costs a little less.
 SIZES = (600, 1_500)
 _PAST_LIST_CAP = 4_200
+#: A call over a list pays for the list and for its own insertions: 400 keys keep both within it.
+_WITH_ARGUMENT = 400
 
 
 @pytest.mark.parametrize("point", list(POINTS))
@@ -224,16 +258,22 @@ def test_refused_exactly_when_the_real_comparisons_pass_the_budget(route: str, p
         with pytest.raises(safeload.UnsafeModelError):
             safeload.load(path, policy=POLICY)
         return
-    for n in (SIZES[0], _PAST_LIST_CAP if "(" in point else SIZES[1]):
+    first = _WITH_ARGUMENT if point in ARGUMENTS else SIZES[0]
+    for n in (first, _PAST_LIST_CAP if point in _LISTS else SIZES[1]):
         data = _stream(route, point, n)
         built = pickle.loads(data)  # noqa: S301 - our own stream of allowed, inert names
         real = _real_comparisons(built)
-        assert (real > LIMIT) == (n != SIZES[0]), (route, point, n, real)  # the family really collides
+        if point in ARGUMENTS:
+            argument = pickle.loads(b"\x80\x04" + _prelude() + ARGUMENTS[point](keys := [  # noqa: S301 - as above
+                ROUTES[route](k) for k in range(n)]) + b".")
+            assert len(argument) == len(keys)
+            real += _real_comparisons(argument)
+        assert (real > LIMIT) == (n != first), (route, point, n, real)  # the family really collides
         path = tmp_path / f"{n}.pkl"
         path.write_bytes(data)
         loaded = _judged(path, real)
         if real <= LIMIT:
-            assert type(loaded) is type(built) and _real_comparisons(loaded) == real
+            assert type(loaded) is type(built) and _real_comparisons(loaded) == _real_comparisons(built)
 
 
 def test_keys_that_collide_with_nothing_pass_at_any_size(tmp_path: Any) -> None:
@@ -249,10 +289,13 @@ def test_keys_that_collide_with_nothing_pass_at_any_size(tmp_path: Any) -> None:
 
 def test_collision_work_counts_earlier_keys_of_each_hash() -> None:
     a, b, c, d, e = (object() for _ in range(5))
-    chains: dict[int, dict[int, tuple[int, Any]]] = {}
+    chains: Chains = {}
     assert collision_work([(5, a), (5, b), (7, c), (5, d)], chains) == 0 + 1 + 0 + 2
     assert collision_work([(7, e), (5, b)], chains) == 1 + 1  # the same object again: its position
-    assert {h: sorted(p for p, _ in chain.values()) for h, chain in chains.items()} == {5: [0, 1, 2], 7: [0, 1]}
+    assert collision_work([(5, a), (9, a), (9, a)], chains) == 0  # the first key of a hash again: free
+    assert {h: sorted(p for p, _ in chain.values()) for h, chain in chains.items()
+            if type(chain) is dict} == {5: [0, 1, 2], 7: [0, 1]}
+    assert chains[9] is a  # (one key of a hash: kept as itself)
 
 
 def test_the_same_key_again_costs_what_cpython_charges() -> None:
@@ -444,3 +487,94 @@ def test_two_colliding_keys_nested_deep_are_refused_past_the_compare_depth(depth
     else:
         assert report.safe, report.findings
         assert len(safeload.load(path, policy=POLICY)) == 2
+
+
+# -- a list's items read back through the memo ----------------------------------------------------
+
+
+def _identity_comparisons(items: list[Any]) -> int:
+    """The equality tests inserting ``items`` into one dict makes in CPython: each distinct object
+    wrapped once (so that a repeat meets itself by identity, as in CPython), counted as in
+    :func:`_real_comparisons`."""
+    seen: dict[int, _Counted] = {}
+    wrapped = [seen.setdefault(id(x), _Counted(x)) for x in items]
+    _Counted.calls = 0
+    dict.fromkeys(wrapped)
+    return _Counted.calls
+
+
+@pytest.mark.parametrize("container", ["list", "object array"])
+def test_memo_reads_into_a_list_are_charged_as_the_repeats_they_are(container: str, tmp_path: Any) -> None:
+    """300 distinct colliding ints, each memoized, then reads of the last in batches of 500: each
+    read costs 299 comparisons when the list is hashed (CPython meets it by identity after walking
+    the others of its hash). The walker counts a batch of plain memo reads into a long list in one
+    step, without looking at what it reads; that is taken only while the memo holds nothing that
+    can share a hash. 1,500 reads pass, 4,000 (past the list cap) are refused."""
+    distinct = b"".join(_int(1 + k * _P) + b"\x94" for k in range(300))
+    last = _FREE + 299  # the prelude's slots come first
+    for reads in (1_500, 4_000):
+        items = b"](" + distinct + b"e" + _batched([b"j" + struct.pack("<I", last)] * reads, b"e")
+        body = items if container == "list" else _object_array(300 + reads, items)
+        data = b"\x80\x04" + _prelude() + body + b"."
+        built = pickle.loads(data)  # noqa: S301 - our own stream of allowed, inert names
+        real = _identity_comparisons(list(built))
+        assert real == 300 * 299 // 2 + reads * 299, real
+        assert (real > LIMIT) == (reads == 4_000)
+        path = tmp_path / f"{reads}.pkl"
+        path.write_bytes(data)
+        loaded = _judged(path, real)
+        assert real > LIMIT or _identity_comparisons(list(loaded)) == real
+
+
+def test_unhashable_items_of_a_list_do_not_hide_the_colliding_ones_after_them(tmp_path: Any) -> None:
+    """A dict's insertion stops at an unhashable key; inference code hashing a list of mixed
+    items may skip or convert them, so a list's colliding items are counted past any list or dict."""
+    keys = [ROUTES["int"](k) for k in range(1_500)]
+    data = b"\x80\x04" + _prelude() + b"](]}e" + _batched(keys, b"e") + b"."
+    path = tmp_path / "mixed.pkl"
+    path.write_bytes(data)
+    assert {f.rule for f in safeload.scan(path, policy=POLICY).findings} == {"limit-hash"}
+    with pytest.raises(LimitExceededError):
+        safeload.load(path, policy=POLICY)
+
+
+def test_lists_of_values_that_share_no_hash_pass_at_any_size(tmp_path: Any) -> None:
+    """The rule costs real models nothing: 20,000 big ints of distinct hashes, tuples of them and
+    estimators hashed by identity pass as a list and as an object array."""
+    n = 20_000
+    state = b"}(" + b"".join(_u(k) + v for k, v in (("low", b"G" + struct.pack(">d", 0.0)), ("high", b"G" + struct.pack(
+        ">d", 1.0)), ("low_inclusive", b"\x89"), ("high_inclusive", b"\x89"))) + b"u"
+    interval = _glob("sklearn._loss.link", "Interval") + b")\x81" + state + b"b"
+    for items in ([_int(2**62 + k) for k in range(n)], [_int(2**62 + k) + b"\x85" for k in range(n)],
+                  [interval] * 200):
+        for body in (b"]" + _batched(items, b"e"), _object_array(len(items), b"]" + _batched(items, b"e"))):
+            path = tmp_path / "ok.pkl"
+            path.write_bytes(b"\x80\x04" + _prelude() + body + b".")
+            assert safeload.scan(path).safe
+            assert len(safeload.load(path)) == len(items)
+
+
+@pytest.mark.parametrize("kind", ["list", "tuple", "object array"])
+@pytest.mark.parametrize("route", ["int", "distinct"])
+def test_skops_list_items_refused_exactly_when_the_real_comparisons_pass_the_budget(kind: str, route: str) -> None:
+    """skops stores a list's, a tuple's and an object array's ints as JSON numbers: they can collide too."""
+    import io
+
+    import numpy as np
+    import skops.io as sio
+
+    for n in SIZES:
+        values = [k * _P + 2**62 if route == "int" else 2**62 + k for k in range(n)]
+        data = sio.dumps(np.array(values, dtype=object) if kind == "object array" else
+                         (values if kind == "list" else tuple(values)))
+        built = sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+        real = _real_comparisons(built)
+        assert (real > LIMIT) == (route == "int" and n != SIZES[0]), (route, n, real)
+        report = safeload.scan(io.BytesIO(data), policy=POLICY)
+        if real > LIMIT:
+            assert not report.safe and "share one hash" in report.findings[0].message, report.findings
+            with pytest.raises(LimitExceededError, match="share one hash"):
+                safeload.loads(data, policy=POLICY)
+        else:
+            assert report.safe, [f.message for f in report.findings]
+            assert list(safeload.loads(data, policy=POLICY)) == list(built)
