@@ -487,10 +487,9 @@ class _Walker:
         # Lists: their items are charged as if hashed into one dict (see list_items). A batch of
         # memo reads into a list is counted without looking at what it reads, so it is taken only
         # while the memo holds nothing that could share a hash (``keyed_memo``): no big int, float,
-        # frozenset, value-hashed object or tuple holding one (``keyed_ids``: the tuples built so far
-        # that do; an id reused after a tuple dies only makes a batch go opcode by opcode).
+        # frozenset, value-hashed object or tuple (any tuple: 2-tuples of ints below 2**61 that
+        # share one hash are found by solving CPython's tuple hash for the second item).
         self.keyed_memo = False
-        self.keyed_ids: set[int] = set()
 
     # -- reporting -------------------------------------------------------------
     def issue(self, rule: str, severity: str, offset: int, message: str, names: tuple[str, ...] = ()) -> None:
@@ -1252,22 +1251,19 @@ class _Walker:
             self.hashed(i, _keys_beside_runs(items), "a dict key", target)
 
     def nested(self, i: int, t: tuple[Any, ...]) -> bool:
-        """Refuse a tuple nested past the limit (StaticChecks.nesting_problem), and note one holding a
-        value that can share a hash (``keyed_ids``); a flat one costs a few type tests per item.
-        True if ``t`` holds a tuple or such a value: what hashing its items can cost is then not one step each."""
-        measured = keyed = False
+        """Refuse a tuple nested past the limit (StaticChecks.nesting_problem); a flat one costs a
+        few type tests per item. True if ``t`` holds a tuple or a value that can share a hash: its
+        items are then worth charging as a list's (list_items)."""
+        keyed = False
         for x in t:
-            if not measured and (type(x) is tuple or (type(x) is Obj and x.callee in NAMEDTUPLES)):
+            if type(x) is tuple or (type(x) is Obj and x.callee in NAMEDTUPLES):
                 problem = self.checks.nesting_problem(t)
                 if problem is not None:
                     raise self.fatal("limit-tuple-depth", LIMIT, i, problem)
-                measured = True
+                return True
             if not keyed and self.keyed(x):
-                self.keyed_ids.add(id(t))
                 keyed = True
-            if measured and keyed:
-                break
-        return measured or keyed
+        return keyed
 
     def keyed(self, x: Any) -> bool:
         """Could ``x`` share its hash with another, unequal value (a float: with a few dozen)?"""
@@ -1276,9 +1272,7 @@ class _Walker:
             return big_int(x)
         if t is str or t is Cont or x is None:
             return False
-        if t is tuple:
-            return id(x) in self.keyed_ids
-        return t is float or _may_share_hash(x)
+        return t is tuple or t is float or _may_share_hash(x)
 
     def note_memo(self, v: Any) -> None:
         """A value MEMOIZE or PUT stores: after a keyed one, list batches read the memo opcode by opcode."""

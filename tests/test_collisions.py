@@ -80,6 +80,29 @@ def _complex_parts(k: int) -> tuple[int, int]:
     return 10**15 - 1_000_003 * k, k  # hash(complex(a, b)) = hash(a) + 1000003 * hash(b)
 
 
+_PAIRS: list[tuple[int, int]] = []
+
+
+def _small_pair(k: int) -> tuple[int, int]:
+    """The k-th 2-tuple of ints below 2**61 - 1 (each its own hash: no big int anywhere) whose
+    tuple hash is one fixed value: CPython's tuple hash (xxHash's rounds) is inverted for the
+    second item given the first, and a solution below the modulus comes every ~4 tries."""
+    mask, p1, p2, p5 = (1 << 64) - 1, 11400714785074694791, 14029467366897019727, 2870177450012600261
+    inv1, inv2 = pow(p1, -1, 1 << 64), pow(p2, -1, 1 << 64)
+    x = ((0x5AFE10AD - (2 ^ p5 ^ 3527539)) & mask) * inv1 & mask
+    x = ((x >> 31) | (x << 33)) & mask  # (undo the last round's rotate left by 31)
+    a = _PAIRS[-1][0] + 1 if _PAIRS else 0
+    while len(_PAIRS) <= k:
+        acc = (p5 + a * p2) & mask
+        acc = (((acc << 31) | (acc >> 33)) & mask) * p1 & mask
+        v = (x - acc) * inv2 & mask
+        b = v - (1 << 64) if v >> 63 else v
+        if -_P < b < _P and b != -1:
+            _PAIRS.append((a, b))
+        a += 1
+    return _PAIRS[k]
+
+
 # How each key is made: k -> opcodes that push the k-th of a family of distinct, equal-hash keys.
 ROUTES: dict[str, Callable[[int], bytes]] = {
     "int": lambda k: _int(1 + k * _P),
@@ -98,6 +121,8 @@ ROUTES: dict[str, Callable[[int], bytes]] = {
     "namedtuple-reconstructor": lambda k: _g("copyreg._reconstructor") + _g("sklearn.impute._iterative._ImputerTriplet")
     + _g("builtins.tuple") + b"](" + _int(1 + k * _P) + b"NNe\x87R",
     "complex-text": lambda k: _g("builtins.complex") + _u("{}+{}j".format(*_complex_parts(k))) + b"\x85R",
+    # no value that can share a hash on its own: only the tuple's does
+    "small-int-pair": lambda k: _int(_small_pair(k)[0]) + _int(_small_pair(k)[1]) + b"\x86",
 }
 #: (route, point) pairs refused for another reason: the route hands a class to copyreg._reconstructor
 #: that the point also calls, so load would resolve it to its guard wrapper (see Known gaps).
@@ -509,23 +534,26 @@ def _identity_comparisons(items: list[Any]) -> int:
     return _Counted.calls
 
 
+@pytest.mark.parametrize("route", ["int", "small-int-pair"])
 @pytest.mark.parametrize("container", ["list", "object array"])
-def test_memo_reads_into_a_list_are_charged_as_the_repeats_they_are(container: str, tmp_path: Any) -> None:
-    """300 distinct colliding ints, each memoized, then reads of the last in batches of 500: each
-    read costs 299 comparisons when the list is hashed (CPython meets it by identity after walking
-    the others of its hash). The walker counts a batch of plain memo reads into a long list in one
-    step, without looking at what it reads; that is taken only while the memo holds nothing that
-    can share a hash. 1,500 reads pass, 4,000 (past the list cap) are refused."""
-    distinct = b"".join(_int(1 + k * _P) + b"\x94" for k in range(300))
-    last = _FREE + 299  # the prelude's slots come first
-    for reads in (1_500, 4_000):
+def test_memo_reads_into_a_list_are_charged_as_the_repeats_they_are(container: str, route: str, tmp_path: Any) -> None:
+    """n distinct colliding keys, each memoized, then reads of the last in batches of 500: each
+    read costs n - 1 comparisons when the list is hashed (CPython meets it by identity after
+    walking the others of its hash). Past its 4,096-item cap the walker counts a batch of plain
+    memo reads into a list in one step, without looking at what it reads; that is taken only while
+    the memo holds nothing that can share a hash (any tuple can: the pairs here hold only ints that
+    are their own hash). The larger count of reads passes the budget mostly past the cap."""
+    n, sizes = (100, (8_000, 12_000)) if route == "int" else (40, (5_000, 30_000))  # (pairs: charged up to 3 steps a comparison)
+    distinct = b"".join(ROUTES[route](k) + b"\x94" for k in range(n))
+    last = n - 1  # (no prelude: its memoized dtype can share a hash, and would make every batch go opcode by opcode)
+    for reads in sizes:
         items = b"](" + distinct + b"e" + _batched([b"j" + struct.pack("<I", last)] * reads, b"e")
-        body = items if container == "list" else _object_array(300 + reads, items)
-        data = b"\x80\x04" + _prelude() + body + b"."
+        body = items if container == "list" else _object_array(n + reads, items)
+        data = b"\x80\x04" + body + b"."
         built = pickle.loads(data)  # noqa: S301 - our own stream of allowed, inert names
         real = _identity_comparisons(list(built))
-        assert real == 300 * 299 // 2 + reads * 299, real
-        assert (real > LIMIT) == (reads == 4_000)
+        assert real == n * (n - 1) // 2 + reads * (n - 1) or route != "int", real  # (pairs: a few more, by their items)
+        assert (real > LIMIT) == (reads == sizes[1]), real
         path = tmp_path / f"{reads}.pkl"
         path.write_bytes(data)
         loaded = _judged(path, real)
