@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from safeload._errors import LimitExceededError, UnsafeModelError
-from safeload._hashwork import HASH_MODULUS, HashCost, TooDeep, collision_work, compare_weight, hash_work_problem
+from safeload._hashwork import HashCost, TooDeep, big_int, collision_work, compare_weight, hash_work_problem
 
 if TYPE_CHECKING:
     from safeload._policy import Policy
@@ -398,7 +398,7 @@ def _collidable(key: object) -> bool:
     """``_keyhash.collidable`` for a built object: not a string, float or small int (which no
     other key can be made to share a hash with), not an object hashed by identity."""
     if type(key) is int:
-        return not -HASH_MODULUS < key < HASH_MODULUS
+        return big_int(key)
     t = type(key)
     return t not in (str, float, bool, bytes, type(None)) and (
         t.__hash__ is not object.__hash__ or isinstance(key, tuple))

@@ -559,14 +559,19 @@ class _Judge:
     def colliding_keys(self, node: _Node, converters: list[Any]) -> None:
         """Int keys built to share one hash (``_guards.keys_problem``): the only key type whose values
         can be (numpy's fixed-width ints share a hash a few at a time, floats a few dozen)."""
-        from safeload._guards import keys_problem
-
         if not any(conv is int for conv in converters):
             return
         keys = [_convert_key(conv, k) for conv, k in zip(converters, node.kids["content"], strict=False)]
-        problem = keys_problem(keys, self.policy.limits.max_hash_work, self.policy.limits.max_nesting_depth)
+        self.hash_limit(keys, "dict")
+
+    def hash_limit(self, keys: list[Any], what: str, skip_unhashable: bool = False) -> None:
+        """Note a LimitExceededError if hashing ``keys`` into one dict passes the hash budget (``_guards.keys_problem``)."""
+        from safeload._guards import keys_problem
+
+        limits = self.policy.limits
+        problem = keys_problem(keys, limits.max_hash_work, limits.max_nesting_depth, skip_unhashable)
         if problem is not None:
-            self.problems.append(LimitExceededError(f"skops dict: {problem}"))
+            self.problems.append(LimitExceededError(f"skops {what}: {problem}"))
 
     def array_kind(self, node: _Node) -> str:
         """'array' (numpy.ndarray), 'scalar' (a numpy scalar type of the member's dtype) or CALL."""
@@ -614,8 +619,6 @@ class _Judge:
     def colliding_items(self, items: list[_Node], what: str) -> None:
         """A list's, a tuple's or an object array's items built to share one hash: the walker's
         ``list_items`` rule (inference code hashes a model's ``classes_`` and ``categories_``)."""
-        from safeload._guards import keys_problem
-
         values = []
         for item in items:
             try:
@@ -625,10 +628,7 @@ class _Judge:
             except (UnsafeModelError, MalformedModelError) as exc:
                 self.problems.append(exc)
                 return
-        limits = self.policy.limits
-        problem = keys_problem(values, limits.max_hash_work, limits.max_nesting_depth, skip_unhashable=True)
-        if problem is not None:
-            self.problems.append(LimitExceededError(f"skops {what}: {problem}"))
+        self.hash_limit(values, what, skip_unhashable=True)
 
     def _ListNode(self, node: _Node) -> None:
         if node.name == "builtins.list":

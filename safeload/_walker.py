@@ -41,7 +41,6 @@ from mypy_extensions import i64
 from safeload._allowlist import Kind
 from safeload._containers import Buffer
 from safeload._filling import Filling
-from safeload._hashwork import big_int
 from safeload._keyhash import VALUE_HASHED, collidable, may_collide
 from safeload._mirrors import (
     BUILD_VALIDATED,
@@ -1267,16 +1266,11 @@ class _Walker:
 
     def keyed(self, x: Any) -> bool:
         """Could ``x`` share its hash with another, unequal value (a float: with a few dozen)?"""
-        t = type(x)
-        if t is int:
-            return big_int(x)
-        if t is str or t is Cont or x is None:
-            return False
-        return t is tuple or t is float or _may_share_hash(x)
+        return type(x) is float or _may_share_hash(x)
 
     def note_memo(self, v: Any) -> None:
         """A value MEMOIZE or PUT stores: after a keyed one, list batches read the memo opcode by opcode."""
-        if not self.keyed_memo and type(v) is not Cont and self.keyed(v):
+        if not self.keyed_memo and self.keyed(v):
             self.keyed_memo = True
 
     def list_items(self, i: int, target: Cont | None, items: Sequence[Any]) -> None:
@@ -1294,7 +1288,7 @@ class _Walker:
             costly = [x for x in keys if type(x) is not tuple or checks.holds_tuples(x)]
             problem = checks.hash_problem(costly, what, skip_unhashable=True) if costly else None
             if problem is None:
-                problem = self.checks.collision_problem(target, keys, what, list_items=True)
+                problem = checks.collision_problem(target, keys, what, list_items=True)
             if problem is not None:
                 raise self.fatal(problem[0], problem[1], i, problem[2])
 
