@@ -115,6 +115,18 @@ def _runs_read_back(n: int) -> bytes:
     return bytes(body + b"N.")
 
 
+def _get_texts_before_a_blob(n: int) -> bytes:
+    """50,000 0x67 bytes (each could start a GET text), an n-byte blob ending in a newline, then
+    200,001 memoized Nones (the walker looks for GET candidates past 100,000 memo entries): the
+    walker once searched and copied each candidate's line to its newline, n bytes 50,000 times."""
+    import struct
+
+    texts = b"g" * 50_000
+    blob = b"\x01" * n + b"\n"
+    return (b"\x80\x04X" + struct.pack("<I", len(texts)) + texts + b"0" + b"\x8e" + struct.pack("<Q", len(blob))
+            + blob + b"0" + b"N\x940" * 200_001 + b"N.")
+
+
 CASES: dict[str, tuple[Builder, tuple[int, ...], tuple[int, ...]]] = {
     # name: (builder, full sizes, quick sizes)
     "object array of None": (_object_array, (10**7, 10**8), (10**6,)),
@@ -124,6 +136,7 @@ CASES: dict[str, tuple[Builder, tuple[int, ...], tuple[int, ...]]] = {
     "deep nesting": (_nested, (50_000,), (50_000,)),
     "many small objects": (_small_objects, (10**6,), (10**5,)),
     "memo runs read back in reverse": (_runs_read_back, (200_000,), (60_000,)),
+    "GET texts before a blob": (_get_texts_before_a_blob, (10**8,), (10**6,)),
 }
 
 

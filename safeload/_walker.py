@@ -379,7 +379,7 @@ def _memo_reads(data: Any, n: int) -> set[int] | None:
 
     a = np.frombuffer(data, dtype=np.uint8, count=n)
     out: set[int] = set()
-    parsed = 0
+    texts: list[int] = []
     step = 1 << 24  # bounded temporaries: a 1 GB file is not copied as a 1 GB mask
     for lo in range(0, n, step):
         hi = min(n, lo + step + 4)  # (an operand may run past the chunk)
@@ -392,19 +392,40 @@ def _memo_reads(data: Any, n: int) -> set[int] | None:
         at = at[at + 4 < len(chunk)]
         idx = np.unique(chunk[at + 1].astype(np.int64) | chunk[at + 2].astype(np.int64) << 8
                         | chunk[at + 3].astype(np.int64) << 16 | chunk[at + 4].astype(np.int64) << 24)
-        texts = np.flatnonzero(ops == 0x67)
-        parsed += len(texts)
-        if len(out) + len(idx) > _MAX_READ_CANDIDATES or parsed > _MAX_TEXT_GETS:
+        more = np.flatnonzero(ops == 0x67)
+        if len(out) + len(idx) > _MAX_READ_CANDIDATES or len(texts) + len(more) > _MAX_TEXT_GETS:
             return None  # (before the candidates become Python ints: the set stays small)
         out.update(idx.tolist())
-        for p in (lo + texts).tolist():
-            e = data.find(b"\n", p + 1, n)
-            if e < 0:
-                continue
-            try:
-                out.add(parse_get(bytes(data[p + 1:e])))
-            except (ValueError, OverflowError):
-                continue
+        texts.extend((lo + more).tolist())
+    out.update(_text_reads(data, n, texts))
+    return out
+
+
+def _text_reads(data: Any, n: int, texts: list[int]) -> set[int]:
+    """The indexes the GET texts after the 0x67 bytes at ``texts`` (ascending) parse to.
+
+    A text runs to its newline, cut at a NUL (``_textops._cstr``), and one that reaches the next
+    0x67 holds a ``g``, never part of a number: so each text is looked for only up to the next
+    candidate, and the search and the copies read each byte of the file at most three times.
+    (Searching each text to its newline read and copied the rest of the file once per candidate:
+    50,000 0x67 bytes before a long blob cost minutes of ``scan`` and ``load`` for a file that plain
+    pickle loads in milliseconds.)"""
+    out: set[int] = set()
+    last_newline = data.rfind(b"\n", 0, n)
+    for k, p in enumerate(texts):
+        if p >= last_newline:
+            break  # no newline ends this text (nor any later one): the GET is truncated
+        q = texts[k + 1] if k + 1 < len(texts) else n
+        end = data.find(b"\n", p + 1, q)
+        nul = data.find(b"\0", p + 1, q if end < 0 else end)
+        if nul >= 0:
+            end = nul  # the C parser stops at the NUL (kept: ``_cstr`` cuts there); a newline follows
+        if end < 0:
+            continue  # the text reaches the next 0x67
+        try:
+            out.add(parse_get(bytes(data[p + 1:end + (nul >= 0)])))
+        except (ValueError, OverflowError):
+            continue
     return out
 
 
@@ -577,7 +598,7 @@ class _Walker:
         # Slots no GET in the file can read (``_memo_reads``) are not kept: a model of 10**6 small
         # objects memoizes each, reads back almost none, and kept them all to the end of the walk
         # (issue 11: scan held 574 MiB for a 36 MB file). Decided once the memo passes ``prune_at``
-        # entries and the whole file is in; only while no PUT has come (slots are dense). ``skipped``
+        # entries (the whole file read by then); only while no PUT has come (slots are dense). ``skipped``
         # counts the occupied slots not kept, all below ``base`` (``mlen`` at the first PUT).
         reads: set[int] | None = None
         prune_at = _PRUNE_AT
@@ -673,8 +694,12 @@ class _Walker:
             hi = base = mlen
 
         def prune() -> None:
-            """The whole file is in and the memo is large: keep only the slots a GET could read."""
+            """The memo is large: keep only the slots a GET in the file could read. The candidates need
+            the whole file, so the rest of the read is waited for here (a walker that had run ahead of
+            the reader once kept all 10**6 objects of a 36 MB file, 598 MiB, until the read ended)."""
             nonlocal reads, prune_at, skipped
+            if avail < n:
+                more(n)
             reads = _memo_reads(data, n)
             if reads is None:  # too many candidates to be worth it: keep everything, never ask again
                 prune_at = big
@@ -797,7 +822,7 @@ class _Walker:
                 if use_runs:  # dense: slot mlen was free
                     if reads is None:
                         memo[mlen] = stack[-1]
-                        if len(memo) > prune_at and avail >= n:
+                        if len(memo) > prune_at:
                             prune()
                     elif mlen in reads:
                         memo[mlen] = stack[-1]

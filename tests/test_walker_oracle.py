@@ -391,3 +391,66 @@ def test_memo_reads_give_up_before_they_cost_memory() -> None:
     assert _walker._memo_reads(texts, len(texts)) is None
     few = b"\x80\x04h\x05j\x07\x00\x00\x00g9\n."
     assert _walker._memo_reads(few, len(few)) == {5, 7, 9}
+
+
+def _text_reads_one_by_one(data: bytes) -> set[int]:
+    """The reading the walker's own GET does, applied at every 0x67: the line to its newline, parsed."""
+    from safeload._textops import parse_get
+
+    out: set[int] = set()
+    for p in range(len(data)):
+        if data[p] == 0x67:
+            e = data.find(b"\n", p + 1)
+            if e >= 0:
+                try:
+                    out.add(parse_get(data[p + 1:e]))
+                except (ValueError, OverflowError):
+                    pass
+    return out
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from([b"g", b"\n", b"\0", b"0", b"1", b"7", b"42", b" ", b"_", b"-", b"+", b"\x80",
+                                 b"\t", b"x", b"99999999999999999999"]), max_size=40))
+@example([b"g", b"1", b"\0", b"g", b"2", b"\n"])  # a NUL cuts the first text before the second g
+@example([b"g", b"1", b"g", b"2", b"\n"])  # the first text holds the second g: only 2
+@example([b"g", b"0", b"0", b"7", b"\0"])  # no newline after the NUL: truncated, nothing read
+def test_text_candidates_read_as_the_walker_reads_them(parts: list[bytes]) -> None:
+    """Looking for each GET text only up to the next 0x67 finds exactly the indexes that reading every
+    candidate's whole line finds (a text that reaches the next 0x67 holds a g and parses to nothing)."""
+    from safeload import _walker
+
+    data = b"".join(parts)
+    assert _walker._memo_reads(data, len(data)) == _text_reads_one_by_one(data)
+
+
+class _CountingBytes(bytes):
+    """Bytes that count how many bytes ``find``/``rfind`` search and slices copy."""
+
+    touched = 0
+
+    def find(self, sub: Any, start: Any = None, end: Any = None) -> int:  # type: ignore[override]
+        _CountingBytes.touched += (len(self) if end is None else end) - (start or 0)
+        return super().find(sub, start, end)
+
+    def rfind(self, sub: Any, start: Any = None, end: Any = None) -> int:  # type: ignore[override]
+        _CountingBytes.touched += (len(self) if end is None else end) - (start or 0)
+        return super().rfind(sub, start, end)
+
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        if isinstance(key, slice):
+            _CountingBytes.touched += len(range(*key.indices(len(self))))
+        return super().__getitem__(key)
+
+
+@pytest.mark.parametrize("newline", [b"", b"\n"])
+def test_text_candidates_cost_the_file_not_the_file_per_candidate(newline: bytes) -> None:
+    """50,000 0x67 bytes before a 1 MB blob (with or without a newline after it): the candidates are
+    read in a few passes over the file. Reading each to its newline searched (and copied) the blob once
+    per candidate, 5 * 10**10 bytes for this 1 MB file."""
+    from safeload import _walker
+
+    data = _CountingBytes(b"g" * (_walker._MAX_TEXT_GETS - 1) + b"\x01" * (1 << 20) + newline + b"g5\n")
+    _CountingBytes.touched = 0
+    assert _walker._memo_reads(data, len(data)) == {5}
+    assert _CountingBytes.touched <= 4 * len(data), _CountingBytes.touched
