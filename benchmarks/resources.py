@@ -127,6 +127,18 @@ def _get_texts_before_a_blob(n: int) -> bytes:
             + blob + b"0" + b"N\x940" * 200_001 + b"N.")
 
 
+def _int_line(n: int) -> bytes:
+    """A protocol-0 INT of n hex digits (plain pickle builds the 4n-bit int): safeload's strtol once
+    added the digits up one by one, quadratic in n (10**6 decimal digits: 80 s)."""
+    return b"(I0x" + b"f" * n + b"\n."
+
+
+def _long_line(n: int) -> bytes:
+    """A protocol-0 LONG of n hex digits and its 'L': the walker once copied the line three times
+    (the line, the line less its 'L', the text to its NUL): 343 MiB for a 95 MiB file."""
+    return b"(L0x" + b"f" * n + b"L\n."
+
+
 CASES: dict[str, tuple[Builder, tuple[int, ...], tuple[int, ...]]] = {
     # name: (builder, full sizes, quick sizes)
     "object array of None": (_object_array, (10**7, 10**8), (10**6,)),
@@ -137,6 +149,8 @@ CASES: dict[str, tuple[Builder, tuple[int, ...], tuple[int, ...]]] = {
     "many small objects": (_small_objects, (10**6,), (10**5,)),
     "memo runs read back in reverse": (_runs_read_back, (200_000,), (60_000,)),
     "GET texts before a blob": (_get_texts_before_a_blob, (10**8,), (10**6,)),
+    "INT line of hex digits": (_int_line, (10**8,), (10**6,)),
+    "LONG line of hex digits": (_long_line, (10**8,), (10**6,)),
 }
 
 

@@ -65,7 +65,7 @@ from safeload._simulated import (
     Run,
     Trace,
 )
-from safeload._textops import Decoding, parse_float, parse_get, parse_int, parse_long, parse_put
+from safeload._textops import Decoding, long_text, parse_float, parse_get, parse_int, parse_put
 
 try:
     from safeload import _speedups
@@ -749,7 +749,7 @@ class _Walker:
             del stack[k:]
             return items
 
-        def line(s: int) -> tuple[bytes | bytearray, int]:
+        def line_end(s: int) -> int:
             e = data.find(b"\n", s, avail)
             while e < 0 and avail < n:
                 searched = avail
@@ -757,7 +757,19 @@ class _Walker:
                 e = data.find(b"\n", searched, avail)
             if e < 0:
                 raise fatal("truncated", MALFORMED, s, "pickle data was truncated (unterminated line)")
-            return data[s:e], e + 1
+            return e
+
+        def line(s: int) -> tuple[bytes, int]:
+            e = line_end(s)
+            return bytes(memoryview(data)[s:e]), e + 1  # one copy, whatever ``data`` is
+
+        def c_text(s: int, e: int, op: int) -> bytes:
+            """The C string a numeric text opcode parses, copied once: its line up to the first NUL
+            (LONG: a trailing 'L' is one). A line may be as long as the file: scan's memory is held
+            to twice the file's, and a copy cut later was a third (LONG of 10**8 digits: 293 MiB)."""
+            end = e - 1 if op == 0x4C and e > s and data[e - 1] == 0x4C else e
+            nul = data.find(b"\0", s, end)
+            return bytes(memoryview(data)[s:nul if nul >= 0 else end])
 
         def need(i: int, e: int) -> None:
             if e > avail:
@@ -1060,7 +1072,7 @@ class _Walker:
                     fend = self.frame_units(i, fend, (1, len(mod_b) + 1), big)
                 if not mod_b or not name_b:
                     raise fatal("truncated", MALFORMED, i, "pickle data was truncated (empty GLOBAL line)")
-                g = self.resolve(bytes(mod_b).decode("utf-8"), bytes(name_b).decode("utf-8"), i,
+                g = self.resolve(mod_b.decode("utf-8"), name_b.decode("utf-8"), i,
                                  "GLOBAL" if op == 0x63 else "INST", proto)
                 if op == 0x63:
                     stack.append(g)
@@ -1164,12 +1176,14 @@ class _Walker:
                     observer(i + 1, view)
                 return
             elif op in _TEXT_OPS:
-                raw, j = line(i + 1)
+                e = line_end(i + 1)
+                j = e + 1
+                raw = c_text(i + 1, e, op) if op in _C_TEXT_OPS else bytes(memoryview(data)[i + 1:e])
                 if j > fend:
                     fend = self.frame_units(i, fend, (1,), big)
                 if op == 0x70:
                     try:
-                        idx = parse_put(bytes(raw))
+                        idx = parse_put(raw)
                     except (ValueError, OverflowError):
                         idx = -1  # text_op refuses it, after its own checks
                     if use_runs:  # PUT: memo indices must be exact from here on
@@ -1182,10 +1196,10 @@ class _Walker:
                         hi = idx + 1
                 fix_top()
                 if op == 0x67:  # GET
-                    stack.append(memo_get(i, parse_get(bytes(raw))))
+                    stack.append(memo_get(i, parse_get(raw)))
                     i = j
                     continue
-                self.text_op(i, op, bytes(raw), stack, fence, memo, ops)
+                self.text_op(i, op, raw, e - i - 1, stack, fence, memo, ops)
                 if op == 0x70:
                     mlen = len(memo) + lazy_total + skipped
                 i = j
@@ -1231,17 +1245,20 @@ class _Walker:
         memo[idx] = stack[-1]
         self.note_memo(stack[-1])
 
-    def text_op(self, i: int, op: int, raw: bytes, stack: list[Any], fence: int, memo: dict[int, Any],
-                ops: int) -> None:
+    def text_op(self, i: int, op: int, raw: bytes, length: int, stack: list[Any], fence: int,
+                memo: dict[int, Any], ops: int) -> None:
+        """``raw``: the line; for INT, LONG, FLOAT and PUT its C string (``length``: the whole line's)."""
         push = stack.append
         if op == 0x49:  # INT
-            number, is_bool = parse_int(raw)
+            number, is_bool = parse_int(raw, length)
             if is_bool:  # two statements, not a conditional expression: mypyc would type that as int
                 push(number == 1)
             else:
                 push(number)
         elif op == 0x4C:  # LONG
-            push(parse_long(raw))
+            if not length:
+                raise ValueError("pickle data was truncated")
+            push(long_text(raw))
         elif op == 0x46:  # FLOAT
             push(parse_float(raw))
         elif op == 0x53:  # STRING
@@ -1568,6 +1585,7 @@ _WINDOW: Final = 4 * _MARGIN  # the loop's bytes copy: one copy of the stream pe
 _SHORT_TEXT: Final = 1024  # a longer text never starts a vocabulary run the loop looks for in its window
 _AHEAD: Final = 256 * 1024
 _TEXT_OPS: Final = frozenset({0x49, 0x4C, 0x46, 0x53, 0x56, 0x67, 0x70, 0x50})
+_C_TEXT_OPS: Final = frozenset({0x49, 0x4C, 0x46, 0x67, 0x70})  # parsed as C strings (up to a NUL)
 _TREE: Final = "sklearn.tree._tree.Tree"
 # Calls whose arguments later checks read (raw bytes, Tree sizes) and, through VALUE_HASHED and the
 # namedtuples, those whose results _keyhash evaluates (dtypes, complex numbers, scalars...).

@@ -23,6 +23,11 @@ from safeload._policy import Policy
 from safeload._textops import parse_float, parse_get, parse_int, parse_long, parse_put
 from safeload._walker import walk
 
+#: Long and edge-length digit runs (strtol is emulated by converting only the significant digits).
+LONG_TEXTS = [b"0" * 5000 + b"7", b" " * 5000 + b"7", b"0x" + b"f" * 50, b"0x" + b"0" * 40 + b"1",
+              b"-" + b"0" * 40 + b"9223372036854775808", b"0" + b"7" * 21, b"01" + b"0" * 21, b"-01" + b"0" * 21,
+              b"-01" + b"0" * 20 + b"1", b"0x8" + b"0" * 15, b"-0x8" + b"0" * 15,
+              b"0x7" + b"f" * 15, b"1" * 19, b"1" * 22, b"0" * 30 + b"9" * 5, b"\t\v 0017"]
 _ALPHABET = b"0123456789+-_ .eExXoObBaAfFnNiItTyYLl\t\v\f\r\x00\xa0\xff9"
 texts = st.one_of(
     st.binary(max_size=12).filter(lambda b: b"\n" not in b),
@@ -30,7 +35,8 @@ texts = st.one_of(
     st.sampled_from([b"010", b"0x10", b"0X1f", b"0o17", b"0b101", b"1_000", b"F1_0", b"1e999", b"-1e999", b"1e-999",
                      b"00", b"01", b"+1", b"-0", b" 1", b"1\x00zz", b"0x", b"08", b"9" * 30, b"0" + b"7" * 30,
                      b"inf", b"-Infinity", b"nan", b"infinit", b"1.", b".5", b"1e", b"1e+", b"12L", b"L", b"",
-                     b"9223372036854775807", b"9223372036854775808", b"-9223372036854775809", b"1" * 4301]),
+                     b"9223372036854775807", b"9223372036854775808", b"-9223372036854775809", b"1" * 4301,
+                     *LONG_TEXTS]),
 )
 
 
@@ -67,6 +73,13 @@ def test_int_long_float_like_the_c_unpickler(text: bytes) -> None:
 
     for op, fn in ((b"I", as_value), (b"L", parse_long), (b"F", parse_float)):
         _same(_c(op + text + b"\n."), _ours(fn, text), op + text)
+
+
+@pytest.mark.parametrize("text", LONG_TEXTS, ids=range(len(LONG_TEXTS)))
+def test_digit_runs_at_and_past_a_long_like_the_c_unpickler(text: bytes) -> None:
+    """Every one of them, not a sample: ``strtol`` is emulated by converting only the significant
+    digits (22 octal digits hold 2**63), so the lengths around that bound are where it could differ."""
+    test_int_long_float_like_the_c_unpickler.hypothesis.inner_test(text)  # type: ignore[attr-defined]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
