@@ -139,6 +139,17 @@ def _long_line(n: int) -> bytes:
     return b"(L0x" + b"f" * n + b"L\n."
 
 
+def _text(opcode: bytes) -> Builder:
+    """One n-character text: the walker once copied it before decoding (scan held 3x the file)."""
+    def build(n: int) -> bytes:
+        if opcode == b"S":
+            return b"(S'" + b"a" * n + b"'\n."
+        if opcode == b"V":
+            return b"(V" + b"a" * n + b"\n."
+        return b"(" + opcode + n.to_bytes(4, "little") + b"a" * n + b"."  # BINUNICODE, BINSTRING
+    return build
+
+
 CASES: dict[str, tuple[Builder, tuple[int, ...], tuple[int, ...]]] = {
     # name: (builder, full sizes, quick sizes)
     "object array of None": (_object_array, (10**7, 10**8), (10**6,)),
@@ -151,6 +162,10 @@ CASES: dict[str, tuple[Builder, tuple[int, ...], tuple[int, ...]]] = {
     "GET texts before a blob": (_get_texts_before_a_blob, (10**8,), (10**6,)),
     "INT line of hex digits": (_int_line, (10**8,), (10**6,)),
     "LONG line of hex digits": (_long_line, (10**8,), (10**6,)),
+    "STRING of n characters": (_text(b"S"), (10**8,), (10**6,)),
+    "UNICODE of n characters": (_text(b"V"), (10**8,), (10**6,)),
+    "BINUNICODE of n characters": (_text(b"X"), (10**8,), (10**6,)),
+    "BINSTRING of n characters": (_text(b"T"), (10**8,), (10**6,)),
 }
 
 

@@ -32,11 +32,12 @@ class Decoding:
     errors: str = "strict"
     fix_imports: bool = True
 
-    def string(self, raw: bytes) -> str | bytes:
-        """A Python 2 ``str`` (STRING / BINSTRING / SHORT_BINSTRING), as the unpickler decodes it."""
+    def string(self, raw: bytes | memoryview) -> str | bytes:
+        """A Python 2 ``str`` (STRING / BINSTRING / SHORT_BINSTRING), as the unpickler decodes it;
+        ``raw`` may be a view of the file (decoded without a copy of its own)."""
         if self.encoding == "bytes":
-            return raw
-        return raw.decode(self.encoding, self.errors)
+            return bytes(raw)
+        return str(raw, self.encoding, self.errors)
 
 
 def _cstr(line: bytes) -> bytes:

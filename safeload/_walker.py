@@ -1009,10 +1009,10 @@ class _Walker:
                     fend = self.frame_units(i, fend, (1, w), big)
                 if j > avail:
                     need(i, j)
-                if op == 0x58 or op == 0x8D:
-                    stack.append(str(data[i + 1 + w:j], "utf-8", "surrogatepass"))
+                if op == 0x58 or op == 0x8D:  # (decoded from a view: no copy of a long text first)
+                    stack.append(str(memoryview(data)[i + 1 + w:j], "utf-8", "surrogatepass"))
                 elif op == 0x54:
-                    stack.append(decoding.string(bytes(data[i + 1 + w:j])))
+                    stack.append(decoding.string(memoryview(data)[i + 1 + w:j]))
                 else:  # bytes and in-band buffers: a zero-copy view, never a copy of big payloads
                     stack.append(memoryview(data)[i + 1 + w:j])
                 i = j
@@ -1024,7 +1024,8 @@ class _Walker:
                     fend = self.frame_units(i, fend, (1, 1), big)
                 if j > avail:
                     need(i, j)
-                stack.append(memoryview(data)[i + 2:j] if op == 0x43 else decoding.string(bytes(data[i + 2:j])))
+                stack.append(memoryview(data)[i + 2:j] if op == 0x43
+                             else decoding.string(memoryview(data)[i + 2:j]))
                 i = j
             elif op == 0x47:  # BINFLOAT
                 j = i + 9
@@ -1178,7 +1179,7 @@ class _Walker:
             elif op in _TEXT_OPS:
                 e = line_end(i + 1)
                 j = e + 1
-                raw = c_text(i + 1, e, op) if op in _C_TEXT_OPS else bytes(memoryview(data)[i + 1:e])
+                raw = c_text(i + 1, e, op) if op in _C_TEXT_OPS else b""  # (STRING, UNICODE: a view below)
                 if j > fend:
                     fend = self.frame_units(i, fend, (1,), big)
                 if op == 0x70:
@@ -1199,7 +1200,8 @@ class _Walker:
                     stack.append(memo_get(i, parse_get(raw)))
                     i = j
                     continue
-                self.text_op(i, op, raw, e - i - 1, stack, fence, memo, ops)
+                self.text_op(i, op, raw if op in _C_TEXT_OPS else memoryview(data)[i + 1:e], e - i - 1,
+                             op == 0x53 and data.find(b"\\", i + 1, e) >= 0, stack, fence, memo, ops)
                 if op == 0x70:
                     mlen = len(memo) + lazy_total + skipped
                 i = j
@@ -1245,9 +1247,11 @@ class _Walker:
         memo[idx] = stack[-1]
         self.note_memo(stack[-1])
 
-    def text_op(self, i: int, op: int, raw: bytes, length: int, stack: list[Any], fence: int,
+    def text_op(self, i: int, op: int, raw: Any, length: int, escaped: bool, stack: list[Any], fence: int,
                 memo: dict[int, Any], ops: int) -> None:
-        """``raw``: the line; for INT, LONG, FLOAT and PUT its C string (``length``: the whole line's)."""
+        """``raw``: for INT, LONG, FLOAT and PUT the line's C string, copied (``length``: the whole
+        line's); for STRING and UNICODE a view of the line, decoded without a copy of its own
+        (STRING's escapes are undone first only when it has a backslash: ``escaped``)."""
         push = stack.append
         if op == 0x49:  # INT
             number, is_bool = parse_int(raw, length)
@@ -1264,9 +1268,9 @@ class _Walker:
         elif op == 0x53:  # STRING
             if len(raw) < 2 or raw[0] != raw[-1] or raw[0] not in b"'\"":
                 raise self.fatal("bad-string", MALFORMED, i, "the STRING opcode argument must be quoted")
-            push(self.decoding.string(codecs.escape_decode(raw[1:-1])[0]))
+            push(self.decoding.string(codecs.escape_decode(raw[1:-1])[0] if escaped else raw[1:-1]))
         elif op == 0x56:  # UNICODE
-            push(raw.decode("raw-unicode-escape"))
+            push(str(raw, "raw-unicode-escape"))
         elif op == 0x70:  # PUT
             if len(stack) <= fence:
                 raise self.fatal("stack-underflow", MALFORMED, i, "PUT on empty stack")
