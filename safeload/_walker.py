@@ -888,8 +888,9 @@ class _Walker:
                     if type(target) is Obj or (type(target) is Cont and (target.kind != "dict" or len(
                             target.flat) >= 2 * _DICT_CAP)):  # (a dict keeps its first pairs: no batch)
                         e = fend if fend < avail else avail
-                        j, count = match_values(data, i + 1, e, memo if type(target) is Cont
-                                                and target.kind == "list" and not self.keyed_memo else None)
+                        j, count = match_values(data, i + 1, e, None if type(target) is not Cont
+                                                or target.kind != "list" else memo if not self.keyed_memo
+                                                else self.one_slot(data, i + 1, e, memo))
                         if count and j < e and len(stack) + count <= max_stack \
                                 and self.take_values(target, data[j], count):
                             ops += count + 1  # the values and the opcode that took them
@@ -1313,6 +1314,24 @@ class _Walker:
     def keyed(self, x: Any) -> bool:
         """Could ``x`` share its hash with another, unequal value (a float: with a few dozen)?"""
         return type(x) is float or _may_share_hash(x)
+
+    def one_slot(self, data: Any, i: int, end: int, memo: dict[int, Any]) -> dict[int, Any] | None:
+        """The memo a batch of memo reads into a list may read once the memo holds a value that can
+        share a hash: only the slot its first opcode reads, if that slot holds none (an object array
+        of one shared dict is one such batch: numpy pickles memoize their dtype, a value-hashed
+        object, and 10**7 reads went opcode by opcode, 3x slower). Repeats of one object cost one
+        hash and an identity test each wherever they are inserted."""
+        op = data[i] if i < end else -1
+        if op == 0x68 and i + 2 <= end:
+            idx = data[i + 1]
+        elif op == 0x6A and i + 5 <= end:
+            idx = _u32(bytes(data[i + 1:i + 5]), 0)
+        else:
+            return None
+        v = memo.get(idx, _ABSENT)
+        if v is _ABSENT or self.keyed(v):
+            return None
+        return {idx: v}
 
     def note_memo(self, v: Any) -> None:
         """A value MEMOIZE or PUT stores: after a keyed one, list batches read the memo opcode by opcode."""

@@ -560,6 +560,40 @@ def test_memo_reads_into_a_list_are_charged_as_the_repeats_they_are(container: s
         assert real > LIMIT or _identity_comparisons(list(loaded)) == real
 
 
+@pytest.mark.parametrize("shared", ["dict", "tuple", "float"])
+def test_reads_of_one_shared_slot_are_batched_only_when_it_cannot_share_a_hash(
+        shared: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the memo holds a value that can share a hash (here the prelude's memoized dtype), a batch
+    of memo reads into a list may still read the one slot its first read names, if that slot holds
+    nothing that can (an object array of one shared dict: 3x slower opcode by opcode). A shared
+    tuple or float is read opcode by opcode and charged: the walk takes no batch of its reads."""
+    from safeload import _walker
+
+    batches: list[int] = []
+    real_match = _walker._match_values
+
+    def counting(data: Any, i: int, end: int, memo: Any) -> tuple[int, int]:
+        j, count = real_match(data, i, end, memo)
+        batches.append(count)
+        return j, count
+
+    monkeypatch.setattr(_walker, "_match_values", counting)
+    value = {"dict": b"}\x94", "tuple": b"K\x01K\x02\x86\x94", "float": b"G" + struct.pack(">d", 0.5) + b"\x94"}[shared]
+    import pickletools
+
+    reads = 20_000
+    slot = sum(op.name == "MEMOIZE" for op, _, _ in pickletools.genops(b"\x80\x04" + _prelude() + b"N."))
+    items = b"]" + value + b"0" + _batched([b"h" + bytes([slot])] * reads, b"e")  # (the value: after the prelude's slots)
+    data = b"\x80\x04" + _prelude() + _object_array(reads, items) + b"."
+    built = pickle.loads(data)  # noqa: S301 - our own stream of allowed, inert names
+    assert len(built) == reads and built[0] is built[-1]
+    path = tmp_path / "shared.pkl"
+    path.write_bytes(data)
+    assert safeload.scan(path, policy=POLICY).safe
+    taken = max(batches, default=0)
+    assert (taken >= 500) == (shared == "dict"), (shared, taken)
+
+
 def test_unhashable_items_of_a_list_do_not_hide_the_colliding_ones_after_them(tmp_path: Any) -> None:
     """A dict's insertion stops at an unhashable key; inference code hashing a list of mixed
     items may skip or convert them, so a list's colliding items are counted past any list or dict."""
