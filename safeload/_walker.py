@@ -1628,8 +1628,13 @@ def _may_share_hash(x: Any) -> bool:
     not value-hashed or a namedtuple: tests/test_keyhash_audit.py keeps that split exact). A list of
     10**6 estimators or intervals past the cap kept them all alive for nothing."""
     if type(x) is Obj:
-        return not x.array and (x.callee in VALUE_HASHED or x.callee in NAMEDTUPLES)
+        return not x.array and x.callee in _VALUE_KEYED
     return collidable(x)
+
+
+#: The classes whose instances hash by value: one set lookup per object (two were ~2% of a scan
+#: of many small objects, asked several times for each).
+_VALUE_KEYED: Final = VALUE_HASHED | frozenset(NAMEDTUPLES)
 
 
 def _overflow(target: Cont, items: list[Any]) -> None:
