@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import pickletools
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -579,8 +580,6 @@ def test_reads_of_one_shared_slot_are_batched_only_when_it_cannot_share_a_hash(
 
     monkeypatch.setattr(_walker, "_match_values", counting)
     value = {"dict": b"}\x94", "tuple": b"K\x01K\x02\x86\x94", "float": b"G" + struct.pack(">d", 0.5) + b"\x94"}[shared]
-    import pickletools
-
     reads = 20_000
     slot = sum(op.name == "MEMOIZE" for op, _, _ in pickletools.genops(b"\x80\x04" + _prelude() + b"N."))
     items = b"]" + value + b"0" + _batched([b"h" + bytes([slot])] * reads, b"e")  # (the value: after the prelude's slots)
