@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+import safeload
+
 REPO = Path(__file__).resolve().parent.parent
 EXE = shutil.which("safeload")
 # pickle.dumps of a call to os.system('true'), protocol 0: what any plain loader would run.
@@ -592,3 +594,38 @@ def test_big_tar_read_in_the_background_is_still_inspected(tmp_path: Path) -> No
     result = doc["results"][0]
     assert code == 1 and result["format"] == "tar" and result["verdict"] == "unsafe"
     assert [f["member"] for f in result["findings"] if f["severity"] == "high"] == ["data/model.pkl"]
+
+
+_HUGE = int("9" * 4_000)  # a JSON integer at the parser's digit limit
+
+
+@pytest.mark.parametrize(("shape", "offsets", "verdict", "message"), [
+    ([_HUGE] * 50 + [0], [0, 0], "no-code", "1 tensors"),  # a zero dimension: no elements, whatever the rest
+    ([_HUGE, 1], [0, 4], "error", "shape and dtype do not match"),
+    ([1, -_HUGE], [0, 4], "error", "non-negative"),
+    ([1], [0, _HUGE], "error", "outside"),
+])
+def test_safetensors_huge_numbers_are_judged_as_before(shape: list[int], offsets: list[int], verdict: str,
+                                                       message: str, tmp_path: Path) -> None:
+    """Header integers past 20 digits are read as 2**64 (signed) and a shape's product stops once it
+    passes the data section: the verdicts of the exact arithmetic, for every kind of entry."""
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(safetensors({"t": {"dtype": "F32", "shape": shape, "data_offsets": offsets}}, b"\0" * 4))
+    report = safeload.scan(path)
+    assert report.verdict == verdict, report
+    assert message in " ".join(f.message for f in report.findings), report.findings
+
+
+def test_safetensors_header_of_huge_dimensions_costs_its_reading(tmp_path: Path) -> None:
+    """1,600 dimensions of 4,000 digits (6.4 MB): the exact product was quadratic (126 s to judge);
+    `scan` is held to the resource bound's loose test form (8x reading the file + 5 s)."""
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(safetensors({"t": {"dtype": "F32", "shape": [_HUGE] * 1_600, "data_offsets": [0, 4]}},
+                                 b"\0" * 4))
+    child = ("import sys, time, safeload\nt = time.perf_counter(); open(sys.argv[1], 'rb').read()\n"
+             "read = time.perf_counter() - t; t = time.perf_counter(); v = safeload.scan(sys.argv[1]).verdict\n"
+             "print(v, read, time.perf_counter() - t)")
+    out = subprocess.run([sys.executable, "-c", child, str(path)], capture_output=True, text=True, timeout=600,
+                         check=True).stdout.split()
+    assert out[0] == "error"
+    assert float(out[2]) <= 8 * float(out[1]) + 5.0, out
