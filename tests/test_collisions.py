@@ -563,22 +563,12 @@ def test_memo_reads_into_a_list_are_charged_as_the_repeats_they_are(container: s
 
 @pytest.mark.parametrize("shared", ["dict", "tuple", "float"])
 def test_reads_of_one_shared_slot_are_batched_only_when_it_cannot_share_a_hash(
-        shared: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        shared: str, tmp_path: Any, matcher_counts: Callable[[str], list[int]]) -> None:
     """Once the memo holds a value that can share a hash (here the prelude's memoized dtype), a batch
     of memo reads into a list may still read the one slot its first read names, if that slot holds
     nothing that can (an object array of one shared dict: 3x slower opcode by opcode). A shared
     tuple or float is read opcode by opcode and charged: the walk takes no batch of its reads."""
-    from safeload import _walker
-
-    batches: list[int] = []
-    real_match = _walker._match_values
-
-    def counting(data: Any, i: int, end: int, memo: Any) -> tuple[int, int]:
-        j, count = real_match(data, i, end, memo)
-        batches.append(count)
-        return j, count
-
-    monkeypatch.setattr(_walker, "_match_values", counting)
+    batches = matcher_counts("_match_values")
     value = {"dict": b"}\x94", "tuple": b"K\x01K\x02\x86\x94", "float": b"G" + struct.pack(">d", 0.5) + b"\x94"}[shared]
     reads = 20_000
     slot = sum(op.name == "MEMOIZE" for op, _, _ in pickletools.genops(b"\x80\x04" + _prelude() + b"N."))

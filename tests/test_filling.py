@@ -13,6 +13,7 @@ import json
 import os
 import pickle
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -206,17 +207,10 @@ def _put_entry(word: bytes, index: int) -> bytes:
 
 
 @pytest.mark.parametrize("run_mode", sorted(RUN_MODES))
-def test_a_put_run_stops_at_the_bytes_that_have_arrived(run_mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_put_run_stops_at_the_bytes_that_have_arrived(run_mode: str, monkeypatch: pytest.MonkeyPatch,
+                                                        matcher_counts: Callable[[str], list[int]]) -> None:
     _use_run_mode(monkeypatch, run_mode)
-    taken = []
-    match_put_run = _walker._match_put_run
-
-    def counting(data: Any, i: int, end: int, first: int) -> tuple[int, int]:
-        j, count = match_put_run(data, i, end, first)
-        taken.append(count)
-        return j, count
-
-    monkeypatch.setattr(_walker, "_match_put_run", counting)
+    taken = matcher_counts("_match_put_run")
     entries = b"".join(_put_entry(f"w{i:06d}".encode(), i + 1) for i in range(60_000))
     real = b"\x80\x02}q\x00(" + entries + b"u."
     assert pickle.loads(real) == {f"w{i:06d}": 5 for i in range(60_000)}
