@@ -85,7 +85,8 @@ def case(seed: int, index: int) -> tuple[bytes, str, bool, bool]:
 
 
 #: What ``_walker._PRUNE_AT`` is in real walks; every other case runs with 0 (every memo slot no GET
-#: can read is dropped from the first MEMOIZE on), so that the campaign checks the pruned memo too.
+#: can read is dropped from the first MEMOIZE on), so that the campaign checks the pruned memo too;
+#: half of those with ``_ALWAYS_KEPT`` 0 (slots 0-255 pruned as well, as real walks never do).
 _PRUNE_AT = _walker._PRUNE_AT
 
 
@@ -98,8 +99,10 @@ def run_case(seed: int, index: int, walk: Any) -> tuple[str, int, int, int, str 
     prune_at = 0 if index % 2 else _PRUNE_AT
     if hasattr(walk, "__globals__"):  # a mutant: exec'd from the source
         walk.__globals__["_PRUNE_AT"] = prune_at
+        walk.__globals__["_ALWAYS_KEPT"] = 0 if index % 4 == 1 else 256
     else:  # the installed walker (compiled by mypyc: its module's attribute)
         _walker._PRUNE_AT = prune_at
+        _walker._ALWAYS_KEPT = 0 if index % 4 == 1 else 256  # (BINGET slots pruned too, every 4th case)
     # protocols 0 and 1 have no PROTO opcode: counted as 1; -1: a mutated PROTO
     proto = (data[1] if len(data) > 1 and data[1] <= 5 else -1) if data[:1] == b"\x80" else 1
     # the memo (O(memo) per comparison) every 4 steps and at STOP; everything else at every step

@@ -1680,6 +1680,9 @@ MUTATIONS: dict[str, tuple[str, str] | list[tuple[str, str]]] = {
     "prune-forgets-slots": ("skipped += 1  # ORACLE-MUTATION-POINT-PRUNE", "pass"),
     "skip-forgets-slot": ("skipped += 1  # ORACLE-MUTATION-POINT-SKIP", "pass"),
     "write-into-skipped-counted-twice": ("skipped -= 1  # ORACLE-MUTATION-POINT-FILL", "pass"),
+    # Real walks keep slots 0-255 (BINGET's, not looked for) at the prune and at every MEMOIZE.
+    "binget-slot-dropped-at-prune": ("k >= kept and k not in reads", "k not in reads"),
+    "binget-slot-not-kept-at-memoize": ("elif mlen < kept or mlen in reads:", "elif mlen in reads:"),
     # POP that ignores a MARK on top (C pops the mark): the walker then refuses valid streams.
     "pop-ignores-mark": ("if marks and marks[-1] == len(stack):", "if False:"),
 }

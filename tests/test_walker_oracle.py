@@ -17,6 +17,7 @@ case until the walker learnt to check it: see the test at the end.)
 
 from __future__ import annotations
 
+import pickle
 import random
 import types
 from collections.abc import Iterator
@@ -194,6 +195,7 @@ def test_the_grammar_with_the_memo_pruned(matcher: str, monkeypatch: pytest.Monk
     from safeload import _walker
 
     monkeypatch.setattr(_walker, "_PRUNE_AT", 0)
+    monkeypatch.setattr(_walker, "_ALWAYS_KEPT", 0)  # (real walks keep slots 0-255: BINGET's)
     pruned = 0
     for seed in range(120):
         joblib = seed % 4 == 3
@@ -210,6 +212,35 @@ def test_the_grammar_with_the_memo_pruned(matcher: str, monkeypatch: pytest.Monk
         assert out.ok, f"seed {seed} ({matcher}): {out.divergence}"
         assert out.walker_end == len(data), f"seed {seed} ({matcher}): the walker stopped short"
     assert pruned >= 20  # (30 of the 120: protocol 4-5 streams memoize slots they never read)
+
+
+def _many_memoized(seed: int) -> bytes:
+    """300-700 memoized texts, 40 of them read back (BINGET below 256, LONG_BINGET above)."""
+    rnd = random.Random(seed)
+    values = [f"v{k}" for k in range(rnd.randrange(300, 700))]
+    picks = [values[rnd.randrange(len(values))] for _ in range(40)]
+    return pickle.dumps([values, picks, {"a": picks[:5]}], protocol=4 + seed % 2)
+
+
+def test_the_pruned_memo_keeps_every_binget_slot(matcher: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real walks keep slots 0-255 whole (BINGET, one operand byte, is not looked for): streams of
+    300-700 memoized values read back through BINGET, LONG_BINGET and GET, pruned from the first
+    MEMOIZE on, must still be CPython's, and only slots from 256 up may be dropped."""
+    from safeload import _walker
+
+    monkeypatch.setattr(_walker, "_PRUNE_AT", 0)
+    for seed in range(12):
+        data = _many_memoized(seed)
+        dropped: set[int] = set()
+
+        def watch(_i: int, view: Any, dropped: set[int] = dropped) -> None:
+            dropped.update(k for k, v in view.memo().items() if v is _walker.UNREAD)
+
+        _walker.walk(data, POLICY, observer=watch)
+        assert dropped and min(dropped) >= 256, (seed, sorted(dropped)[:5])
+        out = differential(data, POLICY)
+        assert out.ok, f"seed {seed} ({matcher}): {out.divergence}"
+        assert out.walker_end == len(data)
 
 
 def test_memo_reads_cover_every_get() -> None:
@@ -294,10 +325,12 @@ def test_unmutated_copy_passes() -> None:
 @pytest.mark.parametrize("name", sorted(MUTATIONS))
 def test_the_property_catches_a_mutated_walker(name: str) -> None:
     module = mutant(name)
-    if "skip" in name or "prune" in name:
+    if "skip" in name or "prune" in name or "binget" in name:
         module._PRUNE_AT = 0  # (real walks prune past 100,000 memo entries; these streams are short)
+    if "binget" not in name:
+        module._ALWAYS_KEPT = 0  # (real walks keep slots 0-255; the generated streams rarely have more)
     streams = [READ_INTO_RUN, PUT_AFTER_RUN, FIRST_PUT_INTO_RUN] + [generate(random.Random(s), proto=(4, 5, 2, 3)[s % 4])
-                                                for s in range(160)]
+                                                for s in range(160)] + [_many_memoized(s) for s in range(4)]
     caught = _caught(module, streams)
     assert caught > 0, f"mutation {name} went unnoticed on {len(streams)} streams"
 
@@ -389,8 +422,9 @@ def test_memo_reads_give_up_before_they_cost_memory() -> None:
     assert _walker._memo_reads(many, len(many)) is None
     texts = b"g1\n" * (_walker._MAX_TEXT_GETS + 1)
     assert _walker._memo_reads(texts, len(texts)) is None
-    few = b"\x80\x04h\x05j\x07\x00\x00\x00g9\n."
-    assert _walker._memo_reads(few, len(few)) == {5, 7, 9}
+    few = b"\x80\x04h\x05j\x07\x01\x00\x00g9\n."
+    assert _walker._memo_reads(few, len(few)) == {5, 263, 9}
+    assert _walker._memo_reads(few, len(few), 256) == {263, 9}  # (the walker keeps the BINGET slots)
 
 
 def _text_reads_one_by_one(data: bytes) -> set[int]:
