@@ -96,6 +96,12 @@ def _nested(n: int) -> bytes:
     return b"\x80\x04" + b"]" * depth + b"a" * (depth - 1) + b"."
 
 
+def _none_pop_pairs(n: int) -> bytes:
+    """n NONE/POP pairs: the walker's cost per opcode, nothing else (a stack of 0-1 items once
+    reallocated the list at every pair: a third of the walk)."""
+    return b"\x80\x04" + b"N0" * n + b"}."
+
+
 def _small_objects(n: int) -> bytes:
     from sklearn._loss.link import Interval
 
@@ -158,6 +164,7 @@ CASES: dict[str, tuple[Builder, tuple[int, ...], tuple[int, ...]]] = {
     "wide set": (_wide_set, (10**7,), (10**6,)),
     "deep nesting": (_nested, (50_000,), (50_000,)),
     "many small objects": (_small_objects, (10**6,), (10**5,)),
+    "NONE/POP pairs": (_none_pop_pairs, (5 * 10**7,), (10**6,)),
     "memo runs read back in reverse": (_runs_read_back, (200_000,), (60_000,)),
     "GET texts before a blob": (_get_texts_before_a_blob, (10**8,), (10**6,)),
     "INT line of hex digits": (_int_line, (10**8,), (10**6,)),
@@ -166,6 +173,34 @@ CASES: dict[str, tuple[Builder, tuple[int, ...], tuple[int, ...]]] = {
     "UNICODE of n characters": (_text(b"V"), (10**8,), (10**6,)),
     "BINUNICODE of n characters": (_text(b"X"), (10**8,), (10**6,)),
     "BINSTRING of n characters": (_text(b"T"), (10**8,), (10**6,)),
+}
+
+
+def _torch_zip_opcodes(n: int) -> bytes:
+    """A PyTorch zip checkpoint whose data.pkl is n pushes and pops (NONE, POP) before an empty
+    state dict: its BINPERSIDs were once located by a pure-Python ``pickletools`` pass (7 s for 10 MB)."""
+    import io
+    import zipfile
+
+    stream = b"\x80\x02" + b"N0" * n + b"}."
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("archive/data.pkl", stream)
+        zf.writestr("archive/version", "3\n")
+    return buf.getvalue()
+
+
+def _torch_legacy_marks(n: int) -> bytes:
+    """A legacy PyTorch checkpoint whose protocol pickle is n MARKs: that pass kept ~95 bytes per MARK."""
+    from safeload._torch import LEGACY_MAGIC
+
+    return LEGACY_MAGIC + b"." + b"\x80\x02" + b"(" * n + b"."
+
+
+#: Files that are not one pickle: ``scan`` is held to reading them (``load`` refuses them).
+SCAN_CASES: dict[str, tuple[Builder, tuple[int, ...], tuple[int, ...]]] = {
+    "PyTorch zip checkpoint of n opcodes": (_torch_zip_opcodes, (5 * 10**7,), (10**6,)),
+    "PyTorch legacy checkpoint of n MARKs": (_torch_legacy_marks, (10**8,), (2 * 10**6,)),
 }
 
 
@@ -196,6 +231,17 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 for mode in ("pickle", "load", "read", "scan"):
                     row[mode] = measure(mode, path)
                 row["load_ok"] = within(row["load"], row["pickle"])
+                row["scan_ok"] = within(row["scan"], row["read"])
+                rows.append(row)
+                os.unlink(path)
+        for name, (build, full, small) in SCAN_CASES.items():
+            for n in small if quick else full:
+                path = Path(tmp) / "case.bin"
+                path.write_bytes(build(n))
+                row = {"case": name, "n": n, "bytes": path.stat().st_size}
+                for mode in ("pickle", "load", "read", "scan"):
+                    row[mode] = measure(mode, path)
+                row["load_ok"] = True  # (neither loader takes these: only scan is measured against reading)
                 row["scan_ok"] = within(row["scan"], row["read"])
                 rows.append(row)
                 os.unlink(path)

@@ -137,6 +137,7 @@ def _entry_head() -> bytes:
 
 
 _MIN_RUN: Final = 8  # shorter runs go opcode by opcode
+_PAD: Final = 8  # placeholders below the stack's floor (see _Walker._loop)
 _HEAD: Final = _entry_head()
 _CLEAN_INT = b"(?:K[^\\x94]|M[^\\x94]{2}|J[^\\x94]{4})"  # BININT1/2/BININT without a 0x94 byte
 _ANY_INT = b"(?:K.|M.{2}|J.{4})"
@@ -508,6 +509,8 @@ class _Walker:
         self.joblib = joblib
         self.depth = depth
         self.trace = Trace(start=start, decoding=decoding)
+        #: A PyTorch checkpoint's pickle (``_torch``): BINPERSID names a storage instead of being refused.
+        self.storage_ids = False
         self.checks = StaticChecks(policy, data, filling, self.trace.issues)
         self.seen: dict[tuple[str, str], str] = {}
         self.nested_count = 0
@@ -578,12 +581,15 @@ class _Walker:
         data = self.data
         n = self.n
         limits = self.limits
-        max_stack = limits.max_stack_depth
+        max_stack = limits.max_stack_depth + _PAD
         max_marks = limits.max_mark_depth
         max_ops = limits.max_opcodes
-        stack: list[Any] = []
+        # The stack starts with _PAD placeholders below its floor: a list reallocates on every pop that
+        # leaves it under half its allocation, which a stack of 0-3 items does at each push/pop pair
+        # (a third of the walk of a stream of NONE/POP pairs). Nothing reads below ``fence``.
+        stack: list[Any] = [None] * _PAD
         marks: list[int] = []  # stack positions of MARKs, as CPython keeps them (not on the stack)
-        fence = 0
+        fence = _PAD
         # The memo, modelled on CPython's C unpickler: ``mlen`` is its ``memo_len`` (the number of
         # occupied slots; MEMOIZE writes at that index). ``memo`` holds materialised slots; ``lazy``
         # holds vocabulary runs taken in one step, each occupying ``run.count`` slots from ``first``.
@@ -735,9 +741,9 @@ class _Walker:
 
         def marks_view() -> list[int]:
             # ``marks`` are positions in ``stack``, where a Run is one item; CPython's count its values
-            return [m + sum(2 * x.count - 1 for x in stack[:m] if type(x) is Run) for m in marks]
+            return [m - _PAD + sum(2 * x.count - 1 for x in stack[_PAD:m] if type(x) is Run) for m in marks]
 
-        view = _View(self.depth, lambda: plain(list(stack)), marks_view, memo_view, lambda: mlen)
+        view = _View(self.depth, lambda: plain(stack[_PAD:]), marks_view, memo_view, lambda: mlen)
 
         def pop(i: int) -> Any:
             if len(stack) <= fence:
@@ -753,7 +759,7 @@ class _Walker:
             if not marks:
                 raise fatal("no-mark", MALFORMED, i, "could not find MARK")
             k = marks.pop()
-            fence = marks[-1] if marks else 0
+            fence = marks[-1] if marks else _PAD
             items = stack[k:]
             del stack[k:]
             return items
@@ -916,7 +922,7 @@ class _Walker:
                 # Python-level vectorcall, even compiled)
                 if marks:
                     k = marks.pop()
-                    fence = marks[-1] if marks else 0
+                    fence = marks[-1] if marks else _PAD
                     items = stack[k:]
                     del stack[k:]
                 else:
@@ -1162,7 +1168,9 @@ class _Walker:
             elif op == 0x30:  # POP: pops a MARK if one sits on top, as CPython does
                 if marks and marks[-1] == len(stack):
                     marks.pop()
-                    fence = marks[-1] if marks else 0
+                    fence = marks[-1] if marks else _PAD
+                elif len(stack) > fence and type(stack[-1]) is not Run:
+                    stack.pop()  # (the common case without a closure call)
                 else:
                     pop(i)
                 i += 1
@@ -1218,13 +1226,17 @@ class _Walker:
             elif op in (0x82, 0x83, 0x84):
                 raise fatal("ext", UNSAFE, i, "EXT opcode: resolves a global through the copyreg extension registry")
             elif op == 0x51:
-                raise fatal("persid", UNSAFE, i, "BINPERSID opcode: persistent ids are not allowed in model files")
+                if not self.storage_ids:
+                    raise fatal("persid", UNSAFE, i, "BINPERSID opcode: persistent ids are not allowed in model files")
+                self.storage_id(i, pop(i))
+                stack.append(Obj(None, origin=i))  # what torch's persistent_load returns: a storage
+                i += 1
             elif op in (0x97, 0x98):
                 raise fatal("out-of-band", UNSAFE, i, "out-of-band buffer opcode (NEXT_BUFFER/READONLY_BUFFER)")
             else:
                 raise fatal("bad-opcode", MALFORMED, i, f"invalid load key {_c(data, i)}")
             if len(stack) > max_stack:
-                raise fatal("limit-stack", LIMIT, i, f"stack deeper than {max_stack}")
+                raise fatal("limit-stack", LIMIT, i, f"stack deeper than {max_stack - _PAD}")
 
     # -- helpers for the less frequent opcodes ------------------------------------
     def frame_units(self, i: int, fend: int, widths: tuple[int, ...], big: int) -> int:
@@ -1287,6 +1299,14 @@ class _Walker:
             self.put(i, parse_put(raw), ops, stack, fence, memo)
         elif op == 0x50:  # PERSID
             raise self.fatal("persid", UNSAFE, i, "PERSID opcode: persistent ids are not allowed in model files")
+
+    def storage_id(self, i: int, pid: Any) -> None:
+        """A checkpoint's BINPERSID (``storage_ids``): torch's weights-only unpickler accepts only a
+        tuple whose first item is "storage" (its ``persistent_load`` ASCII-decodes bytes first)."""
+        if not (type(pid) is tuple and pid and (pid[0] == "storage" if type(pid[0]) is str
+                                               else type(pid[0]) is bytes and pid[0] == b"storage")):
+            self.issue("persid", UNSAFE, i, "persistent id that is not a ('storage', ...) record: "
+                       "torch.load(weights_only=True) refuses it")
 
     def setitems(self, i: int, stack: list[Any], fence: int, items: list[Any]) -> None:
         if len(stack) <= fence:
@@ -1752,16 +1772,20 @@ def _types_of(items: list[Any]) -> int:
 
 def walk(data: Buffer, policy: Policy, *, start: int = 0, joblib: bool = False,
          filling: Filling | None = None, observer: Observer | None = None,
-         encoding: str = "ASCII", errors: str = "strict", fix_imports: bool = True) -> Trace:
-    """Walk one pickle stream starting at ``start``; trailing bytes are an issue.
+         encoding: str = "ASCII", errors: str = "strict", fix_imports: bool = True,
+         storage_ids: bool = False, trailing: bool = True) -> Trace:
+    """Walk one pickle stream starting at ``start``; trailing bytes are an issue (unless not
+    ``trailing``: a legacy PyTorch checkpoint is pickles and raw bytes end to end).
 
     With ``filling``, ``data`` is still being read (see _filling): the walk waits for bytes it needs.
-    ``observer``: see :data:`Observer` (the tests' differential oracle)."""
+    ``observer``: see :data:`Observer` (the tests' differential oracle). ``storage_ids``: a PyTorch
+    checkpoint's pickle, whose BINPERSIDs must name storages (see ``_Walker.storage_id``)."""
     if filling is not None and filling.size != len(data):
         # Not this buffer's reader (an inflated stream handed its file's): its byte count would cut
         # the walk short. Such a buffer is whole; tests/test_filling.py holds the caller to it too.
         filling = None
     w = _Walker(data, start, policy, joblib, 0, filling, observer, Decoding(encoding, errors, fix_imports))
+    w.storage_ids = storage_ids
     # The cyclic GC is paused while the walk runs: a model of many small objects makes the walker
     # allocate a few simulated values per object, and each full collection then traverses every
     # object the process holds (measured: ~40% of the walk on 100,000 instances in a process that
@@ -1775,7 +1799,7 @@ def walk(data: Buffer, policy: Policy, *, start: int = 0, joblib: bool = False,
     finally:
         if paused:
             gc.enable()
-    if trace.end >= 0 and trace.end != len(data):
+    if trailing and trace.end >= 0 and trace.end != len(data):
         trace.issues.append(
             Issue("trailing-data", UNSAFE, trace.end,
                   f"{len(data) - trace.end} bytes follow the STOP opcode (a stacked pickle or appended archive)")
