@@ -12,6 +12,7 @@ so a store scan reports it for what it is instead of calling it a malformed pick
 from __future__ import annotations
 
 import json
+import reprlib
 import struct
 from dataclasses import dataclass
 
@@ -32,11 +33,26 @@ _IMAGES = (
 )
 # safetensors' own reader refuses headers above 100 MB.
 _SAFETENSORS_MAX_HEADER = 100_000_000
+# Parsing a header costs time per byte and ~128 bytes of Python objects per JSON token, so what a header
+# may hold grows with the tensor bytes it describes, as scan's budget grows with the file: this many header
+# bytes, plus one per 16 data bytes (real headers: ~100 bytes per tensor, and tensors of KBs to GBs),
+_SAFETENSORS_FREE_HEADER = 8 << 20
+# and this many JSON tokens (keys and values: at most one per `{ [ , :`), plus one per 2 KiB of data (real
+# headers: ~10 per tensor). Past either, the header is refused before anything is parsed.
+_SAFETENSORS_FREE_TOKENS = 1 << 18
 _SAFETENSORS_DTYPES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1, "I16": 2, "U16": 2,
                        "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
                        "C64": 8, "F4": 1, "F6_E2M3": 1, "F6_E3M2": 1}
 # ONNX ModelProto top-level fields: number -> protobuf wire type.
 _ONNX_FIELDS = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2, 26: 2}
+# A real ModelProto has a handful of top-level fields plus one per opset import, metadata entry, training
+# info and local function (the graph, however big, is one field): tens to hundreds. Past this many the
+# bytes are not taken for ONNX (each field costs ~2 us of Python: 2-byte fields made 100 MB take 80 s).
+_ONNX_MAX_FIELDS = 10_000
+# Values shown in messages: a header's names and values can be megabytes long or deeply nested.
+_SHOW = reprlib.Repr()
+_SHOW.maxstring = _SHOW.maxother = 80
+_SHOW.maxlong = 40
 
 
 @dataclass(frozen=True)
@@ -110,20 +126,35 @@ def _gguf(data: Buffer) -> Recognised:
 
 
 def _safetensors(data: Buffer) -> Recognised | None:
-    """A safetensors file: an 8-byte header length, a JSON header, then the tensor bytes."""
+    """A safetensors file: an 8-byte header length, a JSON header, then the tensor bytes.  A header larger
+    or denser than a real one for its data section is refused unparsed: its tree would cost 10-25x its size."""
     size = len(data)
     n = struct.unpack_from("<Q", data, 0)[0]
     if n > size - 8 or n > _SAFETENSORS_MAX_HEADER:
         if n > 1 << 40:
             return None  # not even a plausible length: some other format that happens to have '{' at 8
         return _bad_safetensors(f"header length {n} is past the end of the {size}-byte file")
+    body = size - 8 - n
+    if n > _SAFETENSORS_FREE_HEADER + body // 16:
+        return _bad_safetensors(f"a {n}-byte header for {body} bytes of tensors (at most "
+                                f"{_SAFETENSORS_FREE_HEADER + body // 16})")
     try:
-        header = json.loads(bytes(data[8:8 + n]).decode("utf-8"), parse_int=_json_int)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        with memoryview(data)[8:8 + n] as view:  # no copy of the bytes; released before an mmap closes
+            text = str(view, "utf-8")
+    except UnicodeDecodeError as exc:
         return _bad_safetensors(f"header is not JSON: {exc}")
+    # Before json builds the tree: a header of `[{},{},...]` was 1 GiB of dicts for 40 MB.
+    tokens = text.count("{") + text.count("[") + text.count(",") + text.count(":") + 1
+    if tokens > _SAFETENSORS_FREE_TOKENS + body // 2048:
+        return _bad_safetensors(f"header has up to {tokens} JSON values for {body} bytes of tensors (at most "
+                                f"{_SAFETENSORS_FREE_TOKENS + body // 2048})")
+    try:
+        header = json.loads(text, parse_int=_json_int)
+    except (ValueError, RecursionError) as exc:
+        return _bad_safetensors(f"header is not JSON: {exc}")
+    del text
     if not isinstance(header, dict):
         return _bad_safetensors("header is not a JSON object")
-    body = size - 8 - n
     count = 0
     for name, entry in header.items():
         if name == "__metadata__":
@@ -132,7 +163,7 @@ def _safetensors(data: Buffer) -> Recognised | None:
             continue
         problem = _tensor_problem(entry, body)
         if problem is not None:
-            return _bad_safetensors(f"tensor {name!r}: {problem}")
+            return _bad_safetensors(f"tensor {_SHOW.repr(name)}: {problem}")
         count += 1
     return Recognised("safetensors", Verdict.NO_CODE, "no-code", "info",
                       f"safetensors ({count} tensors): a data-only format, loading it runs no code")
@@ -148,16 +179,18 @@ def _json_int(text: str) -> int:
 
 
 def _tensor_problem(entry: object, body: int) -> str | None:
+    """Why a header entry is no tensor of the ``body``-byte data section; any JSON value may come here."""
     if not isinstance(entry, dict):
         return "entry is not an object"
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-    if dtype not in _SAFETENSORS_DTYPES:
-        return f"unknown dtype {dtype!r}"
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+    if not isinstance(dtype, str) or dtype not in _SAFETENSORS_DTYPES:
+        return f"unknown dtype {_SHOW.repr(dtype)}"
+    # `type(...) is int`: JSON's `true` is an int to Python (bool subclasses int), not to safetensors
+    if not isinstance(shape, list) or not all(type(d) is int for d in shape) or min(shape, default=0) < 0:
         return "shape is not a list of non-negative integers"
-    if (not isinstance(offsets, list) or len(offsets) != 2 or not all(isinstance(o, int) for o in offsets)
+    if (not isinstance(offsets, list) or len(offsets) != 2 or not all(type(o) is int for o in offsets)
             or not 0 <= offsets[0] <= offsets[1] <= body):
-        return f"data_offsets {offsets!r} are outside the {body}-byte data section"
+        return f"data_offsets {_SHOW.repr(offsets)} are outside the {body}-byte data section"
     if dtype.startswith(("F4", "F6")):
         return None  # sub-byte types: packed, the byte count rounds
     mismatch = "shape and dtype do not match the data length"
@@ -166,7 +199,7 @@ def _tensor_problem(entry: object, body: int) -> str | None:
         elements *= d
         if elements > body:  # (each element takes a byte or more) stop: the product of thousands of
             return mismatch  # 4,000-digit dims was quadratic, 126 s for a 6.4 MB header
-    if elements * _SAFETENSORS_DTYPES[str(dtype)] != offsets[1] - offsets[0]:
+    if elements * _SAFETENSORS_DTYPES[dtype] != offsets[1] - offsets[0]:
         return mismatch
     return None
 
@@ -190,9 +223,12 @@ def _varint(data: Buffer, pos: int) -> tuple[int, int]:
 
 def _onnx(data: Buffer) -> Recognised | None:
     """An ONNX ModelProto: protobuf fields of the known numbers only, ending exactly at the end, with a graph."""
-    pos, seen = 0, set()
+    pos, seen, fields = 0, set(), 0
     try:
         while pos < len(data):
+            fields += 1
+            if fields > _ONNX_MAX_FIELDS:
+                return None  # more top-level fields than any model has
             key, pos = _varint(data, pos)
             number, wire = key >> 3, key & 7
             if _ONNX_FIELDS.get(number) != wire:
