@@ -2,8 +2,10 @@
 
 A tar.gz of pickles is one ``tar xzf`` away from being loaded, so every member is judged
 like a file of its own (the same scan, with the member named in each finding).  Limits are
-the zip ones: ``max_zip_members`` members and ``max_zip_bytes`` of member data, after the
-compressed stream was inflated under ``max_decompressed_bytes`` (the joblib caps).
+the zip ones: ``max_zip_members`` members and ``max_zip_bytes`` of member data; a compressed
+tar is inflated as its members are read, one held at a time, to what a compressed joblib file may
+inflate to (``scan_inflate_cap``).  ``tarfile`` only sees headers vetted by ``_tar`` (CVE-2024-6232, chained
+extended headers), and the archive is never copied (see ``scan_tar``).
 ``safeload.load`` loads none of these archives, so a clean one is ``unsupported``.
 
 Inspected: tar (ustar, GNU, pax, v7), tar.gz, tar.bz2, tar.xz/lzma, zip.  Not inspected:
@@ -13,23 +15,37 @@ tar.lz4 without the lz4 package, tar.zst, 7z and rar (reported ``not-a-model``/`
 from __future__ import annotations
 
 import bz2
-import io
 import lzma
 import tarfile
 import zlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
-from safeload._containers import Buffer, Format
-from safeload._policy import Policy
+from safeload._containers import Buffer, Format, _cap, sniff
+from safeload._errors import (
+    LimitExceededError,
+    MalformedModelError,
+    SafeloadError,
+    TruncatedModelError,
+    UnsafeModelError,
+)
+from safeload._nocode import might_recognise
+from safeload._policy import Limits, Policy
 from safeload._report import Finding, GlobalVerdict, Location, ScanReport, Verdict
+from safeload._tar import Budget, InflateReader, VettedTarFile, ViewReader
+from safeload._torch import is_legacy
 
-__all__ = ["MAX_DEPTH", "aggregate", "inflate_head", "is_tar", "scan_tar"]
+__all__ = ["MAX_DEPTH", "aggregate", "inflate_head", "is_tar", "scan_inflate_cap", "scan_tar"]
 
 MAX_DEPTH = 3  # archives inside archives inside archives: deeper is refused
 _HEAD = 1024
+_CAP_HINT = (": a compressed tar inflates to at most max(256 MiB, max_inflate_ratio x its size) and "
+             "max_decompressed_bytes (limits; max_inflate_ratio = false lifts the first)")
 _RANK = {Verdict.UNSAFE: 5, Verdict.ERROR: 4, Verdict.NOT_JUDGED: 3, Verdict.UNSUPPORTED: 2, Verdict.SAFE: 1}
 
+#: Judges one member (its bytes, name, nesting depth).  It is given ``bytes``, a ``bytearray`` or,
+#: for a member that is itself a tar, a ``memoryview`` slice of the archive (typed ``bytes`` until
+#: ``_scan``'s judge says ``Buffer | memoryview``).
 Judge = Callable[[bytes, str, int], ScanReport]
 
 
@@ -66,39 +82,105 @@ def inflate_head(fmt: Format, data: Buffer) -> bytes:
         return b""
 
 
-def scan_tar(data: Buffer, policy: Policy, name: str, fmt_name: str, judge: Judge, depth: int) -> ScanReport:
-    """Judge every regular member of the (already inflated) tar ``data``."""
+def scan_tar(data: Buffer | memoryview, policy: Policy, name: str, fmt_name: str, judge: Judge, depth: int,
+             compressed: Format | None = None, budget: Budget | None = None) -> ScanReport:
+    """Judge every regular member of the tar ``data``; ``compressed``: ``data`` is that compressed
+    stream, inflated here as the members are read (under ``scan_inflate_cap``, counted against
+    ``budget``), never whole.
+
+    The buffer is not copied: ``tarfile`` reads the headers through a ``ViewReader``, and a
+    member that is itself a tar is handed to ``judge`` as a slice of it.  Other members are
+    copied once (the pickle walker needs ``bytes`` methods a ``memoryview`` lacks).
+    """
+    size = len(data)
+    reader: ViewReader | InflateReader | None = None
+    try:
+        if compressed is None:
+            reader = ViewReader(data)
+        else:
+            reader = InflateReader(compressed, data, scan_inflate_cap(policy.limits, size), _CAP_HINT, budget)
+        return _scan_members(reader, policy, name, fmt_name, judge, depth, size)
+    except SafeloadError as exc:
+        return _failed(name, fmt_name, exc, size)
+    except RecursionError:  # (the vetting refuses long chains of extended headers before tarfile recurses)
+        return _error(name, fmt_name, "limit", "tar headers nest too deeply", size)
+    except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+        return _error(name, fmt_name, "malformed", f"corrupt tar archive: {exc}", size)
+    finally:
+        if reader is not None:
+            reader.close()
+
+
+def scan_inflate_cap(limits: Limits, compressed: int) -> int:
+    """How far a scan inflates a compressed tar of ``compressed`` bytes: as far as a compressed joblib
+    file (``_containers._cap``). Members are held one at a time, so memory is the largest member's;
+    a tighter cap (the file's size + 32 MiB, tried) refused real model tarballs that compress 3x."""
+    return _cap(limits, compressed)
+
+
+def _scan_members(reader: ViewReader | InflateReader, policy: Policy, name: str, fmt_name: str, judge: Judge,
+                  depth: int, size: int) -> ScanReport:
     limits = policy.limits
     reports: list[tuple[str, ScanReport]] = []
     notes: list[Finding] = []
     total = 0
+    with VettedTarFile(fileobj=reader, mode="r") as tf:
+        for count, info in enumerate(tf, 1):
+            if count > limits.max_zip_members:
+                return _error(name, fmt_name, "limit", f"tar archive has more than {limits.max_zip_members} "
+                              "members (limit max_zip_members)", size)
+            if not info.isreg():
+                if info.issym() or info.islnk() or info.isdev():
+                    notes.append(Finding("archive", "info", f"{info.type!r} member {info.name} not followed",
+                                         (), Location(None, info.name)))
+                continue
+            total += info.size
+            if total > limits.max_zip_bytes:
+                return _error(name, fmt_name, "limit", f"tar members exceed {limits.max_zip_bytes} bytes "
+                              "(limit max_zip_bytes)", size)
+            if info.size == 0:
+                continue
+            try:
+                member = reader.member(info.offset_data, info.size)
+            except TruncatedModelError:
+                return _error(name, fmt_name, "malformed", f"tar member {info.name} is truncated", size)
+            reports.append((info.name, judge(_handed_over(member), info.name, depth + 1)))
+            del member  # judged: not held while the next one is read
+        if isinstance(reader, InflateReader):
+            reader.finish()  # a truncated stream, or data after it, as decompress reports them
+    return aggregate(name, fmt_name, reports, notes, size)
+
+
+def _handed_over(member: memoryview | bytearray) -> bytes:
+    """What ``judge`` gets: a slice of the archive when the member is a tar (judged by ``scan_tar``
+    again, which takes a view), else a buffer of its own."""
+    if isinstance(member, bytearray):
+        return cast(bytes, member)  # inflated: already its own (judge takes any buffer)
+    if _judged_as_tar(bytes(member[:_HEAD])):
+        return cast(bytes, member)
+    return bytes(member)
+
+
+def _judged_as_tar(head: bytes) -> bool:
+    """Would ``_scan.scan`` judge a file starting with ``head`` as a tar (no other format claims it)?"""
+    if not is_tar(head) or might_recognise(head[:64]) or is_legacy(head):
+        return False
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tf:
-            count = 0
-            for info in tf:
-                count += 1
-                if count > limits.max_zip_members:
-                    return _error(name, fmt_name, "limit", f"tar archive has more than {limits.max_zip_members} "
-                                  "members (limit max_zip_members)", len(data))
-                if not info.isreg():
-                    if info.issym() or info.islnk() or info.isdev():
-                        notes.append(Finding("archive", "info", f"{info.type!r} member {info.name} not followed",
-                                             (), Location(None, info.name)))
-                    continue
-                total += info.size
-                if total > limits.max_zip_bytes:
-                    return _error(name, fmt_name, "limit", f"tar members exceed {limits.max_zip_bytes} bytes "
-                                  "(limit max_zip_bytes)", len(data))
-                fh = tf.extractfile(info)
-                if fh is None or info.size == 0:
-                    continue
-                member = fh.read()
-                if len(member) != info.size:
-                    return _error(name, fmt_name, "malformed", f"tar member {info.name} is truncated", len(data))
-                reports.append((info.name, judge(member, info.name, depth + 1)))
-    except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
-        return _error(name, fmt_name, "malformed", f"corrupt tar archive: {exc}", len(data))
-    return aggregate(name, fmt_name, reports, notes, len(data))
+        return sniff(head) in (Format.UNKNOWN, Format.PICKLE)
+    except SafeloadError:
+        return False
+
+
+def _failed(name: str, fmt_name: str, exc: SafeloadError, size: int) -> ScanReport:
+    """A refusal (limit, malformed, trailing data...) as the report of the whole archive, filed as
+    ``_scan`` files the same errors."""
+    if isinstance(exc, UnsafeModelError):
+        return ScanReport(name, fmt_name, Verdict.UNSAFE, (Finding(exc.rule, "high", str(exc), exc.names),), (),
+                          size)
+    if isinstance(exc, LimitExceededError):
+        return _error(name, fmt_name, "limit", str(exc), size)
+    return _error(name, fmt_name, "malformed" if isinstance(exc, MalformedModelError) else "unsupported", str(exc),
+                  size)
 
 
 def _error(name: str, fmt_name: str, rule: str, message: str, size: int) -> ScanReport:
