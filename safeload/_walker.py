@@ -582,13 +582,15 @@ class _Walker:
         n = self.n
         limits = self.limits
         max_stack = limits.max_stack_depth + _PAD
-        max_marks = limits.max_mark_depth
+        max_marks = limits.max_mark_depth + _PAD
         max_ops = limits.max_opcodes
         # The stack starts with _PAD placeholders below its floor: a list reallocates on every pop that
         # leaves it under half its allocation, which a stack of 0-3 items does at each push/pop pair
         # (a third of the walk of a stream of NONE/POP pairs). Nothing reads below ``fence``.
         stack: list[Any] = [None] * _PAD
-        marks: list[int] = []  # stack positions of MARKs, as CPython keeps them (not on the stack)
+        # Positions in ``stack`` of MARKs, as CPython keeps them (not on the stack), above _PAD entries
+        # that hold the floor (a list of 0-1 items reallocated at each MARK/POP_MARK pair, as the stack did).
+        marks: list[int] = [_PAD] * _PAD
         fence = _PAD
         # The memo, modelled on CPython's C unpickler: ``mlen`` is its ``memo_len`` (the number of
         # occupied slots; MEMOIZE writes at that index). ``memo`` holds materialised slots; ``lazy``
@@ -741,7 +743,7 @@ class _Walker:
 
         def marks_view() -> list[int]:
             # ``marks`` are positions in ``stack``, where a Run is one item; CPython's count its values
-            return [m - _PAD + sum(2 * x.count - 1 for x in stack[_PAD:m] if type(x) is Run) for m in marks]
+            return [m - _PAD + sum(2 * x.count - 1 for x in stack[_PAD:m] if type(x) is Run) for m in marks[_PAD:]]
 
         view = _View(self.depth, lambda: plain(stack[_PAD:]), marks_view, memo_view, lambda: mlen)
 
@@ -756,10 +758,10 @@ class _Walker:
 
         def pop_mark(i: int) -> list[Any]:
             nonlocal fence
-            if not marks:
+            if len(marks) <= _PAD:
                 raise fatal("no-mark", MALFORMED, i, "could not find MARK")
             k = marks.pop()
-            fence = marks[-1] if marks else _PAD
+            fence = marks[-1]
             items = stack[k:]
             del stack[k:]
             return items
@@ -896,7 +898,7 @@ class _Walker:
                 continue
             if op == 0x28:  # MARK
                 if len(marks) >= max_marks:
-                    raise fatal("limit-marks", LIMIT, i, f"more than {max_marks} nested MARKs")
+                    raise fatal("limit-marks", LIMIT, i, f"more than {max_marks - _PAD} nested MARKs")
                 if len(stack) > fence:
                     # a batch of plain values for a container that keeps no more items: count it
                     target = stack[-1]
@@ -920,9 +922,9 @@ class _Walker:
             if op == 0x75 or op == 0x65:  # SETITEMS, APPENDS
                 # (pop_mark(i) and fix_top() inlined on their common paths: a closure call is a
                 # Python-level vectorcall, even compiled)
-                if marks:
+                if len(marks) > _PAD:
                     k = marks.pop()
-                    fence = marks[-1] if marks else _PAD
+                    fence = marks[-1]
                     items = stack[k:]
                     del stack[k:]
                 else:
@@ -1166,19 +1168,26 @@ class _Walker:
                 stack.append(c)
                 i += 1
             elif op == 0x30:  # POP: pops a MARK if one sits on top, as CPython does
-                if marks and marks[-1] == len(stack):
+                if len(marks) > _PAD and marks[-1] == len(stack):
                     marks.pop()
-                    fence = marks[-1] if marks else _PAD
+                    fence = marks[-1]
                 elif len(stack) > fence and type(stack[-1]) is not Run:
                     stack.pop()  # (the common case without a closure call)
                 else:
                     pop(i)
                 i += 1
-            elif op == 0x31:  # POP_MARK
-                pop_mark(i)
+            elif op == 0x31:  # POP_MARK (pop_mark inlined: a closure call is a vectorcall, even compiled)
+                if len(marks) > _PAD:
+                    k = marks.pop()
+                    fence = marks[-1]
+                    if len(stack) > k:
+                        del stack[k:]
+                else:
+                    pop_mark(i)  # (raises)
                 i += 1
             elif op == 0x32:  # DUP
-                fix_top()
+                if len(stack) > fence and type(stack[-1]) is Run:
+                    fix_top()
                 if len(stack) <= fence:
                     raise fatal("stack-underflow", MALFORMED, i, "DUP on an empty stack")
                 stack.append(stack[-1])

@@ -1684,7 +1684,7 @@ MUTATIONS: dict[str, tuple[str, str] | list[tuple[str, str]]] = {
     "binget-slot-dropped-at-prune": ("k >= kept and k not in reads", "k not in reads"),
     "binget-slot-not-kept-at-memoize": ("elif mlen < kept or mlen in reads:", "elif mlen in reads:"),
     # POP that ignores a MARK on top (C pops the mark): the walker then refuses valid streams.
-    "pop-ignores-mark": ("if marks and marks[-1] == len(stack):", "if False:"),
+    "pop-ignores-mark": ("if len(marks) > _PAD and marks[-1] == len(stack):", "if False:"),
 }
 
 
