@@ -12,7 +12,7 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from safeload._containers import COMPRESSED, ZIP_ERRORS, Buffer, Format, decompress, npy_header, sniff
+from safeload._containers import COMPRESSED, Buffer, Format, decompress, npy_header, sniff
 from safeload._errors import (
     LimitExceededError,
     MalformedModelError,
@@ -25,6 +25,7 @@ from safeload._filling import Filling
 from safeload._policy import Policy, is_dangerous, refusal_message
 from safeload._skops import SkopsAudit, audit
 from safeload._walker import LIMIT, UNSAFE, Issue, Trace, walk
+from safeload._zip import Archive, Budget, Member
 
 __all__ = ["Analysis", "NpyMember", "analyse", "analyse_or_raise", "build_npy", "raise_for"]
 
@@ -34,14 +35,17 @@ class NpyMember:
     """One ``.npy`` array (a whole ``.npy`` file, or one member of an ``.npz``).
 
     ``trace``: the walk of the pickle an object array is stored as (``None`` for plain
-    arrays, whose bytes numpy reads without unpickling anything).
+    arrays, whose bytes numpy reads without unpickling anything).  ``data`` is ``None`` for
+    a plain array in an ``.npz``: only its header was read (``info`` reads it again if needed),
+    so that judging an archive holds one member at a time, not all of them.
     """
 
     name: str
-    data: Buffer
+    data: Buffer | None
     header: dict[str, Any]
     data_offset: int
     trace: Trace | None = None
+    info: zipfile.ZipInfo | None = None
 
 
 @dataclass
@@ -103,7 +107,8 @@ def _importable(name: str) -> bool:
 
 
 def analyse(data: Buffer, policy: Policy, filling: Filling | None = None, *, numpy_files: bool = False,
-            model_checks: bool = False, **options: Any) -> Analysis:
+            model_checks: bool = False, budget: Budget | None = None, archive: Archive | None = None,
+            **options: Any) -> Analysis:
     """``filling``: ``data`` is still being read; only the opcode walk can start before it ends.
 
     ``numpy_files``: also accept ``.npy`` / ``.npz`` files (``load`` does); otherwise they raise
@@ -112,16 +117,22 @@ def analyse(data: Buffer, policy: Policy, filling: Filling | None = None, *, num
 
     ``model_checks``: also run load's estimator validators on the model's static twin
     (``_static_model``; ``scan`` asks for it: ``load`` runs the validators on what it built).
+
+    ``budget``: what may still be inflated (a scan shares it with the archive ``data`` came from;
+    otherwise one for ``data``'s size); ``archive``: ``data`` already opened as a zip (``scan``
+    opens it once per judgement).
     """
     if filling is not None:
         filling.wait(8)
     fmt = sniff(data)
     if filling is not None and fmt is not Format.PICKLE:
         filling.finish()
+    if budget is None:  # load's own: the same as scan's for a file of this size, so that they agree
+        budget = Budget(policy.limits, len(data))
     compression: str | None = None
     if fmt in COMPRESSED:
         compression = fmt.value
-        data = decompress(fmt, data, policy.limits)
+        data = decompress(fmt, data, policy.limits, budget)
         # The inflated stream is whole: the background read was of the compressed file, and its
         # byte count is not this buffer's (the walker reads no further than ``filling`` says has
         # arrived: handed on, it stopped a 99 MB stream inflated from 18.6 MB at 18.6 MB).
@@ -136,16 +147,7 @@ def analyse(data: Buffer, policy: Policy, filling: Filling | None = None, *, num
     if numpy_files and fmt is Format.NPY:
         return _analyse_npy(data, policy, options)
     if fmt is Format.ZIP:
-        if numpy_files:
-            npz = _npz_members(data, policy)
-            if npz is not None:
-                return _analyse_npz(data, npz, policy, options)
-            if not _has_member(data, "schema.json"):
-                raise UnsupportedFormatError(
-                    "a zip archive that is neither a skops file nor an .npz (a PyTorch checkpoint?): "
-                    "safeload.load does not open it; `safeload scan` judges the pickles inside")
-        result = audit(data, policy)
-        return Analysis("skops", None, data, skops=result)
+        return _analyse_zip(data, policy, numpy_files, budget, archive, options)
     if fmt is not Format.PICKLE:
         raise UnsupportedFormatError(f"not a model file safeload can load (detected: {fmt.value})")
     trace = walk(data, policy, joblib=True, filling=filling, **options)
@@ -161,7 +163,8 @@ def analyse(data: Buffer, policy: Policy, filling: Filling | None = None, *, num
     return analysis
 
 
-def _npy_member(name: str, data: Buffer, policy: Policy, options: dict[str, Any]) -> NpyMember:
+def _npy_parse(name: str, data: Buffer) -> tuple[dict[str, Any], int, Any]:
+    """A ``.npy`` header, where its data starts, and its dtype."""
     import numpy as np
 
     try:
@@ -169,6 +172,11 @@ def _npy_member(name: str, data: Buffer, policy: Policy, options: dict[str, Any]
         dtype = np.dtype(header["descr"])
     except Exception as exc:  # noqa: BLE001 - numpy/ast errors on a corrupt header
         raise MalformedModelError(f"{name or 'npy'}: corrupt .npy header: {type(exc).__name__}: {exc}") from None
+    return header, end, dtype
+
+
+def _npy_member(name: str, data: Buffer, policy: Policy, options: dict[str, Any]) -> NpyMember:
+    header, end, dtype = _npy_parse(name, data)
     trace = walk(data, policy, start=end, **options) if dtype.hasobject else None
     return NpyMember(name, data, header, end, trace)
 
@@ -178,46 +186,84 @@ def _analyse_npy(data: Buffer, policy: Policy, options: dict[str, Any]) -> Analy
     return Analysis("npy", None, data, trace=member.trace, npy=[member])
 
 
-def _npz_members(data: Buffer, policy: Policy) -> list[tuple[str, bytes]] | None:
-    """The members of an ``.npz`` (a zip of ``.npy`` files only), or ``None`` for another zip."""
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(bytes(data)))
-    except (zipfile.BadZipFile, OSError, ValueError):
-        return None
-    with zf:
-        infos = zf.infolist()
-        if not infos or not all(i.filename.endswith(".npy") for i in infos):
-            return None
-        limits = policy.limits
-        if len(infos) > limits.max_zip_members:
-            raise LimitExceededError(f".npz has {len(infos)} members (limit max_zip_members {limits.max_zip_members})")
-        total = sum(i.file_size for i in infos)
-        if total > limits.max_zip_bytes:
-            raise LimitExceededError(f".npz members hold {total} bytes (limit max_zip_bytes {limits.max_zip_bytes})")
-        out: list[tuple[str, bytes]] = []
-        for info in infos:
-            try:
-                raw = zf.read(info)
-            except ZIP_ERRORS as exc:
-                raise MalformedModelError(f".npz member {info.filename}: {exc}") from None
-            if sniff(raw) is not Format.NPY:
-                return None
-            out.append((info.filename, raw))
-        return out
+#: More header than numpy.load parses (max_header_size: 10,000 characters of up to 4 bytes).
+_NPY_HEAD_MAX = 1 << 20
 
 
-def _has_member(data: Buffer, name: str) -> bool:
-    try:
-        with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
-            return name in zf.namelist()
-    except ZIP_ERRORS:
-        return True  # let the skops reader say what is wrong with it
+def npy_prefix(member: Member) -> bytearray:
+    """A zip member's first bytes, through the end of its ``.npy`` header when it has one: all that
+    judging a numeric array needs (its data is never unpickled), so the rest is not inflated."""
+    head = member.read(10)
+    if len(head) == 10 and head[:6] == b"\x93NUMPY":
+        width = 2 if head[6] == 1 else 4  # (as npy_header reads it)
+        head += member.read(width - 2)
+        length = int.from_bytes(head[8:8 + width], "little")
+        head += member.read(min(length, _NPY_HEAD_MAX))  # (longer: npy_header refuses it, unread)
+    return head
 
 
-def _analyse_npz(data: Buffer, members: list[tuple[str, bytes]], policy: Policy,
+def _analyse_zip(data: Buffer, policy: Policy, numpy_files: bool, budget: Budget, archive: Archive | None,
                  options: dict[str, Any]) -> Analysis:
-    parsed = [_npy_member(name, raw, policy, options) for name, raw in members]
-    return Analysis("npz", None, data, npy=parsed)
+    """An ``.npz`` or a skops file, from one opening of the zip (its directory checked first)."""
+    opened = archive if archive is not None else Archive(data, policy.limits, budget)
+    try:
+        if numpy_files:
+            npz = _analyse_npz(data, opened, policy, options)
+            if npz is not None:
+                return npz
+            if "schema.json" not in opened.names:
+                raise UnsupportedFormatError(
+                    "a zip archive that is neither a skops file nor an .npz (a PyTorch checkpoint?): "
+                    "safeload.load does not open it; `safeload scan` judges the pickles inside")
+    finally:
+        if archive is None:
+            opened.close()
+    result = audit(data, policy)
+    return Analysis("skops", None, data, skops=result)
+
+
+def _analyse_npz(data: Buffer, archive: Archive, policy: Policy, options: dict[str, Any]) -> Analysis | None:
+    """An ``.npz`` (a zip of ``.npy`` files only), or ``None`` for another zip.
+
+    One member at a time: a numeric array's header is all that is read of it; an object array is
+    read whole (under the member caps) and walked.  A member that cannot be read or parsed is an
+    issue of its own, so it does not hide what another member holds.
+    """
+    infos = archive.infos
+    if not infos or not all(i.filename.endswith(".npy") for i in infos):
+        return None
+    limits = policy.limits
+    total = archive.declared()
+    if total > limits.max_zip_bytes:
+        raise LimitExceededError(f".npz members hold {total} bytes (limit max_zip_bytes {limits.max_zip_bytes})")
+    members: list[NpyMember] = []
+    issues: list[Issue] = []
+    for info in infos:
+        try:
+            with archive.open(info) as reader:
+                head = npy_prefix(reader)
+                if head[:6] != b"\x93NUMPY":
+                    return None  # (sniff's test for Format.NPY)
+                header, end, dtype = _npy_parse(info.filename, head)
+                if not dtype.hasobject:
+                    members.append(NpyMember(info.filename, None, header, end, None, info))
+                    continue
+                reader.read(into=head)
+            trace = walk(head, policy, start=end, **options)
+            members.append(NpyMember(info.filename, head, header, end, trace, info))
+        except SafeloadError as exc:
+            issues.append(member_issue(exc, info.filename))
+    return Analysis("npz", None, data, npy=members, npy_issues=issues)
+
+
+def member_issue(exc: SafeloadError, member: str | None = None) -> Issue:
+    """A member that could not be judged, as an issue of the archive (``raise_for``'s severities)."""
+    message = f"{member}: {exc}" if member and member not in str(exc) else str(exc)
+    if isinstance(exc, UnsafeModelError):
+        return Issue(exc.rule, UNSAFE, 0, message, exc.names)
+    if isinstance(exc, LimitExceededError):
+        return Issue("limit", LIMIT, 0, message)
+    return Issue("truncated" if isinstance(exc, TruncatedModelError) else "malformed", "malformed", 0, message)
 
 
 def build_npy(analysis: Analysis, policy: Policy) -> Any:
@@ -235,18 +281,23 @@ def build_npy(analysis: Analysis, policy: Policy) -> Any:
     members = analysis.npy
     assert members is not None
 
-    def one(member: NpyMember) -> Any:
+    def one(member: NpyMember, archive: Archive | None) -> Any:
+        data = member.data
+        if data is None:  # a numeric array of an .npz: only its header was read
+            assert archive is not None and member.info is not None
+            data = archive.read(member.info)
         if member.trace is None:
-            return np.load(io.BytesIO(bytes(member.data)), allow_pickle=False)
-        obj = run_c(member.data, member.trace, policy)
+            return np.load(io.BytesIO(bytes(data)), allow_pickle=False)
+        obj = run_c(data, member.trace, policy)
         validate(obj)
         return obj
 
     if analysis.format == "npy":
-        return one(members[0])
+        return one(members[0], None)
     if all(m.trace is None for m in members):
         return np.load(io.BytesIO(bytes(analysis.stream)), allow_pickle=False)
-    return {m.name[:-len(".npy")]: one(m) for m in members}
+    with Archive(analysis.stream, policy.limits) as archive:
+        return {m.name[:-len(".npy")]: one(m, archive) for m in members}
 
 
 def raise_for(analysis: Analysis, source: str | None, *, hint: bool = True) -> None:

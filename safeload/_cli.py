@@ -28,7 +28,7 @@ from safeload._cache import ResultCache, file_sha256, policy_fingerprint
 from safeload._errors import SafeloadError
 from safeload._format import FORMATS, display_path, get_renderer, is_failure
 from safeload._ignore import Ignore
-from safeload._policy import Policy
+from safeload._policy import Limits, Policy
 from safeload._report import Finding, ScanReport, Verdict
 
 if TYPE_CHECKING:
@@ -394,9 +394,10 @@ def _plausible_tar(path: str, policy: Policy) -> bool:
     import tarfile
 
     from safeload._containers import Format, sniff
+    from safeload._tar import VettedTarFile
 
     try:
-        with tarfile.open(path, mode="r:*") as tf:
+        with VettedTarFile.open(path, mode="r:*") as tf:  # extended headers vetted as scan vets them
             for count, info in enumerate(tf):
                 if count > policy.limits.max_zip_members:
                     return True  # let the scan report the limit
@@ -414,8 +415,8 @@ def _plausible_tar(path: str, policy: Policy) -> bool:
                     continue
                 if fmt is Format.ZIP or _plausible(fmt, head, info.size, policy):
                     return True
-    except (tarfile.TarError, EOFError, ValueError, OSError):
-        return True  # damaged: let the scan report it
+    except (tarfile.TarError, EOFError, ValueError, OSError, SafeloadError, RecursionError):
+        return True  # damaged or refused: let the scan report it
     return False
 
 
@@ -579,32 +580,27 @@ def _inflate_head(fmt: Any, head: bytes) -> tuple[bytes, bool] | None:
 
 def _plausible_zip(path: str, policy: Policy) -> bool:
     """A zip is a model when it is a skops file or holds a pickle or an object ``.npy`` member."""
-    import lzma
-    import zipfile
-    import zlib
-
     from safeload._containers import Format, sniff
+    from safeload._zip import Archive, is_dir
 
     try:
-        with zipfile.ZipFile(path) as zf:
-            infos = zf.infolist()
-            if len(infos) > policy.limits.max_zip_members or any(i.filename == "schema.json" for i in infos):
+        with open(path, "rb") as fh, Archive(fh, policy.limits) as archive:
+            if "schema.json" in archive.names:
                 return True
-            for info in infos:
-                if info.is_dir() or info.file_size == 0:
+            for info in archive.infos:
+                if is_dir(info) or info.file_size == 0:
                     continue
-                with zf.open(info) as fh:
-                    head = fh.read(_HEAD_BYTES)
+                with archive.open(info) as member:
+                    head = bytes(member.read(_HEAD_BYTES))
                 try:
                     fmt = sniff(head)
                 except SafeloadError:
                     continue
                 if fmt in (Format.PICKLE, Format.NPY) and _plausible(fmt, head, info.file_size, policy):
                     return True
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, ValueError, EOFError,
-            zlib.error, lzma.LZMAError, OSError):
-        # Damaged or unusual (a central directory that seeks before the file start is an OSError too):
-        # the file was readable (its head was read), so let the scan report what is wrong with it.
+    except (SafeloadError, OSError):
+        # Damaged, unusual or past a limit (more than max_zip_members entries, a member that inflates
+        # too far): the file was readable (its head was read), so let the scan report what is wrong with it.
         return True
     return False
 
@@ -789,7 +785,7 @@ def _preload(files: Sequence[str]) -> None:
     Workers that import skops and scikit-learn themselves spend ~3 s each before judging the
     first skops file; imported once here, before the fork, they cost that once.
     """
-    import zipfile
+    from safeload._zip import Archive
 
     importlib.import_module("safeload._scan")
     static_model = importlib.import_module("safeload._static_model")  # the twin: validators, class data
@@ -801,11 +797,11 @@ def _preload(files: Sequence[str]) -> None:
             with open(path, "rb") as fh:
                 if fh.read(4) != b"PK\x03\x04":
                     continue
-            with zipfile.ZipFile(path) as zf:
-                if "schema.json" in zf.namelist():
+            with open(path, "rb") as fh, Archive(fh, Limits()) as archive:  # (its directory counted first)
+                if "schema.json" in archive.names:
                     importlib.import_module("skops.io")
                     return
-        except (OSError, zipfile.BadZipFile, ValueError, ImportError, EOFError):
+        except (OSError, SafeloadError, ImportError):
             continue
 
 

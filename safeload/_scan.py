@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import threading
-import zipfile
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import IO, Any
 
-from safeload._analysis import Analysis, analyse
+from safeload._analysis import Analysis, analyse, member_issue, npy_prefix
 from safeload._archive import MAX_DEPTH, aggregate, inflate_head, is_tar, scan_tar
-from safeload._containers import COMPRESSED, ZIP_ERRORS, Buffer, Format, decompress, npy_header, read_source, sniff
+from safeload._containers import COMPRESSED, Buffer, Format, npy_header, read_source, sniff
 from safeload._errors import (
     LimitExceededError,
     MalformedModelError,
@@ -35,11 +33,11 @@ from safeload._policy import Policy
 from safeload._report import Finding, GlobalVerdict, Location, ScanReport, Verdict
 from safeload._torch import TorchJudgement, is_legacy, judge_legacy, judge_pickle, torch_policy
 from safeload._walker import LIMIT, UNSAFE, Issue, Trace, walk
+from safeload._zip import Archive, Budget, is_dir
 
 __all__ = ["scan", "scan_bytes"]
 
 _SEVERITY = {UNSAFE: "high", LIMIT: "medium", "malformed": "medium"}
-_MAX_MEMBER = 4 * 1024**3
 _THREADED_DIGEST_BYTES = 4 * 1024 * 1024
 _DIGEST_STEP = 8 * 1024 * 1024
 
@@ -70,10 +68,12 @@ def scan_bytes(data: Buffer, policy: Policy, name: str = "<bytes>", *, explain: 
 
 
 def _scan_data(data: Buffer, policy: Policy, name: str, explain: bool, digest: bool,
-               filling: Filling | None, depth: int = 0) -> ScanReport:
+               filling: Filling | None, depth: int = 0, budget: Budget | None = None) -> ScanReport:
+    """``budget``: what the archives this file was found in left to open and inflate (a new one
+    for a file of its own), shared by everything nested in it."""
     hasher = _Digest(data, filling) if digest else None
     try:
-        report = _scan_bytes(data, policy, name, explain, filling, depth)
+        report = _scan_bytes(data, policy, name, explain, filling, depth, budget)
         if filling is not None:
             filling.finish()  # a file that changed size while it was read has no verdict
     except Exception as exc:  # noqa: BLE001 - a scan reports; it never raises on content
@@ -126,9 +126,11 @@ class _Digest:
 
 
 def _scan_bytes(data: Buffer, policy: Policy, name: str, explain: bool, filling: Filling | None,
-                depth: int = 0) -> ScanReport:
+                depth: int = 0, budget: Budget | None = None) -> ScanReport:
     """The report without its sha256 (``_scan_data`` adds it)."""
     size = len(data)
+    if budget is None:
+        budget = Budget(policy.limits, size)
     if size == 0:
         return ScanReport(name, "empty", Verdict.NOT_A_MODEL, (Finding("empty", "medium", "empty file (0 bytes)"),),
                           (), 0)
@@ -145,20 +147,17 @@ def _scan_bytes(data: Buffer, policy: Policy, name: str, explain: bool, filling:
         filling.finish()  # only the opcode walk reads a file while it arrives
     if fmt is Format.UNKNOWN:
         if is_tar(bytes(data[:512])):
-            return _scan_tar(data, policy, name, "tar", explain, depth)
+            return _scan_tar(data, policy, name, "tar", explain, depth, budget)
         return ScanReport(name, "unknown", Verdict.NOT_A_MODEL,
                           (Finding("not-a-model", "info", "not a pickle, joblib, skops, zip, numpy, PyTorch, "
                                    "safetensors, ONNX, GGUF or tar file"),), (), size)
     if fmt in COMPRESSED and is_tar(inflate_head(fmt, data)):
-        try:
-            inner = decompress(fmt, data, policy.limits)
-        except SafeloadError as exc:
-            return ScanReport(name, f"tar+{fmt.value}", _verdict_for(exc), (_finding_for(exc),), (), size)
-        return dataclasses.replace(_scan_tar(inner, policy, name, f"tar+{fmt.value}", explain, depth), size=size)
-    if fmt is Format.ZIP and not _is_skops(data):
-        return _scan_zip(data, policy, name, size, explain, depth)
+        # inflated as its members are read, one held at a time (``_tar.InflateReader``)
+        return _scan_tar(data, policy, name, f"tar+{fmt.value}", explain, depth, budget, fmt)
+    if fmt is Format.ZIP:
+        return _scan_zip(data, policy, name, size, explain, depth, budget)
     if fmt is Format.NPY:
-        judged = _by_analysis(data, policy, name, explain, filling)
+        judged = _by_analysis(data, policy, name, explain, filling, budget)
         if judged is not None:
             return judged
         fmt_name, findings, globs = _scan_npy(data, policy, None)
@@ -175,27 +174,31 @@ def _scan_bytes(data: Buffer, policy: Policy, name: str, explain: bool, filling:
         if is_tar(bytes(data[:512])):  # a tar whose first member name starts with an opcode byte
             if filling is not None:
                 filling.finish()
-            return _scan_tar(data, policy, name, "tar", explain, depth)
-    judged = _by_analysis(data, policy, name, explain, filling)
+            return _scan_tar(data, policy, name, "tar", explain, depth, budget)
+    judged = _by_analysis(data, policy, name, explain, filling, budget)
     assert judged is not None
     return judged
 
 
-def _by_analysis(data: Buffer, policy: Policy, name: str, explain: bool,
-                 filling: Filling | None) -> ScanReport | None:
+def _by_analysis(data: Buffer, policy: Policy, name: str, explain: bool, filling: Filling | None,
+                 budget: Budget, archive: Archive | None = None) -> ScanReport | None:
     """Judge through ``_analysis.analyse``, exactly as ``load`` does; ``None`` for ``.npy``/``.npz`` inputs
-    that ``load`` does not accept (yet): their pickles are judged by ``_scan_npy`` instead."""
+    that ``load`` does not accept (yet): their pickles are judged by ``_scan_npy`` instead.
+
+    ``archive``: ``data`` opened as a zip (by ``_scan_zip``, which judges it from that one opening)."""
     size = len(data)
     fmt = sniff(data)
     try:
         # .npy/.npz exactly as load judges them; load's estimator validators on the model's static twin
-        analysis = analyse(data, policy, filling, numpy_files=True, model_checks=True)
+        analysis = analyse(data, policy, filling, numpy_files=True, model_checks=True, budget=budget,
+                           archive=archive)
         if filling is not None:
             filling.finish()
     except SafeloadError as exc:
         if isinstance(exc, UnsupportedFormatError) and fmt in (Format.NPY, Format.ZIP):
             return None  # a numpy file load does not open: judged by _scan_npy instead
-        fmt_name = _fmt_name(fmt) if fmt is not Format.ZIP or _is_skops(data) else "npz"
+        skops = archive is not None and "schema.json" in archive.names
+        fmt_name = _fmt_name(fmt) if fmt is not Format.ZIP or skops else "npz"
         return ScanReport(name, fmt_name, _verdict_for(exc), (_finding_for(exc),), (), size)
     if analysis.npy is not None:
         return _npy_report(name, analysis, policy, size)
@@ -251,15 +254,18 @@ def _no_code(name: str, fmt_name: str, message: str, size: int) -> ScanReport:
     return ScanReport(name, fmt_name, Verdict.NO_CODE, (Finding("no-code", "info", message),), (), size)
 
 
-def _scan_tar(data: Buffer, policy: Policy, name: str, fmt_name: str, explain: bool, depth: int) -> ScanReport:
+def _scan_tar(data: Buffer, policy: Policy, name: str, fmt_name: str, explain: bool, depth: int,
+              budget: Budget, compressed: Format | None = None) -> ScanReport:
     def judge(member: bytes, member_name: str, inner_depth: int) -> ScanReport:
         if inner_depth > MAX_DEPTH:
-            return ScanReport(member_name, "archive", Verdict.ERROR,
-                              (Finding("limit", "medium", f"archives nested deeper than {MAX_DEPTH}"),), (),
-                              len(member))
-        return _scan_data(member, policy, member_name, explain, False, None, inner_depth)
+            return _too_deep(member_name, len(member))
+        try:
+            budget.take_entries(1, f"tar member {member_name!r}")
+        except LimitExceededError as exc:
+            return ScanReport(member_name, "archive", Verdict.ERROR, (_finding_for(exc),), (), len(member))
+        return _scan_data(member, policy, member_name, explain, False, None, inner_depth, budget)
 
-    return scan_tar(data, policy, name, fmt_name, judge, depth)
+    return scan_tar(data, policy, name, fmt_name, judge, depth, compressed, budget)
 
 
 def _scan_torch_legacy(data: Buffer, policy: Policy, name: str, size: int) -> ScanReport:
@@ -285,6 +291,11 @@ def _torch_report(name: str, fmt_name: str, judgement: TorchJudgement, tpol: Pol
 
 def _fmt_name(fmt: Format) -> str:
     return f"joblib+{fmt.value}" if fmt in COMPRESSED else fmt.value
+
+
+def _too_deep(member: str, size: int) -> ScanReport:
+    return ScanReport(member, "archive", Verdict.ERROR,
+                      (Finding("limit", "medium", f"archives nested deeper than {MAX_DEPTH}"),), (), size)
 
 
 def _verdict_for(exc: SafeloadError) -> str:
@@ -343,20 +354,6 @@ def _report(name: str, fmt: str, findings: list[Finding], globs: tuple[GlobalVer
     return ScanReport(name, fmt, verdict, tuple(findings), globs, size)
 
 
-def _is_skops(data: Buffer) -> bool:
-    try:
-        return "schema.json" in zipfile.ZipFile(io.BytesIO(data)).namelist()
-    except ZIP_ERRORS:
-        return False
-
-
-def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
-    """Read a member leniently (as torch does): a bad CRC does not hide its content."""
-    with zf.open(info) as fh:
-        fh._expected_crc = None  # type: ignore[attr-defined]
-        return fh.read(_MAX_MEMBER)
-
-
 def judge_zip_directory(fh: IO[bytes], policy: Policy, name: str, size: int) -> ScanReport | None:
     """Judge a zip from its central directory and its pickled members alone, or ``None`` when that is not
     enough (skops, ``.npz`` and other zips need every byte: the caller reads the whole file then).
@@ -365,31 +362,33 @@ def judge_zip_directory(fh: IO[bytes], policy: Policy, name: str, size: int) -> 
     ``data.pkl``), by the same code and to the same verdict as the whole file read locally.
     """
     try:
-        zf = zipfile.ZipFile(fh)
-        infos = zf.infolist()
-    except ZIP_ERRORS:
-        return None  # the whole read reports it exactly as a local scan does
-    if any(i.filename == "schema.json" for i in infos):
-        return None  # skops: judged by load's own analysis, which reads the whole archive
-    return _zip_directory(zf, infos, policy, name, size)
+        archive = Archive(fh, policy.limits, Budget(policy.limits, size))
+    except LimitExceededError as exc:  # what the whole read would report, without reading it
+        return ScanReport(name, "zip", Verdict.ERROR, (_finding_for(exc),), (), size)
+    except SafeloadError:
+        return None  # (a failed ranged read looks the same): the whole read reports it as a local scan does
+    with archive:
+        if "schema.json" in archive.names:
+            return None  # skops: judged by load's own analysis, which reads the whole archive
+        report = _zip_directory(archive, policy, name, size)
+        # Overlapping local headers are only seen as members are read here; the whole read refuses
+        # the archive (every local header is checked when it is opened from a buffer): let it decide.
+        return None if archive.overlapped else report
 
 
-def _zip_directory(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], policy: Policy, name: str,
-                   size: int) -> ScanReport | None:
-    """What a zip's central directory decides on its own (limits, PyTorch, TorchScript, Keras), else ``None``."""
-    if len(infos) > policy.limits.max_zip_members:
-        return ScanReport(name, "zip", Verdict.ERROR,
-                          (Finding("limit", "medium", f"zip has {len(infos)} members"),), (), size)
-    if sum(i.file_size for i in infos) > policy.limits.max_zip_bytes:
+def _zip_directory(archive: Archive, policy: Policy, name: str, size: int) -> ScanReport | None:
+    """What a zip's central directory decides on its own (limits, PyTorch, TorchScript, Keras), else ``None``.
+    (``Archive`` already refused more than ``max_zip_members`` entries.)"""
+    if archive.declared() > policy.limits.max_zip_bytes:
         return ScanReport(name, "zip", Verdict.ERROR,
                           (Finding("limit", "medium", "zip members exceed max_zip_bytes"),), (), size)
-    names = [i.filename for i in infos]
+    names = [i.filename for i in archive.infos]
     if any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
         if any("/code/" in n or n.startswith("code/") for n in names):
             return ScanReport(name, "torchscript", Verdict.NOT_JUDGED,
                               (Finding("not-judged", "medium", "TorchScript archive: it carries code "
                                        "(code/ members), which safeload does not judge"),), (), size)
-        return _scan_torch_zip(zf, infos, policy, name, size)
+        return _scan_torch_zip(archive, policy, name, size)
     if "config.json" in names and ("model.weights.h5" in names or "metadata.json" in names):
         return ScanReport(name, "keras", Verdict.NOT_JUDGED,
                           (Finding("not-judged", "medium", "Keras archive: Lambda layers and custom objects can "
@@ -397,53 +396,84 @@ def _zip_directory(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], policy: Po
     return None
 
 
-def _scan_zip(data: Buffer, policy: Policy, name: str, size: int, explain: bool = False,
-              depth: int = 0) -> ScanReport:
+def _scan_zip(data: Buffer, policy: Policy, name: str, size: int, explain: bool, depth: int,
+              budget: Budget) -> ScanReport:
+    """A zip opened once (its directory counted and checked for overlaps first) and judged from that opening:
+    skops and ``.npz`` as ``load`` judges them, PyTorch by its pickles, any other zip member by member."""
     try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-        infos = zf.infolist()
-    except ZIP_ERRORS as exc:
-        return ScanReport(name, "zip", Verdict.ERROR, (Finding("malformed", "medium", f"corrupt zip: {exc}"),),
-                          (), size)
-    decided = _zip_directory(zf, infos, policy, name, size)
-    if decided is not None:
-        return decided
-    npy_members = [i for i in infos if not i.is_dir() and i.filename.endswith(".npy")]
-    if npy_members and len(npy_members) == len([i for i in infos if not i.is_dir()]):
-        judged = _by_analysis(data, policy, name, explain, None)
-        if judged is not None:
-            return judged
-        return _scan_npz(zf, infos, policy, name, size)
+        archive = Archive(data, policy.limits, budget)
+    except SafeloadError as exc:
+        return ScanReport(name, "zip", _verdict_for(exc), (_finding_for(exc),), (), size)
+    with archive:
+        if "schema.json" in archive.names:
+            judged = _by_analysis(data, policy, name, explain, None, budget, archive)
+            if judged is not None:
+                return judged
+        decided = _zip_directory(archive, policy, name, size)
+        if decided is not None:
+            return decided
+        files = [i for i in archive.infos if not is_dir(i)]
+        if files and all(i.filename.endswith(".npy") for i in files):
+            judged = _by_analysis(data, policy, name, explain, None, budget, archive)
+            if judged is not None:
+                return judged
+            return _scan_npz(archive, policy, name, size)
+        return _scan_members(archive, policy, name, size, explain, depth, budget)
+
+
+def _scan_members(archive: Archive, policy: Policy, name: str, size: int, explain: bool, depth: int,
+                  budget: Budget) -> ScanReport:
+    """Every member judged like a file of its own, each on its own: one that cannot be read (or is too
+    big) is a finding of its own and does not hide what the others hold."""
     members: list[tuple[str, ScanReport]] = []
-    for info in infos:
-        if info.is_dir() or info.file_size == 0:
-            continue
-        try:
-            member = _read_member(zf, info)
-        except ZIP_ERRORS as exc:
-            members.append((info.filename, ScanReport(info.filename, "zip", Verdict.ERROR, (
-                Finding("malformed", "medium", f"unreadable member: {exc}"),), (), info.file_size)))
+    for info in archive.infos:
+        if is_dir(info) or info.file_size == 0:
             continue
         if depth + 1 > MAX_DEPTH:
-            members.append((info.filename, ScanReport(info.filename, "archive", Verdict.ERROR, (
-                Finding("limit", "medium", f"archives nested deeper than {MAX_DEPTH}"),), (), len(member))))
+            members.append((info.filename, _too_deep(info.filename, info.file_size)))
             continue
-        members.append((info.filename, _scan_data(member, policy, info.filename, explain, False, None, depth + 1)))
+        try:
+            with archive.open(info) as reader:
+                member = reader.read(512)
+                if _plainly_not_a_model(bytes(member)):
+                    continue  # (a bomb of zeros costs nothing: its rest is not inflated)
+                reader.read(into=member)
+        except SafeloadError as exc:
+            members.append((info.filename, ScanReport(info.filename, "zip", _verdict_for(exc), (_finding_for(exc),),
+                                                      (), info.file_size)))
+            continue
+        members.append((info.filename, _scan_data(member, policy, info.filename, explain, False, None, depth + 1,
+                                                  budget)))
+        del member
     return aggregate(name, "zip", members, [], size)
 
 
-def _scan_npz(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], policy: Policy, name: str,
-              size: int) -> ScanReport:
+def _plainly_not_a_model(head: bytes) -> bool:
+    """Does ``_scan_bytes`` call a file that starts with ``head`` (its first 512 bytes, or all of it)
+    ``not-a-model`` whatever follows?  No format claims it by its header, it is not a tar, and no
+    format sniffs from its first bytes.  (``aggregate`` skips such members.)"""
+    if not head or might_recognise(head[:64]) or is_tar(head[:512]):
+        return False
+    try:
+        return sniff(head) is Format.UNKNOWN
+    except SafeloadError:
+        return False
+
+
+def _scan_npz(archive: Archive, policy: Policy, name: str, size: int) -> ScanReport:
+    """A zip of ``.npy``-named members that ``load`` does not open: each object array's pickle judged."""
     findings: list[Finding] = []
     globs: list[GlobalVerdict] = []
-    for info in infos:
-        if info.is_dir():
+    for info in archive.infos:
+        if is_dir(info):
             continue
         try:
-            member = _read_member(zf, info)
-        except ZIP_ERRORS as exc:
-            findings.append(Finding("malformed", "medium", f"unreadable member: {exc}", (),
-                                    Location(None, info.filename)))
+            with archive.open(info) as reader:
+                member = npy_prefix(reader)
+                if _object_npy(member):
+                    reader.read(into=member)
+        except SafeloadError as exc:
+            findings.append(_finding_for(exc, info.filename))
             continue
         _, f, g = _scan_npy(member, policy, info.filename)
         findings.extend(f)
@@ -453,17 +483,25 @@ def _scan_npz(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], policy: Policy,
     return _report(name, "npz", findings, tuple(globs), size, container=True)
 
 
-def _scan_torch_zip(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], policy: Policy, name: str,
-                    size: int) -> ScanReport:
+def _object_npy(head: Buffer) -> bool:
+    """Does this ``.npy`` header (as ``_scan_npy`` reads it) declare an object array?"""
+    try:
+        return "O" in str(npy_header(head)[0]["descr"])
+    except (IndexError, ValueError, SyntaxError, KeyError, TypeError, UnicodeDecodeError, MemoryError,
+            RecursionError):
+        return False  # _scan_npy reports the header
+
+
+def _scan_torch_zip(archive: Archive, policy: Policy, name: str, size: int) -> ScanReport:
     tpol = torch_policy(policy)
     judgement = TorchJudgement()
-    for info in infos:
-        if info.is_dir() or not info.filename.endswith(".pkl"):
+    for info in archive.infos:
+        if is_dir(info) or not info.filename.endswith(".pkl"):
             continue  # storages are raw bytes; version/byteorder are text
         try:
-            member = _read_member(zf, info)
-        except ZIP_ERRORS as exc:
-            judgement.issues.append((info.filename, Issue("malformed", "malformed", 0, f"unreadable member: {exc}")))
+            member = archive.read(info)
+        except SafeloadError as exc:
+            judgement.issues.append((info.filename, member_issue(exc)))
             continue
         trace, issues = judge_pickle(member, tpol)
         judgement.traces.append((info.filename, trace))

@@ -302,16 +302,16 @@ def test_inflate_reader_seeks_forward_and_a_little_back() -> None:
     reader.close()
 
 
-@pytest.mark.xfail(reason="needs _scan._scan_bytes to hand the compressed tar to scan_tar(..., compressed=fmt) "
-                          "instead of inflating it whole with decompress (see the tar audit report)", strict=True)
 @linux_only
 def test_tar_gz_scan_stays_within_the_memory_bound(tmp_path: Path) -> None:
-    """A 100 KB tar.gz of a 96 MiB member (old code: ~300 MiB; /tmp/dosA/targz 250 MB: 722 MiB)."""
+    """A 100 KB tar.gz of a 96 MiB member, within the inflate cap (a compressed joblib file's): the
+    scan holds that one member, not the inflated tar and its copies (old code: ~300 MiB; a 243 KB
+    tar.gz of 250 MB: 722 MiB)."""
     path = tmp_path / "bomb.tar.gz"
     path.write_bytes(gz_tar({"zeros.bin": bytes(96 * MiB)}))
     base, safe = measure("read", path), measure("scan", path)
-    assert safe["verdict"] == Verdict.ERROR, safe
-    assert safe["peak"] <= 2 * base["peak"] + (64 << 20), (base, safe)
+    assert safe["verdict"] == Verdict.NOT_A_MODEL, safe
+    assert safe["peak"] <= 2 * base["peak"] + 96 * MiB + (64 << 20), (base, safe)
 
 
 # --------------------------------------------------------------------------- 3. pax headers (CVE-2024-6232)
