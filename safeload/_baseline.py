@@ -17,9 +17,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from safeload._errors import SafeloadError
 from safeload._report import Finding, ScanReport
 
 __all__ = ["Baseline", "BaselineError", "apply", "load_baseline", "write_baseline"]
@@ -27,7 +28,7 @@ __all__ = ["Baseline", "BaselineError", "apply", "load_baseline", "write_baselin
 _VERSION = 1
 
 
-class BaselineError(ValueError):
+class BaselineError(SafeloadError, ValueError):
     """The baseline file is missing, malformed or has an entry without a reason."""
 
 
@@ -43,17 +44,28 @@ class _Entry:
 @dataclass(frozen=True)
 class Baseline:
     entries: tuple[_Entry, ...]
+    #: (rule, names, "sha256" or "path", its value) -> the first entry that says so, with its index:
+    #: a lookup per finding, not a pass over every entry (a baseline of a large store has thousands).
+    _index: dict[tuple[str, tuple[str, ...], str, str], tuple[int, _Entry]] = field(
+        init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        index: dict[tuple[str, tuple[str, ...], str, str], tuple[int, _Entry]] = {}
+        for i, e in enumerate(self.entries):
+            # An entry with a sha256 matches by it alone; only one without names a path.
+            key = (e.rule, e.names, "sha256", e.sha256) if e.sha256 is not None else (
+                e.rule, e.names, "path", e.path) if e.path is not None else None
+            if key is not None:
+                index.setdefault(key, (i, e))
+        object.__setattr__(self, "_index", index)
 
     def match(self, path: str, sha256: str, finding: Finding) -> _Entry | None:
-        for e in self.entries:
-            if e.rule != finding.rule or e.names != tuple(finding.names):
-                continue
-            if e.sha256 is not None:
-                if e.sha256 == sha256:
-                    return e
-            elif e.path == path:
-                return e
-        return None
+        """The first entry (in file order) accepting ``finding`` in this file, if any."""
+        names = tuple(finding.names)
+        by_sha = self._index.get((finding.rule, names, "sha256", sha256))
+        by_path = self._index.get((finding.rule, names, "path", path))
+        found = min((m for m in (by_sha, by_path) if m is not None), default=None, key=lambda m: m[0])
+        return found[1] if found is not None else None
 
 
 def load_baseline(path: str) -> Baseline:
@@ -62,7 +74,9 @@ def load_baseline(path: str) -> Baseline:
             doc: Any = json.load(fh)
     except OSError as exc:
         raise BaselineError(f"cannot read baseline {path}: {exc.strerror or exc}") from None
-    except ValueError as exc:
+    except RecursionError:  # json's decoder recurses once per level of nesting
+        raise BaselineError(f"baseline {path}: arrays or objects nested too deeply to read") from None
+    except ValueError as exc:  # also a non-UTF-8 file, and an integer of over 4300 digits
         raise BaselineError(f"baseline {path} is not JSON: {exc}") from None
     if not isinstance(doc, dict) or doc.get("version") != _VERSION or not isinstance(doc.get("accepted"), list):
         raise BaselineError(f"baseline {path}: expected {{\"version\": 1, \"accepted\": [...]}}")

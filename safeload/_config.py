@@ -69,6 +69,11 @@ _TABLE_KEYS = frozenset({"allow", "limits", "unsafe", "acknowledge_unsafe"})
 _LIMIT_FIELDS = frozenset(f.name for f in dataclasses.fields(Limits))
 # Limits that accept None ("no cap"); TOML has no null, so `false` stands for it.
 _NULLABLE_LIMITS = frozenset(f.name for f in dataclasses.fields(Limits) if "None" in str(f.type))
+#: What tomllib raises on a file it cannot parse: besides TOMLDecodeError (and UnicodeDecodeError),
+#: ValueError from int() on an integer of over 4300 digits and RecursionError on arrays or inline
+#: tables nested past the recursion limit.  A project's config is found next to the scanned
+#: file, so it may be the attacker's.
+_TOML_ERRORS: tuple[type[Exception], ...] = (OSError, ValueError, RecursionError)
 
 
 class ConfigError(SafeloadError):
@@ -140,7 +145,7 @@ def _has_table(path: Path) -> bool:
             doc = tomllib.load(fh)
         tool = doc.get("tool")
         found = isinstance(tool, dict) and "safeload" in tool
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+    except _TOML_ERRORS:
         # A broken pyproject.toml that may hold our table must not be skipped silently.
         found = _mentions_table(path)
     with _lock:
@@ -235,7 +240,9 @@ def _table(path: Path) -> dict[str, Any]:
         raise ConfigError(f"safeload configuration {path} does not exist") from None
     except OSError as exc:
         raise ConfigError(f"cannot read safeload configuration {path}: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except RecursionError:
+        raise ConfigError(f"{path} is not valid TOML: arrays or tables nested too deeply to parse") from None
+    except ValueError as exc:  # TOMLDecodeError, UnicodeDecodeError, an integer of over 4300 digits
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     if path.name == "pyproject.toml":
         tool = doc.get("tool", {})

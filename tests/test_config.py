@@ -380,3 +380,48 @@ def test_env_and_override_still_win_over_the_files_directory(
     explicit = write(tmp_path / "explicit.toml", "")
     monkeypatch.setenv(CONFIG_ENV, str(explicit))
     assert _config.config_path(_isolated / "models" / "m.pkl") == explicit
+
+
+# -- configurations tomllib cannot parse --------------------------------------------------------
+
+_DEEP = "[" * 100_000 + "]" * 100_000
+_LONG_INT = "9" * 5000
+
+
+@pytest.mark.parametrize(("body", "match"), [
+    (f"max_opcodes = {_LONG_INT}\n", "not valid TOML: Exceeds the limit"),  # ValueError from int()
+    (f"x = {_DEEP}\n", "not valid TOML: arrays or tables nested too deeply"),  # RecursionError
+    ("x = " + "{a = " * 50_000 + "1" + "}" * 50_000 + "\n", "nested too deeply"),
+], ids=["long-integer", "deep-arrays", "deep-tables"])
+def test_what_tomllib_raises_besides_its_decode_error_is_a_config_error(
+        _isolated: Path, body: str, match: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """An integer of over 4300 digits (ValueError) and arrays nested past the recursion limit
+    (RecursionError) escaped as tracebacks from load, scan and the CLI."""
+    path = write(_isolated / "safeload.toml", body)
+    with pytest.raises(ConfigError, match=match):
+        load_config(path)
+    model = _isolated / "m.pkl"
+    model.write_bytes(pickle.dumps([1]))
+    with pytest.raises(ConfigError, match=match):
+        safeload.load(model)
+    with pytest.raises(ConfigError, match=match):
+        safeload.scan(model)
+    cli = pytest.importorskip("safeload._cli")
+    assert cli.main(["scan", str(model)]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", [_LONG_INT, _DEEP], ids=["long-integer", "deep-arrays"])
+def test_a_pyproject_tomllib_cannot_parse_is_judged_by_its_text(_isolated: Path, value: str) -> None:
+    """Discovery reads every pyproject.toml on the way up: one it cannot parse counts as ours only
+    if it names [tool.safeload] (then loading says why it is broken); otherwise it is passed over."""
+    model = _isolated / "m.pkl"
+    model.write_bytes(pickle.dumps([1]))
+    write(_isolated / "pyproject.toml", f"[tool.other]\ny = {value}\n")
+    assert find_config(_isolated) is None
+    assert safeload.load(model) == [1] and safeload.scan(model).verdict == "safe"
+    write(_isolated / "pyproject.toml", f"[tool.safeload]\nmax_opcodes = {value}\n")
+    _config.clear_cache()
+    assert find_config(_isolated) == _isolated / "pyproject.toml"
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        safeload.load(model)
