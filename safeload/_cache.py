@@ -1,19 +1,22 @@
 """A result cache for store scans: re-scanning unchanged files costs reading and hashing, not judging.
 
 Key: the file's SHA-256, a fingerprint of the policy (every entry's name, kind and guard, and
-the limits), the safeload version and whether ``--explain`` was asked.  A changed file, a
-changed policy or a new safeload version is judged again; a cached report is only ever reused
-for the very bytes it was made from.  Stored in SQLite under the user cache directory
+the limits), the safeload version, a hash of safeload's own source files and whether
+``--explain`` was asked.  A changed file, a changed policy or a changed safeload (a new release,
+or rules changed under the same version string) is judged again; a cached report is only ever
+reused for the very bytes it was made from.  Stored in SQLite under the user cache directory
 (``$SAFELOAD_CACHE_DIR``, else ``$XDG_CACHE_HOME/safeload``, else ``~/.cache/safeload``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from safeload._policy import Policy
@@ -36,12 +39,24 @@ def default_cache_dir() -> str:
     return os.path.join(base, "safeload")
 
 
+@functools.cache
+def _code_fingerprint() -> str:
+    """The judging code itself: an upgrade that kept the version string (a development install)
+    once kept serving the old rules' verdicts from the cache."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".c")):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
 def policy_fingerprint(policy: Policy, explain: bool) -> str:
     from safeload import __version__
 
     doc = {
         "schema": _SCHEMA,
         "version": __version__,
+        "code": _code_fingerprint(),
         "explain": explain,
         "entries": sorted((e.name, e.kind.value, e.guard or "") for e in policy.entries.values()),
         "limits": dataclasses.asdict(policy.limits),

@@ -629,3 +629,15 @@ def test_safetensors_header_of_huge_dimensions_costs_its_reading(tmp_path: Path)
                          check=True).stdout.split()
     assert out[0] == "error"
     assert float(out[2]) <= 8 * float(out[1]) + 5.0, out
+
+
+def test_the_cache_key_follows_safeload_s_own_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rules changed under the same version string (a development install) judge again: the key
+    holds a hash of safeload's sources (the cache once served the old rules' verdicts)."""
+    from safeload import _cache
+
+    policy = safeload.Policy.default()
+    before = _cache.policy_fingerprint(policy, False)
+    assert _cache._code_fingerprint() == _cache._code_fingerprint.__wrapped__()  # (the real sources, hashed)
+    monkeypatch.setattr(_cache, "_code_fingerprint", lambda: "another build")
+    assert _cache.policy_fingerprint(policy, False) != before
