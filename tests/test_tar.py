@@ -285,6 +285,18 @@ def test_compressed_tars_are_read_as_decompress_reads_them(compress: Callable[[b
         assert high(scan(split)) == [("b.pkl", ("posix.system",))]
 
 
+def test_concatenated_streams_after_a_tar_are_counted() -> None:
+    """Each concatenated stream costs a decompressor: past decompress's cap (4,096 + 1 per 4 KiB of
+    input) the tar is refused, as a joblib stream is (800,000 empty bz2 streams took 2.1 s)."""
+    plain = tar_of({"a.pkl": CLEAN}, tarfile.GNU_FORMAT)
+    empty = bz2.compress(b"")
+    many = bz2.compress(plain) + empty * 6_000  # ~250 KB: 4,096 + 60 streams allowed
+    verdict, rule, message = only_finding(scan_tar(many, POLICY, "t", "tar+bz2", judge_all(), 0, Format.BZ2))
+    assert (verdict, rule) == (Verdict.ERROR, "limit") and "concatenated" in message
+    few = bz2.compress(plain) + empty * 100
+    assert scan_tar(few, POLICY, "t", "tar+bz2", judge_all(), 0, Format.BZ2).verdict == Verdict.UNSUPPORTED
+
+
 def test_inflate_reader_seeks_forward_and_a_little_back() -> None:
     from safeload._tar import InflateReader
 
