@@ -63,7 +63,8 @@ except Exception as exc:
     error = type(exc).__name__
 elapsed = time.perf_counter() - t
 peak = peak_of()
-print(json.dumps({"seconds": elapsed, "peak": max(0, peak - base), "error": error}))
+verdict = str(getattr(obj, "value", obj)) if mode == "scan" and error is None else None
+print(json.dumps({"seconds": elapsed, "peak": max(0, peak - base), "error": error, "verdict": verdict}))
 """
 
 Builder = Callable[[int], bytes]

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import struct
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _measure import measure
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,41 +22,6 @@ import safeload
 from safeload import _nocode as N
 
 _VERDICTS = {"no-code", "not-judged", "not-a-model", "error"}
-
-
-# `read` or `scan` a file in a fresh process: seconds and peak RSS growth (as benchmarks/resources.py).
-_CHILD = r"""
-import json, resource, sys, time
-import safeload
-mode, path = sys.argv[1], sys.argv[2]
-def rss():
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * resource.getpagesize()
-def hwm():
-    with open("/proc/self/status") as fh:
-        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmHWM:"))
-try:  # reset the peak so that the imports' transient peak does not count
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")
-    peak_of = hwm
-except OSError:
-    peak_of = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-base = rss()
-t = time.perf_counter()
-if mode == "scan":
-    safeload.scan(path)
-else:
-    with open(path, "rb") as fh:
-        fh.read()
-print(json.dumps({"seconds": time.perf_counter() - t, "peak": max(0, peak_of() - base)}))
-"""
-
-
-def measure(mode: str, path: Path) -> dict[str, float]:
-    out = subprocess.run([sys.executable, "-c", _CHILD, mode, str(path)], capture_output=True, text=True,
-                         timeout=600, check=True)
-    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
 
 
 def safetensors(header: str | bytes, body: int = 0) -> bytes:

@@ -9,26 +9,10 @@ checks 3x + 1 s on a quiet machine.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _resources() -> Any:
-    spec = importlib.util.spec_from_file_location("safeload_resources_bench", ROOT / "benchmarks" / "resources.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-R = _resources()
+from _measure import R
 
 
 @pytest.mark.parametrize("case", list(R.CASES))

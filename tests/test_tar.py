@@ -16,7 +16,6 @@ import bz2
 import dataclasses
 import gzip
 import io
-import json
 import lzma
 import pickle
 import shutil
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _measure import measure
 
 from safeload import Policy
 from safeload._archive import scan_tar
@@ -130,34 +130,6 @@ def peak_bytes() -> Iterator[Callable[[], int]]:
         yield lambda: tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-
-
-_CHILD = r"""
-import json, sys, time
-import safeload
-mode, path = sys.argv[1], sys.argv[2]
-def status(key):
-    with open("/proc/self/status") as fh:
-        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith(key))
-with open("/proc/self/clear_refs", "w") as fh:
-    fh.write("5")  # the peak (VmHWM) starts again from here
-base = status("VmRSS:")
-start = time.perf_counter()
-if mode == "scan":
-    verdict = safeload.scan(path).verdict
-else:
-    with open(path, "rb") as fh:
-        verdict = str(len(fh.read()))
-print(json.dumps({"peak": status("VmHWM:") - base, "seconds": time.perf_counter() - start, "verdict": verdict}))
-"""
-
-
-def measure(mode: str, path: Path) -> dict[str, Any]:
-    """Peak RSS growth and time of reading (``read``) or scanning (``scan``) ``path``, in a child process
-    (as benchmarks/resources.py measures them)."""
-    out = subprocess.run([sys.executable, "-c", _CHILD, mode, str(path)], capture_output=True, text=True,
-                         timeout=600, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="peak RSS from /proc")

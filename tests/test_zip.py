@@ -11,11 +11,8 @@ existed before ``safeload._zip`` (except the ones that test it), so they can be 
 from __future__ import annotations
 
 import io
-import json
 import pickle
 import struct
-import subprocess
-import sys
 import tracemalloc
 import zipfile
 import zlib
@@ -25,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _measure import measure as _measure
 
 import safeload
 from safeload import Limits, Policy
@@ -246,50 +244,6 @@ def test_a_member_inflates_no_further_than_its_declared_size(tmp_path: Path) -> 
     data = raw_zip([member("x.bin", b"", stored=stream, method=zipfile.ZIP_DEFLATED, usize=1000, crc=0)])
     with Archive(data, Limits()) as archive:
         assert archive.read(archive.infos[0]) == bytes(1000)
-
-
-_CHILD = r"""
-import json, resource, sys, time
-import numpy, sklearn  # noqa: F401 - imported before the baseline, as in benchmarks/resources.py
-import safeload
-mode, path = sys.argv[1], sys.argv[2]
-def rss():
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * resource.getpagesize()
-def hwm():
-    with open("/proc/self/status") as fh:
-        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmHWM:"))
-try:  # reset the peak (VmHWM) so that the imports' transient peak does not count
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")
-    peak_of = hwm
-except OSError:
-    peak_of = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-base = rss()
-t = time.perf_counter()
-error = None
-try:
-    if mode == "load":
-        obj = safeload.load(path)
-    elif mode == "scan":
-        obj = safeload.scan(path).verdict
-    else:
-        with open(path, "rb") as fh:
-            obj = len(fh.read())
-except Exception as exc:
-    error = type(exc).__name__
-elapsed = time.perf_counter() - t
-print(json.dumps({"seconds": elapsed, "peak": max(0, peak_of() - base), "error": error}))
-"""
-
-
-def _measure(mode: str, path: Path) -> dict[str, Any]:
-    """``mode`` (read, scan, load) of ``path`` in a fresh child: seconds and peak RSS growth (the
-    measurement of ``benchmarks/resources.py``, kept here so that this file stands alone)."""
-    out = subprocess.run([sys.executable, "-c", _CHILD, mode, str(path)], capture_output=True, text=True,
-                         timeout=600, check=True)
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
 
 
 def _within_bounds(path: Path, modes: tuple[str, ...] = ("scan",)) -> dict[str, Any]:
