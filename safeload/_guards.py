@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from safeload._errors import LimitExceededError, UnsafeModelError
-from safeload._hashwork import HashCost, TooDeep, big_int, collision_work, compare_weight, hash_work_problem
+from safeload._hashwork import HashCost, TooDeep, big_int, collision_work, compare_weight, items_hash_work
 
 if TYPE_CHECKING:
     from safeload._policy import Policy
 
-__all__ = ["GUARDS", "Guarded", "rng_state_problem"]
+__all__ = ["GUARDS", "HASHING_GUARDS", "Guarded", "HashMeter", "rng_state_problem"]
 
 # Arrays built by reconstructors are empty placeholders; real data arrives with BUILD.
 # The walker mirrors these checks statically (_walker.check_guard) and imports these bounds from here.
@@ -348,50 +348,134 @@ def _pair_key(item: object) -> object:
     return item[0] if isinstance(item, (tuple, list)) and len(item) == 2 else item
 
 
-def hashing_problem(value: object, policy: Policy, keys: str | None) -> str | None:
+#: The guards that hash their arguments' items (``hashing_problem``'s ``keys`` for each): a static
+#: judge (the skops one) charges their arguments to its own meter before running them.
+HASHING_GUARDS: dict[str, str | None] = {"materialise": "items", "materialise_pairs": "pairs", "seeded": None}
+
+
+class HashMeter:
+    """Hash work charged to one budget, measured before anything is hashed.
+
+    Why: CPython caches no tuple hash, so ``hash()`` of a tuple DAG shared through a memo costs
+    2**depth and one nested 300,000 deep overflows the C stack in ``tuplehash``. Every value built
+    from a file is measured here (``_hashwork.HashCost``: distinct tuples once, depth against
+    ``max_nesting_depth``) before ``hash()`` sees it, and its collisions counted, all against
+    ``budget``: one meter per call for the runtime guards, one per file for a static judge (the
+    walker's ``hash_left``), so a value hashed again through the memo costs again.
+    """
+
+    def __init__(self, budget: int, max_depth: int, cost: HashCost | None = None) -> None:
+        self.budget = budget
+        self.left = budget
+        self.max_depth = max_depth
+        self._cost = cost  # (another meter's measurements of the same values, shared; made when first needed)
+        self._weigh: Callable[[Any], int] | None = None
+        #: The first refusal: every later question gets it at once (a deep chain is not walked again).
+        self.refused: str | None = None
+
+    @property
+    def cost(self) -> HashCost:
+        """The measurements (``_hashwork.HashCost``): each distinct tuple walked once, however often met."""
+        if self._cost is None:
+            self._cost = HashCost(_real_tuple_items, _never_unhashable, self.max_depth, self.budget + 1)
+        return self._cost
+
+    def _measure(self, items: list[object]) -> tuple[int, str | None]:
+        """(what ``hash()`` of every item visits, why not when one nests too deep)."""
+        if not any(issubclass(t, tuple) for t in set(map(type, items))):
+            return 0, None  # (only tuples make hash() recurse)
+        try:
+            return items_hash_work(items, self.cost), None
+        except TooDeep:
+            return 0, f"an item nests tuples deeper than {self.max_depth}"
+
+    def _refuse(self, problem: str) -> str:
+        self.refused = problem
+        return problem
+
+    def hashing(self, items: Iterable[object]) -> str | None:
+        """Charge hashing every item; why not, when that passes the budget or an item nests too deep."""
+        if self.refused is not None:
+            return self.refused
+        work, problem = self._measure(list(items))
+        if problem is not None:
+            return self._refuse(problem)
+        self.left -= work
+        if self.left < 0:
+            return self._refuse(f"hashing the items of this argument visits more than {self.budget:,} tuple items "
+                                "(tuples shared through the memo)")
+        return None
+
+    def keys(self, keys: Iterable[object], skip_unhashable: bool = False, charge_hashing: bool = True,
+             measured: bool = False) -> str | None:
+        """Why inserting ``keys`` into one new dict or set would not end: hashing them (measured first;
+        ``charge_hashing=False`` when the caller already charged the values they come from, ``measured``
+        when it measured these very keys), then keys built to share one hash, each comparison weighted by
+        the items it can walk (``_hashwork.compare_weight``). ``skip_unhashable``: count past an
+        unhashable key (a list's items, not a call's argument)."""
+        if self.refused is not None:
+            return self.refused
+        chosen = [key for key in keys if _collidable(key)]
+        work, problem = (0, None) if measured else self._measure(chosen)
+        if problem is not None:
+            return self._refuse(problem)
+        if charge_hashing:
+            self.left -= work
+        if self.left < 0 or work > self.budget:  # (uncharged: a safety net, the caller's charge covers it)
+            return self._refuse(f"hashing the items of this argument visits more than {self.budget:,} tuple items "
+                                "(tuples shared through the memo)")
+        hashes: list[tuple[int, Any]] = []
+        for key in chosen:
+            try:
+                hashes.append((hash(key), key))  # (measured above: bounded in work and depth)
+            except TypeError:
+                if not skip_unhashable:
+                    break  # (the call fails here, before hashing the rest)
+        if self._weigh is None:
+            self._weigh = compare_weight(self.max_depth, self.budget + 1)
+        collisions = collision_work(hashes, {}, self._weigh)
+        self.left -= collisions
+        if self.left < 0:
+            return self._refuse(f"keys built to share one hash: inserting them compares keys (or their items) "
+                                f"{collisions:,} times, more than {self.budget:,}")
+        return None
+
+
+def hashing_problem(value: object, policy: Policy, keys: str | None, meter: HashMeter | None = None) -> str | None:
     """Why a call that takes every element of ``value`` would not end or would allocate what the
     file does not hold: a lazy ``range``; tuples shared through the memo (hash work); and, when it
     hashes them (``keys``: "items" for set/frozenset/Counter, "pairs" for a dict built from pairs),
     keys built to share one hash (``_hashwork.collision_work``). ``StaticChecks.check_materialise``
-    asks the same of the walker's values."""
+    asks the same of the walker's values. ``meter``: the budget to charge (a static judge's, for the
+    whole file); without one, the hash work and the collisions are each held to ``max_hash_work``."""
     problem = materialise_problem(value)
     if problem is not None:
         return problem
-    limit = policy.limits.max_hash_work
+    limit, depth = policy.limits.max_hash_work, policy.limits.max_nesting_depth
     if keys is not None and isinstance(value, (dict, set, frozenset)):
-        return keys_problem(value, limit, policy.limits.max_nesting_depth)  # (a dict, set or frozenset argument: its keys are hashed again)
+        # (a dict, set or frozenset argument: its keys are hashed again)
+        return (meter or HashMeter(limit, depth)).keys(value)
     if not isinstance(value, (list, tuple)):
         return None
+    cost = None
     if any(issubclass(t, tuple) for t in set(map(type, value))):
-        cost = HashCost(_real_tuple_items, _never_unhashable, policy.limits.max_nesting_depth, limit + 1)
-        try:
-            problem = hash_work_problem(value, cost, limit)
-        except TooDeep:
-            problem = f"an item nests tuples deeper than {policy.limits.max_nesting_depth}"
+        items = meter or HashMeter(limit, depth)
+        problem = items.hashing(value)
         if problem is not None:
             return problem
+        cost = items._cost
     if keys is None:
         return None
-    return keys_problem(map(_pair_key, value) if keys == "pairs" else value, limit, policy.limits.max_nesting_depth)
+    chosen = map(_pair_key, value) if keys == "pairs" else value
+    if meter is not None:  # (a pair's key inside a list pair was not measured with the items: charged here)
+        return meter.keys(chosen, charge_hashing=keys == "pairs")
+    # (a fresh budget for the collisions, sharing the measurements; the items' own were taken above)
+    return HashMeter(limit, depth, cost).keys(chosen, charge_hashing=False, measured=keys == "items")
 
 
 def keys_problem(keys: Iterable[object], limit: int, max_depth: int, skip_unhashable: bool = False) -> str | None:
-    """Why inserting ``keys`` into one new dict or set would not end: keys built to share one hash,
-    each comparison weighted by the items it can walk (``_hashwork.compare_weight``).
-    ``skip_unhashable``: count past an unhashable key (a list's items, not a call's argument)."""
-    hashes: list[tuple[int, Any]] = []
-    for key in keys:
-        if not _collidable(key):
-            continue
-        try:
-            hashes.append((hash(key), key))
-        except TypeError:
-            if not skip_unhashable:
-                break  # (the call fails here, before hashing the rest)
-    work = collision_work(hashes, {}, compare_weight(max_depth, limit + 1))
-    if work > limit:
-        return f"keys built to share one hash: inserting them compares keys (or their items) {work:,} times, more than {limit:,}"
-    return None
+    """``HashMeter.keys`` against a fresh budget of ``limit``."""
+    return HashMeter(limit, max_depth).keys(keys, skip_unhashable)
 
 
 def _collidable(key: object) -> bool:
@@ -404,7 +488,7 @@ def _collidable(key: object) -> bool:
         t.__hash__ is not object.__hash__ or isinstance(key, tuple))
 
 
-def _materialise(policy: Policy, keys: str | None = "items") -> Callable[..., None]:
+def _materialise(policy: Policy, keys: str | None = HASHING_GUARDS["materialise"]) -> Callable[..., None]:
     def check(*args: object, **kwargs: object) -> None:
         for value in (*args, *kwargs.values()):
             problem = hashing_problem(value, policy, keys)
@@ -416,7 +500,7 @@ def _materialise(policy: Policy, keys: str | None = "items") -> Callable[..., No
 
 def _materialise_pairs(policy: Policy) -> Callable[..., None]:
     """OrderedDict(pairs), defaultdict(factory, pairs): each pair's key is hashed."""
-    return _materialise(policy, "pairs")
+    return _materialise(policy, HASHING_GUARDS["materialise_pairs"])
 
 
 def _range(policy: Policy) -> Callable[..., None]:
@@ -430,7 +514,7 @@ def _range(policy: Policy) -> Callable[..., None]:
 
 def _seeded(policy: Policy) -> Callable[..., None]:
     """Random generators turn a seed into an array: a lazy ``range`` seed would be materialised."""
-    return _materialise(policy, None)
+    return _materialise(policy, HASHING_GUARDS["seeded"])
 
 
 def _partial(policy: Policy) -> Callable[..., None]:

@@ -35,22 +35,51 @@ import functools
 import io
 import json
 import lzma
-import math
+import reprlib
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from safeload._allowlist import Kind
 from safeload._containers import Buffer, _cap, npy_header
 from safeload._errors import LimitExceededError, MalformedModelError, SafeloadError, UnsafeModelError
+from safeload._hashwork import big_int
 from safeload._policy import Policy, refusal_message
+
+if TYPE_CHECKING:
+    from safeload._guards import HashMeter
 
 __all__ = ["SkopsAudit", "audit", "load_skops"]
 
 _MAX_SCHEMA_BYTES = 256 * 1024 * 1024
+#: schema.json may inflate to this many times the file (or to ``_SCHEMA_FLOOR``): json.loads and the
+#: node graph hold ~5x the schema, so a 0.24 MB file once made scan parse 256 MiB (30 s, 6.5 GB).
+#: The zoo's real fitted models, re-zipped with deflate level 9, inflate at most 21x (20.8,
+#: TunedThresholdClassifierCV); skops.io.dump stores the schema uncompressed (at most 1x).
+_SCHEMA_RATIO = 32
+_SCHEMA_FLOOR = 1 << 20
+#: Schema bytes per JSON container ('[' or '{', counted in the raw bytes, strings included): json.loads
+#: builds ~70 bytes per empty container, 20x the 3 bytes of ``[],``. Real schemas hold one per 143
+#: bytes or more (the zoo; a skops node is one or two containers of 40+ bytes each).
+_SCHEMA_BYTES_PER_CONTAINER = 32
+_SCHEMA_MIN_CONTAINERS = 1 << 15
+#: Longest run of digits a JSON number (or a JsonNode's text) may have: CPython converts a decimal
+#: number in time quadratic in its length (4,300 digits, the interpreter's own limit, parse at 90 ns
+#: per byte; 1,000 at the ~30 ns of any JSON). Real schemas: 39 at most (a SeedSequence's 128-bit
+#: entropy); 1,000 digits hold a 3,300-bit integer.
+_MAX_DIGITS = 1000
+#: Digits to '0', everything else to ' ': a run too long is then one ``bytes.find`` (a regex retries
+#: each start inside a run of 1,000 digits: 500 steps per byte).
+_DIGITS_ONLY = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_TOO_MANY_DIGITS = b"0" * (_MAX_DIGITS + 1)
+#: numpy's own limit on an array's dimensions (``numpy.lib.format`` refuses more, ``np.empty`` too).
+_MAX_NDIM = 64
+#: An array's element count past which numpy refuses it ("array is too big"): dimensions are
+#: multiplied only up to here, so a shape of thousand-digit numbers costs nothing.
+_MAX_ELEMENTS = (1 << 63) - 1
 #: Node nesting depth: parsing and building recurse ~4 frames per level; the zoo nests 14 levels at most.
 _MAX_DEPTH = 100
 #: numpy.load refuses larger .npy headers by default (``max_header_size``).
@@ -122,7 +151,7 @@ class SkopsAudit:
     plan: Any = field(default=None, compare=False, repr=False)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Node:
     loader: str
     module: str
@@ -146,12 +175,48 @@ class _Npy:
     def array(self, raw: bytes, where: str) -> np.ndarray[Any, Any]:
         """What numpy.load(allow_pickle=False) returns for ``raw``, from the header already checked (a
         writable copy, as numpy.load makes), without parsing the header a second time."""
-        if len(raw) != self.offset + math.prod(self.shape) * self.dtype.itemsize:
+        count = _cells(self.shape, _MAX_ELEMENTS)  # (checked: at most _MAX_ELEMENTS)
+        if len(raw) != self.offset + count * self.dtype.itemsize:
             raise MalformedModelError(f"member {where} changed size between reads")
-        flat = np.frombuffer(raw, dtype=self.dtype, count=math.prod(self.shape), offset=self.offset).copy()
+        flat = np.frombuffer(raw, dtype=self.dtype, count=count, offset=self.offset).copy()
         if self.fortran:
             return flat.reshape(self.shape[::-1]).transpose()
         return flat.reshape(self.shape)
+
+
+def _cells(dims: list[int] | tuple[int, ...], bound: int) -> int:
+    """The product of the non-negative ``dims``, or ``bound + 1`` as soon as it passes ``bound``: a
+    shape of a thousand 1,000-digit numbers is never multiplied out (a zero anywhere: 0)."""
+    if 0 in dims:
+        return 0
+    total = 1
+    for d in dims:
+        total *= d
+        if total > bound:
+            return bound + 1
+    return total
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 60
+
+
+def _short(value: object) -> str:
+    """A file-chosen value in an error message: cut short (``reprlib``), so that neither a huge nor a
+    deeply nested JSON value is rendered whole."""
+    return _REPR.repr(value)
+
+
+def _memo_key(saved_id: Any) -> Any:
+    """skops' memo key for ``__id__``: a dict keyed by the raw value, so ids equal as numbers are one
+    (1, 1.0, True). Integers too big to be their own hash share one with thousands of others
+    (``_hashwork.HASH_MODULUS``): quadratic insertion. Those (and floats equal to them) are keyed by
+    their hex digits instead, which hash like any string (randomised); equal ids stay one key."""
+    if type(saved_id) is float and saved_id.is_integer():
+        saved_id = int(saved_id)
+    if isinstance(saved_id, int) and big_int(saved_id):
+        return ("int", hex(saved_id))
+    return saved_id
 
 
 class _Opaque(Exception):
@@ -188,16 +253,21 @@ class _Archive:
         self.infos = {i.filename: i for i in infos}
         self.budget = min(self.limits.max_zip_bytes, _cap(self.limits, len(data)))
         self.inflated = 0
+        #: Bytes of each member already counted in ``inflated``: the judge scans a member and the
+        #: builder reads it again, the same bytes, which must not count twice against ``budget``.
+        self.counted: dict[str, int] = {}
 
-    def _stream(self, name: str, keep: bool, cap: int | None = None) -> tuple[int, bytes]:
+    def _stream(self, name: str, keep: bool, cap: int | None = None,
+                why: str = "limits max_decompressed_bytes / max_inflate_ratio") -> tuple[int, bytes]:
         """(actual size, bytes if ``keep`` else the first 64 KiB)."""
         info = self.infos.get(name)
         if info is None:
-            raise MalformedModelError(f"skops schema names a missing member {name!r}")
+            raise MalformedModelError(f"skops schema names a missing member {_short(name)}")
         limit = _cap(self.limits, max(info.compress_size, 1)) if cap is None else cap
         parts: list[bytes] = []
         head = b""
         size = 0
+        counted = self.counted.get(name, 0)
         try:
             with self.zf.open(info) as fh:
                 while True:
@@ -205,11 +275,13 @@ class _Archive:
                     if not piece:
                         break
                     size += len(piece)
-                    self.inflated += len(piece)
+                    if size > counted:
+                        self.inflated += size - counted
+                        counted = self.counted[name] = size
                     if size > limit:
                         raise LimitExceededError(
-                            f"member {name} inflates beyond {limit} bytes (limits max_decompressed_bytes / "
-                            "max_inflate_ratio); raise the limit if you trust this file")
+                            f"member {name} inflates beyond {limit} bytes ({why}); raise the limit if you "
+                            "trust this file")
                     if self.inflated > self.budget:
                         raise LimitExceededError(
                             f"archive members inflate beyond {self.budget} bytes in total (limits "
@@ -225,8 +297,9 @@ class _Archive:
             raise LimitExceededError(f"out of memory while inflating member {name}") from None
         return size, (b"".join(parts) if keep else head)
 
-    def read(self, name: str, cap: int | None = None) -> bytes:
-        return self._stream(name, True, cap)[1]
+    def read(self, name: str, cap: int | None = None,
+             why: str = "limits max_decompressed_bytes / max_inflate_ratio") -> bytes:
+        return self._stream(name, True, cap, why)[1]
 
     def scan(self, name: str) -> tuple[int, bytes]:
         return self._stream(name, False)
@@ -246,12 +319,17 @@ def _npy_check(head: bytes, size: int, where: str, limits_bytes: int) -> _Npy:
         shape = header["shape"]
         if not isinstance(shape, tuple) or not all(type(d) is int and d >= 0 for d in shape):
             raise ValueError("shape is not a tuple of non-negative integers")
+        if len(shape) > _MAX_NDIM:
+            raise ValueError(f"{len(shape)} dimensions, more than numpy's {_MAX_NDIM}")
+        count = _cells(shape, _MAX_ELEMENTS)
+        if count > _MAX_ELEMENTS:
+            raise ValueError("more elements than numpy can index")
     except (ValueError, SyntaxError, KeyError, TypeError, IndexError, MemoryError, RecursionError) as exc:
         raise MalformedModelError(f"invalid .npy header in member {where}: {exc}") from None
     if dtype.hasobject:
         raise MalformedModelError(f"member {where} holds an object array, which numpy.load(allow_pickle=False) "
                                   "refuses")
-    nbytes = math.prod(shape) * dtype.itemsize
+    nbytes = count * dtype.itemsize
     if nbytes > limits_bytes:
         raise LimitExceededError(f"member {where} declares an array of {nbytes} bytes (limit max_array_bytes)")
     if nbytes != size - offset:
@@ -274,7 +352,10 @@ def _field(state: Any, key: str, node: str) -> Any:
 class _Parser:
     """schema.json -> _Node graph, as skops' ``get_tree`` builds it."""
 
-    def __init__(self) -> None:
+    def __init__(self, containers: int) -> None:
+        #: JSON containers the JsonNodes' texts may still hold (what schema.json's own left).
+        self.containers = containers
+        #: ``_memo_key(__id__)`` -> the node it names.
         self.memo: dict[Any, _Node] = {}
         self.nodes: list[_Node] = []
         self.refs = 0
@@ -289,26 +370,26 @@ class _Parser:
         if not isinstance(state, dict):
             raise MalformedModelError(f"skops node state is a {type(state).__name__}, not an object")
         saved_id = state.get("__id__")
-        try:
-            known = self.memo.get(saved_id)
-        except TypeError:
-            raise MalformedModelError("skops __id__ is not a number or string") from None
+        if isinstance(saved_id, (list, dict)):
+            raise MalformedModelError("skops __id__ is not a number or string")
+        memo_key = _memo_key(saved_id)
+        known = self.memo.get(memo_key)
         if known is not None:
             if id(known) in self.open:
                 raise MalformedModelError("skops schema refers to an object inside itself (a cycle)")
             return known
         loader = _field(state, "__loader__", "node")
         if loader == "CachedNode":
-            raise MalformedModelError(f"a skops CachedNode refers to an unknown object id {saved_id!r}")
+            raise MalformedModelError(f"a skops CachedNode refers to an unknown object id {_short(saved_id)}")
         if not isinstance(loader, str) or (loader not in _NODE_RULES and loader not in _REDUCE_LOADERS):
-            raise MalformedModelError(f"unknown skops loader {loader!r}")
+            raise MalformedModelError(f"unknown skops loader {_short(loader)}")
         module, cls = _field(state, "__module__", loader), _field(state, "__class__", loader)
         if not isinstance(module, str) or not isinstance(cls, str):
             raise MalformedModelError(f"skops {loader} names a non-string module or class")
         node = _Node(loader, module, cls, state)
         self.nodes.append(node)
         if saved_id:
-            self.memo[saved_id] = node
+            self.memo[memo_key] = node
         self.open.add(id(node))
         getattr(self, f"_{loader}")(node, state, depth + 1)
         self.open.discard(id(node))
@@ -332,6 +413,12 @@ class _Parser:
         content = _field(state, "content", "JsonNode")
         if not isinstance(content, str):
             raise MalformedModelError("skops JsonNode content is not a string")
+        # (its text was in schema.json, but escaped: \u0039 and \u005b hide digits and brackets there)
+        self.containers -= content.count("[") + content.count("{")
+        if self.containers < 0:
+            raise LimitExceededError(_too_many_containers())
+        if len(content) > _MAX_DIGITS:  # (JSON numbers are ASCII digits only)
+            _check_digits(content.encode("utf-8", "surrogatepass"), "a JsonNode's content")
         try:  # parsed here, so that scan sees what load would fail on (skops parses it while building)
             node.kids["value"] = json.loads(content)
         except (ValueError, RecursionError) as exc:
@@ -384,7 +471,7 @@ class _Parser:
 
     def _OperatorFuncNode(self, node: _Node, state: dict[str, Any], depth: int) -> None:
         if node.module != "operator":
-            raise MalformedModelError(f"skops OperatorFuncNode from module {node.module!r}, not 'operator'")
+            raise MalformedModelError(f"skops OperatorFuncNode from module {_short(node.module)}, not 'operator'")
         node.kids["attrs"] = self.tree(_field(state, "attrs", "OperatorFuncNode"), depth)
 
     def _ConstructorFromReduceNode(self, node: _Node, state: dict[str, Any], depth: int) -> None:
@@ -409,7 +496,7 @@ class _Parser:
             node.kids["content"] = self._list(_field(state, "content", "NdArrayNode"), depth, node)
             node.kids["shape"] = self.tree(_field(state, "shape", "NdArrayNode"), depth)
         else:
-            raise MalformedModelError(f"unknown skops array type {kind!r}")
+            raise MalformedModelError(f"unknown skops array type {_short(kind)}")
         node.kids["type"] = kind
 
     def _MaskedArrayNode(self, node: _Node, state: dict[str, Any], depth: int) -> None:
@@ -430,7 +517,7 @@ class _Parser:
 
     def _SparseMatrixNode(self, node: _Node, state: dict[str, Any], depth: int) -> None:
         if _field(state, "type", "SparseMatrixNode") != "scipy":
-            raise MalformedModelError(f"skops sparse node of type {state.get('type')!r}")
+            raise MalformedModelError(f"skops sparse node of type {_short(state.get('type'))}")
         self._file(node, state)
 
 
@@ -445,6 +532,9 @@ class _Judge:
     """Turns the node graph into decisions, checked against the policy without building anything."""
 
     def __init__(self, archive: _Archive, parser: _Parser, policy: Policy) -> None:
+        from safeload._guards import HashMeter
+        from safeload._hashwork import HashCost
+
         self.archive = archive
         self.parser = parser
         self.policy = policy
@@ -454,6 +544,17 @@ class _Judge:
         self.npy: dict[str, _Npy] = {}
         self.values: dict[tuple[int, bool], Any] = {}
         self.arrays: dict[str, np.ndarray[Any, Any]] = {}
+        limits = policy.limits
+        #: Every hash of a built value, for the whole archive (as the walker's ``hash_left`` for a
+        #: stream): measured before hashing, so a tuple DAG or a deep chain is refused, not hashed.
+        self.meter: HashMeter = HashMeter(limits.max_hash_work, limits.max_nesting_depth)
+        #: The meter's refusal, noted once in ``problems``.
+        self.hashed: SafeloadError | None = None
+        #: DictNode (by id) -> why its keys may not be inserted (None: they may), judged once.
+        self.keyed: dict[int, SafeloadError | None] = {}
+        #: Items a walk of a static argument visits, repeats included (each distinct container measured once).
+        self.walk = HashCost(_walked_items, _never, limits.max_nesting_depth, limits.max_hash_work + 1)
+        self.walk_left = limits.max_hash_work
 
     # decisions
 
@@ -486,8 +587,54 @@ class _Judge:
                 "cannot check them", names=[name], rule="guard"))
             return
         except (TypeError, ValueError, OverflowError) as exc:
-            raise MalformedModelError(f"skops arguments for {name} cannot be built: {exc}") from None
-        self.run_guard(name, entry.guard, args, kwargs)
+            raise MalformedModelError(f"skops arguments for {name} cannot be built: {str(exc)[:200]}") from None
+        values = (*args, *kwargs.values())
+        if not self.expands(name, values) and not self.charge_guard(entry.guard, values):
+            self.run_guard(name, entry.guard, args, kwargs)
+
+    def expands(self, name: str, args: tuple[Any, ...]) -> bool:
+        """Note a LimitExceededError if walking the arguments, repeats included, passes what is left of
+        the archive's budget (``max_hash_work``, for all calls: an argument passed again is walked
+        again): lists, tuples and dicts shared through ``__id__`` nest as a DAG of 2**K items, which a
+        guard (``numpy.asarray``) or numpy itself (``SeedSequence``) would walk whole. True: refused."""
+        from safeload._hashwork import TooDeep
+
+        if self.walk_left < 0:
+            return True  # (refused already, noted once)
+        try:
+            self.walk_left -= sum(self.walk.measure(value) for value in args)
+        except TooDeep:
+            self.walk_left = -1
+        if self.walk_left >= 0:
+            return False
+        self.problems.append(LimitExceededError(
+            f"skops call of {name}: its arguments nest deeper than {self.policy.limits.max_nesting_depth} or hold "
+            f"more than {self.policy.limits.max_hash_work:,} items counting repeats (values shared through __id__)"))
+        return True
+
+    def charge_guard(self, guard_id: str, args: tuple[Any, ...]) -> bool:
+        """Charge what a hashing guard's call hashes (``_guards.HASHING_GUARDS``) to the archive's meter,
+        as the walker charges its stream's budget: the guard itself judges one call, so an argument
+        shared through the memo and passed a thousand times would cost a thousand times. True: refused."""
+        from safeload._guards import HASHING_GUARDS, hashing_problem
+
+        if guard_id not in HASHING_GUARDS:
+            return False
+        keys = HASHING_GUARDS[guard_id]
+        for value in args:
+            if self.hashed is not None:
+                return True
+            problem = hashing_problem(value, self.policy, keys, self.meter)
+            if problem is not None:
+                self.hashed = LimitExceededError(f"skops call: {problem}")
+                self.problems.append(self.hashed)
+                return True
+            if keys is not None and isinstance(value, (list, tuple)) and _unhashable(value, keys == "pairs"):
+                # (as the walker's "unhashable" issue: load would fail here, so scan says so)
+                self.problems.append(MalformedModelError("skops call hashes an unhashable item (a list, dict or "
+                                                         "array) of its argument"))
+                return True
+        return False
 
     def run_guard(self, name: str, guard_id: str, args: Any, kwargs: dict[str, Any]) -> None:
         from safeload._guards import guard
@@ -523,6 +670,9 @@ class _Judge:
             return items if name == "builtins.list" else tuple(items)
         if loader == "DictNode" and name == "builtins.dict":
             keys = self.key_types(node)
+            problem = self.dict_keys(node, keys)
+            if problem is not None:
+                raise problem  # (before building a dict of colliding keys)
             return {_convert_key(conv, k): self.value(v, arrays)
                     for conv, (k, v) in zip(keys, node.kids["content"].items(), strict=False)}
         if loader == "SliceNode":
@@ -556,22 +706,29 @@ class _Judge:
             out.append(_key_converter(t.name))
         return out
 
-    def colliding_keys(self, node: _Node, converters: list[Any]) -> None:
-        """Int keys built to share one hash (``_guards.keys_problem``): the only key type whose values
-        can be (numpy's fixed-width ints share a hash a few at a time, floats a few dozen)."""
-        if not any(conv is int for conv in converters):
-            return
-        keys = [_convert_key(conv, k) for conv, k in zip(converters, node.kids["content"], strict=False)]
-        self.hash_limit(keys, "dict")
+    def dict_keys(self, node: _Node, converters: list[Any]) -> SafeloadError | None:
+        """Why a DictNode's keys may not be inserted (judged once per node, noted in ``problems``):
+        int keys built to share one hash, the only key type whose values can be (numpy's
+        fixed-width ints share a hash a few at a time, floats a few dozen)."""
+        key = id(node)
+        if key not in self.keyed:
+            self.keyed[key] = None
+            if any(conv is int for conv in converters):
+                keys = [_convert_key(conv, k) for conv, k in zip(converters, node.kids["content"], strict=False)]
+                self.keyed[key] = self.hash_limit(keys, "dict")
+        return self.keyed[key]
 
-    def hash_limit(self, keys: list[Any], what: str, skip_unhashable: bool = False) -> None:
-        """Note a LimitExceededError if hashing ``keys`` into one dict passes the hash budget (``_guards.keys_problem``)."""
-        from safeload._guards import keys_problem
-
-        limits = self.policy.limits
-        problem = keys_problem(keys, limits.max_hash_work, limits.max_nesting_depth, skip_unhashable)
-        if problem is not None:
-            self.problems.append(LimitExceededError(f"skops {what}: {problem}"))
+    def hash_limit(self, keys: list[Any], what: str, skip_unhashable: bool = False) -> SafeloadError | None:
+        """Note (and return) a LimitExceededError if hashing ``keys`` into one dict passes what is left
+        of the archive's hash budget, or if one nests too deep to hash (``_guards.HashMeter``)."""
+        if self.hashed is not None:
+            return self.hashed
+        problem = self.meter.keys(keys, skip_unhashable)
+        if problem is None:
+            return None
+        self.hashed = LimitExceededError(f"skops {what}: {problem}")
+        self.problems.append(self.hashed)
+        return self.hashed
 
     def array_kind(self, node: _Node) -> str:
         """'array' (numpy.ndarray), 'scalar' (a numpy scalar type of the member's dtype) or CALL."""
@@ -619,6 +776,8 @@ class _Judge:
     def colliding_items(self, items: list[_Node], what: str) -> None:
         """A list's, a tuple's or an object array's items built to share one hash: the walker's
         ``list_items`` rule (inference code hashes a model's ``classes_`` and ``categories_``)."""
+        if self.hashed is not None:
+            return  # (refused already: nothing more is hashed)
         values = []
         for item in items:
             try:
@@ -652,7 +811,7 @@ class _Judge:
             if node.kids["key_types"].loader == "ListNode":
                 for name in sorted({t.name for t in node.kids["key_types"].kids["content"]}):
                     self.use(name, VALUE)
-            self.colliding_keys(node, self.key_types(node))
+            self.dict_keys(node, self.key_types(node))
         except (UnsafeModelError, MalformedModelError) as exc:
             self.problems.append(exc)
         if node.name == "builtins.dict":
@@ -751,8 +910,10 @@ class _Judge:
         if not isinstance(shape, (tuple, list)) or not shape or \
                 not all(type(d) is int and d >= 0 for d in shape):
             raise MalformedModelError("skops object array shape is not a non-empty tuple of sizes")
-        if math.prod(shape) > self.parser.refs:
-            raise LimitExceededError(f"skops object array of shape {tuple(shape)} has more cells than the "
+        if len(shape) > _MAX_NDIM:
+            raise MalformedModelError(f"skops object array of {len(shape)} dimensions (numpy's limit: {_MAX_NDIM})")
+        if _cells(shape, self.parser.refs) > self.parser.refs:  # (never the exact product of huge sizes)
+            raise LimitExceededError(f"skops object array of shape {_short(tuple(shape))} has more cells than the "
                                      "schema has entries (shared rows)")
         rows: list[list[_Node]] = [node.kids["content"]]
         for depth, size in enumerate(shape):
@@ -800,8 +961,8 @@ class _Judge:
 
     def _RandomGeneratorNode(self, node: _Node) -> None:
         bg_name = _bit_generator_name(node)
-        if bg_name not in _BIT_GENERATORS:
-            self.problems.append(UnsafeModelError(f"skops Generator names an unknown bit generator {bg_name!r}",
+        if not isinstance(bg_name, str) or bg_name not in _BIT_GENERATORS:
+            self.problems.append(UnsafeModelError(f"skops Generator names an unknown bit generator {_short(bg_name)}",
                                                   rule="skops-state"))
             return
         try:
@@ -826,11 +987,35 @@ class _Judge:
             raise MalformedModelError("skops SeedSequence state is not a dict of its parameters")
         pool = state.get("pool_size", 4)
         if type(pool) is not int or not 1 <= pool <= _MAX_POOL_SIZE:
-            raise LimitExceededError(f"skops SeedSequence pool_size {pool!r} outside [1, {_MAX_POOL_SIZE}]")
+            raise LimitExceededError(f"skops SeedSequence pool_size {_short(pool)} outside [1, {_MAX_POOL_SIZE}]")
         return state
 
     def _SparseMatrixNode(self, node: _Node) -> None:
         self.use(node.name, NEW)
+
+
+def _unhashable(items: list[Any] | tuple[Any, ...], pairs: bool) -> bool:
+    """Does hashing the items (``pairs``: each pair's key) raise? Their hash work was charged first."""
+    for item in items:
+        key = item[0] if pairs and isinstance(item, (tuple, list)) and len(item) == 2 else item
+        try:
+            hash(key)
+        except TypeError:
+            return True
+    return False
+
+
+def _walked_items(value: Any) -> Any:
+    """What a walk of a static value visits below it: a list's or tuple's items, a dict's values."""
+    if isinstance(value, (list, tuple)):
+        return value
+    if isinstance(value, dict):
+        return tuple(value.values())
+    return None
+
+
+def _never(value: Any) -> bool:
+    return False
 
 
 def _json(node: _Node) -> Any:
@@ -847,10 +1032,14 @@ def _key_converter(name: str) -> Any:
 
 
 def _convert_key(conv: Any, key: str) -> Any:
+    if len(key) > _MAX_DIGITS and (conv is int or issubclass(conv, np.integer)):
+        # (int() takes any Unicode digits, which no byte check of the schema sees: quadratic in their count)
+        raise LimitExceededError(f"skops dict key of {len(key)} characters converted to a number "
+                                 f"(limit {_MAX_DIGITS} digits)")
     try:
         return conv(key)
     except (ValueError, TypeError, OverflowError) as exc:
-        raise MalformedModelError(f"skops dict key {key[:40]!r} does not convert: {exc}") from None
+        raise MalformedModelError(f"skops dict key {key[:40]!r} does not convert: {str(exc)[:200]}") from None
 
 
 def _bit_generator_name(node: _Node) -> Any:
@@ -913,15 +1102,20 @@ def _plan(data: Buffer, policy: Policy) -> SkopsAudit:
     archive = _Archive(data, policy)
     if "schema.json" not in archive.infos:
         raise MalformedModelError("zip archive has no schema.json: not a skops file")
-    raw = archive.read("schema.json", cap=min(_MAX_SCHEMA_BYTES, _cap(policy.limits, len(data))))
+    cap = min(_MAX_SCHEMA_BYTES, _cap(policy.limits, len(data)), max(_SCHEMA_FLOOR, _SCHEMA_RATIO * len(data)))
+    raw = archive.read("schema.json", cap=cap, why=f"schema.json may inflate to {_SCHEMA_RATIO}x the file, at least "
+                       f"{_SCHEMA_FLOOR} bytes: real ones inflate up to 21x; and limits max_decompressed_bytes / "
+                       "max_inflate_ratio")
+    containers = _schema_bounds(raw)
     try:
         schema = json.loads(raw)
     except (ValueError, RecursionError) as exc:
-        raise MalformedModelError(f"unreadable schema.json: {exc}") from None
+        raise MalformedModelError(f"unreadable schema.json: {str(exc)[:200]}") from None
+    del raw
     protocol = schema.get("protocol") if isinstance(schema, dict) else None
     if type(protocol) is not int or not 0 <= protocol <= _PROTOCOL:
-        raise MalformedModelError(f"skops protocol {protocol!r} is not one safeload reads (0..{_PROTOCOL})")
-    parser = _Parser()
+        raise MalformedModelError(f"skops protocol {_short(protocol)} is not one safeload reads (0..{_PROTOCOL})")
+    parser = _Parser(containers)
     root = parser.tree(schema, 0)
     judge = _Judge(archive, parser, policy)
     judge.judge(root)
@@ -932,6 +1126,32 @@ def _plan(data: Buffer, policy: Policy) -> SkopsAudit:
     plan = _Plan(archive, root, judge)
     return SkopsAudit(tuple(names), tuple(sorted(judge.refused)), tuple(sorted({n.loader for n in parser.nodes})),
                       tuple(sorted(judge.uses)), plan)
+
+
+def _too_many_containers() -> str:
+    return (f"skops schema holds more than one JSON list or object per {_SCHEMA_BYTES_PER_CONTAINER} bytes "
+            f"(at least {_SCHEMA_MIN_CONTAINERS} allowed): parsing it would take ~20x its size in memory")
+
+
+def _check_digits(text: bytes, where: str) -> None:
+    """Refuse a run of more than ``_MAX_DIGITS`` ASCII digits in ``text`` (in C: 1 MiB at a time)."""
+    step = 1 << 20
+    for start in range(0, len(text), step):
+        if text[start:start + step + _MAX_DIGITS].translate(_DIGITS_ONLY).find(_TOO_MANY_DIGITS) >= 0:
+            raise LimitExceededError(f"skops {where} holds a number of more than {_MAX_DIGITS} digits "
+                                     "(converting one costs time quadratic in its length)")
+
+
+def _schema_bounds(raw: bytes) -> int:
+    """Refuse a schema.json whose parse would cost more than its bytes, counted in C before parsing:
+    JSON containers (each ~70 bytes of objects) and long numbers (quadratic to convert). Returns the
+    containers its JsonNodes' texts may still hold."""
+    allowed = max(_SCHEMA_MIN_CONTAINERS, len(raw) // _SCHEMA_BYTES_PER_CONTAINER)
+    left = allowed - raw.count(b"[") - raw.count(b"{")
+    if left < 0:
+        raise LimitExceededError(_too_many_containers())
+    _check_digits(raw, "schema.json")
+    return left
 
 
 def audit(data: Buffer, policy: Policy) -> SkopsAudit:
