@@ -21,7 +21,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any, cast
 
-from safeload._containers import Buffer, Format, _cap, sniff
+from safeload._containers import Buffer, Format, ViewReader, _cap, sniff
 from safeload._errors import (
     LimitExceededError,
     MalformedModelError,
@@ -32,7 +32,7 @@ from safeload._errors import (
 from safeload._nocode import might_recognise
 from safeload._policy import Limits, Policy
 from safeload._report import Finding, GlobalVerdict, Location, ScanReport, Verdict
-from safeload._tar import Budget, InflateReader, VettedTarFile, ViewReader
+from safeload._tar import Budget, InflateReader, VettedTarFile
 from safeload._torch import is_legacy
 
 __all__ = ["MAX_DEPTH", "aggregate", "inflate_head", "is_tar", "scan_inflate_cap", "scan_tar"]

@@ -12,6 +12,7 @@ import bz2
 import contextlib
 import enum
 import errno
+import io
 import lzma
 import mmap
 import os
@@ -38,7 +39,7 @@ from safeload._policy import Limits
 if TYPE_CHECKING:
     from safeload._zip import Budget
 
-__all__ = ["Format", "Source", "decompress", "read_source", "sniff"]
+__all__ = ["Format", "Source", "ViewReader", "decompress", "read_source", "sniff"]
 
 
 class Format(enum.Enum):
@@ -356,3 +357,59 @@ def _decompressor(fmt: Format) -> Any:
         return bz2.BZ2Decompressor()
     return lzma.LZMADecompressor(format=lzma.FORMAT_XZ if fmt is Format.XZ else lzma.FORMAT_ALONE)
 
+
+class ViewReader(io.RawIOBase):
+    """A read-only, seekable file over a buffer that copies only the bytes read, for ``zipfile`` and
+    ``tarfile`` (``io.BytesIO`` copies a whole ``mmap`` or ``memoryview``); ``member`` is a slice of
+    the buffer, not a copy. Seeking behaves as on ``io.BytesIO``, which both were given before: a
+    negative absolute position is a ``ValueError``, a relative one before the start stops at 0."""
+
+    def __init__(self, data: Buffer | memoryview) -> None:
+        super().__init__()
+        self._view = memoryview(data).cast("B")
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET, /) -> int:
+        if whence == io.SEEK_SET:
+            if offset < 0:
+                raise ValueError(f"negative seek value {offset}")
+            self._pos = offset
+        elif whence in (io.SEEK_CUR, io.SEEK_END):
+            self._pos = max(0, (self._pos if whence == io.SEEK_CUR else len(self._view)) + offset)
+        else:
+            raise ValueError(f"invalid whence ({whence})")
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        out = memoryview(buffer).cast("B")
+        n = max(0, min(len(out), len(self._view) - self._pos))
+        out[:n] = self._view[self._pos:self._pos + n]
+        self._pos += n
+        return n
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        end = len(self._view) if size is None or size < 0 else min(len(self._view), self._pos + size)
+        out = bytes(self._view[self._pos:end]) if end > self._pos else b""
+        self._pos += len(out)
+        return out
+
+    def member(self, offset: int, size: int) -> memoryview:
+        """The ``size`` bytes at ``offset``, as a view (``TruncatedModelError`` when the buffer ends first)."""
+        if offset + size > len(self._view):
+            raise TruncatedModelError(f"{offset + size - len(self._view)} bytes missing")
+        return self._view[offset:offset + size]
+
+    def close(self) -> None:
+        """Release the view (an ``mmap`` under it can be closed once its member slices are gone too)."""
+        if not self.closed:
+            self._view.release()
+        super().close()

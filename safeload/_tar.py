@@ -1,6 +1,6 @@
 """Tar archives read without trusting them: what ``_archive`` (and the CLI) hand to ``tarfile``.
 
-* ``ViewReader`` hands ``tarfile`` a buffer without copying it (``io.BytesIO`` copies a
+* ``_containers.ViewReader`` hands ``tarfile`` a buffer without copying it (``io.BytesIO`` copies a
   ``bytearray``, ``mmap`` or ``memoryview`` whole): ``tarfile`` reads only the headers, and a
   member is a slice of the buffer.
 * ``InflateReader`` inflates a compressed tar as ``tarfile`` reads it, under a cap: the inflated
@@ -36,7 +36,7 @@ from safeload._errors import (
 )
 
 __all__ = ["MAX_EXTENDED_CHAIN", "MAX_EXTENDED_HEADER", "MAX_EXTENDED_TOTAL", "MAX_PAX_DIGITS", "MAX_PAX_GLOBALS",
-           "MAX_PAX_RECORDS", "InflateReader", "VettedTarFile", "ViewReader"]
+           "MAX_PAX_RECORDS", "InflateReader", "VettedTarFile"]
 
 #: Payload of one pax or GNU long-name header.  Real ones hold a path (at most PATH_MAX, 4 KiB)
 #: and a few times; this also bounds the work of one header to a few milliseconds.
@@ -75,59 +75,6 @@ class Budget(Protocol):
 
 def _blocks(size: int) -> int:
     return -(-size // _BLOCK) * _BLOCK
-
-
-class ViewReader(io.RawIOBase):
-    """A read-only, seekable file over a buffer that copies only the bytes read (``tarfile`` reads
-    headers: 512 bytes at a time); ``member`` is a slice of the buffer, not a copy."""
-
-    def __init__(self, data: Buffer | memoryview) -> None:
-        super().__init__()
-        self._view = memoryview(data).cast("B")
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET, /) -> int:
-        if whence not in (io.SEEK_SET, io.SEEK_CUR, io.SEEK_END):
-            raise ValueError(f"invalid whence ({whence})")
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
-        if base + offset < 0:
-            raise ValueError(f"negative seek position {base + offset}")
-        self._pos = base + offset
-        return self._pos
-
-    def readinto(self, buffer: Any) -> int:
-        out = memoryview(buffer).cast("B")
-        n = max(0, min(len(out), len(self._view) - self._pos))
-        out[:n] = self._view[self._pos:self._pos + n]
-        self._pos += n
-        return n
-
-    def read(self, size: int | None = -1, /) -> bytes:
-        end = len(self._view) if size is None or size < 0 else min(len(self._view), self._pos + size)
-        out = bytes(self._view[self._pos:end]) if end > self._pos else b""
-        self._pos += len(out)
-        return out
-
-    def member(self, offset: int, size: int) -> memoryview:
-        """The ``size`` bytes at ``offset``, as a view (``TruncatedModelError`` when the buffer ends first)."""
-        if offset + size > len(self._view):
-            raise TruncatedModelError(f"{offset + size - len(self._view)} bytes missing")
-        return self._view[offset:offset + size]
-
-    def close(self) -> None:
-        """Release the view (an ``mmap`` under it can be closed once its member slices are gone too)."""
-        if not self.closed:
-            self._view.release()
-        super().close()
 
 
 class InflateReader(io.RawIOBase):

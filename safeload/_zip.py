@@ -12,7 +12,7 @@ inflates bzip2/LZMA members with no bound on the output of one ``read(n)``.  So:
   ``zipfile`` would return), refused up front when that size exceeds ``max(256 MiB,
   max_inflate_ratio x compressed)`` (the joblib cap, ``_containers._cap``) or what is left of the
   ``Budget`` that the whole judgement (every nesting level) shares;
-* a buffer is handed to ``zipfile`` through ``ViewReader``, which copies only the bytes read
+* a buffer is handed to ``zipfile`` through ``_containers.ViewReader``, which copies only the bytes read
   (``io.BytesIO`` copies a whole ``mmap`` or ``memoryview``).
 """
 
@@ -27,11 +27,11 @@ import zlib
 from types import TracebackType
 from typing import Any, Protocol
 
-from safeload._containers import ZIP_ERRORS, Buffer, _cap
+from safeload._containers import ZIP_ERRORS, Buffer, ViewReader, _cap
 from safeload._errors import LimitExceededError, MalformedModelError
 from safeload._policy import Limits
 
-__all__ = ["ZIP_ERRORS", "Archive", "Budget", "Member", "ViewReader", "is_dir"]
+__all__ = ["ZIP_ERRORS", "Archive", "Budget", "Member", "is_dir"]
 
 _EOCD = struct.Struct("<4s4H2LH")  # end of central directory record (22 bytes)
 _EOCD64_LOCATOR = struct.Struct("<4sLQL")  # 20 bytes, just before the end record
@@ -52,50 +52,6 @@ class _Readable(Protocol):
     def read(self, n: int = -1, /) -> bytes: ...
     def tell(self) -> int: ...
     def seekable(self) -> bool: ...
-
-
-class ViewReader:
-    """A read-only file over a buffer: ``read(n)`` copies those ``n`` bytes and nothing else.
-
-    Seeking behaves as on ``io.BytesIO`` (which ``zipfile`` was given before): a negative
-    absolute position is a ``ValueError``; a relative one before the start stops at 0.
-    """
-
-    def __init__(self, data: Buffer | memoryview) -> None:
-        self._view = memoryview(data).cast("B")
-        self._pos = 0
-
-    def seekable(self) -> bool:
-        return True
-
-    def readable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = 0, /) -> int:
-        if whence == 0:
-            if offset < 0:
-                raise ValueError(f"negative seek value {offset}")
-            self._pos = offset
-        elif whence in (1, 2):
-            self._pos = max(0, (self._pos if whence == 1 else len(self._view)) + offset)
-        else:
-            raise ValueError(f"invalid whence ({whence})")
-        return self._pos
-
-    def read(self, n: int = -1, /) -> bytes:
-        end = len(self._view) if n is None or n < 0 else min(len(self._view), self._pos + n)
-        if end <= self._pos:
-            return b""
-        out = bytes(self._view[self._pos:end])
-        self._pos = end
-        return out
-
-    def close(self) -> None:
-        """Release the view: the buffer (an ``mmap``) can be closed after this."""
-        self._view.release()
 
 
 class Budget:

@@ -177,7 +177,7 @@ def test_nested_tar_scan_stays_within_the_memory_bound(tmp_path: Path) -> None:
 
 
 def test_view_reader_copies_only_what_is_read() -> None:
-    from safeload._tar import ViewReader
+    from safeload._containers import ViewReader
 
     data = bytearray(range(256)) * 8
     reader = ViewReader(data)

@@ -428,7 +428,7 @@ def test_a_big_stored_pickle_in_a_zip_stays_within_the_memory_bound(tmp_path: Pa
 
 
 def test_the_reader_copies_only_what_is_read() -> None:
-    from safeload._zip import ViewReader
+    from safeload._containers import ViewReader
 
     data = bytearray(range(256)) * 4096
     tracemalloc.start()
