@@ -25,6 +25,7 @@ import pytest
 import scipy.sparse
 import skops.io as sio
 import zoo
+from _agree import scan_and_load
 
 import safeload
 from safeload import Limits, Policy
@@ -83,15 +84,7 @@ def archive(root: dict[str, Any], members: dict[str, bytes] | None = None, *,
 
 def outcome(data: bytes, policy: Policy | None = None) -> tuple[str, str]:
     """(scan verdict, load outcome), after checking that the two agree."""
-    report = safeload.scan(io.BytesIO(data), policy=policy)
-    try:
-        safeload.loads(data, policy=policy)
-        loaded = "ok"
-    except safeload.SafeloadError as exc:
-        loaded = type(exc).__name__
-    expected = {Verdict.SAFE: {"ok"}, Verdict.UNSAFE: {"UnsafeModelError"},
-                Verdict.ERROR: {"LimitExceededError", "MalformedModelError"}}[report.verdict]
-    assert loaded in expected, (report.verdict, loaded, report.findings)
+    report, loaded = scan_and_load(data, policy)
     return report.verdict, loaded
 
 
