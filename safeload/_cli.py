@@ -27,6 +27,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 from safeload._cache import ResultCache, file_sha256, policy_fingerprint
 from safeload._errors import SafeloadError
 from safeload._format import FORMATS, display_path, get_renderer, is_failure
+from safeload._gcscope import StorePace
 from safeload._ignore import Ignore
 from safeload._policy import Limits, Policy
 from safeload._report import Finding, ScanReport, Verdict
@@ -611,6 +612,7 @@ _WORKER_POLICIES: Sequence[Policy] = ()
 _WORKER_EXPLAIN = False
 _WORKER_CACHE: ResultCache | None = None
 _WORKER_FINGERPRINTS: Sequence[str] = ()
+_WORKER_PACE: StorePace | None = None
 _BIG_FILE = 64 << 20
 
 
@@ -618,12 +620,18 @@ def _init_worker(policies: Sequence[Policy], explain: bool, cache: ResultCache |
                  fingerprints: Sequence[str]) -> None:
     global _WORKER_POLICIES, _WORKER_EXPLAIN, _WORKER_CACHE, _WORKER_FINGERPRINTS
     _WORKER_POLICIES, _WORKER_EXPLAIN, _WORKER_CACHE, _WORKER_FINGERPRINTS = policies, explain, cache, fingerprints
+    global _WORKER_PACE
+    _WORKER_PACE = StorePace().__enter__()  # a pool worker only scans, and ends with the pool
 
 
 def _scan_chunk(items: Sequence[tuple[str, int]]) -> list[tuple[ScanReport, bool]]:
     """``items``: (path, index of its policy)."""
-    return [_scan_one(p, _WORKER_POLICIES[k], _WORKER_EXPLAIN, _WORKER_CACHE, _WORKER_FINGERPRINTS[k])
-            for p, k in items]
+    out = []
+    for p, k in items:
+        out.append(_scan_one(p, _WORKER_POLICIES[k], _WORKER_EXPLAIN, _WORKER_CACHE, _WORKER_FINGERPRINTS[k]))
+        if _WORKER_PACE is not None:
+            _WORKER_PACE.judged(out[-1][0].size)
+    return out
 
 
 def _scan_one(path: str, policy: Policy, explain: bool, cache: ResultCache | None,
@@ -752,20 +760,23 @@ def scan_all(files: Sequence[str], policy: Policy | Sequence[Policy], *, jobs: i
     fingerprints = [policy_fingerprint(p, explain) if cache is not None else "" for p in policies]
     progress = _Progress(len(files), sys.stderr)
     results: list[tuple[ScanReport, bool] | None] = [None] * len(files)
-    try:
-        if jobs > 1 and len(files) > 1:
-            _scan_parallel(files, which, policies, explain, jobs, results, progress, cache, fingerprints)
-        for i, path in enumerate(files):  # serial scans, and whatever a pool could not start on
-            if results[i] is None:
-                ticker = progress.big_file(path)
-                try:
-                    results[i] = _scan_one(path, policies[which[i]], explain, cache, fingerprints[which[i]])
-                finally:
-                    if ticker is not None:
-                        ticker.close()
-                progress.step()
-    finally:
-        progress.close()
+    with StorePace() as pace:  # full collections by bytes judged (_gcscope)
+        try:
+            if jobs > 1 and len(files) > 1:
+                _scan_parallel(files, which, policies, explain, jobs, results, progress, cache, fingerprints)
+            for i, path in enumerate(files):  # serial scans, and whatever a pool could not start on
+                if results[i] is None:
+                    ticker = progress.big_file(path)
+                    try:
+                        result = _scan_one(path, policies[which[i]], explain, cache, fingerprints[which[i]])
+                    finally:
+                        if ticker is not None:
+                            ticker.close()
+                    results[i] = result
+                    progress.step()
+                    pace.judged(result[0].size)
+        finally:
+            progress.close()
     reports = [r[0] if r is not None else _crash_report(files[i], "not scanned") for i, r in enumerate(results)]
     if cache is not None:
         for k, fingerprint in enumerate(fingerprints):
@@ -875,6 +886,11 @@ def expectation(path: str, named: bool) -> str:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
+    with StorePace():  # listing, judging and reporting a store: no full collections (_gcscope)
+        return _scan_command(args)
+
+
+def _scan_command(args: argparse.Namespace) -> int:
     policy = _policy(args.config, args.allow, args.allow_unsafe)
     root = args.root if args.root is not None else os.getcwd()
     if not os.path.isdir(root):

@@ -222,6 +222,17 @@ def _route(callee: str) -> int:
     return _ROUTE_NONE
 
 
+class _Keyed:
+    """Does a call of ``name`` return a container of its argument's keys (``KeyHashes.rehash``)?"""
+
+    def __init__(self, policy: Policy) -> None:
+        self.entries = policy.entries
+
+    def __call__(self, name: str) -> bool:
+        entry = self.entries.get(name)
+        return entry is not None and entry.guard in _KEYED_GUARDS
+
+
 class StaticChecks:
     """The mirrors, bound to one stream: its bytes (array data is read in place) and its issue list."""
 
@@ -236,13 +247,10 @@ class StaticChecks:
         limits = policy.limits
         self.hash_left = hash_budget(limits.max_hash_work, len(data))
         self._hash_cost = HashCost(_hashed_items, unhashable, limits.max_nesting_depth, self.hash_left + 1)
-        self._keys = KeyHashes(NAMEDTUPLES, unhashable, concrete, _raw_bytes, self._keyed, limits.max_nesting_depth,
-                               self.hash_left + 1)
-
-    def _keyed(self, name: str) -> bool:
-        """Does a call of ``name`` return a container of its argument's keys (``KeyHashes.rehash``)?"""
-        entry = self.policy.entries.get(name)
-        return entry is not None and entry.guard in _KEYED_GUARDS
+        # (a function of the policy, not a bound method: that would make self a cycle, and keep the
+        # file's bytes alive until a full collection)
+        self._keys = KeyHashes(NAMEDTUPLES, unhashable, concrete, _raw_bytes, _Keyed(policy),
+                               limits.max_nesting_depth, self.hash_left + 1)
 
     def issue(self, rule: str, severity: str, offset: int, message: str, names: tuple[str, ...] = ()) -> None:
         self.issues.append(Issue(rule, severity, offset, message, names))

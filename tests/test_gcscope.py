@@ -1,0 +1,99 @@
+"""The collector's pace during a store scan (``safeload._gcscope``): no full collection while a
+store of small files is judged, one per ``_FULL_EVERY`` bytes, the previous pace restored after,
+and no cycle in what the static checks keep (it held each file's bytes until a full collection)."""
+
+from __future__ import annotations
+
+import gc
+import pickle
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pytest
+
+from safeload import _gcscope
+from safeload._cli import main, scan_all
+from safeload._gcscope import StorePace
+from safeload._mirrors import StaticChecks
+from safeload._policy import Policy
+
+
+@pytest.fixture
+def full_collections() -> Iterator[list[int]]:
+    """Generations collected, recorded while the test runs."""
+    seen: list[int] = []
+
+    def record(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            seen.append(info["generation"])
+
+    gc.callbacks.append(record)
+    try:
+        yield seen
+    finally:
+        gc.callbacks.remove(record)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 4)), np.arange(40) % 2
+    for i in range(60):
+        model = LogisticRegression().fit(X + i, y)
+        if i % 2:
+            joblib.dump(model, tmp_path / f"m{i}.joblib")
+        else:
+            (tmp_path / f"m{i}.pkl").write_bytes(pickle.dumps(model, protocol=4))
+    return tmp_path
+
+
+def test_a_store_scan_makes_no_full_collection(store: Path, full_collections: list[int]) -> None:
+    before = gc.get_threshold()
+    files = sorted(str(p) for p in store.iterdir())
+    gc.set_threshold(50, 1, 1)  # a pace of full collections all the time, outside the scan
+    try:
+        reports = scan_all(files, Policy.default())
+        assert gc.get_threshold() == (50, 1, 1)  # restored
+    finally:
+        gc.set_threshold(*before)
+    assert all(r.verdict == "safe" for r in reports), [r.findings for r in reports if r.verdict != "safe"]
+    assert full_collections.count(0) > 10  # young collections went on
+    assert 2 not in full_collections
+
+
+def test_the_cli_restores_the_pace_also_on_error(store: Path, tmp_path: Path) -> None:
+    before = gc.get_threshold()
+    assert main(["scan", str(store), "--no-cache", "--format", "json", "--output", str(tmp_path / "r.json")]) == 0
+    assert gc.get_threshold() == before
+    assert main(["scan", str(tmp_path / "missing"), "--no-cache"]) == 2
+    assert gc.get_threshold() == before
+
+
+def test_a_full_collection_per_full_every_bytes(full_collections: list[int]) -> None:
+    with StorePace() as pace:
+        pace.judged(_gcscope._FULL_EVERY - 1)
+        assert 2 not in full_collections
+        pace.judged(1)
+        assert full_collections.count(2) == 1
+        pace.judged(_gcscope._FULL_EVERY - 1)
+        assert full_collections.count(2) == 1
+
+
+def test_static_checks_make_no_cycle() -> None:
+    """What a file's static checks keep (its bytes among them) is freed by reference counting."""
+    data = pickle.dumps(list(range(10)), protocol=4)
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        gc.collect()
+        checks = StaticChecks(Policy.default(), data, None, [])
+        del checks
+        assert gc.collect() == 0
+    finally:
+        if paused:
+            gc.enable()
