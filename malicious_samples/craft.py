@@ -1336,6 +1336,25 @@ def section4() -> list[Sample]:
             loader="joblib",
         )
     )
+    # 2b. a polyglot: joblib reads the array's bytes as data, pickle.load reads them as opcodes
+    hidden = call(sglob("posix", "system"), SH) + APPENDS + STOP
+    head = EMPTY_LIST + MARK + jl_wrapper((len(hidden),), u1, alignment=None)
+    data = proto(4) + head + hidden + APPENDS + STOP
+    out.append(
+        Sample(
+            "s4_joblib_array_bytes_are_opcodes.joblib",
+            "joblib-array-bytes-read-by-pickle",
+            "4",
+            "A raw joblib file that joblib reads as one uint8 array (no padding byte), and whose "
+            "array bytes are opcodes for pickle.load, which reads on past the wrapper's BUILD and "
+            "calls posix.system. Safe under joblib.load; the same file handed to pickle.load runs code.",
+            data,
+            "joblib",
+            CANARY,
+            global_="posix.system",
+            loader="pickle",
+        )
+    )
     # 3. legacy ZF container
     inner = pk(call(sglob("subprocess", "getstatusoutput"), SH), protocol=2)
     zf = b"ZF" + hex(len(inner)).encode().ljust(19) + zlib.compress(inner, 9)
