@@ -886,11 +886,11 @@ def expectation(path: str, named: bool) -> str:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    with StorePace():  # listing, judging and reporting a store: no full collections (_gcscope)
-        return _scan_command(args)
+    with StorePace() as pace:  # listing, judging and reporting a store: no full collections (_gcscope)
+        return _scan_command(args, pace)
 
 
-def _scan_command(args: argparse.Namespace) -> int:
+def _scan_command(args: argparse.Namespace, pace: StorePace) -> int:
     policy = _policy(args.config, args.allow, args.allow_unsafe)
     root = args.root if args.root is not None else os.getcwd()
     if not os.path.isdir(root):
@@ -917,7 +917,10 @@ def _scan_command(args: argparse.Namespace) -> int:
         from safeload._remote import scan_urls
 
         try:
-            remote_reports = list(scan_urls(remote, policy, explain=args.explain, jobs=args.jobs))
+            remote_reports = []
+            for item in scan_urls(remote, policy, explain=args.explain, jobs=args.jobs):
+                remote_reports.append(item)
+                pace.judged(item[0].size)
         except SafeloadError as exc:
             raise CliError(str(exc)) from None
         reports += [r for r, _ in remote_reports]

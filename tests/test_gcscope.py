@@ -97,3 +97,17 @@ def test_static_checks_make_no_cycle() -> None:
     finally:
         if paused:
             gc.enable()
+
+
+def test_pool_workers_scan_at_the_store_pace() -> None:
+    """A ``--jobs`` worker (a process that only scans) keeps the pace for its whole life."""
+    from safeload import _cli
+
+    before = gc.get_threshold()
+    try:
+        _cli._init_worker((), False, None, ())
+        assert gc.get_threshold()[2] == _gcscope._NEVER
+        assert _cli._WORKER_PACE is not None
+    finally:
+        _cli._WORKER_PACE = None
+        gc.set_threshold(*before)
