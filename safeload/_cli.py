@@ -618,9 +618,8 @@ _BIG_FILE = 64 << 20
 
 def _init_worker(policies: Sequence[Policy], explain: bool, cache: ResultCache | None,
                  fingerprints: Sequence[str]) -> None:
-    global _WORKER_POLICIES, _WORKER_EXPLAIN, _WORKER_CACHE, _WORKER_FINGERPRINTS
+    global _WORKER_POLICIES, _WORKER_EXPLAIN, _WORKER_CACHE, _WORKER_FINGERPRINTS, _WORKER_PACE
     _WORKER_POLICIES, _WORKER_EXPLAIN, _WORKER_CACHE, _WORKER_FINGERPRINTS = policies, explain, cache, fingerprints
-    global _WORKER_PACE
     _WORKER_PACE = StorePace().__enter__()  # a pool worker only scans, and ends with the pool
 
 
