@@ -358,16 +358,11 @@ def _decompressor(fmt: Format) -> Any:
     return lzma.LZMADecompressor(format=lzma.FORMAT_XZ if fmt is Format.XZ else lzma.FORMAT_ALONE)
 
 
-class ViewReader(io.RawIOBase):
-    """A read-only, seekable file over a buffer that copies only the bytes read, for ``zipfile`` and
-    ``tarfile`` (``io.BytesIO`` copies a whole ``mmap`` or ``memoryview``); ``member`` is a slice of
-    the buffer, not a copy. Seeking behaves as on ``io.BytesIO``, which both were given before: a
-    negative absolute position is a ``ValueError``, a relative one before the start stops at 0."""
+class PositionedReader(io.RawIOBase):
+    """A readable, seekable raw file whose position is ``_pos``: what ``zipfile`` and ``tarfile`` ask
+    of the readers safeload hands them (a buffer's view, an inflating tar stream, ranged reads)."""
 
-    def __init__(self, data: Buffer | memoryview) -> None:
-        super().__init__()
-        self._view = memoryview(data).cast("B")
-        self._pos = 0
+    _pos = 0
 
     def readable(self) -> bool:
         return True
@@ -377,6 +372,18 @@ class ViewReader(io.RawIOBase):
 
     def tell(self) -> int:
         return self._pos
+
+
+class ViewReader(PositionedReader):
+    """A read-only, seekable file over a buffer that copies only the bytes read, for ``zipfile`` and
+    ``tarfile`` (``io.BytesIO`` copies a whole ``mmap`` or ``memoryview``); ``member`` is a slice of
+    the buffer, not a copy. Seeking behaves as on ``io.BytesIO``, which both were given before: a
+    negative absolute position is a ``ValueError``, a relative one before the start stops at 0."""
+
+    def __init__(self, data: Buffer | memoryview) -> None:
+        super().__init__()
+        self._view = memoryview(data).cast("B")
+        self._pos = 0
 
     def seek(self, offset: int, whence: int = io.SEEK_SET, /) -> int:
         if whence == io.SEEK_SET:

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from safeload._containers import PositionedReader
 from safeload._errors import SafeloadError
 from safeload._policy import Policy
 from safeload._report import Finding, ScanReport, Verdict
@@ -121,7 +122,7 @@ def _judge(url: str, size: int, policy: Policy, explain: bool) -> ScanReport:
     return dataclasses.replace(report, sha256=hashlib.sha256(data).hexdigest())
 
 
-class _Ranged(io.RawIOBase):
+class _Ranged(PositionedReader):
     """A remote object as a seekable file whose every read is one ranged request, counted."""
 
     def __init__(self, fs: Any, path: str, size: int) -> None:
@@ -129,15 +130,6 @@ class _Ranged(io.RawIOBase):
         self._fs, self._path, self._size, self._pos = fs, path, size, 0
         self.bytes_read = 0
         self.requests = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]

@@ -26,7 +26,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from safeload._containers import _STREAM_BYTES, _STREAMS_BASE, Buffer, Format, _decompressor
+from safeload._containers import _STREAM_BYTES, _STREAMS_BASE, Buffer, Format, PositionedReader, _decompressor
 from safeload._errors import (
     LimitExceededError,
     MalformedModelError,
@@ -77,7 +77,7 @@ def _blocks(size: int) -> int:
     return -(-size // _BLOCK) * _BLOCK
 
 
-class InflateReader(io.RawIOBase):
+class InflateReader(PositionedReader):
     """The inflated bytes of a compressed tar, produced as ``tarfile`` reads them, never held whole.
 
     The stream is inflated as ``_containers.decompress`` inflates it (concatenated streams,
@@ -112,15 +112,6 @@ class InflateReader(io.RawIOBase):
     def inflated(self) -> int:
         """Bytes inflated so far."""
         return self._at + len(self._chunk)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
 
     def seek(self, offset: int, whence: int = io.SEEK_SET, /) -> int:
         if whence == io.SEEK_CUR:
