@@ -205,9 +205,9 @@ SCAN_CASES: dict[str, tuple[Builder, tuple[int, ...], tuple[int, ...]]] = {
 }
 
 
-def measure(mode: str, path: Path) -> dict[str, Any]:
+def measure(mode: str, path: Path, timeout: float = 3600) -> dict[str, Any]:
     out = subprocess.run([sys.executable, "-c", _CHILD, mode, str(path)], capture_output=True, text=True,
-                         timeout=3600, check=False)
+                         timeout=timeout, check=False)
     if out.returncode != 0:
         return {"seconds": float("nan"), "peak": 0, "error": f"exit {out.returncode}: {out.stderr[-300:]}"}
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])

@@ -24,7 +24,7 @@ def _resources() -> Any:
 R = _resources()
 
 
-def measure(mode: str, path: Path) -> dict[str, Any]:
+def measure(mode: str, path: Path, timeout: float = 3600) -> dict[str, Any]:
     """``mode`` (pickle, load, read, scan) of ``path`` in a fresh child: seconds, peak, error, verdict."""
-    result: dict[str, Any] = R.measure(mode, path)
+    result: dict[str, Any] = R.measure(mode, path, timeout)
     return result

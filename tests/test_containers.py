@@ -9,7 +9,6 @@ from __future__ import annotations
 import bz2
 import gzip
 import io
-import json
 import lzma
 import os
 import pickle
@@ -24,12 +23,12 @@ from typing import Any
 import lz4.frame
 import numpy as np
 import pytest
+from _measure import measure
 
 import safeload
 from safeload import _containers as C
 from safeload._policy import Limits
 
-PKG_ROOT = Path(safeload.__file__).resolve().parents[1]  # the package under test, for child processes
 MiB = 1 << 20
 #: The work bounds below: a stream is handed slices starting at FIRST_SLICE bytes, at most SLICE,
 #: and its output is taken OUT_CHUNK at a time (safeload._containers' _IN_FIRST, _IN_MAX, _OUT_CHUNK).
@@ -41,41 +40,14 @@ COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {
     "xz": lzma.compress, "lzma": lambda b: lzma.compress(b, format=lzma.FORMAT_ALONE), "lz4": lz4.frame.compress,
 }
 
-_CHILD = r"""
-import json, sys, time
-import safeload
-def hwm():
-    with open("/proc/self/status") as fh:
-        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmHWM:"))
-def rss():
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * 4096
-with open("/proc/self/clear_refs", "w") as fh:
-    fh.write("5")  # the peak so far (imports) does not count
-base = rss()
-t = time.perf_counter()
-try:
-    outcome = getattr(safeload, sys.argv[1])(sys.argv[2])
-    outcome = getattr(outcome, "verdict", type(outcome).__name__)
-except safeload.SafeloadError as exc:
-    outcome = type(exc).__name__
-print(json.dumps({"seconds": time.perf_counter() - t, "peak": hwm() - base, "outcome": str(outcome)}))
-"""
-
-
 def cost(fn: str, path: Path, timeout: float = 60) -> dict[str, Any]:
-    """``safeload.<fn>(path)`` in a fresh process: seconds, peak RSS growth, verdict or error class."""
-    if not os.path.exists("/proc/self/clear_refs"):
-        pytest.skip("needs Linux /proc to measure a child's peak memory")
-    env = {**os.environ, "PYTHONPATH": str(PKG_ROOT)}
+    """``safeload.<fn>(path)`` in a fresh process (``tests/_measure``, the resource script's child):
+    seconds, peak RSS growth, and ``outcome``: scan's verdict or the error's class."""
     try:
-        proc = subprocess.run([sys.executable, "-c", _CHILD, fn, str(path)], capture_output=True, text=True,
-                              timeout=timeout, env=env)
+        result = measure(fn, path, timeout)
     except subprocess.TimeoutExpired:
         pytest.fail(f"safeload.{fn} took over {timeout} s")
-    assert proc.returncode == 0, proc.stderr
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+    return {**result, "outcome": result["error"] or result.get("verdict")}
 
 
 # --------------------------------------------------------------------------- .npy headers
