@@ -12,7 +12,7 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from safeload._containers import COMPRESSED, Buffer, Format, decompress, npy_header, sniff
+from safeload._containers import COMPRESSED, NPY_MAX_HEADER, Buffer, Format, decompress, npy_header, npy_length, sniff
 from safeload._errors import (
     LimitExceededError,
     MalformedModelError,
@@ -203,19 +203,16 @@ def _analyse_npy(data: Buffer, policy: Policy, options: dict[str, Any]) -> Analy
     return Analysis("npy", None, data, trace=member.trace, npy=[member])
 
 
-#: More header than numpy.load parses (max_header_size: 10,000 characters of up to 4 bytes).
-_NPY_HEAD_MAX = 1 << 20
-
-
 def npy_prefix(member: Member) -> bytearray:
     """A zip member's first bytes, through the end of its ``.npy`` header when it has one: all that
     judging a numeric array needs (its data is never unpickled), so the rest is not inflated."""
     head = member.read(10)
     if len(head) == 10 and head[:6] == b"\x93NUMPY":
-        width = 2 if head[6] == 1 else 4  # (as npy_header reads it)
+        width = npy_length(head)[0]
         head += member.read(width - 2)
-        length = int.from_bytes(head[8:8 + width], "little")
-        head += member.read(min(length, _NPY_HEAD_MAX))  # (longer: npy_header refuses it, unread)
+        length = npy_length(head)[1]
+        # a longer header npy_header refuses on its length alone: its text is never read
+        head += member.read(min(length, 4 * NPY_MAX_HEADER))
     return head
 
 

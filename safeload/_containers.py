@@ -215,6 +215,13 @@ def sniff(data: Buffer) -> Format:
 NPY_MAX_HEADER = 10000
 
 
+def npy_length(head: Buffer) -> tuple[int, int]:
+    """The width of a .npy header's length field (2 bytes in format 1.0, 4 after) and the length it
+    holds, from the file's first 8 + width bytes (fewer: the bytes that are there)."""
+    width = 2 if head[6] == 1 else 4
+    return width, int.from_bytes(head[8:8 + width], "little")
+
+
 def npy_header(head: Buffer) -> tuple[dict[str, Any], int]:
     """A .npy file's header dict and the offset where its data starts.
 
@@ -223,9 +230,8 @@ def npy_header(head: Buffer) -> tuple[dict[str, Any], int]:
     """
     if bytes(head[:6]) != b"\x93NUMPY" or len(head) < 10:
         raise ValueError("not a .npy header")
-    width = 2 if head[6] == 1 else 4
+    width, length = npy_length(head)
     encoding = "utf8" if head[6] == 3 else "latin1"  # as numpy decodes format 3.0 / 1.0 and 2.0
-    length = int.from_bytes(head[8:8 + width], "little")
     # numpy counts decoded characters: a UTF-8 character is at most 4 bytes.
     if length > NPY_MAX_HEADER * (4 if encoding == "utf8" else 1):
         raise ValueError(f".npy header of {length} bytes is longer than numpy.load reads "
