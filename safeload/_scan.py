@@ -199,7 +199,7 @@ def _by_analysis(data: Buffer, policy: Policy, name: str, explain: bool, filling
             return None  # a numpy file load does not open: judged by _scan_npy instead
         skops = archive is not None and "schema.json" in archive.names
         fmt_name = _fmt_name(fmt) if fmt is not Format.ZIP or skops else "npz"
-        return ScanReport(name, fmt_name, _verdict_for(exc), (_finding_for(exc),), (), size)
+        return _failed(name, fmt_name, exc, size)
     if analysis.npy is not None:
         return _npy_report(name, analysis, policy, size)
     findings = _analysis_findings(analysis)
@@ -262,7 +262,7 @@ def _scan_tar(data: Buffer, policy: Policy, name: str, fmt_name: str, explain: b
         try:
             budget.take_entries(1, f"tar member {member_name!r}")
         except LimitExceededError as exc:
-            return ScanReport(member_name, "archive", Verdict.ERROR, (_finding_for(exc),), (), len(member))
+            return _failed(member_name, "archive", exc, len(member))
         return _scan_data(member, policy, member_name, explain, False, None, inner_depth, budget)
 
     return scan_tar(data, policy, name, fmt_name, judge, depth, compressed, budget)
@@ -296,6 +296,11 @@ def _fmt_name(fmt: Format) -> str:
 def _too_deep(member: str, size: int) -> ScanReport:
     return ScanReport(member, "archive", Verdict.ERROR,
                       (Finding("limit", "medium", f"archives nested deeper than {MAX_DEPTH}"),), (), size)
+
+
+def _failed(name: str, fmt_name: str, exc: SafeloadError, size: int) -> ScanReport:
+    """The report of a file (or member) that could not be judged: ``exc`` as its one finding."""
+    return ScanReport(name, fmt_name, _verdict_for(exc), (_finding_for(exc),), (), size)
 
 
 def _verdict_for(exc: SafeloadError) -> str:
@@ -364,7 +369,7 @@ def judge_zip_directory(fh: IO[bytes], policy: Policy, name: str, size: int) -> 
     try:
         archive = Archive(fh, policy.limits, Budget(policy.limits, size))
     except LimitExceededError as exc:  # what the whole read would report, without reading it
-        return ScanReport(name, "zip", Verdict.ERROR, (_finding_for(exc),), (), size)
+        return _failed(name, "zip", exc, size)
     except SafeloadError:
         return None  # (a failed ranged read looks the same): the whole read reports it as a local scan does
     with archive:
@@ -403,7 +408,7 @@ def _scan_zip(data: Buffer, policy: Policy, name: str, size: int, explain: bool,
     try:
         archive = Archive(data, policy.limits, budget)
     except SafeloadError as exc:
-        return ScanReport(name, "zip", _verdict_for(exc), (_finding_for(exc),), (), size)
+        return _failed(name, "zip", exc, size)
     with archive:
         if "schema.json" in archive.names:
             judged = _by_analysis(data, policy, name, explain, None, budget, archive)
@@ -439,8 +444,7 @@ def _scan_members(archive: Archive, policy: Policy, name: str, size: int, explai
                     continue  # (a bomb of zeros costs nothing: its rest is not inflated)
                 reader.read(into=member)
         except SafeloadError as exc:
-            members.append((info.filename, ScanReport(info.filename, "zip", _verdict_for(exc), (_finding_for(exc),),
-                                                      (), info.file_size)))
+            members.append((info.filename, _failed(info.filename, "zip", exc, info.file_size)))
             continue
         members.append((info.filename, _scan_data(member, policy, info.filename, explain, False, None, depth + 1,
                                                   budget)))
