@@ -487,12 +487,23 @@ def _scan_npz(archive: Archive, policy: Policy, name: str, size: int) -> ScanRep
     return _report(name, "npz", findings, tuple(globs), size, container=True)
 
 
+#: What ``npy_header`` and reading its ``descr`` raise on a corrupt header.
+_NPY_HEADER_ERRORS = (IndexError, ValueError, SyntaxError, KeyError, TypeError, UnicodeDecodeError, MemoryError,
+                      RecursionError)
+
+
+def _object_start(data: Buffer) -> int | None:
+    """Where the pickle of a ``.npy`` object array starts; ``None`` for a numeric array (raises one of
+    ``_NPY_HEADER_ERRORS`` on a corrupt header)."""
+    header, start = npy_header(data)
+    return start if "O" in str(header["descr"]) else None
+
+
 def _object_npy(head: Buffer) -> bool:
     """Does this ``.npy`` header (as ``_scan_npy`` reads it) declare an object array?"""
     try:
-        return "O" in str(npy_header(head)[0]["descr"])
-    except (IndexError, ValueError, SyntaxError, KeyError, TypeError, UnicodeDecodeError, MemoryError,
-            RecursionError):
+        return _object_start(head) is not None
+    except _NPY_HEADER_ERRORS:
         return False  # _scan_npy reports the header
 
 
@@ -516,12 +527,10 @@ def _scan_torch_zip(archive: Archive, policy: Policy, name: str, size: int) -> S
 def _scan_npy(data: Buffer, policy: Policy, member: str | None
               ) -> tuple[str, list[Finding], tuple[GlobalVerdict, ...]]:
     try:
-        header, start = npy_header(data)
-        descr = header["descr"]
-    except (IndexError, ValueError, SyntaxError, KeyError, TypeError, UnicodeDecodeError, MemoryError,
-            RecursionError) as exc:
+        start = _object_start(data)
+    except _NPY_HEADER_ERRORS as exc:
         return "npy", [Finding("malformed", "medium", f"invalid .npy header: {exc}", (), Location(0, member))], ()
-    if "O" not in str(descr):
+    if start is None:
         return "npy", [], ()
     trace: Trace = walk(bytes(data), policy, start=start)
     return "npy", _issue_findings(trace.all_issues(), member), _globals(trace.all_globals(), policy, member)
