@@ -23,15 +23,12 @@ from typing import Any, cast
 
 from safeload._containers import Buffer, Format, ViewReader, _cap, sniff
 from safeload._errors import (
-    LimitExceededError,
-    MalformedModelError,
     SafeloadError,
     TruncatedModelError,
-    UnsafeModelError,
 )
 from safeload._nocode import might_recognise
 from safeload._policy import Limits, Policy
-from safeload._report import Finding, GlobalVerdict, Location, ScanReport, Verdict
+from safeload._report import Finding, GlobalVerdict, Location, ScanReport, Verdict, failed_report
 from safeload._tar import Budget, InflateReader, VettedTarFile
 from safeload._torch import is_legacy
 
@@ -101,7 +98,7 @@ def scan_tar(data: Buffer | memoryview, policy: Policy, name: str, fmt_name: str
             reader = InflateReader(compressed, data, scan_inflate_cap(policy.limits, size), _CAP_HINT, budget)
         return _scan_members(reader, policy, name, fmt_name, judge, depth, size)
     except SafeloadError as exc:
-        return _failed(name, fmt_name, exc, size)
+        return failed_report(name, fmt_name, exc, size)
     except RecursionError:  # (the vetting refuses long chains of extended headers before tarfile recurses)
         return _error(name, fmt_name, "limit", "tar headers nest too deeply", size)
     except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
@@ -169,18 +166,6 @@ def _judged_as_tar(head: bytes) -> bool:
         return sniff(head) in (Format.UNKNOWN, Format.PICKLE)
     except SafeloadError:
         return False
-
-
-def _failed(name: str, fmt_name: str, exc: SafeloadError, size: int) -> ScanReport:
-    """A refusal (limit, malformed, trailing data...) as the report of the whole archive, filed as
-    ``_scan`` files the same errors."""
-    if isinstance(exc, UnsafeModelError):
-        return ScanReport(name, fmt_name, Verdict.UNSAFE, (Finding(exc.rule, "high", str(exc), exc.names),), (),
-                          size)
-    if isinstance(exc, LimitExceededError):
-        return _error(name, fmt_name, "limit", str(exc), size)
-    return _error(name, fmt_name, "malformed" if isinstance(exc, MalformedModelError) else "unsupported", str(exc),
-                  size)
 
 
 def _error(name: str, fmt_name: str, rule: str, message: str, size: int) -> ScanReport:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Finding", "GlobalVerdict", "Location", "ScanReport", "RULES", "Verdict"]
+from safeload._errors import LimitExceededError, MalformedModelError, SafeloadError, UnsafeModelError
+
+__all__ = ["Finding", "GlobalVerdict", "Location", "RULES", "ScanReport", "Verdict", "failed_report", "finding_for"]
 
 
 class Verdict:
@@ -161,3 +163,20 @@ RULES: dict[str, tuple[str, str]] = {
     "baseline": ("Accepted in the baseline", "This finding is listed in the baseline file with a reason."),
 }
 
+
+
+def finding_for(exc: SafeloadError, member: str | None = None) -> Finding:
+    """A refusal (unsafe, limit, malformed, unsupported) as a finding; ``member``: where in an archive."""
+    if isinstance(exc, UnsafeModelError):
+        return Finding(exc.rule, "high", str(exc), exc.names, Location(None, member))
+    if isinstance(exc, LimitExceededError):
+        return Finding("limit", "medium", str(exc), (), Location(None, member))
+    if isinstance(exc, MalformedModelError):
+        return Finding("malformed", "medium", str(exc), (), Location(None, member))
+    return Finding("unsupported", "medium", str(exc), (), Location(None, member))
+
+
+def failed_report(name: str, fmt_name: str, exc: SafeloadError, size: int) -> ScanReport:
+    """The report of a file, archive or member that could not be judged: ``exc`` as its one finding."""
+    verdict = Verdict.UNSAFE if isinstance(exc, UnsafeModelError) else Verdict.ERROR
+    return ScanReport(name, fmt_name, verdict, (finding_for(exc),), (), size)

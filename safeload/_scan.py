@@ -21,16 +21,14 @@ from safeload._archive import MAX_DEPTH, aggregate, inflate_head, is_tar, scan_t
 from safeload._containers import COMPRESSED, Buffer, Format, npy_header, read_source, sniff
 from safeload._errors import (
     LimitExceededError,
-    MalformedModelError,
     SafeloadError,
-    UnsafeModelError,
     UnsupportedFormatError,
 )
 from safeload._filling import Filling
 from safeload._load import effective_policy
 from safeload._nocode import Recognised, might_recognise, recognise
 from safeload._policy import Policy
-from safeload._report import Finding, GlobalVerdict, Location, ScanReport, Verdict
+from safeload._report import Finding, GlobalVerdict, Location, ScanReport, Verdict, failed_report, finding_for
 from safeload._torch import TorchJudgement, is_legacy, judge_legacy, judge_pickle, torch_policy
 from safeload._walker import LIMIT, UNSAFE, Issue, Trace, walk
 from safeload._zip import Archive, Budget, is_dir
@@ -199,7 +197,7 @@ def _by_analysis(data: Buffer, policy: Policy, name: str, explain: bool, filling
             return None  # a numpy file load does not open: judged by _scan_npy instead
         skops = archive is not None and "schema.json" in archive.names
         fmt_name = _fmt_name(fmt) if fmt is not Format.ZIP or skops else "npz"
-        return _failed(name, fmt_name, exc, size)
+        return failed_report(name, fmt_name, exc, size)
     if analysis.npy is not None:
         return _npy_report(name, analysis, policy, size)
     findings = _analysis_findings(analysis)
@@ -262,7 +260,7 @@ def _scan_tar(data: Buffer, policy: Policy, name: str, fmt_name: str, explain: b
         try:
             budget.take_entries(1, f"tar member {member_name!r}")
         except LimitExceededError as exc:
-            return _failed(member_name, "archive", exc, len(member))
+            return failed_report(member_name, "archive", exc, len(member))
         return _scan_data(member, policy, member_name, explain, False, None, inner_depth, budget)
 
     return scan_tar(data, policy, name, fmt_name, judge, depth, compressed, budget)
@@ -296,25 +294,6 @@ def _fmt_name(fmt: Format) -> str:
 def _too_deep(member: str, size: int) -> ScanReport:
     return ScanReport(member, "archive", Verdict.ERROR,
                       (Finding("limit", "medium", f"archives nested deeper than {MAX_DEPTH}"),), (), size)
-
-
-def _failed(name: str, fmt_name: str, exc: SafeloadError, size: int) -> ScanReport:
-    """The report of a file (or member) that could not be judged: ``exc`` as its one finding."""
-    return ScanReport(name, fmt_name, _verdict_for(exc), (_finding_for(exc),), (), size)
-
-
-def _verdict_for(exc: SafeloadError) -> str:
-    return Verdict.UNSAFE if isinstance(exc, UnsafeModelError) else Verdict.ERROR
-
-
-def _finding_for(exc: SafeloadError, member: str | None = None) -> Finding:
-    if isinstance(exc, UnsafeModelError):
-        return Finding(exc.rule, "high", str(exc), exc.names, Location(None, member))
-    if isinstance(exc, LimitExceededError):
-        return Finding("limit", "medium", str(exc), (), Location(None, member))
-    if isinstance(exc, MalformedModelError):
-        return Finding("malformed", "medium", str(exc), (), Location(None, member))
-    return Finding("unsupported", "medium", str(exc), (), Location(None, member))
 
 
 def _issue_findings(issues: Iterable[Issue], member: str | None = None) -> list[Finding]:
@@ -369,7 +348,7 @@ def judge_zip_directory(fh: IO[bytes], policy: Policy, name: str, size: int) -> 
     try:
         archive = Archive(fh, policy.limits, Budget(policy.limits, size))
     except LimitExceededError as exc:  # what the whole read would report, without reading it
-        return _failed(name, "zip", exc, size)
+        return failed_report(name, "zip", exc, size)
     except SafeloadError:
         return None  # (a failed ranged read looks the same): the whole read reports it as a local scan does
     with archive:
@@ -408,7 +387,7 @@ def _scan_zip(data: Buffer, policy: Policy, name: str, size: int, explain: bool,
     try:
         archive = Archive(data, policy.limits, budget)
     except SafeloadError as exc:
-        return _failed(name, "zip", exc, size)
+        return failed_report(name, "zip", exc, size)
     with archive:
         if "schema.json" in archive.names:
             judged = _by_analysis(data, policy, name, explain, None, budget, archive)
@@ -444,7 +423,7 @@ def _scan_members(archive: Archive, policy: Policy, name: str, size: int, explai
                     continue  # (a bomb of zeros costs nothing: its rest is not inflated)
                 reader.read(into=member)
         except SafeloadError as exc:
-            members.append((info.filename, _failed(info.filename, "zip", exc, info.file_size)))
+            members.append((info.filename, failed_report(info.filename, "zip", exc, info.file_size)))
             continue
         members.append((info.filename, _scan_data(member, policy, info.filename, explain, False, None, depth + 1,
                                                   budget)))
@@ -477,7 +456,7 @@ def _scan_npz(archive: Archive, policy: Policy, name: str, size: int) -> ScanRep
                 if _object_npy(member):
                     reader.read(into=member)
         except SafeloadError as exc:
-            findings.append(_finding_for(exc, info.filename))
+            findings.append(finding_for(exc, info.filename))
             continue
         _, f, g = _scan_npy(member, policy, info.filename)
         findings.extend(f)
