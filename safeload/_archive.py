@@ -4,7 +4,7 @@ A tar.gz of pickles is one ``tar xzf`` away from being loaded, so every member i
 like a file of its own (the same scan, with the member named in each finding).  Limits are
 the zip ones: ``max_zip_members`` members and ``max_zip_bytes`` of member data; a compressed
 tar is inflated as its members are read, one held at a time, to what a compressed joblib file may
-inflate to (``scan_inflate_cap``).  ``tarfile`` only sees headers vetted by ``_tar`` (CVE-2024-6232, chained
+inflate to (``_containers.inflate_cap``).  ``tarfile`` only sees headers vetted by ``_tar`` (CVE-2024-6232, chained
 extended headers), and the archive is never copied (see ``scan_tar``).
 ``safeload.load`` loads none of these archives, so a clean one is ``unsupported``.
 
@@ -21,18 +21,18 @@ import zlib
 from collections.abc import Callable
 from typing import Any, cast
 
-from safeload._containers import Buffer, Format, ViewReader, _cap, sniff
+from safeload._containers import Buffer, Format, ViewReader, inflate_cap, sniff
 from safeload._errors import (
     SafeloadError,
     TruncatedModelError,
 )
 from safeload._nocode import might_recognise
-from safeload._policy import Limits, Policy
+from safeload._policy import Policy
 from safeload._report import Finding, GlobalVerdict, Location, ScanReport, Verdict, failed_report
 from safeload._tar import Budget, InflateReader, VettedTarFile
 from safeload._torch import is_legacy
 
-__all__ = ["MAX_DEPTH", "aggregate", "inflate_head", "is_tar", "scan_inflate_cap", "scan_tar"]
+__all__ = ["MAX_DEPTH", "aggregate", "inflate_head", "is_tar", "scan_tar"]
 
 MAX_DEPTH = 3  # archives inside archives inside archives: deeper is refused
 _HEAD = 1024
@@ -82,7 +82,7 @@ def inflate_head(fmt: Format, data: Buffer) -> bytes:
 def scan_tar(data: Buffer | memoryview, policy: Policy, name: str, fmt_name: str, judge: Judge, depth: int,
              compressed: Format | None = None, budget: Budget | None = None) -> ScanReport:
     """Judge every regular member of the tar ``data``; ``compressed``: ``data`` is that compressed
-    stream, inflated here as the members are read (under ``scan_inflate_cap``, counted against
+    stream, inflated here as the members are read (under ``_containers.inflate_cap``, counted against
     ``budget``), never whole.
 
     The buffer is not copied: ``tarfile`` reads the headers through a ``ViewReader``, and a
@@ -95,7 +95,9 @@ def scan_tar(data: Buffer | memoryview, policy: Policy, name: str, fmt_name: str
         if compressed is None:
             reader = ViewReader(data)
         else:
-            reader = InflateReader(compressed, data, scan_inflate_cap(policy.limits, size), _CAP_HINT, budget)
+            # As far as a compressed joblib file: members are held one at a time, so memory is the largest
+            # member's; a tighter cap (the file's size + 32 MiB, tried) refused real tarballs that compress 3x.
+            reader = InflateReader(compressed, data, inflate_cap(policy.limits, size), _CAP_HINT, budget)
         return _scan_members(reader, policy, name, fmt_name, judge, depth, size)
     except SafeloadError as exc:
         return failed_report(name, fmt_name, exc, size)
@@ -106,13 +108,6 @@ def scan_tar(data: Buffer | memoryview, policy: Policy, name: str, fmt_name: str
     finally:
         if reader is not None:
             reader.close()
-
-
-def scan_inflate_cap(limits: Limits, compressed: int) -> int:
-    """How far a scan inflates a compressed tar of ``compressed`` bytes: as far as a compressed joblib
-    file (``_containers._cap``). Members are held one at a time, so memory is the largest member's;
-    a tighter cap (the file's size + 32 MiB, tried) refused real model tarballs that compress 3x."""
-    return _cap(limits, compressed)
 
 
 def _scan_members(reader: ViewReader | InflateReader, policy: Policy, name: str, fmt_name: str, judge: Judge,

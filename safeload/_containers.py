@@ -249,7 +249,9 @@ def npy_header(head: Buffer) -> tuple[dict[str, Any], int]:
     return header, end
 
 
-def _cap(limits: Limits, compressed: int) -> int:
+def inflate_cap(limits: Limits, compressed: int) -> int:
+    """How far ``compressed`` bytes may inflate: a compressed joblib stream, a zip member, a
+    compressed tar, a skops archive, and the ``Budget`` a whole judgement shares."""
     if limits.max_inflate_ratio is None:
         return limits.max_decompressed_bytes
     return min(limits.max_decompressed_bytes, max(256 << 20, limits.max_inflate_ratio * compressed))
@@ -285,7 +287,7 @@ def decompress(fmt: Format, data: Buffer, limits: Limits, budget: Budget | None 
     ``budget``: what a scan may still inflate in all (a stream inside an archive shares it with
     the archive's other members, see ``_zip.Budget``); what inflates is counted against it.
     """
-    cap = _cap(limits, len(data))
+    cap = inflate_cap(limits, len(data))
     shared = budget is not None and budget.bytes_left < cap
     if budget is not None and shared:
         cap = budget.bytes_left

@@ -11,7 +11,7 @@ So this module mirrors skops 0.16's node loaders (``skops/io/_general.py``, ``_n
 1. **Parse** ``schema.json`` into a graph of ``_Node`` with skops' own memo rule (a truthy ``__id__``
    is remembered; a later state with a remembered ``__id__`` *is* that node), refusing unknown
    loaders, missing fields, cycles, deep nesting and members named by two nodes. Each member a node
-   reads is inflated while counting its *actual* bytes against the joblib caps (``_containers._cap``,
+   reads is inflated while counting its *actual* bytes against the joblib caps (``_containers.inflate_cap``,
    per member and for the archive); every array member's .npy header is checked against its real
    size, whatever the member is called.
 2. **Judge** (``audit``; ``scan`` stops here, importing nothing the file names): every node becomes
@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from safeload._allowlist import Kind
-from safeload._containers import Buffer, _cap, npy_header
+from safeload._containers import Buffer, inflate_cap, npy_header
 from safeload._errors import LimitExceededError, MalformedModelError, SafeloadError, UnsafeModelError
 from safeload._hashwork import big_int
 from safeload._policy import Policy, refusal_message
@@ -251,7 +251,7 @@ class _Archive:
             raise UnsafeModelError("zip archive has two members with the same name (readers disagree on which is read)",
                                    rule="skops-state")
         self.infos = {i.filename: i for i in infos}
-        self.budget = min(self.limits.max_zip_bytes, _cap(self.limits, len(data)))
+        self.budget = min(self.limits.max_zip_bytes, inflate_cap(self.limits, len(data)))
         self.inflated = 0
         #: Bytes of each member already counted in ``inflated``: the judge scans a member and the
         #: builder reads it again, the same bytes, which must not count twice against ``budget``.
@@ -263,7 +263,7 @@ class _Archive:
         info = self.infos.get(name)
         if info is None:
             raise MalformedModelError(f"skops schema names a missing member {_short(name)}")
-        limit = _cap(self.limits, max(info.compress_size, 1)) if cap is None else cap
+        limit = inflate_cap(self.limits, max(info.compress_size, 1)) if cap is None else cap
         parts: list[bytes] = []
         head = b""
         size = 0
@@ -1102,7 +1102,7 @@ def _plan(data: Buffer, policy: Policy) -> SkopsAudit:
     archive = _Archive(data, policy)
     if "schema.json" not in archive.infos:
         raise MalformedModelError("zip archive has no schema.json: not a skops file")
-    cap = min(_MAX_SCHEMA_BYTES, _cap(policy.limits, len(data)), max(_SCHEMA_FLOOR, _SCHEMA_RATIO * len(data)))
+    cap = min(_MAX_SCHEMA_BYTES, inflate_cap(policy.limits, len(data)), max(_SCHEMA_FLOOR, _SCHEMA_RATIO * len(data)))
     raw = archive.read("schema.json", cap=cap, why=f"schema.json may inflate to {_SCHEMA_RATIO}x the file, at least "
                        f"{_SCHEMA_FLOOR} bytes: real ones inflate up to 21x; and limits max_decompressed_bytes / "
                        "max_inflate_ratio")

@@ -10,7 +10,7 @@ inflates bzip2/LZMA members with no bound on the output of one ``read(n)``.  So:
 * a member is read through ``Archive.open``: its local header checked as ``ZipFile.open`` checks
   it, its raw bytes inflated here in bounded steps: never more than its declared size (what
   ``zipfile`` would return), refused up front when that size exceeds ``max(256 MiB,
-  max_inflate_ratio x compressed)`` (the joblib cap, ``_containers._cap``) or what is left of the
+  max_inflate_ratio x compressed)`` (the joblib cap, ``_containers.inflate_cap``) or what is left of the
   ``Budget`` that the whole judgement (every nesting level) shares;
 * a buffer is handed to ``zipfile`` through ``_containers.ViewReader``, which copies only the bytes read
   (``io.BytesIO`` copies a whole ``mmap`` or ``memoryview``).
@@ -27,7 +27,7 @@ import zlib
 from types import TracebackType
 from typing import Any, Protocol
 
-from safeload._containers import ZIP_ERRORS, Buffer, ViewReader, _cap
+from safeload._containers import ZIP_ERRORS, Buffer, ViewReader, inflate_cap
 from safeload._errors import LimitExceededError, MalformedModelError
 from safeload._policy import Limits
 
@@ -67,7 +67,7 @@ class Budget:
 
     def __init__(self, limits: Limits, size: int) -> None:
         self.max_entries = limits.max_zip_members
-        self.max_bytes = _cap(limits, size)
+        self.max_bytes = inflate_cap(limits, size)
         self.entries = 0
         self.inflated = 0
 
@@ -312,7 +312,7 @@ class Member:
         self._raw_done = False
         self._dec: Any = None
         if self._method != zipfile.ZIP_STORED:
-            cap = _cap(archive.limits, max(info.compress_size, 1))
+            cap = inflate_cap(archive.limits, max(info.compress_size, 1))
             if info.file_size > cap:
                 raise LimitExceededError(
                     f"{self._what} inflates to {info.file_size} bytes from {info.compress_size}, beyond {cap} "
