@@ -306,8 +306,9 @@ class _CJoblibUnpickler(pickle.Unpickler):
         super().__init__(file, fix_imports=decoding.fix_imports, encoding=decoding.encoding, errors=decoding.errors)
         self._resolver = resolver
         self._arrays = arrays
-        self.builds = 0
-        unpickler = self
+        # (a class is a reference cycle of its own: it holds this counter, not the unpickler, which
+        # holds the file's bytes until the next collection otherwise)
+        builds = self._builds = [0]
 
         class Wrapper(_WrapperStandIn):
             """A per-load stand-in that counts the BUILDs applied to wrappers."""
@@ -315,9 +316,13 @@ class _CJoblibUnpickler(pickle.Unpickler):
             __slots__ = ()
 
             def __setstate__(self, state: Any) -> None:
-                unpickler.builds += 1
+                builds[0] += 1
 
         self._wrapper = Wrapper
+
+    @property
+    def builds(self) -> int:
+        return self._builds[0]
 
     def find_class(self, module: str, name: str) -> Any:
         if module == "joblib.numpy_pickle" and name == "NumpyArrayWrapper":

@@ -488,6 +488,12 @@ def _f64(b: bytes, k: i64) -> float:
     return -x if hi >> 31 else x
 
 
+def _spent(rule: str, severity: str, offset: int, message: str) -> _Stop:
+    """What a finished walk's closures hold instead of the walker's bound ``fatal`` (they are never
+    called again: holding the walker would keep it, and its trace, in their reference cycle)."""
+    return _Stop()
+
+
 def _c(data: Any, i: int) -> str:
     return f"{data[i]:#04x}"
 
@@ -800,452 +806,468 @@ class _Walker:
         # objects). Invariant: while ``i < wsoft``, [i, i + _MARGIN) is in the window (or the window
         # reaches the end of the data), so every read of an opcode and its short operands (at most
         # 263 bytes past ``i``) finds its byte there; longer reads use ``data``.
-        win = b""
-        wbase = 0
-        wsoft = -1
-        while True:
-            if i >= soft or i >= wsoft:
-                if i >= soft:
-                    if observer is not None:
-                        observer(i, view)
-                    if i >= fill_soft:
-                        more(i + _AHEAD)
-                if i >= wsoft:
-                    wend = avail if avail < i + _WINDOW else i + _WINDOW
-                    win = bytes(memoryview(data)[i:wend])
-                    wbase = i
-                    wsoft = wend - _MARGIN if wend < n else big
-            op = win[i - wbase]
-            ops += 1
-            # ---- hot data opcodes first: a push, a bounds check, nothing else ------------
-            if op == 0x8C:  # SHORT_BINUNICODE
-                # a run starts with an entry: <text> MEMOIZE BININT*; most texts (attribute names)
-                # are not one, and two byte reads are cheaper than asking the matcher
-                if use_runs and _entry_follows(win, i + 2 + win[i + 1 - wbase] - wbase, 0x94, 0,
-                                               (fend if fend < avail else avail) - wbase):
-                    j, count = match_run(data, i, fend if fend < avail else avail)
-                    if count:
-                        ops += 3 * count - 1  # the real opcode count, however the run was split
-                        run = Run(i, j, count)
-                        lazy[mlen] = run
-                        starts.append(mlen)
-                        mlen += count
-                        stack.append(run)
-                        i = j
-                        continue
-                j = i + 2 + win[i + 1 - wbase]
-                if j > fend:
-                    fend = self.frame_units(i, fend, (1, 1), big)
-                if j > n:
-                    raise fatal("truncated", MALFORMED, i, "pickle data was truncated")
-                stack.append(str(win[i + 2 - wbase:j - wbase], "utf-8", "surrogatepass"))
-                i = j
-                continue
-            if op == 0x94:  # MEMOIZE
-                if len(stack) <= fence:
-                    raise fatal("stack-underflow", MALFORMED, i, "MEMOIZE on an empty stack")
-                if type(stack[-1]) is Run:
-                    fix_top()
-                if not self.keyed_memo and type(stack[-1]) is not str and type(stack[-1]) is not Cont:
-                    self.note_memo(stack[-1])
-                if use_runs:  # dense: slot mlen was free
-                    if reads is None:
-                        memo[mlen] = stack[-1]
-                        if len(memo) > prune_at:
-                            prune()
-                    elif mlen < kept or mlen in reads:
-                        memo[mlen] = stack[-1]
-                    else:
-                        skipped += 1  # ORACLE-MUTATION-POINT-SKIP
-                    mlen += 1  # ORACLE-MUTATION-POINT (round 1 used len(memo) + the lazy runs' slots)
-                else:  # after a PUT: slot mlen may already be occupied (then memo_len stays)
-                    if lazy and mlen < hi:
-                        settle(mlen)
-                    fill_skipped(mlen)
-                    memo[mlen] = stack[-1]
-                    if mlen >= hi:
-                        hi = mlen + 1
-                    mlen = len(memo) + lazy_total + skipped
-                i += 1
-                continue
-            if op == 0x4B:  # BININT1
-                j = i + 2
-                if j > fend:
-                    fend = self.frame_units(i, fend, (1,), big)
-                stack.append(win[i + 1 - wbase])
-                i = j
-                continue
-            if op == 0x4D or op == 0x4A:  # BININT2, BININT
-                j = i + (3 if op == 0x4D else 5)
-                if j > fend:
-                    fend = self.frame_units(i, fend, (1,), big)
-                if j > avail:  # (inline test: need() is a closure call)
-                    need(i, j)
-                k = i + 1 - wbase
-                stack.append(win[k] | win[k + 1] << 8 if op == 0x4D else _i32(win, k))
-                i = j
-                continue
-            if op == 0x68 or op == 0x6A:  # BINGET, LONG_BINGET
-                j = i + (2 if op == 0x68 else 5)
-                if j > fend:
-                    fend = self.frame_units(i, fend, (1,), big)
-                if j > avail:
-                    need(i, j)
-                idx = win[i + 1 - wbase] if op == 0x68 else _u32(win, i + 1 - wbase)
-                v = memo.get(idx, _ABSENT)  # (one lookup; a memoized value may be None)
-                stack.append(v if v is not _ABSENT else memo_get(i, idx))
-                i = j
-                continue
-            if op == 0x28:  # MARK
-                if len(marks) >= max_marks:
-                    raise fatal("limit-marks", LIMIT, i, f"more than {max_marks - _PAD} nested MARKs")
-                if len(stack) > fence:
-                    # a batch of plain values for a container that keeps no more items: count it
-                    target = stack[-1]
-                    if type(target) is Obj or (type(target) is Cont and (target.kind != "dict" or len(
-                            target.flat) >= 2 * _DICT_CAP)):  # (a dict keeps its first pairs: no batch)
-                        e = fend if fend < avail else avail
-                        j, count = match_values(data, i + 1, e, None if type(target) is not Cont
-                                                or target.kind != "list" else memo if not self.keyed_memo
-                                                else self.one_slot(data, i + 1, e, memo))
-                        if count and j < e and len(stack) + count <= max_stack \
-                                and self.take_values(target, data[j], count):
-                            ops += count + 1  # the values and the opcode that took them
-                            if ops > max_ops:
-                                raise fatal("limit-opcodes", LIMIT, i, f"more than {max_ops} opcodes")
-                            i = j + 1  # ORACLE-MUTATION-POINT-VALUES (past the opcode that took them)
+        try:
+            win = b""
+            wbase = 0
+            wsoft = -1
+            while True:
+                if i >= soft or i >= wsoft:
+                    if i >= soft:
+                        if observer is not None:
+                            observer(i, view)
+                        if i >= fill_soft:
+                            more(i + _AHEAD)
+                    if i >= wsoft:
+                        wend = avail if avail < i + _WINDOW else i + _WINDOW
+                        win = bytes(memoryview(data)[i:wend])
+                        wbase = i
+                        wsoft = wend - _MARGIN if wend < n else big
+                op = win[i - wbase]
+                ops += 1
+                # ---- hot data opcodes first: a push, a bounds check, nothing else ------------
+                if op == 0x8C:  # SHORT_BINUNICODE
+                    # a run starts with an entry: <text> MEMOIZE BININT*; most texts (attribute names)
+                    # are not one, and two byte reads are cheaper than asking the matcher
+                    if use_runs and _entry_follows(win, i + 2 + win[i + 1 - wbase] - wbase, 0x94, 0,
+                                                   (fend if fend < avail else avail) - wbase):
+                        j, count = match_run(data, i, fend if fend < avail else avail)
+                        if count:
+                            ops += 3 * count - 1  # the real opcode count, however the run was split
+                            run = Run(i, j, count)
+                            lazy[mlen] = run
+                            starts.append(mlen)
+                            mlen += count
+                            stack.append(run)
+                            i = j
                             continue
-                fence = len(stack)
-                marks.append(fence)
-                i += 1
-                continue
-            if op == 0x75 or op == 0x65:  # SETITEMS, APPENDS
-                # (pop_mark(i) and fix_top() inlined on their common paths: a closure call is a
-                # Python-level vectorcall, even compiled)
-                if len(marks) > _PAD:
-                    k = marks.pop()
-                    fence = marks[-1]
-                    items = stack[k:]
-                    del stack[k:]
-                else:
-                    items = pop_mark(i)  # (raises)
-                if op == 0x75 and _values(items) % 2:
-                    raise fatal("odd-setitems", MALFORMED, i, "odd number of items for SETITEMS")
-                if len(stack) > fence and type(stack[-1]) is Run:
-                    fix_top()
-                if op == 0x75:
-                    self.setitems(i, stack, fence, items)
-                else:
-                    self.appends(i, stack, fence, _values(items), items)
-                i += 1
-                continue
-            if ops > max_ops:
-                raise fatal("limit-opcodes", LIMIT, i, f"more than {max_ops} opcodes")
-            if op == 0x71 or op == 0x72:  # BINPUT, LONG_BINPUT
-                j = i + (2 if op == 0x71 else 5)
-                if j > fend:
-                    fend = self.frame_units(i, fend, (1,), big)
-                if j > avail:
-                    need(i, j)
-                idx = win[i + 1 - wbase] if op == 0x71 else _u32(win, i + 1 - wbase)
-                if use_runs:
-                    flush_lazy()  # (the runs stay lazy: a PUT into one settles it, next)
-                if lazy and idx < hi:
-                    settle(idx)
-                fill_skipped(idx)
-                fix_top()
-                self.put(i, idx, ops, stack, fence, memo)
-                mlen = len(memo) + lazy_total + skipped
-                if idx >= hi:
-                    hi = idx + 1
-                i = j
-            elif op == 0x95:  # FRAME
-                j = i + 9
-                if j > avail:
-                    need(i, j)
-                if fend != big and i < fend:
-                    raise fatal("frame-overlap", UNSAFE, i, "FRAME begins before the end of the current frame")
-                flen = _U64(data, i + 1)[0]
-                if j + flen > n:
-                    raise fatal("frame-truncated", MALFORMED, i, f"FRAME claims {flen} bytes but only {n - j} remain")
-                fend = j + flen if flen else big
-                i = j
-            elif op == 0x7D or op == 0x5D or op == 0x8F:  # EMPTY_DICT, EMPTY_LIST, EMPTY_SET
-                stack.append(Cont("dict" if op == 0x7D else ("list" if op == 0x5D else "set"), i))
-                i += 1
-            elif op == 0x29:  # EMPTY_TUPLE
-                stack.append(())
-                i += 1
-            elif op == 0x85 or op == 0x86 or op == 0x87:  # TUPLE1/2/3
-                k = op - 0x84
-                fix_top(k)
-                if len(stack) - k < fence:
-                    raise fatal("stack-underflow", MALFORMED, i, "stack underflow in TUPLEn")
-                t = tuple(stack[-k:])
-                del stack[-k:]
-                self.nested(i, t)
-                stack.append(t)
-                i += 1
-            elif op == 0x74:  # TUPLE
-                t = tuple(plain(pop_mark(i)))
-                if self.nested(i, t) and len(t) > _TUPLE_CHARGED:
-                    self.list_items(i, None, t)
-                stack.append(t)
-                i += 1
-            elif op == 0x4E:  # NONE
-                stack.append(None)
-                i += 1
-            elif op == 0x88 or op == 0x89:  # NEWTRUE, NEWFALSE
-                stack.append(op == 0x88)
-                i += 1
-            elif op == 0x58 or op == 0x42 or op == 0x54 or op == 0x8D or op == 0x8E or op == 0x96:
-                # BINUNICODE, BINBYTES, BINSTRING (4-byte length), BINUNICODE8, BINBYTES8, BYTEARRAY8
-                w = 4 if op in (0x58, 0x42, 0x54) else 8
-                if i + 1 + w > avail:
-                    need(i, i + 1 + w)
-                ln = (_i32(win, i + 1 - wbase) if op == 0x54 else _u32(win, i + 1 - wbase)) if w == 4 \
-                    else _U64(data, i + 1)[0]
-                if op == 0x58 and not use_runs and hi <= ops and ln < _SHORT_TEXT and _entry_follows(
-                        win, i + 5 + ln - wbase, 0x71, 2, (fend if fend < avail else avail) - wbase):
-                    # a protocol 1-3 vocabulary run: its PUTs write slots hi, hi + 1, ... (all free)
-                    j, count = match_put_run(data, i, fend if fend < avail else avail, hi)
-                    if count and hi + count <= max_memo:
-                        ops += 3 * count - 1
-                        run = Run(i, j, count, True)
-                        lazy[hi] = run
-                        starts.append(hi)
-                        lazy_total += count
-                        hi += count
-                        mlen += count
-                        stack.append(run)
-                        i = j
-                        continue
-                if ln < 0:
-                    raise fatal("negative-length", MALFORMED, i, "negative byte count")
-                j = i + 1 + w + ln
-                if j > fend:
-                    fend = self.frame_units(i, fend, (1, w), big)
-                if j > avail:
-                    need(i, j)
-                if op == 0x58 or op == 0x8D:  # (decoded from a view: no copy of a long text first)
-                    stack.append(str(memoryview(data)[i + 1 + w:j], "utf-8", "surrogatepass"))
-                elif op == 0x54:
-                    stack.append(decoding.string(memoryview(data)[i + 1 + w:j]))
-                else:  # bytes and in-band buffers: a zero-copy view, never a copy of big payloads
-                    stack.append(memoryview(data)[i + 1 + w:j])
-                i = j
-            elif op == 0x43 or op == 0x55:  # SHORT_BINBYTES, SHORT_BINSTRING
-                if i + 2 > avail:
-                    need(i, i + 2)
-                j = i + 2 + win[i + 1 - wbase]
-                if j > fend:
-                    fend = self.frame_units(i, fend, (1, 1), big)
-                if j > avail:
-                    need(i, j)
-                stack.append(memoryview(data)[i + 2:j] if op == 0x43
-                             else decoding.string(memoryview(data)[i + 2:j]))
-                i = j
-            elif op == 0x47:  # BINFLOAT
-                j = i + 9
-                if j > fend:
-                    fend = self.frame_units(i, fend, (1,), big)
-                if j > avail:
-                    need(i, j)
-                stack.append(_f64(win, i + 1 - wbase) if _NATIVE else _BINFLOAT.unpack_from(win, i + 1 - wbase)[0])
-                i = j
-            elif op == 0x8A or op == 0x8B:  # LONG1, LONG4
-                w = 1 if op == 0x8A else 4
-                if i + 1 + w > avail:
-                    need(i, i + 1 + w)
-                ln = win[i + 1 - wbase] if op == 0x8A else _i32(win, i + 1 - wbase)
-                if ln < 0:
-                    raise fatal("negative-length", MALFORMED, i, "LONG pickle has negative byte count")
-                j = i + 1 + w + ln
-                if j > fend:
-                    fend = self.frame_units(i, fend, (1, w), big)
-                if j > avail:
-                    need(i, j)
-                stack.append(int.from_bytes(data[i + 1 + w:j], "little", signed=True))
-                i = j
-            elif op == 0x80:  # PROTO
-                if i + 2 > avail:
-                    need(i, i + 2)
-                proto = win[i + 1 - wbase]
-                if proto > 5:
-                    raise fatal("protocol", MALFORMED, i, f"unsupported pickle protocol: {proto}")
-                trace.protocol = max(trace.protocol, proto)
-                i += 2
-            elif op == 0x93:  # STACK_GLOBAL
-                name = pop(i)
-                module = pop(i)
-                if type(name) is not str or type(module) is not str:
-                    self.issue("unresolved-global", UNSAFE, i,
-                               "STACK_GLOBAL operands are not plain strings; the name cannot be judged statically")
-                    raise _Stop()
-                stack.append(self.resolve(module, name, i, "STACK_GLOBAL", proto))
-                i += 1
-            elif op == 0x63 or op == 0x69:  # GLOBAL, INST
-                mod_b, j = line(i + 1)
-                name_b, j = line(j)
-                if j > fend:
-                    fend = self.frame_units(i, fend, (1, len(mod_b) + 1), big)
-                if not mod_b or not name_b:
-                    raise fatal("truncated", MALFORMED, i, "pickle data was truncated (empty GLOBAL line)")
-                g = self.resolve(mod_b.decode("utf-8"), name_b.decode("utf-8"), i,
-                                 "GLOBAL" if op == 0x63 else "INST", proto)
-                if op == 0x63:
-                    stack.append(g)
-                else:
-                    stack.append(self.instantiate(i, g, plain(pop_mark(i))))
-                i = j
-            elif op == 0x52:  # REDUCE
-                args = pop(i)
-                func = pop(i)
-                stack.append(self.call(i, func, args))
-                i += 1
-            elif op == 0x81 or op == 0x92:  # NEWOBJ, NEWOBJ_EX
-                kwargs = pop(i) if op == 0x92 else None
-                # (pop(i) inlined where the top is a plain value above the fence, the common case)
-                args = stack.pop() if len(stack) > fence and type(stack[-1]) is not Run else pop(i)
-                cls = stack.pop() if len(stack) > fence and type(stack[-1]) is not Run else pop(i)
-                stack.append(self.new(i, cls, args, kwargs))
-                i += 1
-            elif op == 0x6F:  # OBJ
-                items = plain(pop_mark(i))
-                if not items:
-                    raise fatal("stack-underflow", MALFORMED, i, "OBJ without a class")
-                stack.append(self.instantiate(i, items[0], items[1:]))
-                i += 1
-            elif op == 0x62:  # BUILD
-                state = stack.pop() if len(stack) > fence and type(stack[-1]) is not Run else pop(i)
-                if len(stack) > fence and type(stack[-1]) is Run:
-                    fix_top()
-                if len(stack) <= fence:
-                    raise fatal("stack-underflow", MALFORMED, i, "BUILD without an object")
-                problem = self.checks.rehash_problem(state)
-                if problem is not None:
-                    raise fatal(problem[0], problem[1], i, problem[2])
-                array = self.build(i, stack[-1], state, fend if fend != big else 0)
-                i += 1
-                if array is not None:
-                    stack[-1] = array[0]
-                    i = array[1]
-            elif op == 0x61:  # APPEND
-                self.appends(i, stack, fence, 1, [pop(i)])
-                i += 1
-            elif op == 0x73:  # SETITEM
-                value = pop(i)
-                key = pop(i)
-                self.setitems(i, stack, fence, [key, value])
-                i += 1
-            elif op == 0x90:  # ADDITEMS
-                items = pop_mark(i)
-                fix_top()
-                if len(stack) > fence:
-                    self.hashed(i, items, "a set item", stack[-1])  # (a run is not among ADDITEMS items: its text is a key)
-                self.appends(i, stack, fence, _values(items), None, "ADDITEMS")  # a run is its values
-                i += 1
-            elif op == 0x91:  # FROZENSET
-                items = plain(pop_mark(i))
-                fz = Frozen(items)
-                self.hashed(i, items, "a frozenset item", fz)  # (counted against it: rehashed later, it costs again)
-                stack.append(fz)
-                i += 1
-            elif op == 0x6C or op == 0x64:  # LIST, DICT
-                items = plain(pop_mark(i))
-                c = Cont("list" if op == 0x6C else "dict", i)
-                if op == 0x64:
-                    if len(items) % 2:
-                        raise fatal("odd-dict", MALFORMED, i, "odd number of items for DICT")
-                    self.hashed(i, items[::2], "a dict key", c)
-                    c.flat = items[: 2 * _DICT_CAP]
-                else:
-                    self.list_items(i, c, items)
-                    c.flat = items[:_LIST_CAP]
-                    if len(items) > _LIST_CAP:
-                        _overflow(c, items[_LIST_CAP:])
-                c.count = len(items) // 2 if op == 0x64 else len(items)  # a dict counts pairs, as SETITEMS does
-                stack.append(c)
-                i += 1
-            elif op == 0x30:  # POP: pops a MARK if one sits on top, as CPython does
-                if len(marks) > _PAD and marks[-1] == len(stack):
-                    marks.pop()
-                    fence = marks[-1]
-                elif len(stack) > fence and type(stack[-1]) is not Run:
-                    stack.pop()  # (the common case without a closure call)
-                else:
-                    pop(i)
-                i += 1
-            elif op == 0x31:  # POP_MARK (pop_mark inlined: a closure call is a vectorcall, even compiled)
-                if len(marks) > _PAD:
-                    k = marks.pop()
-                    fence = marks[-1]
-                    if len(stack) > k:
-                        del stack[k:]
-                else:
-                    pop_mark(i)  # (raises)
-                i += 1
-            elif op == 0x32:  # DUP
-                if len(stack) > fence and type(stack[-1]) is Run:
-                    fix_top()
-                if len(stack) <= fence:
-                    raise fatal("stack-underflow", MALFORMED, i, "DUP on an empty stack")
-                stack.append(stack[-1])
-                i += 1
-            elif op == 0x2E:  # STOP
-                fix_top()
-                if len(stack) <= fence:
-                    raise fatal("stack-underflow", MALFORMED, i, "STOP with an empty stack")
-                trace.end = i + 1
-                trace.opcodes = ops
-                trace.root = stack[-1]
-                if observer is not None:
-                    view.stopped = True
-                    observer(i + 1, view)
-                return
-            elif op in _TEXT_OPS:
-                e = line_end(i + 1)
-                j = e + 1
-                raw = c_text(i + 1, e, op) if op in _C_TEXT_OPS else b""  # (STRING, UNICODE: a view below)
-                if j > fend:
-                    fend = self.frame_units(i, fend, (1,), big)
-                if op == 0x70:
-                    try:
-                        idx = parse_put(raw)
-                    except (ValueError, OverflowError):
-                        idx = -1  # text_op refuses it, after its own checks
-                    if use_runs:  # PUT: memo indices must be exact from here on
-                        flush_lazy()
-                    if lazy and 0 <= idx < hi:
-                        settle(idx)
-                    if idx >= 0:
-                        fill_skipped(idx)
-                    if idx >= hi:
-                        hi = idx + 1
-                fix_top()
-                if op == 0x67:  # GET
-                    stack.append(memo_get(i, parse_get(raw)))
+                    j = i + 2 + win[i + 1 - wbase]
+                    if j > fend:
+                        fend = self.frame_units(i, fend, (1, 1), big)
+                    if j > n:
+                        raise fatal("truncated", MALFORMED, i, "pickle data was truncated")
+                    stack.append(str(win[i + 2 - wbase:j - wbase], "utf-8", "surrogatepass"))
                     i = j
                     continue
-                self.text_op(i, op, raw if op in _C_TEXT_OPS else memoryview(data)[i + 1:e], e - i - 1,
-                             op == 0x53 and data.find(b"\\", i + 1, e) >= 0, stack, fence, memo, ops)
-                if op == 0x70:
+                if op == 0x94:  # MEMOIZE
+                    if len(stack) <= fence:
+                        raise fatal("stack-underflow", MALFORMED, i, "MEMOIZE on an empty stack")
+                    if type(stack[-1]) is Run:
+                        fix_top()
+                    if not self.keyed_memo and type(stack[-1]) is not str and type(stack[-1]) is not Cont:
+                        self.note_memo(stack[-1])
+                    if use_runs:  # dense: slot mlen was free
+                        if reads is None:
+                            memo[mlen] = stack[-1]
+                            if len(memo) > prune_at:
+                                prune()
+                        elif mlen < kept or mlen in reads:
+                            memo[mlen] = stack[-1]
+                        else:
+                            skipped += 1  # ORACLE-MUTATION-POINT-SKIP
+                        mlen += 1  # ORACLE-MUTATION-POINT (round 1 used len(memo) + the lazy runs' slots)
+                    else:  # after a PUT: slot mlen may already be occupied (then memo_len stays)
+                        if lazy and mlen < hi:
+                            settle(mlen)
+                        fill_skipped(mlen)
+                        memo[mlen] = stack[-1]
+                        if mlen >= hi:
+                            hi = mlen + 1
+                        mlen = len(memo) + lazy_total + skipped
+                    i += 1
+                    continue
+                if op == 0x4B:  # BININT1
+                    j = i + 2
+                    if j > fend:
+                        fend = self.frame_units(i, fend, (1,), big)
+                    stack.append(win[i + 1 - wbase])
+                    i = j
+                    continue
+                if op == 0x4D or op == 0x4A:  # BININT2, BININT
+                    j = i + (3 if op == 0x4D else 5)
+                    if j > fend:
+                        fend = self.frame_units(i, fend, (1,), big)
+                    if j > avail:  # (inline test: need() is a closure call)
+                        need(i, j)
+                    k = i + 1 - wbase
+                    stack.append(win[k] | win[k + 1] << 8 if op == 0x4D else _i32(win, k))
+                    i = j
+                    continue
+                if op == 0x68 or op == 0x6A:  # BINGET, LONG_BINGET
+                    j = i + (2 if op == 0x68 else 5)
+                    if j > fend:
+                        fend = self.frame_units(i, fend, (1,), big)
+                    if j > avail:
+                        need(i, j)
+                    idx = win[i + 1 - wbase] if op == 0x68 else _u32(win, i + 1 - wbase)
+                    v = memo.get(idx, _ABSENT)  # (one lookup; a memoized value may be None)
+                    stack.append(v if v is not _ABSENT else memo_get(i, idx))
+                    i = j
+                    continue
+                if op == 0x28:  # MARK
+                    if len(marks) >= max_marks:
+                        raise fatal("limit-marks", LIMIT, i, f"more than {max_marks - _PAD} nested MARKs")
+                    if len(stack) > fence:
+                        # a batch of plain values for a container that keeps no more items: count it
+                        target = stack[-1]
+                        if type(target) is Obj or (type(target) is Cont and (target.kind != "dict" or len(
+                                target.flat) >= 2 * _DICT_CAP)):  # (a dict keeps its first pairs: no batch)
+                            e = fend if fend < avail else avail
+                            j, count = match_values(data, i + 1, e, None if type(target) is not Cont
+                                                    or target.kind != "list" else memo if not self.keyed_memo
+                                                    else self.one_slot(data, i + 1, e, memo))
+                            if count and j < e and len(stack) + count <= max_stack \
+                                    and self.take_values(target, data[j], count):
+                                ops += count + 1  # the values and the opcode that took them
+                                if ops > max_ops:
+                                    raise fatal("limit-opcodes", LIMIT, i, f"more than {max_ops} opcodes")
+                                i = j + 1  # ORACLE-MUTATION-POINT-VALUES (past the opcode that took them)
+                                continue
+                    fence = len(stack)
+                    marks.append(fence)
+                    i += 1
+                    continue
+                if op == 0x75 or op == 0x65:  # SETITEMS, APPENDS
+                    # (pop_mark(i) and fix_top() inlined on their common paths: a closure call is a
+                    # Python-level vectorcall, even compiled)
+                    if len(marks) > _PAD:
+                        k = marks.pop()
+                        fence = marks[-1]
+                        items = stack[k:]
+                        del stack[k:]
+                    else:
+                        items = pop_mark(i)  # (raises)
+                    if op == 0x75 and _values(items) % 2:
+                        raise fatal("odd-setitems", MALFORMED, i, "odd number of items for SETITEMS")
+                    if len(stack) > fence and type(stack[-1]) is Run:
+                        fix_top()
+                    if op == 0x75:
+                        self.setitems(i, stack, fence, items)
+                    else:
+                        self.appends(i, stack, fence, _values(items), items)
+                    i += 1
+                    continue
+                if ops > max_ops:
+                    raise fatal("limit-opcodes", LIMIT, i, f"more than {max_ops} opcodes")
+                if op == 0x71 or op == 0x72:  # BINPUT, LONG_BINPUT
+                    j = i + (2 if op == 0x71 else 5)
+                    if j > fend:
+                        fend = self.frame_units(i, fend, (1,), big)
+                    if j > avail:
+                        need(i, j)
+                    idx = win[i + 1 - wbase] if op == 0x71 else _u32(win, i + 1 - wbase)
+                    if use_runs:
+                        flush_lazy()  # (the runs stay lazy: a PUT into one settles it, next)
+                    if lazy and idx < hi:
+                        settle(idx)
+                    fill_skipped(idx)
+                    fix_top()
+                    self.put(i, idx, ops, stack, fence, memo)
                     mlen = len(memo) + lazy_total + skipped
-                i = j
-            elif op in (0x82, 0x83, 0x84):
-                raise fatal("ext", UNSAFE, i, "EXT opcode: resolves a global through the copyreg extension registry")
-            elif op == 0x51:
-                if not self.storage_ids:
-                    raise fatal("persid", UNSAFE, i, "BINPERSID opcode: persistent ids are not allowed in model files")
-                self.storage_id(i, pop(i))
-                stack.append(Obj(None, origin=i))  # what torch's persistent_load returns: a storage
-                i += 1
-            elif op in (0x97, 0x98):
-                raise fatal("out-of-band", UNSAFE, i, "out-of-band buffer opcode (NEXT_BUFFER/READONLY_BUFFER)")
-            else:
-                raise fatal("bad-opcode", MALFORMED, i, f"invalid load key {_c(data, i)}")
-            if len(stack) > max_stack:
-                raise fatal("limit-stack", LIMIT, i, f"stack deeper than {max_stack - _PAD}")
+                    if idx >= hi:
+                        hi = idx + 1
+                    i = j
+                elif op == 0x95:  # FRAME
+                    j = i + 9
+                    if j > avail:
+                        need(i, j)
+                    if fend != big and i < fend:
+                        raise fatal("frame-overlap", UNSAFE, i, "FRAME begins before the end of the current frame")
+                    flen = _U64(data, i + 1)[0]
+                    if j + flen > n:
+                        raise fatal("frame-truncated", MALFORMED, i, f"FRAME claims {flen} bytes but only {n - j} remain")
+                    fend = j + flen if flen else big
+                    i = j
+                elif op == 0x7D or op == 0x5D or op == 0x8F:  # EMPTY_DICT, EMPTY_LIST, EMPTY_SET
+                    stack.append(Cont("dict" if op == 0x7D else ("list" if op == 0x5D else "set"), i))
+                    i += 1
+                elif op == 0x29:  # EMPTY_TUPLE
+                    stack.append(())
+                    i += 1
+                elif op == 0x85 or op == 0x86 or op == 0x87:  # TUPLE1/2/3
+                    k = op - 0x84
+                    fix_top(k)
+                    if len(stack) - k < fence:
+                        raise fatal("stack-underflow", MALFORMED, i, "stack underflow in TUPLEn")
+                    t = tuple(stack[-k:])
+                    del stack[-k:]
+                    self.nested(i, t)
+                    stack.append(t)
+                    i += 1
+                elif op == 0x74:  # TUPLE
+                    t = tuple(plain(pop_mark(i)))
+                    if self.nested(i, t) and len(t) > _TUPLE_CHARGED:
+                        self.list_items(i, None, t)
+                    stack.append(t)
+                    i += 1
+                elif op == 0x4E:  # NONE
+                    stack.append(None)
+                    i += 1
+                elif op == 0x88 or op == 0x89:  # NEWTRUE, NEWFALSE
+                    stack.append(op == 0x88)
+                    i += 1
+                elif op == 0x58 or op == 0x42 or op == 0x54 or op == 0x8D or op == 0x8E or op == 0x96:
+                    # BINUNICODE, BINBYTES, BINSTRING (4-byte length), BINUNICODE8, BINBYTES8, BYTEARRAY8
+                    w = 4 if op in (0x58, 0x42, 0x54) else 8
+                    if i + 1 + w > avail:
+                        need(i, i + 1 + w)
+                    ln = (_i32(win, i + 1 - wbase) if op == 0x54 else _u32(win, i + 1 - wbase)) if w == 4 \
+                        else _U64(data, i + 1)[0]
+                    if op == 0x58 and not use_runs and hi <= ops and ln < _SHORT_TEXT and _entry_follows(
+                            win, i + 5 + ln - wbase, 0x71, 2, (fend if fend < avail else avail) - wbase):
+                        # a protocol 1-3 vocabulary run: its PUTs write slots hi, hi + 1, ... (all free)
+                        j, count = match_put_run(data, i, fend if fend < avail else avail, hi)
+                        if count and hi + count <= max_memo:
+                            ops += 3 * count - 1
+                            run = Run(i, j, count, True)
+                            lazy[hi] = run
+                            starts.append(hi)
+                            lazy_total += count
+                            hi += count
+                            mlen += count
+                            stack.append(run)
+                            i = j
+                            continue
+                    if ln < 0:
+                        raise fatal("negative-length", MALFORMED, i, "negative byte count")
+                    j = i + 1 + w + ln
+                    if j > fend:
+                        fend = self.frame_units(i, fend, (1, w), big)
+                    if j > avail:
+                        need(i, j)
+                    if op == 0x58 or op == 0x8D:  # (decoded from a view: no copy of a long text first)
+                        stack.append(str(memoryview(data)[i + 1 + w:j], "utf-8", "surrogatepass"))
+                    elif op == 0x54:
+                        stack.append(decoding.string(memoryview(data)[i + 1 + w:j]))
+                    else:  # bytes and in-band buffers: a zero-copy view, never a copy of big payloads
+                        stack.append(memoryview(data)[i + 1 + w:j])
+                    i = j
+                elif op == 0x43 or op == 0x55:  # SHORT_BINBYTES, SHORT_BINSTRING
+                    if i + 2 > avail:
+                        need(i, i + 2)
+                    j = i + 2 + win[i + 1 - wbase]
+                    if j > fend:
+                        fend = self.frame_units(i, fend, (1, 1), big)
+                    if j > avail:
+                        need(i, j)
+                    stack.append(memoryview(data)[i + 2:j] if op == 0x43
+                                 else decoding.string(memoryview(data)[i + 2:j]))
+                    i = j
+                elif op == 0x47:  # BINFLOAT
+                    j = i + 9
+                    if j > fend:
+                        fend = self.frame_units(i, fend, (1,), big)
+                    if j > avail:
+                        need(i, j)
+                    stack.append(_f64(win, i + 1 - wbase) if _NATIVE else _BINFLOAT.unpack_from(win, i + 1 - wbase)[0])
+                    i = j
+                elif op == 0x8A or op == 0x8B:  # LONG1, LONG4
+                    w = 1 if op == 0x8A else 4
+                    if i + 1 + w > avail:
+                        need(i, i + 1 + w)
+                    ln = win[i + 1 - wbase] if op == 0x8A else _i32(win, i + 1 - wbase)
+                    if ln < 0:
+                        raise fatal("negative-length", MALFORMED, i, "LONG pickle has negative byte count")
+                    j = i + 1 + w + ln
+                    if j > fend:
+                        fend = self.frame_units(i, fend, (1, w), big)
+                    if j > avail:
+                        need(i, j)
+                    stack.append(int.from_bytes(data[i + 1 + w:j], "little", signed=True))
+                    i = j
+                elif op == 0x80:  # PROTO
+                    if i + 2 > avail:
+                        need(i, i + 2)
+                    proto = win[i + 1 - wbase]
+                    if proto > 5:
+                        raise fatal("protocol", MALFORMED, i, f"unsupported pickle protocol: {proto}")
+                    trace.protocol = max(trace.protocol, proto)
+                    i += 2
+                elif op == 0x93:  # STACK_GLOBAL
+                    name = pop(i)
+                    module = pop(i)
+                    if type(name) is not str or type(module) is not str:
+                        self.issue("unresolved-global", UNSAFE, i,
+                                   "STACK_GLOBAL operands are not plain strings; the name cannot be judged statically")
+                        raise _Stop()
+                    stack.append(self.resolve(module, name, i, "STACK_GLOBAL", proto))
+                    i += 1
+                elif op == 0x63 or op == 0x69:  # GLOBAL, INST
+                    mod_b, j = line(i + 1)
+                    name_b, j = line(j)
+                    if j > fend:
+                        fend = self.frame_units(i, fend, (1, len(mod_b) + 1), big)
+                    if not mod_b or not name_b:
+                        raise fatal("truncated", MALFORMED, i, "pickle data was truncated (empty GLOBAL line)")
+                    g = self.resolve(mod_b.decode("utf-8"), name_b.decode("utf-8"), i,
+                                     "GLOBAL" if op == 0x63 else "INST", proto)
+                    if op == 0x63:
+                        stack.append(g)
+                    else:
+                        stack.append(self.instantiate(i, g, plain(pop_mark(i))))
+                    i = j
+                elif op == 0x52:  # REDUCE
+                    args = pop(i)
+                    func = pop(i)
+                    stack.append(self.call(i, func, args))
+                    i += 1
+                elif op == 0x81 or op == 0x92:  # NEWOBJ, NEWOBJ_EX
+                    kwargs = pop(i) if op == 0x92 else None
+                    # (pop(i) inlined where the top is a plain value above the fence, the common case)
+                    args = stack.pop() if len(stack) > fence and type(stack[-1]) is not Run else pop(i)
+                    cls = stack.pop() if len(stack) > fence and type(stack[-1]) is not Run else pop(i)
+                    stack.append(self.new(i, cls, args, kwargs))
+                    i += 1
+                elif op == 0x6F:  # OBJ
+                    items = plain(pop_mark(i))
+                    if not items:
+                        raise fatal("stack-underflow", MALFORMED, i, "OBJ without a class")
+                    stack.append(self.instantiate(i, items[0], items[1:]))
+                    i += 1
+                elif op == 0x62:  # BUILD
+                    state = stack.pop() if len(stack) > fence and type(stack[-1]) is not Run else pop(i)
+                    if len(stack) > fence and type(stack[-1]) is Run:
+                        fix_top()
+                    if len(stack) <= fence:
+                        raise fatal("stack-underflow", MALFORMED, i, "BUILD without an object")
+                    problem = self.checks.rehash_problem(state)
+                    if problem is not None:
+                        raise fatal(problem[0], problem[1], i, problem[2])
+                    array = self.build(i, stack[-1], state, fend if fend != big else 0)
+                    i += 1
+                    if array is not None:
+                        stack[-1] = array[0]
+                        i = array[1]
+                elif op == 0x61:  # APPEND
+                    self.appends(i, stack, fence, 1, [pop(i)])
+                    i += 1
+                elif op == 0x73:  # SETITEM
+                    value = pop(i)
+                    key = pop(i)
+                    self.setitems(i, stack, fence, [key, value])
+                    i += 1
+                elif op == 0x90:  # ADDITEMS
+                    items = pop_mark(i)
+                    fix_top()
+                    if len(stack) > fence:
+                        self.hashed(i, items, "a set item", stack[-1])  # (a run is not among ADDITEMS items: its text is a key)
+                    self.appends(i, stack, fence, _values(items), None, "ADDITEMS")  # a run is its values
+                    i += 1
+                elif op == 0x91:  # FROZENSET
+                    items = plain(pop_mark(i))
+                    fz = Frozen(items)
+                    self.hashed(i, items, "a frozenset item", fz)  # (counted against it: rehashed later, it costs again)
+                    stack.append(fz)
+                    i += 1
+                elif op == 0x6C or op == 0x64:  # LIST, DICT
+                    items = plain(pop_mark(i))
+                    c = Cont("list" if op == 0x6C else "dict", i)
+                    if op == 0x64:
+                        if len(items) % 2:
+                            raise fatal("odd-dict", MALFORMED, i, "odd number of items for DICT")
+                        self.hashed(i, items[::2], "a dict key", c)
+                        c.flat = items[: 2 * _DICT_CAP]
+                    else:
+                        self.list_items(i, c, items)
+                        c.flat = items[:_LIST_CAP]
+                        if len(items) > _LIST_CAP:
+                            _overflow(c, items[_LIST_CAP:])
+                    c.count = len(items) // 2 if op == 0x64 else len(items)  # a dict counts pairs, as SETITEMS does
+                    stack.append(c)
+                    i += 1
+                elif op == 0x30:  # POP: pops a MARK if one sits on top, as CPython does
+                    if len(marks) > _PAD and marks[-1] == len(stack):
+                        marks.pop()
+                        fence = marks[-1]
+                    elif len(stack) > fence and type(stack[-1]) is not Run:
+                        stack.pop()  # (the common case without a closure call)
+                    else:
+                        pop(i)
+                    i += 1
+                elif op == 0x31:  # POP_MARK (pop_mark inlined: a closure call is a vectorcall, even compiled)
+                    if len(marks) > _PAD:
+                        k = marks.pop()
+                        fence = marks[-1]
+                        if len(stack) > k:
+                            del stack[k:]
+                    else:
+                        pop_mark(i)  # (raises)
+                    i += 1
+                elif op == 0x32:  # DUP
+                    if len(stack) > fence and type(stack[-1]) is Run:
+                        fix_top()
+                    if len(stack) <= fence:
+                        raise fatal("stack-underflow", MALFORMED, i, "DUP on an empty stack")
+                    stack.append(stack[-1])
+                    i += 1
+                elif op == 0x2E:  # STOP
+                    fix_top()
+                    if len(stack) <= fence:
+                        raise fatal("stack-underflow", MALFORMED, i, "STOP with an empty stack")
+                    trace.end = i + 1
+                    trace.opcodes = ops
+                    trace.root = stack[-1]
+                    if observer is not None:
+                        view.stopped = True
+                        observer(i + 1, view)
+                    return
+                elif op in _TEXT_OPS:
+                    e = line_end(i + 1)
+                    j = e + 1
+                    raw = c_text(i + 1, e, op) if op in _C_TEXT_OPS else b""  # (STRING, UNICODE: a view below)
+                    if j > fend:
+                        fend = self.frame_units(i, fend, (1,), big)
+                    if op == 0x70:
+                        try:
+                            idx = parse_put(raw)
+                        except (ValueError, OverflowError):
+                            idx = -1  # text_op refuses it, after its own checks
+                        if use_runs:  # PUT: memo indices must be exact from here on
+                            flush_lazy()
+                        if lazy and 0 <= idx < hi:
+                            settle(idx)
+                        if idx >= 0:
+                            fill_skipped(idx)
+                        if idx >= hi:
+                            hi = idx + 1
+                    fix_top()
+                    if op == 0x67:  # GET
+                        stack.append(memo_get(i, parse_get(raw)))
+                        i = j
+                        continue
+                    self.text_op(i, op, raw if op in _C_TEXT_OPS else memoryview(data)[i + 1:e], e - i - 1,
+                                 op == 0x53 and data.find(b"\\", i + 1, e) >= 0, stack, fence, memo, ops)
+                    if op == 0x70:
+                        mlen = len(memo) + lazy_total + skipped
+                    i = j
+                elif op in (0x82, 0x83, 0x84):
+                    raise fatal("ext", UNSAFE, i, "EXT opcode: resolves a global through the copyreg extension registry")
+                elif op == 0x51:
+                    if not self.storage_ids:
+                        raise fatal("persid", UNSAFE, i, "BINPERSID opcode: persistent ids are not allowed in model files")
+                    self.storage_id(i, pop(i))
+                    stack.append(Obj(None, origin=i))  # what torch's persistent_load returns: a storage
+                    i += 1
+                elif op in (0x97, 0x98):
+                    raise fatal("out-of-band", UNSAFE, i, "out-of-band buffer opcode (NEXT_BUFFER/READONLY_BUFFER)")
+                else:
+                    raise fatal("bad-opcode", MALFORMED, i, f"invalid load key {_c(data, i)}")
+                if len(stack) > max_stack:
+                    raise fatal("limit-stack", LIMIT, i, f"stack deeper than {max_stack - _PAD}")
+        finally:
+            # The closures above and their shared environment are a reference cycle; what it holds
+            # (the file's bytes, the memo and stack, and through the bound ``fatal`` this walker and
+            # its trace: every simulated object) would wait for the next collection. Dropped here,
+            # they are freed as soon as the caller lets go of the trace.
+            data = b""
+            memo = {}
+            lazy = {}
+            stack = []
+            marks = []
+            starts = []
+            reads = None
+            filling = None
+            observer = None
+            fatal = _spent
 
     # -- helpers for the less frequent opcodes ------------------------------------
     def frame_units(self, i: int, fend: int, widths: tuple[int, ...], big: int) -> int:

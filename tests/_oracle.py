@@ -1663,13 +1663,13 @@ MUTATIONS: dict[str, tuple[str, str] | list[tuple[str, str]]] = {
     "put-run-double-count": ("lazy_total -= run.count  # ORACLE-MUTATION-POINT-PUT",
                              "pass  # ORACLE-MUTATION-POINT-PUT"),
     # A PUT into a lazy PUT run's slot that leaves the run lazy: its value and memo_len go wrong.
-    "put-into-run-unsettled": ("if lazy and idx < hi:\n                    settle(idx)",
-                               "if False:\n                    settle(idx)"),
+    "put-into-run-unsettled": ("if lazy and idx < hi:\n                        settle(idx)",
+                               "if False:\n                        settle(idx)"),
     # A PUT run taken at memo_len instead of one past the highest slot: it can cover occupied slots.
     "put-run-at-memo-len": ("j, count = match_put_run(data, i, fend if fend < avail else avail, hi)",
                             "j, count = match_put_run(data, i, fend if fend < avail else avail, mlen)"),
     # A PUT that does not update memo_len: the next MEMOIZE lands on the PUT's slot.
-    "put-not-counted": ("self.put(i, idx, ops, stack, fence, memo)\n                mlen = len(memo) + lazy_total + skipped",
+    "put-not-counted": ("self.put(i, idx, ops, stack, fence, memo)\n                    mlen = len(memo) + lazy_total + skipped",
                         "self.put(i, idx, ops, stack, fence, memo)"),
     # A batch of plain values taken in one step that stops before the opcode that took them: that
     # SETITEMS / APPENDS / ADDITEMS then runs again, on the items of the MARK below.

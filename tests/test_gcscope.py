@@ -111,3 +111,58 @@ def test_pool_workers_scan_at_the_store_pace() -> None:
     finally:
         _cli._WORKER_PACE = None
         gc.set_threshold(*before)
+
+
+class _Bytes(bytearray):
+    """A file's bytes that a weak reference can watch (bytes and bytearray cannot be)."""
+
+
+def _left_for_the_collector(run: Any) -> int:
+    """Objects ``run()`` leaves that only the cyclic collector can free."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        gc.collect()
+        run()
+        return gc.collect()
+    finally:
+        if paused:
+            gc.enable()
+
+
+@pytest.mark.parametrize("n", [10, 1000])
+def test_a_walk_leaves_a_constant_few_objects_to_the_collector(n: int) -> None:
+    import weakref
+
+    from safeload._walker import walk
+
+    data = _Bytes(pickle.dumps([{"k": float(i), "t": (i, str(i))} for i in range(n)], protocol=4))
+    alive = weakref.ref(data)
+
+    def run() -> None:
+        nonlocal data
+        trace = walk(data, Policy.default(), joblib=True)
+        assert trace.ok and trace.root is not None
+        del trace
+        data = None  # type: ignore[assignment]
+        assert alive() is None  # the file's bytes: freed by reference counting
+
+    # (the walker's closures and their environment: one cycle of ~20 small objects, whatever the model)
+    assert _left_for_the_collector(run) < 30
+
+
+def test_a_joblib_load_leaves_a_constant_few_objects_to_the_collector(tmp_path: Path) -> None:
+    import safeload
+
+    left = []
+    for n in (2, 2, 200):  # (the first load also leaves what its imports made)
+        path = tmp_path / f"a{n}.joblib"
+        joblib.dump([np.arange(i + 1, dtype=np.float64) for i in range(n)], path)
+
+        def run(path: Path = path, n: int = n) -> None:
+            model = safeload.load(path)
+            assert len(model) == n
+            del model
+
+        left.append(_left_for_the_collector(run))
+    assert left[2] <= left[1] + 5 and left[2] < 60, left  # (a few per load, not a few per array)
