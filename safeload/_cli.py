@@ -874,7 +874,10 @@ def _finalize(report: ScanReport, expected: str, not_judged_ok: bool) -> ScanRep
     if report.verdict == Verdict.NOT_A_MODEL and failed:
         note = Finding("not-loadable", "medium", f"{expected}, but it is not a model file any loader can load")
         return dataclasses.replace(report, findings=(note, *report.findings), failed=True)
-    return dataclasses.replace(report, failed=failed)
+    # (the constructor, not dataclasses.replace: ~5x cheaper, and the parent of a --jobs scan
+    # finalizes 10,000 reports serially)
+    return ScanReport(report.path, report.format, report.verdict, report.findings, report.globals, report.size,
+                      report.sha256, failed)
 
 
 def expectation(path: str, named: bool) -> str:
@@ -965,10 +968,12 @@ def _policies_near(files: Sequence[str], args: argparse.Namespace) -> list[Polic
     from safeload._config import config_path
 
     by_config: dict[str, Policy] = {}
-    by_directory: dict[str, Path | None] = {}  # files of one directory share its configuration
+    # files of one directory share its configuration (keyed by the name's directory as given: one
+    # abspath per directory rather than per file)
+    by_directory: dict[str, Path | None] = {}
     out: list[Policy] = []
     for path in files:
-        directory = os.path.dirname(os.path.abspath(path))
+        directory = os.path.dirname(path)
         try:
             if directory not in by_directory:
                 by_directory[directory] = config_path(path)
