@@ -8,7 +8,7 @@ list/dict/set under construction, a ``Run`` a vocabulary run taken in one step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,12 +24,13 @@ MALFORMED = "malformed"
 LIMIT = "limit"
 
 
-@dataclass
+@dataclass(init=False)
 class GlobalRef:
     """One global the stream resolves, with the policy's verdict.
 
-    Not frozen: mypyc compiles a frozen dataclass's ``__init__`` as Python code, and the walker
-    makes one per global (~8% of the walk of a small estimator). Nothing changes it after the walk.
+    Not frozen, and its ``__init__`` written out: mypyc runs a dataclass's generated ``__init__`` as
+    Python code (a frozen one through ``object.__setattr__``), and the walker makes one per global.
+    Nothing changes it after the walk.
     """
 
     name: str
@@ -40,6 +41,17 @@ class GlobalRef:
     offset: int
     opcode: str
     allowed: bool
+
+    def __init__(self, name: str, module: str, qualname: str, raw_module: str, raw_qualname: str, offset: int,
+                 opcode: str, allowed: bool) -> None:
+        self.name = name
+        self.module = module
+        self.qualname = qualname
+        self.raw_module = raw_module
+        self.raw_qualname = raw_qualname
+        self.offset = offset
+        self.opcode = opcode
+        self.allowed = allowed
 
 
 @dataclass(frozen=True)
@@ -53,9 +65,10 @@ class Issue:
     names: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(init=False)
 class ArraySpan:
-    """Where a joblib array's raw bytes (or nested pickle) sit in the stream."""
+    """Where a joblib array's raw bytes (or nested pickle) sit in the stream. Not changed after the
+    walk (not frozen, ``__init__`` written out: as ``GlobalRef``, one per joblib array)."""
 
     build_offset: int
     data_offset: int
@@ -64,25 +77,50 @@ class ArraySpan:
     shape: tuple[int, ...]
     order: str
     allow_mmap: bool
-    nested: Trace | None = None
+    nested: Trace | None
+
+    def __init__(self, build_offset: int, data_offset: int, nbytes: int, dtype: np.dtype[Any],
+                 shape: tuple[int, ...], order: str, allow_mmap: bool, nested: Trace | None = None) -> None:
+        self.build_offset = build_offset
+        self.data_offset = data_offset
+        self.nbytes = nbytes
+        self.dtype = dtype
+        self.shape = shape
+        self.order = order
+        self.allow_mmap = allow_mmap
+        self.nested = nested
 
 
-@dataclass
+@dataclass(init=False)
 class Trace:
+    """What one walk found (``__init__`` written out, as ``GlobalRef``: two per small model)."""
+
     start: int
-    end: int = -1
-    protocol: int = 0
-    opcodes: int = 0
-    globals: list[GlobalRef] = field(default_factory=list)
+    end: int
+    protocol: int
+    opcodes: int
+    globals: list[GlobalRef]
     #: The simulated globals, parallel to ``globals``: ``.called`` says whether the stream ever calls
     #: that occurrence, so the engine hands out the guarded form only where a call can happen.
-    nodes: list[G] = field(default_factory=list)
-    issues: list[Issue] = field(default_factory=list)
-    arrays: list[ArraySpan] = field(default_factory=list)
+    nodes: list[G]
+    issues: list[Issue]
+    arrays: list[ArraySpan]
     #: How protocol 0-2 text was read (``pickle.load``'s encoding/errors/fix_imports); the engine builds with it.
-    decoding: Decoding = field(default_factory=Decoding)
+    decoding: Decoding
     #: The value STOP returns (what ``load`` would hand back), for the static model (``_static_model``).
-    root: Any = None
+    root: Any
+
+    def __init__(self, start: int, decoding: Decoding | None = None) -> None:
+        self.start = start
+        self.end = -1
+        self.protocol = 0
+        self.opcodes = 0
+        self.globals = []
+        self.nodes = []
+        self.issues = []
+        self.arrays = []
+        self.decoding = Decoding() if decoding is None else decoding
+        self.root = None
 
     @property
     def ok(self) -> bool:
