@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from safeload._allowlist import Kind
+from safeload._allowlist import Entry, Kind
 from safeload._class_data import CLASSES
 from safeload._containers import Buffer
 from safeload._filling import Filling
@@ -226,7 +226,7 @@ class _Keyed:
     """Does a call of ``name`` return a container of its argument's keys (``KeyHashes.rehash``)?"""
 
     def __init__(self, policy: Policy) -> None:
-        self.entries = policy.entries
+        self.entries = policy.lookup
 
     def __call__(self, name: str) -> bool:
         entry = self.entries.get(name)
@@ -238,6 +238,7 @@ class StaticChecks:
 
     def __init__(self, policy: Policy, data: Buffer, filling: Filling | None, issues: list[Issue]) -> None:
         self.policy = policy
+        self.lookup: dict[str, Entry] = policy.lookup
         self.data = data
         self.filling = filling
         self.issues = issues
@@ -346,12 +347,12 @@ class StaticChecks:
                 "nested tuples recursively in C, without a limit: a deep one crashes the process)")
 
     def _guarded(self, name: str) -> bool:
-        entry = self.policy.entries.get(name)
+        entry = self.lookup.get(name)
         return entry is not None and entry.guard is not None
 
     def check_guard(self, i: int, name: str, args: tuple[Any, ...]) -> None:
         """The static mirror of ``_guards``: refuse what the runtime guard would refuse."""
-        entry = self.policy.entries.get(name)
+        entry = self.lookup.get(name)
         guard = entry.guard if entry is not None else None
         if guard is None:
             return

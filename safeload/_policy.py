@@ -266,29 +266,26 @@ ALIASES: Mapping[str, tuple[str, str]] = {
 class _Entries(Mapping[str, "Entry"]):
     """The policy's entries, read-only; an alias name finds its target's entry (never its own key)."""
 
-    __slots__ = ("_data",)
+    __slots__ = ("_data", "found")
 
     def __init__(self, data: Mapping[str, Entry]) -> None:
         self._data = dict(data)
+        #: Every name ``get`` finds (entries and the aliases of entries): a plain dict, for the walker,
+        #: which looks names up a few dozen times per file (a Python method call each, otherwise).
+        self.found: dict[str, Entry] = dict(self._data)
+        for alias, (module, qualname) in ALIASES.items():
+            target = self._data.get(f"{module}.{qualname}")
+            if target is not None and alias not in self._data:
+                self.found[alias] = target
 
     def __getitem__(self, name: str) -> Entry:
-        try:
-            return self._data[name]
-        except KeyError:
-            target = ALIASES.get(name)
-            if target is None:
-                raise
-            return self._data[f"{target[0]}.{target[1]}"]
+        return self.found[name]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
 
-    def get(self, name: str, default: Any = None) -> Any:  # the walker's hot path: no exception per miss
-        entry = self._data.get(name)
-        if entry is not None:
-            return entry
-        target = ALIASES.get(name)
-        return self._data.get(f"{target[0]}.{target[1]}", default) if target is not None else default
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.found.get(name, default)
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
@@ -444,6 +441,13 @@ class Policy:
             _warn_if_missing(name)
             entries[name] = Entry(name, Kind.CALL, why, user=True)
         return Policy(entries, limits or self.limits)
+
+    @property
+    def lookup(self) -> dict[str, Entry]:
+        """Every name the policy finds (its entries and their aliases) as a plain dict: the walker's."""
+        entries = self.entries
+        assert isinstance(entries, _Entries)  # (__post_init__)
+        return entries.found
 
     def kind(self, name: str) -> Kind | None:
         entry = self.entries.get(name)

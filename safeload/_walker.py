@@ -38,7 +38,7 @@ from typing import Any, Final
 
 from mypy_extensions import i64
 
-from safeload._allowlist import Kind
+from safeload._allowlist import Entry, Kind
 from safeload._containers import Buffer
 from safeload._filling import Filling
 from safeload._keyhash import VALUE_HASHED, collidable, may_collide
@@ -511,6 +511,7 @@ class _Walker:
         self.n = len(data)
         self.filling = filling  # data still arriving: wait before touching bytes past filling.avail
         self.policy = policy
+        self.lookup: dict[str, Entry] = policy.lookup
         self.limits: Limits = policy.limits
         self.joblib = joblib
         self.depth = depth
@@ -550,7 +551,8 @@ class _Walker:
         if previous != full:
             self.issue("ambiguous-name", UNSAFE, offset,
                        f"{raw_module}.{raw_name} resolves to both {previous} and {full}", (full,))
-        kind = self.policy.kind(full)
+        entry = self.lookup.get(full)
+        kind = entry.kind if entry is not None else None
         allowed = kind is not None
         self.trace.globals.append(GlobalRef(full, module, name, raw_module, raw_name, offset, opcode, allowed))
         if not allowed:
@@ -1523,7 +1525,7 @@ class _Walker:
             return Obj(func.name, origin=i)
         name = func.name
         self.checks.check_guard(i, name, args)
-        entry = self.policy.entries.get(name)
+        entry = self.lookup.get(name)
         if entry is not None and entry.guard in _BUILDS_FIRST_ARG and args and isinstance(args[0], G):
             cls_name = args[0].name  # copyreg._reconstructor / newObj: an instance of args[0]
             base = args[1].name if len(args) == 3 and isinstance(args[1], G) else None
@@ -1581,7 +1583,7 @@ class _Walker:
         return self.made(Obj(cls.name, origin=i))
 
     def guard_of(self, name: str) -> str | None:
-        entry = self.policy.entries.get(name)
+        entry = self.lookup.get(name)
         return entry.guard if entry is not None else None
 
     def instantiate(self, i: int, cls: Any, args: list[Any]) -> Obj:
