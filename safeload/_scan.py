@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import threading
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import IO, Any
 
@@ -309,15 +308,18 @@ def _analysis_findings(analysis: Analysis) -> list[Finding]:
 
 
 def _kind(policy: Policy, name: str) -> str | None:
-    kind = policy.kind(name)
-    return kind.value if kind is not None else None
+    entry = policy.lookup.get(name)  # (every global of every file's report: a dict read)
+    return entry.kind.value if entry is not None else None
 
 
 def _globals(refs: Iterable[Any], policy: Policy, member: str | None = None) -> tuple[GlobalVerdict, ...]:
-    offsets: dict[str, list[int]] = defaultdict(list)
+    offsets: dict[str, list[int]] = {}
     allowed: dict[str, bool] = {}
     for g in refs:
-        offsets[g.name].append(g.offset)
+        found = offsets.get(g.name)
+        if found is None:
+            offsets[g.name] = found = []
+        found.append(g.offset)
         allowed[g.name] = g.allowed
     return tuple(GlobalVerdict(n, allowed[n], _kind(policy, n), tuple(offsets[n]), member) for n in sorted(offsets))
 
