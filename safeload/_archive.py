@@ -46,12 +46,19 @@ _RANK = {Verdict.UNSAFE: 5, Verdict.ERROR: 4, Verdict.NOT_JUDGED: 3, Verdict.UNS
 Judge = Callable[[bytes, str, int], ScanReport]
 
 
+#: Every byte ``int(field, 8)`` may accept in some position: octal digits, its whitespace, a sign,
+#: an ``0o`` prefix, digit separators (and NUL, read as a space below).
+_OCTAL_FIELD = b"01234567_+-oO \t\n\v\f\r\x1c\x1d\x1e\x1f\x00"
+
+
 def is_tar(head: bytes) -> bool:
     """A tar header block: ``ustar`` magic, or a v7 header whose checksum is right."""
     if len(head) < 512:
         return False
     if head[257:262] == b"ustar":
         return True
+    if head[148:156].translate(None, _OCTAL_FIELD):
+        return False  # (a byte int(..., 8) never accepts: most pickles, decided without raising)
     try:
         stored = int(head[148:156].replace(b"\x00", b" ").strip() or b"-1", 8)
     except ValueError:

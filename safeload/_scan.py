@@ -77,7 +77,10 @@ def _scan_data(data: Buffer, policy: Policy, name: str, explain: bool, digest: b
         message = str(exc) if isinstance(exc, SafeloadError) else f"cannot analyse: {type(exc).__name__}: {exc}"
         report = ScanReport(name, "unknown", Verdict.ERROR, (Finding("malformed", "medium", message),),
                             (), len(data))
-    return dataclasses.replace(report, sha256=hasher.hexdigest()) if hasher is not None else report
+    if hasher is None:
+        return report
+    return ScanReport(report.path, report.format, report.verdict, report.findings, report.globals, report.size,
+                      hasher.hexdigest(), report.failed)  # (not dataclasses.replace: 5x its cost, on every file)
 
 
 class _Digest:
