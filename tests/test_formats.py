@@ -19,6 +19,8 @@ from typing import Any
 
 import jsonschema
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from safeload._format import display_path, get_renderer, is_failure, rule_text, sarif, summarize, text
 from safeload._format import json as json_format
@@ -426,3 +428,21 @@ def test_findings_deduplicated_and_deciding_ones_first() -> None:
         assert rules == (["disallowed-global", "fickling"] if explain else ["disallowed-global"])
         results = json.loads(sarif.render([twice], ROOT, explain=explain))["runs"][0]["results"]
         assert [r["ruleId"] for r in results] == rules
+
+
+_NAMES = st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(globs=st.lists(st.tuples(_NAMES, st.booleans(), st.none() | st.sampled_from(["call", "new", "value"]) | _NAMES,
+                                st.lists(st.integers(0, 2**63), max_size=4).map(tuple), st.none() | _NAMES),
+                      max_size=6))
+def test_json_globals_are_written_as_the_encoder_writes_them(globs: list[tuple[Any, ...]]) -> None:
+    """The JSON renderer writes a result's globals itself (a store's report is mostly globals):
+    byte for byte what json's encoder writes for the same dicts, for any name (quotes, control
+    characters, lone surrogates, non-BMP text), and the document parses to ``to_document``."""
+    report = ScanReport("m.pkl", "pickle", Verdict.SAFE, (), tuple(GlobalVerdict(*g) for g in globs), 3, "ab")
+    line = json_format._line(report, ".", False)
+    assert line == json_format._RESULT.encode(json_format._result(report, ".", False))
+    rendered = json_format.render([report], ".")
+    assert json.loads(rendered) == json.loads(json.dumps(json_format.to_document([report], ".")))

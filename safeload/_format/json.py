@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from json.encoder import encode_basestring_ascii as _text  # (the C encoder's own escaping)
 from typing import Any
 
 from safeload._format import display_path, is_failure, ordered_findings, summarize
@@ -26,28 +27,40 @@ _RESULT = json.JSONEncoder(separators=(", ", ": "))
 def render(reports: Sequence[ScanReport], root: str, *, explain: bool = False) -> str:
     """Render ``reports`` as a JSON document (fickling's advisory notes only with ``explain``):
     the head two-space indented, each result on one line."""
-    doc = to_document(reports, root, explain=explain)
-    results = doc.pop("results")
-    head = json.dumps(doc, indent=2)[:-2]  # without the closing "\n}"
-    if not results:
+    head = json.dumps(_head(reports), indent=2)[:-2]  # without the closing "\n}"
+    if not reports:
         return head + ',\n  "results": []\n}\n'
-    body = ",\n    ".join(_RESULT.encode(r) for r in results)
+    body = ",\n    ".join(_line(r, root, explain) for r in reports)
     return f'{head},\n  "results": [\n    {body}\n  ]\n}}\n'
 
 
+def _line(report: ScanReport, root: str, explain: bool) -> str:
+    """One result as ``_RESULT.encode(_result(...))`` writes it; its globals (the bulk of a store's
+    report: ~5 per file) written directly, without a dict each for the encoder to walk."""
+    result = _result(report, root, explain, with_globals=False)
+    return _RESULT.encode(result)[:-1] + ', "globals": [' + ", ".join([_global_text(g) for g in report.globals]) + "]}"
+
+
+def _global_text(g: GlobalVerdict) -> str:
+    return (f'{{"name": {_text(g.name)}, "allowed": {"true" if g.allowed else "false"}, '
+            f'"kind": {"null" if g.kind is None else _text(g.kind)}, "offsets": [{", ".join(map(str, g.offsets))}], '
+            f'"member": {"null" if g.member is None else _text(g.member)}}}')
+
+
 def to_document(reports: Sequence[ScanReport], root: str, *, explain: bool = False) -> dict[str, Any]:
+    """The document ``render`` writes, as Python values."""
+    return {**_head(reports), "results": [_result(r, root, explain) for r in reports]}
+
+
+def _head(reports: Sequence[ScanReport]) -> dict[str, Any]:
     from safeload import __version__
 
-    return {
-        "version": SCHEMA_VERSION,
-        "tool": {"name": "safeload", "version": __version__},
-        "summary": summarize(reports),
-        "results": [_result(r, root, explain) for r in reports],
-    }
+    return {"version": SCHEMA_VERSION, "tool": {"name": "safeload", "version": __version__},
+            "summary": summarize(reports)}
 
 
-def _result(report: ScanReport, root: str, explain: bool) -> dict[str, Any]:
-    return {
+def _result(report: ScanReport, root: str, explain: bool, with_globals: bool = True) -> dict[str, Any]:
+    result = {
         "path": display_path(report.path, root),
         "format": report.format,
         "verdict": report.verdict,
@@ -56,8 +69,10 @@ def _result(report: ScanReport, root: str, explain: bool) -> dict[str, Any]:
         "size": report.size,
         "sha256": report.sha256 or None,
         "findings": [_finding(f) for f in ordered_findings(report, explain)],
-        "globals": [_global(g) for g in report.globals],
     }
+    if with_globals:
+        result["globals"] = [_global(g) for g in report.globals]
+    return result
 
 
 def _finding(f: Finding) -> dict[str, Any]:
