@@ -563,3 +563,31 @@ def test_container_level_refusals_carry_their_rule(tmp_path: Path) -> None:
     rules = {p.name: [f.rule for f in safeload.scan(p).findings] for p in (appended, legacy, dup)}
     assert rules == {"appended.joblib": ["trailing-data"], "legacy.joblib": ["joblib-legacy"],
                      "dup.skops": ["skops-state"]}, rules
+
+
+def _every_field_set() -> Any:
+    """A report whose every field differs from its default (a field added to ScanReport later
+    must be carried over by the constructors that copy a report: this makes them fail if not)."""
+    import dataclasses
+
+    from safeload._report import Finding, GlobalVerdict, ScanReport
+
+    values: dict[str, Any] = {"path": "p", "format": "pickle", "verdict": "unsafe", "findings": (Finding("r", "high", "m"),),
+              "globals": (GlobalVerdict("a.b", False, None, (1,)),), "size": 7, "sha256": "cafe", "failed": True}
+    assert set(values) == {f.name for f in dataclasses.fields(ScanReport)}, "a new ScanReport field: set it here"
+    return ScanReport(**values)
+
+
+def test_copies_of_a_report_keep_every_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+    import hashlib
+
+    from safeload import _scan
+    from safeload._cli import _finalize
+    from safeload._policy import Policy
+
+    report = _every_field_set()
+    assert _finalize(report, "", False) == dataclasses.replace(report, failed=True)
+    monkeypatch.setattr(_scan, "_scan_bytes", lambda *args, **kwargs: report)
+    digested = _scan._scan_data(b"abc", Policy.default(), "p", False, True, None)
+    assert digested == dataclasses.replace(report, sha256=hashlib.sha256(b"abc").hexdigest())
