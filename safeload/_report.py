@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 from safeload._errors import LimitExceededError, MalformedModelError, SafeloadError, UnsafeModelError
 
-__all__ = ["Finding", "GlobalVerdict", "Location", "RULES", "ScanReport", "Verdict", "failed_report", "finding_for"]
+__all__ = ["Finding", "GlobalVerdict", "Location", "RULES", "ScanReport", "Verdict", "failed_report", "finding_for",
+           "with_outcome"]
 
 
 class Verdict:
@@ -180,3 +181,10 @@ def failed_report(name: str, fmt_name: str, exc: SafeloadError, size: int) -> Sc
     """The report of a file, archive or member that could not be judged: ``exc`` as its one finding."""
     verdict = Verdict.UNSAFE if isinstance(exc, UnsafeModelError) else Verdict.ERROR
     return ScanReport(name, fmt_name, verdict, (finding_for(exc),), (), size)
+
+
+def with_outcome(report: ScanReport, sha256: str, failed: bool | None) -> ScanReport:
+    """``report`` with its digest and its audit outcome: the constructor, ~5x cheaper than
+    ``dataclasses.replace``, and a store scan copies each of 10,000 reports twice this way."""
+    return ScanReport(report.path, report.format, report.verdict, report.findings, report.globals, report.size,
+                      sha256, failed)

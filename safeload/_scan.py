@@ -27,7 +27,16 @@ from safeload._filling import Filling
 from safeload._load import effective_policy
 from safeload._nocode import Recognised, might_recognise, recognise
 from safeload._policy import Policy
-from safeload._report import Finding, GlobalVerdict, Location, ScanReport, Verdict, failed_report, finding_for
+from safeload._report import (
+    Finding,
+    GlobalVerdict,
+    Location,
+    ScanReport,
+    Verdict,
+    failed_report,
+    finding_for,
+    with_outcome,
+)
 from safeload._torch import TorchJudgement, is_legacy, judge_legacy, judge_pickle, torch_policy
 from safeload._walker import LIMIT, UNSAFE, Issue, Trace, walk
 from safeload._zip import Archive, Budget, is_dir
@@ -77,10 +86,7 @@ def _scan_data(data: Buffer, policy: Policy, name: str, explain: bool, digest: b
         message = str(exc) if isinstance(exc, SafeloadError) else f"cannot analyse: {type(exc).__name__}: {exc}"
         report = ScanReport(name, "unknown", Verdict.ERROR, (Finding("malformed", "medium", message),),
                             (), len(data))
-    if hasher is None:
-        return report
-    return ScanReport(report.path, report.format, report.verdict, report.findings, report.globals, report.size,
-                      hasher.hexdigest(), report.failed)  # (not dataclasses.replace: 5x its cost, on every file)
+    return with_outcome(report, hasher.hexdigest(), report.failed) if hasher is not None else report
 
 
 class _Digest:
