@@ -13,7 +13,6 @@ including ``AWS_ENDPOINT_URL`` for S3-compatible servers); safeload passes none 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -118,8 +117,7 @@ def _judge(url: str, size: int, policy: Policy, explain: bool) -> ScanReport:
     except (OSError, ValueError) as exc:
         return ScanReport(url, "unknown", Verdict.ERROR, (Finding("malformed", "medium", f"cannot read: {exc}"),),
                           (), size)
-    report = scan_bytes(data, policy, url, explain=explain)
-    return dataclasses.replace(report, sha256=hashlib.sha256(data).hexdigest())
+    return scan_bytes(data, policy, url, explain=explain, digest=True)
 
 
 class _Ranged(PositionedReader):

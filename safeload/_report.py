@@ -165,7 +165,6 @@ RULES: dict[str, tuple[str, str]] = {
 }
 
 
-
 def finding_for(exc: SafeloadError, member: str | None = None) -> Finding:
     """A refusal (unsafe, limit, malformed, unsupported) as a finding; ``member``: where in an archive."""
     if isinstance(exc, UnsafeModelError):
