@@ -273,33 +273,61 @@ def discover(paths: Sequence[str], policy: Policy | None = None, ignore: Ignore 
 
 
 def _walk(top: str, policy: Policy, ignore: Ignore) -> Iterator[tuple[str, os.stat_result]]:
+    """Files under ``top``: each directory's files in name order, then its subdirectories, depth first.
+
+    Listed with ``os.scandir``: its entries say whether a name is a directory or a link without a
+    system call each (``os.walk`` plus ``islink`` and ``stat`` cost two per file: ~5 µs of a
+    store's ~14 µs a file).  Links to directories are not followed; links to files only within the tree.
+    """
     real_top = os.path.realpath(top)
-    errors: list[OSError] = []
-    for dirpath, dirnames, filenames in os.walk(top, onerror=errors.append, followlinks=False):
-        if errors:
-            break
-        rel_dir = _rel(dirpath, top)
+    ignore = ignore.for_tree()
+    pending = [(top, "")]
+    while pending:
+        dirpath, rel_dir = pending.pop()
         ignore.load_dir(top, rel_dir)
-        dirnames[:] = sorted(d for d in dirnames
-                             if d not in _VCS_DIRS and not os.path.islink(os.path.join(dirpath, d))
-                             and not ignore.ignored(_join(rel_dir, d), True))
-        for name in sorted(filenames):
-            path = os.path.join(dirpath, name)
+        try:
+            with os.scandir(dirpath) as listing:
+                entries = list(listing)
+        except OSError as exc:
+            raise CliError(f"cannot read directory {exc.filename or dirpath}: {exc.strerror or exc}") from None
+        files: list[os.DirEntry[str]] = []
+        subdirs: list[str] = []
+        for entry in entries:
+            if _entry_is(entry.is_dir):
+                if (entry.name not in _VCS_DIRS and not _entry_is(entry.is_symlink)
+                        and not ignore.ignored(_join(rel_dir, entry.name), True)):
+                    subdirs.append(entry.name)
+            else:
+                files.append(entry)
+        files.sort(key=_entry_name)
+        for entry in files:
+            name = entry.name
             if ignore.ignored(_join(rel_dir, name), False):
                 continue
-            if os.path.islink(path) and not _within(os.path.realpath(path), real_top):
+            path = entry.path
+            if _entry_is(entry.is_symlink) and not _within(os.path.realpath(path), real_top):
                 continue  # never follow a link out of the tree
             try:
-                st = os.stat(path)
+                st = entry.stat()
             except OSError:
                 continue  # dangling link
             if not stat.S_ISREG(st.st_mode):
                 continue
-            if model_named(path) or (st.st_size > 0 and _artifact_or_unknown(path, policy)):
+            if MODEL_NAME.search(name) is not None or (st.st_size > 0 and _artifact_or_unknown(path, policy)):
                 yield path, st
-    if errors:
-        exc = errors[0]
-        raise CliError(f"cannot read directory {exc.filename or top}: {exc.strerror or exc}")
+        pending.extend((os.path.join(dirpath, name), _join(rel_dir, name)) for name in sorted(subdirs, reverse=True))
+
+
+def _entry_is(test: Callable[[], bool]) -> bool:
+    """A directory entry's type test; one that cannot be answered (the entry vanished) is "no", as os.walk has it."""
+    try:
+        return test()
+    except OSError:
+        return False
+
+
+def _entry_name(entry: os.DirEntry[str]) -> str:
+    return entry.name
 
 
 def _artifact_or_unknown(path: str, policy: Policy) -> bool:
@@ -310,11 +338,6 @@ def _artifact_or_unknown(path: str, policy: Policy) -> bool:
         raise
     except Exception:  # noqa: BLE001 - discovery must not fail on hostile content
         return True
-
-
-def _rel(path: str, top: str) -> str:
-    rel = os.path.relpath(path, top)
-    return "" if rel == "." else rel.replace(os.sep, "/")
 
 
 def _join(rel_dir: str, name: str) -> str:

@@ -342,6 +342,12 @@ class Ignore:
     excludes: tuple[str, ...] = ()
     gitignore: bool = True
     _rules: dict[str, list[_Rule]] = field(default_factory=dict)
+    _any_rules: bool = False  # has any .gitignore read so far had a rule?
+
+    def for_tree(self) -> Ignore:
+        """The same excludes with no ``.gitignore`` read yet: each scanned tree reads its own
+        (rules are keyed by the path under the tree's root, so two trees must not share them)."""
+        return Ignore(self.excludes, self.gitignore)
 
     def load_dir(self, root: str, rel_dir: str) -> None:
         """Read ``rel_dir/.gitignore`` (``rel_dir`` relative to ``root``) if gitignore files are honoured."""
@@ -366,6 +372,7 @@ class Ignore:
             glob, _ = compile_pattern(line)
             rules.append(_Rule(glob, negate, line.endswith("/"), rel_dir))
         self._rules[rel_dir] = rules
+        self._any_rules = self._any_rules or bool(rules)
 
     def ignored(self, rel_path: str, is_dir: bool) -> bool:
         """``rel_path``: '/'-separated, relative to the scan root."""
@@ -373,7 +380,7 @@ class Ignore:
             glob, _ = compile_pattern(pattern)
             if glob.match(rel_path) or (not is_dir and glob.match(rel_path.rsplit("/", 1)[-1])):
                 return True
-        if not self.gitignore:
+        if not self._any_rules:  # (no .gitignore with a rule read: most stores, 10,000 files each)
             return False
         verdict = False
         parts = rel_path.split("/")
