@@ -88,6 +88,8 @@ def _build(root: Path, outside: Path, entries: list[tuple[str, str, list[str]]],
     outside.mkdir(exist_ok=True)
     (outside / "o.pkl").write_bytes(_PICKLE)
     tops = [root / f"r{i}" for i in range(roots)]
+    for top in tops:
+        top.mkdir(parents=True)
     for n, (rel, kind, ignores) in enumerate(entries):
         top = tops[n % roots]
         path = top / rel
