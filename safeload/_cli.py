@@ -26,7 +26,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from safeload._cache import ResultCache, file_sha256, policy_fingerprint
 from safeload._errors import SafeloadError
-from safeload._format import FORMATS, display_path, get_renderer, is_failure
+from safeload._format import FORMATS, Piecewise, Renderer, display_path, get_piecewise, get_renderer, is_failure
 from safeload._gcscope import StorePace
 from safeload._ignore import Ignore
 from safeload._policy import Limits, Policy
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
     from pathlib import Path
 
+    from safeload._baseline import Baseline
     from safeload._walker import Issue
 
 __all__ = ["main"]
@@ -764,10 +765,13 @@ class ScanStats:
 
 
 def scan_all(files: Sequence[str], policy: Policy | Sequence[Policy], *, jobs: int = 1, explain: bool = False,
-             cache: ResultCache | None = None, stats: ScanStats | None = None) -> list[ScanReport]:
+             cache: ResultCache | None = None, stats: ScanStats | None = None,
+             each: Callable[[int, ScanReport], object] | None = None) -> list[ScanReport]:
     """Scan ``files`` (in a process pool when ``jobs > 1``); reports come back in the order of ``files``.
 
     ``policy``: one for all files, or one per file (each file under the configuration found from it).
+    ``each(i, report)`` is called once per file, in this process, as soon as its report is in (in
+    any order): the CLI finishes and renders reports there, while the pool is still judging.
     """
     started = time.perf_counter()
     per_file = [policy] * len(files) if isinstance(policy, Policy) else list(policy)
@@ -785,7 +789,7 @@ def scan_all(files: Sequence[str], policy: Policy | Sequence[Policy], *, jobs: i
     with StorePace() as pace:  # full collections by bytes judged (_gcscope)
         try:
             if jobs > 1 and len(files) > 1:
-                _scan_parallel(files, which, policies, explain, jobs, results, progress, cache, fingerprints)
+                _scan_parallel(files, which, policies, explain, jobs, results, progress, cache, fingerprints, each)
             for i, path in enumerate(files):  # serial scans, and whatever a pool could not start on
                 if results[i] is None:
                     ticker = progress.big_file(path)
@@ -795,6 +799,8 @@ def scan_all(files: Sequence[str], policy: Policy | Sequence[Policy], *, jobs: i
                         if ticker is not None:
                             ticker.close()
                     results[i] = result
+                    if each is not None:
+                        each(i, result[0])
                     progress.step()
                     pace.judged(result[0].size)
         finally:
@@ -852,7 +858,8 @@ def _fork_context() -> Any:
 
 def _scan_parallel(files: Sequence[str], which: Sequence[int], policies: Sequence[Policy], explain: bool, jobs: int,
                    results: list[tuple[ScanReport, bool] | None], progress: _Progress,
-                   cache: ResultCache | None, fingerprints: Sequence[str]) -> None:
+                   cache: ResultCache | None, fingerprints: Sequence[str],
+                   each: Callable[[int, ScanReport], object] | None) -> None:
     from concurrent.futures import ProcessPoolExecutor, as_completed  # imported here: --help stays fast
     from concurrent.futures.process import BrokenProcessPool
 
@@ -878,6 +885,9 @@ def _scan_parallel(files: Sequence[str], which: Sequence[int], policies: Sequenc
                 for i in chunk:
                     results[i] = (_crash_report(files[i], "the worker process died (out of memory or crashed)"),
                                   False)
+            if each is not None:  # (this process's share of the work, done while the workers judge)
+                for i in chunk:
+                    each(i, results[i][0])  # type: ignore[index]
             progress.step(len(chunk))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -898,6 +908,61 @@ def _finalize(report: ScanReport, expected: str, not_judged_ok: bool) -> ScanRep
         note = Finding("not-loadable", "medium", f"{expected}, but it is not a model file any loader can load")
         return dataclasses.replace(report, findings=(note, *report.findings), failed=True)
     return with_outcome(report, report.sha256, failed)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Finish:
+    """What the CLI does to each report once it is in: the audit outcome (``--not-judged``,
+    files that had to be models), the baseline, and its piece of the output when the format
+    renders report by report -- during a ``--jobs`` scan, while the workers judge the rest."""
+
+    root: str
+    explain: bool
+    not_judged_ok: bool
+    baseline: Baseline | None
+    piecewise: Piecewise | None
+
+    def __call__(self, report: ScanReport, expected: str) -> tuple[ScanReport, str]:
+        report = _finalize(report, expected, self.not_judged_ok)
+        if self.baseline is not None:
+            from safeload._baseline import apply
+
+            report = apply(report, display_path(report.path, self.root), self.baseline, bool(report.failed))
+        piece = self.piecewise.piece(report, self.root, self.explain) if self.piecewise is not None else ""
+        return report, piece
+
+    def slots(self, n: int) -> _Finished:
+        return _Finished(self, [None] * n, [""] * n)
+
+
+@dataclasses.dataclass
+class _Finished:
+    """Finished reports in the order of the files, filled in any order."""
+
+    finish: _Finish
+    done: list[ScanReport | None]
+    pieces: list[str]
+
+    def put(self, i: int, report: ScanReport, expected: str) -> None:
+        self.done[i], self.pieces[i] = self.finish(report, expected)
+
+    def append(self, report: ScanReport, expected: str) -> None:
+        self.done.append(None)
+        self.pieces.append("")
+        self.put(len(self.done) - 1, report, expected)
+
+    @property
+    def reports(self) -> list[ScanReport]:
+        if any(r is None for r in self.done):
+            raise RuntimeError("a file's report never came back")  # (scan_all calls `each` for every file)
+        return self.done  # type: ignore[return-value]
+
+    def render(self, render: Renderer) -> str:
+        """The output: joined from the pieces when the format has them, else rendered whole."""
+        reports = self.reports
+        if self.finish.piecewise is not None:
+            return self.finish.piecewise.join(reports, self.pieces)
+        return render(reports, self.finish.root, explain=self.finish.explain)
 
 
 def expectation(path: str, named: bool) -> str:
@@ -932,27 +997,22 @@ def _scan_command(args: argparse.Namespace, pace: StorePace) -> int:
     named = {os.path.realpath(p) for p in local if os.path.isfile(p)}
     cache = None if args.no_cache else ResultCache()
     per_file = _policies_near(files, args) if args.config is None else policy
-    reports = scan_all(files, per_file, jobs=args.jobs, explain=args.explain, cache=cache)
     # (realpath only when files were named: a directory of 10,000 files should not pay for it)
     expected = [expectation(p, bool(named) and os.path.realpath(p) in named) for p in files]
+    finish = _Finish(root, args.explain, args.not_judged == "pass", baseline, get_piecewise(args.format))
+    finished = finish.slots(len(files))
+    scan_all(files, per_file, jobs=args.jobs, explain=args.explain, cache=cache,
+             each=lambda i, report: finished.put(i, report, expected[i]))
     if remote:
         from safeload._remote import scan_urls
 
         try:
-            remote_reports = []
-            for item in scan_urls(remote, policy, explain=args.explain, jobs=args.jobs):
-                remote_reports.append(item)
-                pace.judged(item[0].size)
+            for report, why in scan_urls(remote, policy, explain=args.explain, jobs=args.jobs):
+                finished.append(report, why)
+                pace.judged(report.size)
         except SafeloadError as exc:
             raise CliError(str(exc)) from None
-        reports += [r for r, _ in remote_reports]
-        expected += [e for _, e in remote_reports]
-    not_judged_ok = args.not_judged == "pass"
-    reports = [_finalize(r, e, not_judged_ok) for r, e in zip(reports, expected, strict=True)]
-    if baseline is not None:
-        from safeload._baseline import apply
-
-        reports = [apply(r, display_path(r.path, root), baseline, bool(r.failed)) for r in reports]
+    reports = finished.reports
     if args.write_baseline is not None:
         from safeload._baseline import write_baseline
 
@@ -962,7 +1022,7 @@ def _scan_command(args: argparse.Namespace, pace: StorePace) -> int:
             raise CliError(f"cannot write {args.write_baseline}: {exc.strerror or exc}") from None
         print(f"{_PROG}: wrote {count} finding(s) to {args.write_baseline}; give each a reason before using it "
               "with --baseline", file=sys.stderr)
-    output = get_renderer(args.format)(reports, root, explain=args.explain)
+    output = finished.render(get_renderer(args.format))
     code = EXIT_REFUSED if any(r.failed for r in reports) else EXIT_OK
     if not reports and not args.allow_empty:
         print(f"{_PROG}: nothing scanned: no model files found in {' '.join(args.paths)} "

@@ -434,6 +434,36 @@ def test_jobs_2_matches_serial(tmp_path: Path, models: dict[str, Path], capsys: 
     assert sum(v != "safe" for v in verdicts.values()) == len(verdicts) - len(models)
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_json_rendered_as_reports_arrive_is_the_whole_render(tmp_path: Path, models: dict[str, Path], jobs: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI renders JSON lines as reports come in (from the pool, in any order), after the
+    audit outcome and the baseline: the document is byte for byte the one rendered whole at the end."""
+    import safeload._format.json as json_format
+
+    d = tmp_path / "mix"
+    d.mkdir()
+    for name in sorted(os.listdir(SAMPLES))[:60]:
+        if name not in SLOW_SAMPLES:
+            shutil.copy(SAMPLES / name, d / name)
+    for name, path in models.items():
+        shutil.copy(path, d / name)
+    baseline = tmp_path / "baseline.json"
+    assert main(["scan", "--output", os.devnull, "--write-baseline", str(baseline), str(d)]) == 1
+    doc = json.loads(baseline.read_text())
+    doc["accepted"] = [dict(e, reason="reviewed") for e in doc["accepted"][::2]]  # half accepted: notes and failures
+    baseline.write_text(json.dumps(doc))
+    argv = ["scan", "-f", "json", "-j", jobs, "--no-cache", "--baseline", str(baseline), "--root", str(d), str(d)]
+    outputs = []
+    for piecewise in (json_format.PIECEWISE, None):
+        monkeypatch.setattr(json_format, "PIECEWISE", piecewise)
+        out = tmp_path / f"out-{piecewise is None}.json"
+        assert main([*argv, "--output", str(out)]) == 1
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
+    assert b'"rule": "baseline"' in outputs[0] and b'"failed": true' in outputs[0]
+
+
 def test_whole_corpus_in_parallel(capsys: pytest.CaptureFixture[str]) -> None:
     code, doc = _json(capsys, ["scan", "-f", "json", "-j", "2", "--root", str(SAMPLES), str(SAMPLES)])
     assert code == 1

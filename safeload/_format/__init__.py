@@ -12,9 +12,10 @@ import functools
 import importlib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path, PurePath
-from typing import Protocol
+from types import ModuleType
+from typing import NamedTuple, Protocol
 
 from safeload._report import RULES, Finding, ScanReport, Verdict
 
@@ -24,8 +25,10 @@ __all__ = [
     "FORMATS",
     "LOADABLE_FORMATS",
     "ordered_findings",
+    "Piecewise",
     "Renderer",
     "display_path",
+    "get_piecewise",
     "get_renderer",
     "is_failure",
     "is_inside",
@@ -50,13 +53,31 @@ class Renderer(Protocol):
     def __call__(self, reports: Sequence[ScanReport], root: str, *, explain: bool = False) -> str: ...
 
 
+class Piecewise(NamedTuple):
+    """A format whose reports render one by one (JSON: a line each): ``piece`` renders a report,
+    ``join`` the document from all reports and their pieces (``render`` is ``join`` of every
+    ``piece``).  The CLI renders pieces as reports come in, while the workers still judge."""
+
+    piece: Callable[[ScanReport, str, bool], str]
+    join: Callable[[Sequence[ScanReport], Sequence[str]], str]
+
+
 def get_renderer(name: str) -> Renderer:
     """The ``render`` function of format ``name`` (imported lazily: the CLI needs only one)."""
+    render: Renderer = _module(name).render
+    return render
+
+
+def get_piecewise(name: str) -> Piecewise | None:
+    """Format ``name`` rendered piece by piece, if it can be."""
+    pieces: Piecewise | None = getattr(_module(name), "PIECEWISE", None)
+    return pieces
+
+
+def _module(name: str) -> ModuleType:
     if name not in FORMATS:
         raise ValueError(f"unknown output format {name!r} (choose from {', '.join(FORMATS)})")
-    module = importlib.import_module(f"safeload._format.{name}")
-    render: Renderer = module.render
-    return render
+    return importlib.import_module(f"safeload._format.{name}")
 
 
 def is_failure(report: ScanReport) -> bool:

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from json.encoder import encode_basestring_ascii as _text  # (the C encoder's own escaping)
 from typing import Any
 
-from safeload._format import display_path, is_failure, ordered_findings, summarize
+from safeload._format import Piecewise, display_path, is_failure, ordered_findings, summarize
 from safeload._report import Finding, GlobalVerdict, ScanReport
 
-__all__ = ["SCHEMA_VERSION", "render", "to_document"]
+__all__ = ["PIECEWISE", "SCHEMA_VERSION", "render", "to_document"]
 
 SCHEMA_VERSION = 1
 
@@ -27,10 +27,14 @@ _RESULT = json.JSONEncoder(separators=(", ", ": "))
 def render(reports: Sequence[ScanReport], root: str, *, explain: bool = False) -> str:
     """Render ``reports`` as a JSON document (fickling's advisory notes only with ``explain``):
     the head two-space indented, each result on one line."""
+    return _join(reports, [_line(r, root, explain) for r in reports])
+
+
+def _join(reports: Sequence[ScanReport], lines: Sequence[str]) -> str:
     head = json.dumps(_head(reports), indent=2)[:-2]  # without the closing "\n}"
     if not reports:
         return head + ',\n  "results": []\n}\n'
-    body = ",\n    ".join(_line(r, root, explain) for r in reports)
+    body = ",\n    ".join(lines)
     return f'{head},\n  "results": [\n    {body}\n  ]\n}}\n'
 
 
@@ -45,6 +49,9 @@ def _global_text(g: GlobalVerdict) -> str:
     return (f'{{"name": {_text(g.name)}, "allowed": {"true" if g.allowed else "false"}, '
             f'"kind": {"null" if g.kind is None else _text(g.kind)}, "offsets": [{", ".join(map(str, g.offsets))}], '
             f'"member": {"null" if g.member is None else _text(g.member)}}}')
+
+
+PIECEWISE = Piecewise(_line, _join)
 
 
 def to_document(reports: Sequence[ScanReport], root: str, *, explain: bool = False) -> dict[str, Any]:
