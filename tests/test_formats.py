@@ -22,7 +22,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safeload._format import display_path, get_renderer, is_failure, rule_text, sarif, summarize, text
+from safeload._format import (
+    display_path,
+    get_renderer,
+    is_failure,
+    is_inside,
+    placed,
+    rule_text,
+    sarif,
+    summarize,
+    text,
+)
 from safeload._format import json as json_format
 from safeload._report import RULES, Finding, GlobalVerdict, Location, ScanReport, Verdict
 
@@ -226,6 +236,19 @@ def test_display_path() -> None:
     assert os.path.isabs(outside) and "\\" not in outside
 
 
+_PARTS = st.lists(st.sampled_from(["a", "b", "..", ".", "", "m.pkl", "sub dir", "é"]), max_size=5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(path=_PARTS, root=_PARTS, absolute_path=st.booleans(), absolute_root=st.booleans())
+def test_placed_is_display_path_and_is_inside(path: list[str], root: list[str], absolute_path: bool,
+                                             absolute_root: bool) -> None:
+    """SARIF's one-``abspath`` ``placed`` against ``is_inside`` (commonpath of two abspaths), its oracle."""
+    p = ("/" if absolute_path else "") + "/".join(path) or "."
+    r = ("/" if absolute_root else "") + "/".join(root) or "."
+    assert placed(p, r) == (display_path(p, r), is_inside(p, r))
+
+
 def test_failure_and_summary() -> None:
     assert [is_failure(r) for r in ALL] == [False, True, True, True, True, False, True]
     assert summarize(ALL) == {"files": 7, "safe": 1, "unsafe": 3, "error": 1, "unsupported": 1, "not_a_model": 1,
@@ -355,6 +378,15 @@ def test_json_is_ascii_and_stable() -> None:
 def test_sarif_validates() -> None:
     doc = json.loads(sarif.render(ALL, ROOT))
     assert_valid_sarif(doc)
+
+
+@pytest.mark.parametrize("explain", [False, True])
+def test_sarif_text_is_its_document(explain: bool) -> None:
+    """Artifacts and results are written a line each by the C encoder, into the indented head."""
+    for reports in (ALL, [], [SAFE], [UNSAFE]):
+        rendered = sarif.render(reports, ROOT, explain=explain)
+        assert json.loads(rendered) == sarif.to_document(reports, ROOT, explain=explain)
+        assert "\\u0000" not in rendered
 
 
 def test_sarif_empty_run_validates() -> None:

@@ -26,6 +26,7 @@ __all__ = [
     "LOADABLE_FORMATS",
     "ordered_findings",
     "Piecewise",
+    "placed",
     "Renderer",
     "display_path",
     "get_piecewise",
@@ -113,20 +114,25 @@ def _abspath(root: str) -> str:
 
 def display_path(path: str, root: str) -> str:
     """``path`` relative to ``root`` with forward slashes, or absolute (POSIX style) if outside it; URLs as they are."""
+    return placed(path, root)[0]
+
+
+def placed(path: str, root: str) -> tuple[str, bool]:
+    """``(display_path(path, root), is_inside(path, root))``, with one ``abspath`` of ``path`` (SARIF needs both)."""
     if _URL.match(path):
-        return path
+        return path, False
     abs_path = os.path.abspath(path)
     abs_root = _abspath(root) if os.path.isabs(root) else os.path.abspath(root)  # a relative one follows the cwd
     if abs_path.startswith(abs_root) and abs_path[len(abs_root):len(abs_root) + 1] == os.sep and abs_root != os.sep:
         # under the root (both normalised by abspath): what relpath returns, without its work
-        return abs_path[len(abs_root) + 1:].replace(os.sep, "/")
+        return abs_path[len(abs_root) + 1:].replace(os.sep, "/"), True
     try:
         common = os.path.commonpath([abs_path, abs_root])
     except ValueError:  # different drives on Windows
         common = ""
     if common == abs_root:
-        return PurePath(os.path.relpath(abs_path, abs_root)).as_posix()
-    return Path(abs_path).as_posix()
+        return PurePath(os.path.relpath(abs_path, abs_root)).as_posix(), True
+    return Path(abs_path).as_posix(), False
 
 
 def is_inside(path: str, root: str) -> bool:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from safeload._format import display_path, is_failure, is_inside, ordered_findings, rule_text
+from safeload._format import display_path, is_failure, ordered_findings, placed, rule_text
 from safeload._report import Finding, ScanReport, Verdict
 
 __all__ = ["INFORMATION_URI", "SARIF_SCHEMA", "SARIF_VERSION", "render", "to_document"]
@@ -46,9 +46,27 @@ _SECURITY_SEVERITY = {"error": "9.0", "warning": "5.0", "note": "2.0"}
 _CWE_502 = "external/cwe/cwe-502"
 
 
+#: Artifacts and results one per line, written by json's C encoder: ``indent`` switches json to its
+#: pure-Python encoder (a store of 10,003 clean files: 0.44 s, most of the SARIF report's cost).
+_ITEM = json.JSONEncoder(separators=(", ", ": "))
+_ITEMS = ("artifacts", "results")
+
+
 def render(reports: Sequence[ScanReport], root: str, *, explain: bool = False) -> str:
-    """Render ``reports`` as a SARIF 2.1.0 log; ``explain`` adds fickling's decompiled code to results."""
-    return json.dumps(to_document(reports, root, explain=explain), indent=2) + "\n"
+    """Render ``reports`` as a SARIF 2.1.0 log; ``explain`` adds fickling's decompiled code to results.
+
+    The head (tool, rules: safeload's own texts, nothing from a file) two-space indented, each
+    artifact and result on one line."""
+    doc = to_document(reports, root, explain=explain)
+    run = doc["runs"][0]
+    lists = {key: run[key] for key in _ITEMS}
+    for key in _ITEMS:
+        run[key] = f"\x00{key}\x00"  # a marker: the head holds no text from a file, so none can collide
+    out = json.dumps(doc, indent=2)
+    for key, items in lists.items():
+        body = "[]" if not items else "[\n        " + ",\n        ".join(map(_ITEM.encode, items)) + "\n      ]"
+        out = out.replace(f'"\\u0000{key}\\u0000"', body, 1)
+    return out + "\n"
 
 
 def to_document(reports: Sequence[ScanReport], root: str, *, explain: bool = False) -> dict[str, Any]:
@@ -98,8 +116,9 @@ def _alerts(report: ScanReport) -> bool:
 def _artifact_location(path: str, root: str) -> dict[str, Any]:
     if "://" in path:  # a remote store (s3://, gs://, https://): the URL is the location
         return {"uri": path}
-    if is_inside(path, root):
-        return {"uri": quote(display_path(path, root), safe="/", errors="surrogateescape"), "uriBaseId": SRCROOT}
+    shown, inside = placed(path, root)
+    if inside:
+        return {"uri": quote(shown, safe="/", errors="surrogateescape"), "uriBaseId": SRCROOT}
     return {"uri": Path(os.path.abspath(path)).as_uri()}
 
 
