@@ -100,7 +100,7 @@ def _check_hdbscan(est: Any, path: str) -> None:
             fields[f][0].kind != kind or fields[f][0].itemsize != size for f, kind, size in _HIERARCHY):
         _fail(path, "._single_linkage_tree_", f"dtype {arr.dtype} is not the single-linkage record type")
     n = arr.shape[0] + 1
-    children = np.stack([arr["left_node"], arr["right_node"]]).astype(np.int64)
+    children = np.stack([arr["left_node"], arr["right_node"]]).astype(np.int64, copy=False)
     limit = n + np.arange(arr.shape[0], dtype=np.int64)  # row i merges into node n + i
     if arr.shape[0] and (children.min() < 0 or (children >= limit).any()):
         _fail(path, "._single_linkage_tree_", f"children must name earlier nodes: row i in [0, {n} + i)")

@@ -86,7 +86,7 @@ def _make_binary_tree_check(bounds_rows: int) -> _Check:
                 f".idx_array[{i}]",
                 f"= {int(idx[i])} outside [0, {n_samples}); queries read data[idx_array[i]] unchecked",
             )
-        counts = np.bincount(idx.astype(np.intp), minlength=n_samples)
+        counts = np.bincount(idx.astype(np.intp, copy=False), minlength=n_samples)  # (a copy: ~5 ms at 4e5 rows)
         if counts.max() > 1:
             dup = _first(counts > 1)
             i = int(np.flatnonzero(idx == dup)[1])

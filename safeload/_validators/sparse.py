@@ -51,7 +51,7 @@ def _check_compressed(sp: Any, path: str, fmt: str, dims: tuple[int, ...]) -> No
         _fail(path, ".indptr", f"has {indptr.size} entries, expected {major + 1}")
     if indptr[0] != 0:
         _fail(path, ".indptr[0]", "must be 0")
-    step = np.diff(indptr.astype(np.int64))
+    step = np.diff(indptr.astype(np.int64, copy=False))
     if step.size and step.min() < 0:
         _fail(path, f".indptr[{_first(step < 0) + 1}]", "indptr must not decrease")
     nnz = int(indptr[-1])

@@ -392,7 +392,7 @@ def _predictors_ok(preds: list[tuple[Any, str]], n_features: int, is_cat: npt.ND
     n_int = size[internal]
     children = []
     for side in ("left", "right"):
-        c = nodes[side][internal].astype(np.intp)
+        c = nodes[side][internal].astype(np.intp, copy=False)
         if ((c <= local) | (c >= n_int)).any():
             return False
         children.append(c + offset[internal])
@@ -402,14 +402,14 @@ def _predictors_ok(preds: list[tuple[Any, str]], n_features: int, is_cat: npt.ND
     has_parent[starts] = True
     if linked.size != nodes.size - len(arrays) or not has_parent.all():
         return False
-    feat = nodes["feature_idx"][internal].astype(np.intp)
+    feat = nodes["feature_idx"][internal].astype(np.intp, copy=False)
     if ((feat < 0) | (feat >= n_features)).any():
         return False
     cat = nodes["is_categorical"][internal] != 0
     if (cat & ~is_cat[feat]).any():
         return False
     row_limit = np.repeat(np.asarray(rows, dtype=np.intp), sizes)[internal]
-    return not (cat & (nodes["bitset_idx"][internal].astype(np.intp) >= row_limit)).any()
+    return not (cat & (nodes["bitset_idx"][internal].astype(np.intp, copy=False) >= row_limit)).any()
 
 
 def _check_predictor_features(pred: Any, ppath: str, n_features: int, is_cat_b: npt.NDArray[np.bool_]) -> None:
