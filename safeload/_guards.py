@@ -168,7 +168,12 @@ def _allowed_class(policy: Policy, cls: object) -> str:
 
 
 def _reconstruct(policy: Policy) -> Callable[..., None]:
+    plain = policy.allows("numpy.ndarray")
+
     def check(subtype: object, shape: object, dtype: object = b"b", *rest: object) -> None:
+        if (subtype is np.ndarray and plain and type(shape) is tuple and shape == (0,) and type(shape[0]) is int
+                and type(dtype) is bytes and dtype == b"b"):
+            return  # numpy's own placeholder, in every pickled array: the checks below pass it (~3 us each)
         _array_type(policy, subtype)
         _placeholder(shape, dtype)
 

@@ -328,3 +328,38 @@ def test_bytes_and_bytearrays_of_every_protocol_load(protocol: int) -> None:
         data = pickle.dumps(obj, protocol)
         assert safeload.scan(data).safe
         assert safeload.loads(data) == obj
+
+
+_SUBTYPES = [np.ndarray, np.matrix, np.ma.MaskedArray, np.recarray, int, "numpy.ndarray", None]
+_SHAPES: list[Any] = [(0,), (0.0,), (False,), (np.int64(0),), 0, (1,), (), (0, 0), [0], (-1,), (2**40,), ((0,),),
+                      (2**70,)]
+_DTYPES: list[Any] = [b"b", "b", b"f8", np.dtype("b"), b"(3,)O", 1, b"bogus", bytearray(b"b"), b"b\x00", None]
+
+
+@pytest.mark.parametrize("allow_ndarray", [True, False])
+def test_the_placeholder_shortcut_decides_as_the_full_checks(allow_ndarray: bool) -> None:
+    """``_reconstruct``'s guard skips its checks for numpy's own placeholder ``(ndarray, (0,), b'b')``:
+    on every combination of near-miss arguments (a float or bool zero, a numpy integer, other
+    subtypes and dtype spellings, a policy without ``numpy.ndarray``) it decides as the checks do."""
+    from safeload._guards import _array_type, _placeholder, _reconstruct
+
+    policy = P if allow_ndarray else Policy({k: v for k, v in P.entries.items() if k != "numpy.ndarray"}, P.limits)
+    shortcut = _reconstruct(policy)
+
+    def outcome(fn: Any, *args: Any) -> Any:
+        try:
+            fn(*args)
+        except Exception as exc:  # noqa: BLE001 - compared, not handled
+            return type(exc), str(exc)
+        return None
+
+    def full(subtype: Any, shape: Any, dtype: Any) -> None:
+        _array_type(policy, subtype)
+        _placeholder(shape, dtype)
+
+    for subtype in _SUBTYPES:
+        for shape in _SHAPES:
+            for dtype in _DTYPES:
+                assert outcome(shortcut, subtype, shape, dtype) == outcome(full, subtype, shape, dtype), \
+                    (subtype, shape, dtype)
+    assert (outcome(shortcut, np.ndarray, (0,), b"b") is None) == allow_ndarray
