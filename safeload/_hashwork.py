@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
-__all__ = ["HASH_MODULUS", "Chains", "HashCost", "TooDeep", "big_int", "collision_work", "compare_weight", "compared_items",
+__all__ = ["HASH_MODULUS", "SCALARS", "Chains", "HashCost", "TooDeep", "big_int", "collision_work", "compare_weight", "compared_items",
            "hash_budget", "hash_work_problem", "items_hash_work"]
 
 #: ``sys.hash_info.modulus``: an int below it in size is its own hash (but -1), so only larger
@@ -40,6 +40,12 @@ def hash_budget(max_hash_work: int, stream_bytes: int) -> int:
 
 class TooDeep(Exception):
     """A hashed value nests tuples deeper than the limit (or through itself)."""
+
+
+#: Plain scalars: every ``HashCost``'s ``children`` and ``unhashable`` must call them leaves that
+#: hash (tests/test_hashwork.py holds all five to it), so the loops below take them without two
+#: calls each (a compiled call through an attribute: ~300 instructions; an array's state has five).
+SCALARS: Final = frozenset({type(None), bool, int, float, str, bytes})
 
 
 class HashCost:
@@ -75,10 +81,16 @@ class HashCost:
 
     def _shallow(self, node: Any, items: Sequence[Any]) -> int | None:
         """The common case in one loop, without a walk: every item is a leaf, a measured tuple or a
-        tuple of leaves (an array's state holding its shape). None: something deeper, walk it."""
+        tuple of leaves (an array's state holding its shape). None: something deeper, walk it.
+        (Written for mypyc: scalars tested by identity, no ``max``/``min`` on boxed ints.)"""
         known, children, unhashable = self._known, self.children, self._unhashable
-        size, depth = 1, 0
+        size = 1
+        depth = 0
         for item in items:
+            t = type(item)
+            if t is int or t is str or t is float or t is bool or t is bytes or item is None:  # (SCALARS)
+                size += 1
+                continue
             sub = children(item)
             if sub is None:
                 if unhashable(item):
@@ -88,17 +100,23 @@ class HashCost:
             hit = known.get(id(item))
             if hit is not None:
                 size += hit[1]
-                depth = max(depth, hit[2])
+                if hit[2] > depth:
+                    depth = hit[2]
                 continue
             for x in sub:
+                t = type(x)
+                if t is int or t is str or t is float or t is bool or t is bytes or x is None:
+                    continue
                 if children(x) is not None or unhashable(x):
                     return None
             size += 1 + len(sub)
-            depth = max(depth, 1)
+            if depth < 1:
+                depth = 1
         depth += 1
         if depth > self._max_depth:
             raise TooDeep
-        size = min(size, self._cap)
+        if size > self._cap:
+            size = self._cap
         known[id(node)] = (node, size, depth)
         return size
 
@@ -127,6 +145,9 @@ class HashCost:
                 continue
             frame[2] = k + 1
             item = items[k]
+            if type(item) in SCALARS:
+                frame[3] = min(cap, frame[3] + 1)
+                continue
             sub = self.children(item)
             if sub is None:
                 if self._unhashable(item):

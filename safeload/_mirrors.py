@@ -375,7 +375,7 @@ class StaticChecks:
                 dt = _static_dtype(dtype_arg)
                 if dt is None:
                     self.issue("guard", UNSAFE, i, f"{name} called with a dtype that is not a type string or dtype")
-                else:
+                elif count:  # (numpy's own placeholder is empty: no dtype makes 0 items allocate)
                     problem = placeholder_problem(count, dt)
                     if problem is not None:
                         self.issue("limit-array", LIMIT, i, f"{name}: {problem}")
@@ -746,7 +746,7 @@ class StaticChecks:
                     return None
                 if self.filling is not None:
                     self.filling.wait(span.data_offset + span.nbytes)
-                raw = memoryview(self.data)[span.data_offset:span.data_offset + span.nbytes]
+                raw = _MEMORYVIEW(self.data)[span.data_offset:span.data_offset + span.nbytes]
                 arr = np.frombuffer(raw, span.dtype)
                 return arr.reshape(span.shape[::-1]).T if span.order == "F" else arr.reshape(span.shape)
             if isinstance(value, Obj) and value.callee in _RECONSTRUCT and isinstance(value.state, tuple) \
@@ -878,11 +878,24 @@ def _static_dtype(value: Any) -> np.dtype[Any] | None:
     """The dtype a reconstruction argument stands for, as the runtime guard accepts it (type string or dtype)."""
     try:
         dt = concrete(value)
-        if isinstance(dt, (str, bytes)):
+        if type(dt) is str or type(dt) is bytes:
+            code = dt
+            dt = _TYPE_CODES.get(code)
+            if dt is None:
+                dt = np.dtype(code if isinstance(code, str) else code.decode("latin1"))
+                if len(_TYPE_CODES) < _MAX_TYPE_CODES:
+                    _TYPE_CODES[code] = dt
+        elif isinstance(dt, (str, bytes)):  # (a subclass: never cached)
             dt = np.dtype(dt if isinstance(dt, str) else dt.decode("latin1"))
     except Exception:  # noqa: BLE001 - numpy raises many types on hostile specs; unknown means refused
         return None
     return dt if isinstance(dt, np.dtype) else None
+
+
+#: Type strings a reconstruction placeholder names (``b'b'`` in every pickled array), evaluated once
+#: per process: a str and a bytes code never compare equal, so a key is one spelling.
+_TYPE_CODES: dict[str | bytes, np.dtype[Any]] = {}
+_MAX_TYPE_CODES: Final = 256
 
 
 def _elements(shape: Any) -> int | None:
@@ -947,7 +960,7 @@ def concrete(value: Any, depth: int = 0) -> Any:
         raise ValueError("value nested too deeply")
     if value is None or isinstance(value, (bool, int, float, str, bytes)):
         return value
-    if isinstance(value, memoryview):
+    if isinstance(value, _MEMORYVIEW):
         if value.nbytes > 1 << 20:
             raise ValueError("bytes too large to evaluate")
         return value.tobytes()
@@ -986,7 +999,7 @@ def concrete(value: Any, depth: int = 0) -> Any:
                 _PLAIN_DTYPES[key] = dt
         return dt
     raw = _raw_bytes(value)
-    if isinstance(raw, (bytes, memoryview)):
+    if isinstance(raw, _BYTES_LIKE):
         return bytes(raw)
     raise ValueError(f"cannot evaluate {type(value).__name__} statically")
 
@@ -1035,16 +1048,25 @@ class _StaticTree:
 
 def _not_int(value: Any) -> bool:
     """Plainly not what PyArg's "i" accepts (an int or a bool; a built value is left to load)."""
-    return type(value) in (str, bytes, float, type(None), tuple, memoryview) or isinstance(value, Cont)
+    return type(value) in _NOT_INT_TYPES or isinstance(value, Cont)
 
 
 def _not_dtype(value: Any) -> bool:
     """Plainly not a numpy dtype object (pickles build one with numpy.dtype: an Obj or a memo read of one)."""
-    return type(value) in (str, bytes, int, float, bool, type(None), tuple, memoryview) or isinstance(value, Cont)
+    return type(value) in _NOT_DTYPE_TYPES or isinstance(value, Cont)
+
+
+# Type tests of the hot paths as module constants: compiled, a tuple of types in the code is
+# rebuilt and compared item by item at every call, and ``memoryview`` (a builtin mypyc has no C
+# type for) looked up in the builtins module at every use.
+_MEMORYVIEW: Final = memoryview
+_BYTES_LIKE: Final = (bytes, memoryview)
+_NOT_INT_TYPES: Final = frozenset({str, bytes, float, type(None), tuple, memoryview})
+_NOT_DTYPE_TYPES: Final = frozenset({str, bytes, int, float, bool, type(None), tuple, memoryview})
 
 
 def _raw_bytes(value: Any) -> bytes | memoryview | None:
-    if isinstance(value, (bytes, memoryview)):
+    if isinstance(value, _BYTES_LIKE):
         return value
     if isinstance(value, Obj) and value.callee == "_codecs.encode" and isinstance(value.args, tuple) \
             and value.args and isinstance(value.args[0], str):

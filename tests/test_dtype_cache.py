@@ -61,3 +61,29 @@ def test_the_cache_is_bounded() -> None:
     _walk(pickle.dumps(np.dtype(">i2"), protocol=2))  # full: emptied, then this one kept
     assert list(_mirrors._PLAIN_DTYPES.values()) == [np.dtype(">i2")]
     _mirrors._PLAIN_DTYPES.clear()
+
+
+_CODES: list[object] = ["b", b"b", "f8", b"<f8", "i4", b"(3,)O", "O", "S5", "U3", "bogus", b"\xff", "", b"",
+                        "f8,i4", "M8[s]", b"b\x00"]
+
+
+@pytest.mark.parametrize("code", _CODES)
+def test_a_cached_type_code_is_a_fresh_evaluation(code: object) -> None:
+    """``_static_dtype`` keeps the dtypes of the type strings placeholders name (``b'b'`` in every
+    pickled array): a second, cached answer equals numpy's own, a refused code stays refused (and
+    is not kept), and a str and a bytes spelling are separate entries."""
+    def fresh() -> object:
+        try:
+            return np.dtype(code if isinstance(code, str) else code.decode("latin1"))  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - refused: the mirror says None
+            return None
+
+    expected = fresh()
+    first, second = _mirrors._static_dtype(code), _mirrors._static_dtype(code)
+    assert first == expected and second == expected
+    if expected is None:
+        assert code not in _mirrors._TYPE_CODES
+    else:
+        assert _mirrors._TYPE_CODES[code] == expected  # type: ignore[index]
+    other = code.encode("latin1") if isinstance(code, str) else code.decode("latin1")  # type: ignore[attr-defined]
+    assert _mirrors._static_dtype(other) == expected  # the other spelling: its own entry, the same dtype

@@ -168,3 +168,27 @@ def test_items_of_lists_are_measured_before_their_hash_is_modelled(shape: str) -
     assert {f.rule for f in safeload.scan(data).findings} == {"limit-hash"}
     small = pickle.dumps(build(_dag(16)), protocol=4)  # 2**17 items: within the budget
     assert _verdicts(small) == ("safe", "accepted")
+
+
+def test_every_hash_cost_takes_plain_scalars_as_hashable_leaves() -> None:
+    """``HashCost`` counts exact ``None``/``bool``/``int``/``float``/``str``/``bytes`` items as hashable
+    leaves without asking its ``children``/``unhashable`` functions (its hot loops): every place that
+    builds one must give functions that say the same of them. Found in the source, so a new one is held too."""
+    import importlib
+    import re
+    from pathlib import Path
+
+    from safeload._hashwork import SCALARS
+
+    samples = [None, True, 0, -(2**70), 1.5, float("nan"), "", "x", b"", b"\x00"]
+    assert {type(v) for v in samples} == SCALARS
+    sites = 0
+    for path in sorted((Path(safeload.__file__).parent).glob("*.py")):
+        text = path.read_text()
+        for children_name, unhashable_name in re.findall(r"HashCost\((\w+), (\w+),", text):
+            module = importlib.import_module(f"safeload.{path.stem}")
+            children, unhashable = getattr(module, children_name), getattr(module, unhashable_name)
+            for v in samples:
+                assert children(v) is None and unhashable(v) is False, (path.name, children_name, v)
+            sites += 1
+    assert sites == 5  # _guards, _hashwork, _mirrors, _skops, _static_model: update when one is added
