@@ -78,6 +78,8 @@ WRAPPER: Final = "joblib.numpy_pickle.NumpyArrayWrapper"
 # The policy's kinds as compiled statics: ``_NEW`` is an attribute lookup on an Enum class,
 # which goes through EnumType.__getattr__'s slow slot (~0.14 us each, three per NEWOBJ: most of its cost).
 _NEW: Final = Kind.NEW
+#: (a module constant: compiled, ``memoryview`` itself is looked up in the builtins module at every use)
+_MEMORYVIEW: Final = memoryview
 _CALL: Final = Kind.CALL
 _VALUE: Final = Kind.VALUE
 _LEGACY_WRAPPERS = frozenset(
@@ -786,7 +788,7 @@ class _Walker:
 
         def line(s: int) -> tuple[bytes, int]:
             e = line_end(s)
-            return bytes(memoryview(data)[s:e]), e + 1  # one copy, whatever ``data`` is
+            return bytes(_MEMORYVIEW(data)[s:e]), e + 1  # one copy, whatever ``data`` is
 
         def c_text(s: int, e: int, op: int) -> bytes:
             """The C string a numeric text opcode parses, copied once: its line up to the first NUL
@@ -794,7 +796,7 @@ class _Walker:
             to twice the file's, and a copy cut later was a third (LONG of 10**8 digits: 293 MiB)."""
             end = e - 1 if op == 0x4C and e > s and data[e - 1] == 0x4C else e
             nul = data.find(b"\0", s, end)
-            return bytes(memoryview(data)[s:nul if nul >= 0 else end])
+            return bytes(_MEMORYVIEW(data)[s:nul if nul >= 0 else end])
 
         def need(i: int, e: int) -> None:
             if e > avail:
@@ -821,7 +823,7 @@ class _Walker:
                             more(i + _AHEAD)
                     if i >= wsoft:
                         wend = avail if avail < i + _WINDOW else i + _WINDOW
-                        win = bytes(memoryview(data)[i:wend])
+                        win = bytes(_MEMORYVIEW(data)[i:wend])
                         wbase = i
                         wsoft = wend - _MARGIN if wend < n else big
                 op = win[i - wbase]
@@ -1037,11 +1039,11 @@ class _Walker:
                     if j > avail:
                         need(i, j)
                     if op == 0x58 or op == 0x8D:  # (decoded from a view: no copy of a long text first)
-                        stack.append(str(memoryview(data)[i + 1 + w:j], "utf-8", "surrogatepass"))
+                        stack.append(str(_MEMORYVIEW(data)[i + 1 + w:j], "utf-8", "surrogatepass"))
                     elif op == 0x54:
-                        stack.append(decoding.string(memoryview(data)[i + 1 + w:j]))
+                        stack.append(decoding.string(_MEMORYVIEW(data)[i + 1 + w:j]))
                     else:  # bytes and in-band buffers: a zero-copy view, never a copy of big payloads
-                        stack.append(memoryview(data)[i + 1 + w:j])
+                        stack.append(_MEMORYVIEW(data)[i + 1 + w:j])
                     i = j
                 elif op == 0x43 or op == 0x55:  # SHORT_BINBYTES, SHORT_BINSTRING
                     if i + 2 > avail:
@@ -1051,8 +1053,8 @@ class _Walker:
                         fend = self.frame_units(i, fend, (1, 1), big)
                     if j > avail:
                         need(i, j)
-                    stack.append(memoryview(data)[i + 2:j] if op == 0x43
-                                 else decoding.string(memoryview(data)[i + 2:j]))
+                    stack.append(_MEMORYVIEW(data)[i + 2:j] if op == 0x43
+                                 else decoding.string(_MEMORYVIEW(data)[i + 2:j]))
                     i = j
                 elif op == 0x47:  # BINFLOAT
                     j = i + 9
@@ -1236,7 +1238,7 @@ class _Walker:
                         stack.append(memo_get(i, parse_get(raw)))
                         i = j
                         continue
-                    self.text_op(i, op, raw if op in _C_TEXT_OPS else memoryview(data)[i + 1:e], e - i - 1,
+                    self.text_op(i, op, raw if op in _C_TEXT_OPS else _MEMORYVIEW(data)[i + 1:e], e - i - 1,
                                  op == 0x53 and data.find(b"\\", i + 1, e) >= 0, stack, fence, memo, ops)
                     if op == 0x70:
                         mlen = len(memo) + lazy_total + skipped
