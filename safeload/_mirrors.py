@@ -814,19 +814,20 @@ class StaticChecks:
             dt = None
         # A subarray dtype ('(N,)O') multiplies what numpy allocates: it sizes the array from
         # shape x item size before it looks at the data (and fills object subarrays by broadcasting).
-        elements = count * dtype_elements(dt) if isinstance(dt, np.dtype) else count
+        is_dt = is_dtype(dt)
+        elements = count * dtype_elements(dt) if is_dt and dt.subdtype is not None else count
         if elements > MAX_PLACEHOLDER_ELEMENTS and (have is None or elements > have):
             self.issue("limit-array", LIMIT, i,
                        f"ndarray state claims {elements} elements but carries only {have} bytes/items")
             return
-        if not isinstance(dt, np.dtype) and isinstance(raw, Cont):
+        if not is_dt and isinstance(raw, Cont):
             self.issue("guard", UNSAFE, i, "ndarray state with an item list and a dtype that cannot be established "
                        "statically (its size and object layout decide what numpy reads)")
             return
         self.check_object_items(i, count, dt, raw)
-        if masked and isinstance(dt, np.dtype):
+        if masked and is_dt:
             self.check_mask(i, count, dt, state[5])
-        if not isinstance(dt, np.dtype) or dt.hasobject:
+        if not is_dt or dt.hasobject:
             return
         # numpy's own refusals, mirrored so that scan reports what load will meet
         if type(version) is int and version not in (0, 1):
@@ -863,7 +864,7 @@ class StaticChecks:
             return  # numpy checks the byte count itself, or refuses a non-list with a TypeError
         if isinstance(raw, Cont) and raw.kind != "list":
             return  # a dict or a set: not a list, a TypeError
-        if isinstance(dt, np.dtype) and not dt.hasobject:
+        if is_dtype(dt) and not dt.hasobject:
             return  # numpy wants bytes for this dtype and refuses a list
         if isinstance(raw, Cont):
             if raw.count < count:
@@ -889,7 +890,22 @@ def _static_dtype(value: Any) -> np.dtype[Any] | None:
             dt = np.dtype(dt if isinstance(dt, str) else dt.decode("latin1"))
     except Exception:  # noqa: BLE001 - numpy raises many types on hostile specs; unknown means refused
         return None
-    return dt if isinstance(dt, np.dtype) else None
+    return dt if is_dtype(dt) else None
+
+
+def is_dtype(value: Any) -> bool:
+    """``isinstance(value, np.dtype)``, answered once per type: numpy's dtypes are instances of a
+    class per kind under a metaclass, and compiled, each isinstance took ~600 instructions."""
+    t = type(value)
+    known = _DTYPE_TYPES.get(t)
+    if known is None:
+        known = isinstance(value, np.dtype)
+        if len(_DTYPE_TYPES) < _MAX_TYPE_CODES:
+            _DTYPE_TYPES[t] = known
+    return known
+
+
+_DTYPE_TYPES: dict[type, bool] = {}
 
 
 #: Type strings a reconstruction placeholder names (``b'b'`` in every pickled array), evaluated once

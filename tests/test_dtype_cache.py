@@ -87,3 +87,15 @@ def test_a_cached_type_code_is_a_fresh_evaluation(code: object) -> None:
         assert _mirrors._TYPE_CODES[code] == expected  # type: ignore[index]
     other = code.encode("latin1") if isinstance(code, str) else code.decode("latin1")  # type: ignore[attr-defined]
     assert _mirrors._static_dtype(other) == expected  # the other spelling: its own entry, the same dtype
+
+
+def test_is_dtype_answers_as_isinstance_per_type() -> None:
+    """The walker's ``is_dtype`` remembers the answer per exact type: numpy gives every dtype kind
+    its own class (under a metaclass without its own ``__instancecheck__``, so the type decides)."""
+    assert type(np.dtype).__dict__.get("__instancecheck__") is None
+    values: list[object] = [np.dtype(code) for code in ("b", "f8", "O", "S3", "U2", "M8[s]", "m8", "V4", "c16", "?")]
+    values += [np.dtype([("a", "f8"), ("b", "i4")]), np.dtype(("f8", (3,))), np.dtype("f8").newbyteorder(),
+               np.float64, np.dtype, "f8", b"b", 1, None, (1,), np.zeros(2), np.float64(1.0)]
+    for _ in range(2):  # the second round is answered from the cache
+        for v in values:
+            assert _mirrors.is_dtype(v) == isinstance(v, np.dtype), v
