@@ -362,8 +362,8 @@ _RULES: Final[tuple[_Rule, ...]] = (
     _Rule(
         "sklearn.feature_extraction.text._VectorizerMixin",
         _check_vectorizer,
-        "ngram_range max_n <= 64 (transform is cubic in it); token_pattern without a repeat or an "
-        "alternation inside an unbounded repeat (exponential backtracking)",
+        "ngram_range 0 <= min_n, max_n <= 64 (transform is cubic in max_n, unbounded below 0); token_pattern "
+        "without a repeat or an alternation inside an unbounded repeat (exponential backtracking)",
     ),
     *(
         _Rule(name, _check_n_classes, "n_classes_ == the sizes of classes_")

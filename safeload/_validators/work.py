@@ -120,9 +120,12 @@ def _check_vectorizer(est: Any, path: str) -> None:
         if not isinstance(ngram, tuple) or len(ngram) != 2:
             _fail(path, ".ngram_range", f"expected a (min_n, max_n) tuple, got {type(ngram).__name__}")
         hi = _int(ngram[1], path, ".ngram_range[1]")
-        _int(ngram[0], path, ".ngram_range[0]")
+        lo = _int(ngram[0], path, ".ngram_range[0]")
         if hi > MAX_NGRAM:
             _fail(path, ".ngram_range", f"max_n = {hi} above {MAX_NGRAM}; transform's work is cubic in it")
+        if lo < 0:  # (state fuzzer seed 3132: (-2**31 - 1, 2) hung a TF-IDF pipeline's predict)
+            _fail(path, ".ngram_range", f"min_n = {lo} below 0; transform counts n up from min_n and takes "
+                                        f"len(document) - n + 1 slices for each: work and memory grow with |min_n|")
     pattern = _attr(est, "token_pattern")
     if isinstance(pattern, str):
         problem = backtracking_problem(pattern)
