@@ -32,7 +32,6 @@ __all__ = [
     "get_piecewise",
     "get_renderer",
     "is_failure",
-    "is_inside",
     "rule_text",
     "shown_findings",
     "summarize",
@@ -118,7 +117,7 @@ def display_path(path: str, root: str) -> str:
 
 
 def placed(path: str, root: str) -> tuple[str, bool]:
-    """``(display_path(path, root), is_inside(path, root))``, with one ``abspath`` of ``path`` (SARIF needs both)."""
+    """``(display_path(path, root), whether path is under root)``, with one ``abspath`` of ``path`` (SARIF needs both)."""
     if _URL.match(path):
         return path, False
     abs_path = os.path.abspath(path)
@@ -133,15 +132,6 @@ def placed(path: str, root: str) -> tuple[str, bool]:
     if common == abs_root:
         return PurePath(os.path.relpath(abs_path, abs_root)).as_posix(), True
     return Path(abs_path).as_posix(), False
-
-
-def is_inside(path: str, root: str) -> bool:
-    abs_path = os.path.abspath(path)
-    abs_root = os.path.abspath(root)
-    try:
-        return os.path.commonpath([abs_path, abs_root]) == abs_root
-    except ValueError:
-        return False
 
 
 def summarize(reports: Sequence[ScanReport]) -> dict[str, int]:
