@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
-__all__ = ["HASH_MODULUS", "SCALARS", "Chains", "HashCost", "TooDeep", "big_int", "collision_work", "compare_weight", "compared_items",
+__all__ = ["HASH_MODULUS", "SCALARS", "Chains", "HashCost", "TooDeep", "is_scalar", "big_int", "collision_work", "compare_weight", "compared_items",
            "hash_budget", "hash_work_problem", "items_hash_work"]
 
 #: ``sys.hash_info.modulus``: an int below it in size is its own hash (but -1), so only larger
@@ -46,6 +46,12 @@ class TooDeep(Exception):
 #: hash (tests/test_hashwork.py holds all five to it), so the loops below take them without two
 #: calls each (a compiled call through an attribute: ~300 instructions; an array's state has five).
 SCALARS: Final = frozenset({type(None), bool, int, float, str, bytes})
+
+
+def is_scalar(v: Any) -> bool:
+    """``type(v) in SCALARS`` by identity tests (compiled: a native call, not a set lookup)."""
+    t = type(v)
+    return t is int or t is str or t is float or t is bool or t is bytes or v is None
 
 
 class HashCost:
@@ -82,13 +88,12 @@ class HashCost:
     def _shallow(self, node: Any, items: Sequence[Any]) -> int | None:
         """The common case in one loop, without a walk: every item is a leaf, a measured tuple or a
         tuple of leaves (an array's state holding its shape). None: something deeper, walk it.
-        (Written for mypyc: scalars tested by identity, no ``max``/``min`` on boxed ints.)"""
+        (Written for mypyc: no ``max``/``min`` on boxed ints.)"""
         known, children, unhashable = self._known, self.children, self._unhashable
         size = 1
         depth = 0
         for item in items:
-            t = type(item)
-            if t is int or t is str or t is float or t is bool or t is bytes or item is None:  # (SCALARS)
+            if is_scalar(item):
                 size += 1
                 continue
             sub = children(item)
@@ -104,10 +109,7 @@ class HashCost:
                     depth = hit[2]
                 continue
             for x in sub:
-                t = type(x)
-                if t is int or t is str or t is float or t is bool or t is bytes or x is None:
-                    continue
-                if children(x) is not None or unhashable(x):
+                if not is_scalar(x) and (children(x) is not None or unhashable(x)):
                     return None
             size += 1 + len(sub)
             if depth < 1:
@@ -145,7 +147,7 @@ class HashCost:
                 continue
             frame[2] = k + 1
             item = items[k]
-            if type(item) in SCALARS:
+            if is_scalar(item):
                 frame[3] = min(cap, frame[3] + 1)
                 continue
             sub = self.children(item)

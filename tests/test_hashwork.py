@@ -178,10 +178,14 @@ def test_every_hash_cost_takes_plain_scalars_as_hashable_leaves() -> None:
     import re
     from pathlib import Path
 
-    from safeload._hashwork import SCALARS
+    import numpy as np
+
+    from safeload._hashwork import SCALARS, is_scalar
 
     samples = [None, True, 0, -(2**70), 1.5, float("nan"), "", "x", b"", b"\x00"]
     assert {type(v) for v in samples} == SCALARS
+    others = [(), (1,), [], {}, bytearray(b"b"), memoryview(b"b"), 1j, frozenset(), np.int64(1), np.float64(1)]
+    assert all(is_scalar(v) for v in samples) and not any(is_scalar(v) for v in others)
     sites = 0
     for path in sorted((Path(safeload.__file__).parent).glob("*.py")):
         text = path.read_text()
