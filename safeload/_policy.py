@@ -450,7 +450,7 @@ class Policy:
         return entries.found
 
     def kind(self, name: str) -> Kind | None:
-        entry = self.entries.get(name)
+        entry = self.lookup.get(name)
         return entry.kind if entry is not None else None
 
     def allows(self, name: str) -> bool:

@@ -317,8 +317,8 @@ def _analysis_findings(analysis: Analysis) -> list[Finding]:
 
 
 def _kind(policy: Policy, name: str) -> str | None:
-    entry = policy.lookup.get(name)  # (every global of every file's report: a dict read)
-    return entry.kind.value if entry is not None else None
+    kind = policy.kind(name)
+    return kind.value if kind is not None else None
 
 
 def _globals(refs: Iterable[Any], policy: Policy, member: str | None = None) -> tuple[GlobalVerdict, ...]:
