@@ -314,7 +314,7 @@ def _walk(top: str, policy: Policy, ignore: Ignore) -> Iterator[tuple[str, os.st
                 continue  # dangling link
             if not stat.S_ISREG(st.st_mode):
                 continue
-            if MODEL_NAME.search(name) is not None or (st.st_size > 0 and _artifact_or_unknown(path, policy)):
+            if model_named(path) or (st.st_size > 0 and _artifact_or_unknown(path, policy)):
                 yield path, st
         pending.extend((os.path.join(dirpath, name), _join(rel_dir, name)) for name in sorted(subdirs, reverse=True))
 

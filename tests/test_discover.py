@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from safeload._cli import _VCS_DIRS, MODEL_NAME, _artifact_or_unknown, _within, discover
+from safeload._cli import _VCS_DIRS, _artifact_or_unknown, _within, discover, model_named
 from safeload._ignore import Ignore
 from safeload._policy import Policy
 
@@ -63,7 +63,7 @@ def _reference_walk(top: str, policy: Policy, ignore: Ignore) -> Iterator[tuple[
                 continue
             if not stat.S_ISREG(st_.st_mode):
                 continue
-            if MODEL_NAME.search(name) is not None or (st_.st_size > 0 and _artifact_or_unknown(path, policy)):
+            if model_named(path) or (st_.st_size > 0 and _artifact_or_unknown(path, policy)):
                 yield path, st_
 
 
